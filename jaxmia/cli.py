@@ -1,0 +1,188 @@
+"""``jaxmia`` command line.
+
+``jaxmia audit`` runs :func:`jaxmia.audit.run` and writes the report; every option of
+:class:`jaxmia.audit.AuditConfig` is a flag, and ``--config FILE.toml`` reads the same
+names from a file (flags given on the command line win). A user mistake (bad option,
+missing dataset, unwritable output directory) prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import tomllib
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"jaxmia: error: {message} (see '{self.prog} --help')\n")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+# (flag, config field, type, help); defaults come from AuditConfig.
+_AUDIT_OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
+    (
+        "--dataset",
+        "dataset",
+        str,
+        "bundled name (location30, digits, mnist), a .npz/.csv/.parquet file, or hf:owner/name",
+    ),
+    ("--shadows", "num_shadows", int, "number of shadow models"),
+    ("--scheme", "scheme", str, "shadow split: balanced or disjoint"),
+    ("--model", "model", str, "auto, mlp or cnn"),
+    ("--hidden", "hidden", _ints, "MLP hidden widths, e.g. 128 or 256,128"),
+    ("--activation", "activation", str, "MLP activation"),
+    ("--epochs", "epochs", int, "training epochs of target and shadows"),
+    ("--batch-size", "batch_size", int, "training batch size"),
+    ("--lr", "learning_rate", float, "Adam learning rate"),
+    ("--seed", "seed", int, "random seed"),
+    ("--target-size", "target_size", int, "target training-set size"),
+    ("--shadow-size", "shadow_size", int, "shadow training-set size (disjoint scheme)"),
+    ("--chunk-size", "chunk_size", int, "train at most this many shadows at a time"),
+    ("--access", "access", str, "attacker access: probs, topk, label or loss"),
+    ("--top-k", "top_k", int, "probabilities returned under --access topk"),
+    ("--attacks", "attacks", _names, "comma-separated attacks (default: all allowed)"),
+    ("--fprs", "fprs", _floats, "FPRs for TPR@FPR, e.g. 0.001,0.01"),
+    ("--n-boot", "n_boot", int, "bootstrap resamples for confidence intervals"),
+    ("--output-dir", "output_dir", str, "where to write the report"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jaxmia.audit import ATTACKS, AuditConfig
+
+    defaults = AuditConfig()
+    parser = _Parser(prog="jaxmia", description="JAX-accelerated membership inference audits.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    audit = sub.add_parser(
+        "audit",
+        help="audit a model trained on a dataset with shadow-model attacks",
+        description="Train a target and a shadow pool, run membership-inference attacks "
+        f"({', '.join(ATTACKS)}) and write metrics.json, scores.npz, roc.png, signals.png "
+        "and report.md.",
+    )
+    for flag, field, kind, text in _AUDIT_OPTIONS:
+        default = getattr(defaults, field)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        audit.add_argument(
+            flag, dest=field, type=kind, default=None, help=f"{text} (default: {shown})"
+        )
+    audit.add_argument(
+        "--per-class",
+        dest="per_class",
+        action="store_true",
+        default=None,
+        help="one Shokri attack model per class",
+    )
+    audit.add_argument("-o", dest="output_dir", type=str, default=None, help="same as --output-dir")
+    audit.add_argument("--config", type=str, default=None, help="TOML file with the same options")
+    audit.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
+    audit.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return parser
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Options from a TOML file: top-level keys, or an ``[audit]`` table."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"no such config file: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"cannot parse config file {path}: {e}") from None
+    except OSError as e:
+        raise ValueError(f"cannot read config file {path}: {e.strerror}") from None
+    return dict(data.get("audit", data))
+
+
+class Progress:
+    """Shadow-training progress on stderr: one updating line on a terminal, a few lines
+    otherwise."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.start = time.perf_counter()
+        self.last_quarter = -1
+
+    def __call__(self, done: int, total: int, loss: float) -> None:
+        elapsed = time.perf_counter() - self.start
+        line = f"  shadow training {done}/{total}  loss {loss:.4f}  {elapsed:.1f}s"
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if done == total else ""))
+            self.stream.flush()
+            return
+        quarter = 4 * done // total
+        if quarter != self.last_quarter:
+            self.last_quarter = quarter
+            print(line, file=self.stream, flush=True)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from jaxmia import audit, report
+
+    values = load_config_file(args.config) if args.config else {}
+    for _, field, _, _ in _AUDIT_OPTIONS:
+        if getattr(args, field) is not None:
+            values[field] = getattr(args, field)
+    if args.per_class:
+        values["per_class"] = True
+    config = audit.AuditConfig.from_dict(values)
+    report.prepare_output_dir(config.output_dir)  # fail before training, not after
+    log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    result = audit.run(config, log=log, progress=None if args.quiet else Progress())
+    written = result.write(config.output_dir)
+    print(result.table())
+    if not args.quiet:
+        print(
+            f"target train/test accuracy {result.target_accuracy['train']:.3f}/"
+            f"{result.target_accuracy['test']:.3f}; report: {written['report']}"
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _audit(args)
+    except (ValueError, OSError) as e:  # user mistakes: one line, no traceback
+        if args.debug:
+            raise
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"jaxmia: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxmia: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

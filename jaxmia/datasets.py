@@ -1,0 +1,403 @@
+"""Datasets: the bundled MIA benchmarks and loaders for the user's own data.
+
+Every source becomes a :class:`Dataset`: float32 features ``x`` of shape ``(n, ...)``
+and int32 labels ``y`` of shape ``(n,)`` with values ``0 .. num_classes - 1``.
+
+Sources accepted by :func:`load`:
+
+* a bundled name (:data:`BUNDLED`), read offline from ``jaxmia/data`` (see the README
+  there for provenance and licences): ``"location30"`` (Shokri et al. 2017, 446 binary
+  features, 30 classes), ``"digits"`` (scikit-learn 8x8 digits, flattened to 64
+  features in ``[0, 1]``) and ``"mnist"`` (the MNIST test split, NHWC ``(n, 28, 28, 1)``
+  in ``[0, 1]``);
+* ``"hf:owner/name[:split]"``, a Hugging Face hub dataset (split ``"train"`` by default);
+* a local ``.npz`` file with arrays ``x`` and ``y``, or a ``.csv`` / ``.parquet`` table
+  with one label column and numeric feature columns.
+
+Features from non-bundled sources go through :func:`normalise_features`; labels that
+are integers but not ``0 .. C-1`` are remapped to it in sorted order.
+
+Example::
+
+  ds = load("digits")
+  describe(ds)  # 'digits: 1797 examples, input shape (64,), 10 classes'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import os
+import pathlib
+import socket
+import urllib.parse
+import urllib.request
+import zipfile
+
+import numpy as np
+
+BUNDLED = ("location30", "digits", "mnist")
+DEFAULT = "location30"
+LABEL_COLUMNS = ("label", "labels", "y", "target", "class")
+SUFFIXES = (".npz", ".csv", ".parquet")
+
+# Bundled name -> (file in jaxmia/data, divisor that maps its raw values to [0, 1]).
+_BUNDLED_FILES = {
+    "location30": ("location30.npz", 1.0),
+    "digits": ("sklearn_digits.npz", 16.0),
+    "mnist": ("mnist_t10k.npz", 255.0),
+}
+_HUB_PROBE_TIMEOUT_S = 5.0
+_MAX_CAUSE_CHARS = 200
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be found, read, or turned into features and integer labels."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """Examples and class labels held as host NumPy arrays.
+
+    Attributes:
+      x: ``(n, ...)`` float32 features.
+      y: ``(n,)`` int32 labels in ``0 .. num_classes - 1``.
+      num_classes: number of classes ``C``.
+      name: where the data came from (a bundled name, a file stem or ``hf:...``).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    num_classes: int
+    name: str
+
+    @property
+    def n(self) -> int:
+        """Number of examples."""
+        return len(self.y)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example, ``x.shape[1:]``."""
+        return tuple(self.x.shape[1:])
+
+    def subset(self, idx: np.ndarray) -> Dataset:
+        """The examples picked by ``idx``.
+
+        Args:
+          idx: ``(k,)`` integer indices or an ``(n,)`` bool mask.
+
+        Returns:
+          A :class:`Dataset` with the same ``num_classes`` and ``name``.
+        """
+        return dataclasses.replace(self, x=self.x[idx], y=self.y[idx])
+
+
+def describe(ds: Dataset) -> str:
+    """One-line summary, e.g. ``'digits: 1797 examples, input shape (64,), 10 classes'``."""
+    return f"{ds.name}: {ds.n} examples, input shape {ds.input_shape}, {ds.num_classes} classes"
+
+
+def load(name_or_path: str | os.PathLike, *, label_column: str | None = None) -> Dataset:
+    """Loads a bundled dataset, a Hugging Face hub dataset or a local file.
+
+    Args:
+      name_or_path: a name in :data:`BUNDLED`; ``"hf:owner/name"`` or
+        ``"hf:owner/name:split"`` (split ``"train"`` if omitted); or the path of a
+        ``.npz`` (arrays ``x`` and ``y``), ``.csv`` or ``.parquet`` file.
+      label_column: for tables (csv, parquet, hub), the label column; by default the
+        first of :data:`LABEL_COLUMNS` present. All other columns are features (for a
+        hub dataset with an image column, that column alone).
+
+    Returns:
+      The :class:`Dataset`; ``x`` is ``(n, d)`` for tables and ``(n, H, W, C)`` for images.
+
+    Raises:
+      DatasetError: the source is missing or unreadable, or its features or labels are
+        unusable (non-numeric, NaN, non-integer labels, fewer than 2 classes, ...).
+    """
+    spec = os.fspath(name_or_path)
+    if not isinstance(spec, str):
+        raise DatasetError(f"expected a dataset name or path, got bytes {spec!r}")
+    if spec in _BUNDLED_FILES:
+        _no_label_column(label_column, spec)
+        return _load_bundled(spec)
+    if spec.startswith("hf:"):
+        return _load_hub(spec, label_column)
+    path = pathlib.Path(spec)
+    if not path.suffix and os.sep not in spec and "/" not in spec:
+        raise DatasetError(
+            f"unknown dataset {spec!r}: not a bundled name ({', '.join(BUNDLED)}), "
+            "'hf:owner/name' or a .npz/.csv/.parquet file"
+        )
+    if not path.is_file():
+        raise DatasetError(f"no such file: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DatasetError(
+            f"unsupported file type {path.suffix!r} for {path}; use one of {', '.join(SUFFIXES)}"
+        )
+    if suffix == ".npz":
+        _no_label_column(label_column, str(path))
+        x, y = _read_npz(path)
+    else:
+        x, y = _read_table(path, suffix[1:], label_column)
+    return _build(x, y, name=path.stem, source=str(path))
+
+
+def normalise_features(x: np.ndarray) -> np.ndarray:
+    """Puts features on a common scale for training.
+
+    * uint8 arrays with ``ndim >= 3`` are images: divided by 255.
+    * 1-D and 2-D arrays are tables: each column is standardised to zero mean and unit
+      variance, except columns already within ``[0, 1]``, which are kept; constant
+      columns outside ``[0, 1]`` become 0.
+    * anything else is only cast.
+
+    Args:
+      x: ``(n, ...)`` numeric (or bool) features.
+
+    Returns:
+      float32 array of the same shape.
+    """
+    x = np.asarray(x)
+    if x.dtype == np.uint8 and x.ndim >= 3:
+        return (x / np.float32(255)).astype(np.float32)
+    if x.ndim > 2 or x.size == 0:
+        return x.astype(np.float32)
+    cols = x.reshape(len(x), -1).astype(np.float64)
+    in_unit = (cols.min(axis=0) >= 0) & (cols.max(axis=0) <= 1)
+    std = cols.std(axis=0)
+    scaled = (cols - cols.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    return np.where(in_unit, cols, scaled).reshape(x.shape).astype(np.float32)
+
+
+def _no_label_column(label_column: str | None, source: str) -> None:
+    if label_column is not None:
+        raise DatasetError(
+            f"label_column={label_column!r} applies only to .csv, .parquet and hf: sources, "
+            f"not {source}"
+        )
+
+
+def _load_bundled(name: str) -> Dataset:
+    file, scale = _BUNDLED_FILES[name]
+    resource = importlib.resources.files("jaxmia") / "data" / file
+    with resource.open("rb") as f, np.load(f, allow_pickle=False) as z:
+        x, y = z["x"], z["y"]
+    x = (x / np.float32(scale)).astype(np.float32)
+    if x.ndim == 3:  # greyscale images -> NHWC
+        x = x[..., None]
+    y = y.astype(np.int32)
+    return Dataset(x=x, y=y, num_classes=int(y.max()) + 1, name=name)
+
+
+def _read_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"cannot read {path}: {_short(e)}") from e
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DatasetError(f"{path} is not an .npz archive (np.load gave a single array)")
+    with z:
+        missing = [k for k in ("x", "y") if k not in z.files]
+        if missing:
+            raise DatasetError(
+                f"{path} has no array {' or '.join(map(repr, missing))}; "
+                f"found arrays: {', '.join(z.files) or 'none'}"
+            )
+        try:
+            return z["x"], z["y"]
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise DatasetError(f"cannot read {path}: {_short(e)}") from e
+
+
+def _read_table(
+    path: pathlib.Path, kind: str, label_column: str | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads a csv or parquet file through ``datasets.load_dataset``."""
+    import datasets  # heavy: imported only when a table is read
+
+    try:
+        if _table_is_empty(path, kind):
+            raise DatasetError(f"empty dataset: {path} has no rows")
+        hf_ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+    except DatasetError:
+        raise
+    except (OSError, ValueError, datasets.exceptions.DatasetsError) as e:
+        raise DatasetError(f"cannot read {path}: {_short(e)}") from e
+    return _hf_to_numpy(hf_ds, label_column, str(path))
+
+
+def _table_is_empty(path: pathlib.Path, kind: str) -> bool:
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows == 0
+    with path.open("rb") as f:  # csv: a header and no data line
+        lines = (line for line in f if line.strip())
+        return next(lines, None) is None or next(lines, None) is None
+
+
+def _load_hub(spec: str, label_column: str | None) -> Dataset:
+    repo, _, split = spec.removeprefix("hf:").partition(":")
+    split = split or "train"
+    if not repo:
+        raise DatasetError(
+            f"{spec!r} names no dataset; use 'hf:owner/name' or 'hf:owner/name:split'"
+        )
+    import datasets  # heavy: imported only when the hub is used
+
+    advice = "download it and pass a local .csv/.parquet/.npz path instead"
+    if not datasets.config.HF_HUB_OFFLINE:
+        # The hub client retries a failed connection with backoff for ~25 s; a short
+        # probe first lets an offline machine fail at once.
+        cause = _hub_unreachable()
+        if cause:
+            raise DatasetError(
+                f"cannot reach the Hugging Face hub to load {repo!r} (offline?): {cause}; "
+                f"{advice} (or set HF_HUB_OFFLINE=1 to use a cached copy)"
+            )
+    try:
+        hf_ds = datasets.load_dataset(repo, split=split)
+    except Exception as e:  # the hub raises many unrelated types; report them all alike
+        if isinstance(e, OSError) or any(
+            word in type(e).__name__ for word in ("Connect", "Timeout", "Offline")
+        ):
+            raise DatasetError(
+                f"cannot reach the Hugging Face hub to load {repo!r} (offline?): {_short(e)}; "
+                f"{advice}"
+            ) from e
+        raise DatasetError(
+            f"cannot load {repo!r} (split {split!r}) from the Hugging Face hub: {_short(e)}"
+        ) from e
+    return _build(*_hf_to_numpy(hf_ds, label_column, spec), name=spec, source=spec)
+
+
+def _hub_unreachable() -> str | None:
+    """Why the hub endpoint cannot be reached by TCP, or None if it can (or a proxy is set)."""
+    from huggingface_hub import constants
+
+    url = urllib.parse.urlsplit(constants.ENDPOINT)
+    if url.scheme in urllib.request.getproxies():
+        return None  # the client goes through the proxy; let it decide
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=_HUB_PROBE_TIMEOUT_S):
+            return None
+    except OSError as e:
+        return f"{url.hostname}:{port}: {_short(e)}"
+
+
+def _hf_to_numpy(hf_ds, label_column: str | None, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Splits a ``datasets.Dataset`` into features and raw labels.
+
+    Args:
+      hf_ds: a ``datasets.Dataset``.
+      label_column: the label column, or None for the first of :data:`LABEL_COLUMNS`.
+      source: the file or hub name, for messages.
+
+    Returns:
+      ``x``, ``(n, d)`` numeric columns or ``(n, H, W, C)`` uint8 images, and the raw
+      labels ``(n,)``.
+    """
+    import datasets
+    import pyarrow as pa
+
+    columns = list(hf_ds.column_names)
+    found = ", ".join(columns) or "none"
+    if label_column is None:
+        label_column = next((c for c in LABEL_COLUMNS if c in columns), None)
+        if label_column is None:
+            raise DatasetError(
+                f"no label column in {source}: found columns {found}; "
+                f"name one with label_column= (default: one of {', '.join(LABEL_COLUMNS)})"
+            )
+    elif label_column not in columns:
+        raise DatasetError(f"label column {label_column!r} not in {source}: found columns {found}")
+    feature_columns = [c for c in columns if c != label_column]
+    if not feature_columns:
+        raise DatasetError(f"{source} has no feature columns besides the label {label_column!r}")
+
+    table = hf_ds.with_format("arrow")[:]
+    numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
+    labels = table.column(label_column)
+    if not any(check(labels.type) for check in numeric):
+        raise DatasetError(
+            f"labels are not integers: column {label_column!r} of {source} has type {labels.type}"
+        )
+    y = labels.cast(pa.float64()).to_numpy() if labels.null_count else labels.to_numpy()
+
+    images = [c for c in feature_columns if isinstance(hf_ds.features[c], datasets.Image)]
+    if images:
+        return _stack_images(hf_ds[images[0]], images[0], source), y
+    for c in feature_columns:
+        if not any(check(table.column(c).type) for check in numeric):
+            raise DatasetError(
+                f"feature column {c!r} of {source} is not numeric (type {table.column(c).type})"
+            )
+    x = np.column_stack([table.column(c).cast(pa.float64()).to_numpy() for c in feature_columns])
+    return x, y
+
+
+def _stack_images(images, column: str, source: str) -> np.ndarray:
+    """``(n, H, W, C)`` uint8 array from PIL images (greyscale if all are, else RGB)."""
+    images = list(images)
+    mode = "L" if all(im.mode == "L" for im in images) else "RGB"
+    arrays = [np.asarray(im if im.mode == mode else im.convert(mode)) for im in images]
+    shapes = sorted({a.shape for a in arrays})
+    if len(shapes) > 1:
+        raise DatasetError(
+            f"images in column {column!r} of {source} differ in size ({shapes[0]} .. "
+            f"{shapes[-1]}); resize them to one size first"
+        )
+    x = np.stack(arrays) if arrays else np.zeros((0, 1, 1, 1), np.uint8)
+    return x[..., None] if x.ndim == 3 else x
+
+
+def _build(x: np.ndarray, y: np.ndarray, *, name: str, source: str) -> Dataset:
+    """Checks raw arrays, remaps labels, normalises features."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim == 0:
+        raise DatasetError(f"features of {source} are a scalar, not an (n, ...) array")
+    if x.ndim == 1:
+        x = x[:, None]
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DatasetError(f"labels of {source} must be 1-D, got shape {y.shape}")
+    if len(x) != len(y):
+        raise DatasetError(
+            f"mismatched lengths in {source}: x has {len(x)} rows but y has {len(y)} labels"
+        )
+    if len(x) == 0:
+        raise DatasetError(f"empty dataset: {source} has no rows")
+    if x.dtype.kind not in "biuf":
+        raise DatasetError(f"features of {source} are not numeric (dtype {x.dtype})")
+    if x.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)))
+        if bad:
+            raise DatasetError(f"features contain NaN or infinite values ({bad} rows) in {source}")
+    y, num_classes = _encode_labels(y, source)
+    return Dataset(x=normalise_features(x), y=y, num_classes=num_classes, name=name)
+
+
+def _encode_labels(y: np.ndarray, source: str) -> tuple[np.ndarray, int]:
+    """Integer labels as int32 ``0 .. C-1`` (sorted remap if needed) and ``C``."""
+    if y.dtype.kind == "f":
+        if not (np.isfinite(y).all() and (y == np.round(y)).all()):
+            raise DatasetError(f"labels are not integers in {source} (non-integral or missing)")
+    elif y.dtype.kind not in "biu":
+        raise DatasetError(f"labels are not integers in {source} (dtype {y.dtype})")
+    classes, y = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise DatasetError(f"need at least 2 classes, found {len(classes)} in {source}")
+    return y.reshape(-1).astype(np.int32), len(classes)
+
+
+def _short(e: BaseException) -> str:
+    """One line of at most ``_MAX_CAUSE_CHARS`` characters describing ``e``."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    if len(text) > _MAX_CAUSE_CHARS:
+        text = text[: _MAX_CAUSE_CHARS - 3] + "..."
+    return text

@@ -1,0 +1,202 @@
+"""Writing an audit to disk: metrics.json, scores.npz, roc.png, signals.png, report.md.
+
+Plots need matplotlib (``pip install 'jaxmia[plot]'``); without it the numbers are still
+written and report.md says the plots were skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from jaxmia import metrics
+
+if TYPE_CHECKING:
+    from jaxmia.audit import AuditReport
+
+
+def prepare_output_dir(path: str | os.PathLike) -> pathlib.Path:
+    """Creates ``path`` and checks that a file can be written there.
+
+    Raises:
+      OSError: with a one-line message if the directory cannot be created or written.
+    """
+    out = pathlib.Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".jaxmia-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"cannot write to output directory {str(out)!r}: {e.strerror or e}") from None
+    return out
+
+
+def _plots_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def plot_roc(report: AuditReport, path: pathlib.Path) -> None:
+    """ROC of every attack on log-log axes (Carlini et al. 2022, Fig. 1 style)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    floor = 1.0 / max(int((~report.membership).sum()), 1)
+    for name, s in report.scores.items():
+        fpr, tpr, _ = metrics.roc_curve(report.membership, s)
+        m = report.metrics[name]
+        ax.plot(
+            np.maximum(fpr, floor / 2),
+            np.maximum(tpr, floor / 2),
+            label=f"{name} (AUC {m.auc:.3f})",
+        )
+    grid = np.logspace(np.log10(floor / 2), 0, 100)
+    ax.plot(grid, grid, "k--", lw=0.8, label="chance")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor / 2, 1)
+    ax.set_ylim(floor / 2, 1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("Membership inference ROC (log-log)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(True, which="both", alpha=0.2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_signals(report: AuditReport, path: pathlib.Path) -> bool:
+    """Histograms of the target's confidence and loss, members versus non-members."""
+    names = [n for n in ("confidence", "loss") if n in report.target_signals]
+    if not names:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
+    member = report.membership
+    for ax, name in zip(axes[0], names, strict=True):
+        v = np.asarray(report.target_signals[name], dtype=np.float64)
+        if name == "loss":  # losses span orders of magnitude: show log10
+            v = np.log10(np.maximum(v, 1e-12))
+            label = "log10 loss"
+        else:
+            label = name
+        bins = np.linspace(v.min(), v.max() + 1e-9, 50)
+        ax.hist(v[member], bins=bins, alpha=0.6, label="members", density=True)
+        ax.hist(v[~member], bins=bins, alpha=0.6, label="non-members", density=True)
+        ax.set_xlabel(label)
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8)
+    fig.suptitle("Target model outputs on candidate records")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def markdown(report: AuditReport, plots: dict[str, str]) -> str:
+    """The report.md text."""
+    c = report.config
+    ta, sa = report.target_accuracy, report.shadow_accuracy
+    lines = [
+        "# jaxmia membership-inference audit",
+        "",
+        "## Setting",
+        "",
+        f"- data: {report.dataset}",
+        f"- split: {c.scheme}; {report.membership.sum()} members and "
+        f"{(~report.membership).sum()} non-members among the candidates",
+        f"- target: train accuracy {ta['train']:.3f}, test accuracy {ta['test']:.3f} "
+        f"(generalisation gap {ta['train'] - ta['test']:.3f})",
+        f"- shadow models: {c.num_shadows}; train accuracy {sa['train_mean']:.3f} "
+        f"± {sa['train_std']:.3f}, test accuracy {sa['test_mean']:.3f} ± {sa['test_std']:.3f}",
+        f"- model: {report.model}; {c.epochs} epochs, batch "
+        f"{c.batch_size}, Adam {c.learning_rate}; seed {c.seed}",
+        f"- attacker access: `{c.access}`" + (f" (top {c.top_k})" if c.access == "topk" else ""),
+        "",
+        "## Results",
+        "",
+        "Scores are oriented so that higher means member; AUC 0.5 is chance. Accuracy, "
+        "precision and recall are at the threshold calibrated on the shadow models. "
+        "Brackets: 95% bootstrap intervals.",
+        "",
+        metrics.markdown_table(report.metrics),
+        "",
+    ]
+    ci_rows = []
+    for name, m in report.metrics.items():
+        if m.auc_ci is None:
+            continue
+        tprs = "; ".join(
+            f"TPR@{f:g} [{lo:.4f}, {hi:.4f}]" for f, (lo, hi) in (m.tpr_at_fpr_ci or {}).items()
+        )
+        ci_rows.append(
+            f"- {name}: AUC [{m.auc_ci[0]:.4f}, {m.auc_ci[1]:.4f}]; {tprs}; "
+            f"precision {m.precision:.3f}, recall {m.recall:.3f}"
+        )
+    lines += [*ci_rows, ""]
+    if plots:
+        lines += ["## Plots", ""]
+        lines += [f"![{name}]({file})" for name, file in plots.items()]
+        lines += [""]
+    else:
+        lines += ["Plots skipped: install matplotlib (`pip install 'jaxmia[plot]'`).", ""]
+    lines += [
+        "## Run",
+        "",
+        "Timings (seconds): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()),
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()),
+        "",
+        "Config:",
+        "",
+        "```json",
+        json.dumps(report.config.to_dict(), indent=2),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write(report: AuditReport, output_dir: str | os.PathLike) -> dict[str, str]:
+    """Writes every output file of an audit and returns ``{kind: path}``."""
+    out = prepare_output_dir(output_dir)
+    written = {}
+    path = out / "metrics.json"
+    path.write_text(json.dumps(report.to_dict(), indent=2))
+    written["metrics"] = str(path)
+    path = out / "scores.npz"
+    np.savez_compressed(
+        path,
+        index=report.candidates,
+        membership=report.membership,
+        **{f"score_{name}": s for name, s in report.scores.items()},
+    )
+    written["scores"] = str(path)
+    plots = {}
+    if _plots_available():
+        plot_roc(report, out / "roc.png")
+        plots["ROC"] = "roc.png"
+        if plot_signals(report, out / "signals.png"):
+            plots["signals"] = "signals.png"
+    for name, file in plots.items():
+        written[name.lower()] = str(out / file)
+    path = out / "report.md"
+    path.write_text(markdown(report, plots))
+    written["report"] = str(path)
+    return written

@@ -1,0 +1,393 @@
+"""The shadow engine: train k models of one architecture at once.
+
+All ``k`` models live in one parameter pytree (an ``nnx.State``) and one optimizer state
+with a leading axis ``k``. One training epoch of one model is a pure function
+(``lax.scan`` over its steps); the engine ``jax.vmap``s it over models and ``jax.jit``s the
+whole epoch, so a pool of 64 shadow models costs a few large batched matrix products per
+step instead of 64 small ones.
+
+Each model draws its own batches from its own members (its row of the keep matrix) with
+its own PRNG streams: ``key_i`` is split into an init key, a dropout key and a data-order
+key, so model ``i`` trained inside the pool equals model ``i`` trained alone with the
+same key (see :func:`train` with ``mode="sequential"``, the reference and benchmark
+baseline that runs the same jitted per-model function in a Python loop).
+
+Example::
+
+    factory = models.mlp((128,), num_classes=30, in_features=446)
+    keep = splits.balanced_keep(64, ds.n, seed=0)
+    pool = shadow.train(factory, ds.x, ds.y, keep, epochs=30, seed=0)
+    logits = shadow.predict(pool, ds.x)  # (64, n, 30)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxmia.models import ModelFactory
+
+MODES = ("vmap", "sequential")
+
+ProgressFn = Callable[[int, int, float], None]
+"""Called as ``progress(epoch, epochs, mean_loss)`` after every epoch."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    """A trained pool of ``k`` models.
+
+    Attributes:
+      graphdef: the model's structure in evaluation mode (``nnx.GraphDef``).
+      params: ``nnx.State`` of parameters, every leaf with leading axis ``k``.
+      rest: ``nnx.State`` of the other variables (RNG streams, statistics), axis ``k``.
+      keep: ``(k, n)`` bool, the training set of each model.
+      train_accuracy: ``(k,)`` accuracy of each model on its members.
+      test_accuracy: ``(k,)`` accuracy on its held-out examples.
+      losses: ``(epochs, k)`` mean training loss per epoch and model.
+      epoch_seconds: wall time of each epoch (the first includes compilation).
+    """
+
+    graphdef: Any
+    params: Any
+    rest: Any
+    keep: np.ndarray
+    train_accuracy: np.ndarray
+    test_accuracy: np.ndarray
+    losses: np.ndarray
+    epoch_seconds: tuple[float, ...]
+
+    @property
+    def k(self) -> int:
+        return int(self.keep.shape[0])
+
+    def model(self, i: int) -> nnx.Module:
+        """Model ``i`` as an ordinary NNX module (evaluation mode)."""
+        take = lambda a: a[i]
+        return nnx.merge(
+            self.graphdef, jax.tree.map(take, self.params), jax.tree.map(take, self.rest)
+        )
+
+    def select(self, idx: np.ndarray | slice) -> Pool:
+        """The sub-pool of models ``idx`` (e.g. leave one out)."""
+        take = lambda a: a[idx]
+        return dataclasses.replace(
+            self,
+            params=jax.tree.map(take, self.params),
+            rest=jax.tree.map(take, self.rest),
+            keep=self.keep[idx],
+            train_accuracy=self.train_accuracy[idx],
+            test_accuracy=self.test_accuracy[idx],
+            losses=self.losses[:, idx],
+        )
+
+
+def model_keys(seed: int | jax.Array, k: int) -> jax.Array:
+    """``(k,)`` typed PRNG keys, one per model, derived from one seed."""
+    key = jax.random.key(seed) if isinstance(seed, int) else seed
+    return jax.random.split(key, k)
+
+
+@functools.cache
+def _graphdefs(factory: ModelFactory):
+    """Train-mode and eval-mode graph definitions of the factory's model (cached)."""
+    abstract = nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(params=0, dropout=0)))
+    train_gd = nnx.split(abstract, nnx.Param, ...)[0]
+    abstract.eval()
+    eval_gd = nnx.split(abstract, nnx.Param, ...)[0]
+    return train_gd, eval_gd
+
+
+def _init_one(factory: ModelFactory, tx: optax.GradientTransformation, key: jax.Array):
+    init_key, dropout_key, _ = jax.random.split(key, 3)
+    model = factory(rngs=nnx.Rngs(params=init_key, dropout=dropout_key))
+    _, params, rest = nnx.split(model, nnx.Param, ...)
+    return params, rest, tx.init(params)
+
+
+def _epoch_one(
+    train_gd,
+    tx: optax.GradientTransformation,
+    batch_size: int,
+    steps: int,
+    masked: bool,
+    key: jax.Array,
+    epoch: jax.Array,
+    keep_row: jax.Array,
+    params,
+    rest,
+    opt_state,
+    x: jax.Array,
+    y: jax.Array,
+):
+    """One epoch of one model over its members (pure; vmapped by the engine).
+
+    The member order is a random permutation drawn from ``fold_in(data_key, epoch)``
+    over all ``n`` positions, so it does not depend on how many steps other models in
+    the pool need. Steps past the model's last member are no-ops when ``masked``.
+    """
+    n = keep_row.shape[0]
+    data_key = jax.random.split(key, 3)[2]
+    noise = jax.random.uniform(jax.random.fold_in(data_key, epoch), (n,))
+    order = jnp.argsort(jnp.where(keep_row, noise, 2.0))
+    pad = steps * batch_size - n
+    if pad > 0:
+        order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)])
+    count = jnp.sum(keep_row)
+
+    def loss_fn(params, rest, xb, yb, weight):
+        # Rebuild the non-differentiated variables inside this trace so that stateful
+        # layers (dropout RNG counters) may update them.
+        rest = jax.tree.map(lambda a: a, rest)
+        model = nnx.merge(train_gd, params, rest)
+        logits = model(xb)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, yb)
+        loss = jnp.sum(ce * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+        return loss, nnx.split(model, nnx.Param, ...)[2]
+
+    def step(carry, s):
+        params, rest, opt_state = carry
+        start = s * batch_size
+        idx = jax.lax.dynamic_slice(order, (start,), (batch_size,))
+        weight = (start + jnp.arange(batch_size) < count).astype(jnp.float32)
+        (loss, new_rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            params, rest, x[idx], y[idx], weight
+        )
+        updates, new_opt = tx.update(grads, opt_state, params)
+        new = (optax.apply_updates(params, updates), new_rest, new_opt)
+        if masked:  # models with fewer members than the largest skip the surplus steps
+            active = start < count
+            new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, carry)
+            loss = jnp.where(active, loss, 0.0)
+            return new, (loss, active)
+        return new, (loss, True)
+
+    carry, (losses, active) = jax.lax.scan(step, (params, rest, opt_state), jnp.arange(steps))
+    mean_loss = jnp.sum(losses) / jnp.maximum(jnp.sum(active), 1)
+    return (*carry, mean_loss)
+
+
+@functools.cache
+def _compiled(factory: ModelFactory, tx, batch_size: int, steps: int, masked: bool, vmapped: bool):
+    """Jitted init and epoch functions for one configuration (cached, so repeated
+    :func:`train` calls with arrays of the same shapes never recompile)."""
+    train_gd, eval_gd = _graphdefs(factory)
+    init = functools.partial(_init_one, factory, tx)
+    epoch = functools.partial(_epoch_one, train_gd, tx, batch_size, steps, masked)
+    logits = lambda params, rest, x: nnx.merge(eval_gd, params, rest)(x)
+    if vmapped:
+        init = jax.vmap(init)
+        epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0, 0, 0, None, None))
+        logits = jax.vmap(logits, in_axes=(0, 0, None))
+    return (
+        jax.jit(init),
+        jax.jit(epoch, donate_argnums=(3, 4, 5)),
+        jax.jit(logits),
+    )
+
+
+def _check_inputs(x, y, keep) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.asarray(x)
+    y = np.asarray(y)
+    keep = np.asarray(keep)
+    if keep.ndim == 1:
+        keep = keep[None]
+    if keep.ndim != 2 or keep.dtype != bool:
+        raise ValueError(f"keep must be a (k, n) bool array, got shape {keep.shape}, {keep.dtype}")
+    if x.shape[0] != y.shape[0] or keep.shape[1] != x.shape[0]:
+        raise ValueError(
+            f"mismatched lengths: x has {x.shape[0]} rows, y {y.shape[0]}, "
+            f"keep {keep.shape[1]} columns"
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got {y.dtype}")
+    empty = np.flatnonzero(keep.sum(axis=1) == 0)
+    if empty.size:
+        raise ValueError(f"model(s) {empty[:5].tolist()} have no training examples")
+    return x.astype(np.float32, copy=False), y.astype(np.int32, copy=False), keep
+
+
+def train(
+    factory: ModelFactory,
+    x: np.ndarray,
+    y: np.ndarray,
+    keep: np.ndarray,
+    *,
+    epochs: int = 30,
+    batch_size: int = 128,
+    optimizer: optax.GradientTransformation | None = None,
+    seed: int | jax.Array = 0,
+    keys: jax.Array | None = None,
+    mode: str = "vmap",
+    chunk_size: int | None = None,
+    heldout: np.ndarray | None = None,
+    progress: ProgressFn | None = None,
+) -> Pool:
+    """Trains one model per row of ``keep``, all at once.
+
+    Args:
+      factory: builds a model, called as ``factory(rngs=nnx.Rngs(...))``.
+      x: ``(n, *input_shape)`` float32 features.
+      y: ``(n,)`` integer labels.
+      keep: ``(k, n)`` bool keep matrix (or ``(n,)`` for one model, e.g. the target).
+      epochs: passes over each model's members.
+      batch_size: examples per step; each model's last batch of an epoch is partial.
+      optimizer: any optax transformation (default ``optax.adam(1e-3)``). Pass the
+        same object to repeated calls to reuse the compiled functions.
+      seed: seeds the per-model keys ``jax.random.split(key(seed), k)``.
+      keys: ``(k,)`` explicit per-model keys instead of ``seed``.
+      mode: ``"vmap"`` (the engine) or ``"sequential"`` (the same jitted per-model
+        function in a Python loop over models: the reference and the baseline).
+      chunk_size: train at most this many models at a time to bound memory; the result
+        is the same as without chunks.
+      heldout: ``(k, n)`` or ``(n,)`` bool examples for the held-out accuracy
+        (default: each model's non-members).
+      progress: called after every epoch as ``progress(epoch, epochs, mean_loss)``.
+
+    Returns:
+      A :class:`Pool` with the stacked parameters and per-model accuracies.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if epochs < 0 or batch_size < 1:
+        raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+    x, y, keep = _check_inputs(x, y, keep)
+    k = keep.shape[0]
+    tx = optimizer if optimizer is not None else adam(1e-3)
+    if keys is None:
+        keys = model_keys(seed, k)
+    if keys.shape[0] != k:
+        raise ValueError(f"got {keys.shape[0]} keys for {k} models")
+    counts = keep.sum(axis=1)
+    steps = math.ceil(int(counts.max()) / batch_size)
+    masked = bool((np.ceil(counts / batch_size) < steps).any())
+    chunk = k if chunk_size is None else max(1, min(int(chunk_size), k))
+    if mode == "sequential":
+        chunk = 1
+    init, epoch_fn, _ = _compiled(factory, tx, batch_size, steps, masked, mode == "vmap")
+
+    xd, yd = jnp.asarray(x), jnp.asarray(y)
+    params_chunks, rest_chunks, loss_rows = [], [], []
+    epoch_seconds = np.zeros(epochs)
+    for start in range(0, k, chunk):
+        idx = np.arange(start, start + chunk)
+        real = idx < k
+        idx = np.minimum(idx, k - 1)  # pad the last chunk with copies: same shapes, no recompile
+        if mode == "sequential":
+            ck, ckeep = keys[idx[0]], jnp.asarray(keep[idx[0]])
+        else:
+            ck, ckeep = keys[idx], jnp.asarray(keep[idx])
+        params, rest, opt_state = init(ck)
+        chunk_losses = []
+        for e in range(epochs):
+            t0 = time.perf_counter()
+            params, rest, opt_state, loss = epoch_fn(
+                ck, jnp.asarray(e, jnp.int32), ckeep, params, rest, opt_state, xd, yd
+            )
+            loss = np.asarray(loss)  # blocks until the epoch is done
+            epoch_seconds[e] += time.perf_counter() - t0
+            chunk_losses.append(np.atleast_1d(loss))
+            if progress is not None and (chunk == k or mode == "sequential"):
+                progress(e + 1, epochs, float(np.mean(loss)))
+        if mode == "sequential":
+            params, rest = jax.tree.map(lambda a: a[None], (params, rest))
+        keep_real = real if mode == "vmap" else real[:1]
+        params_chunks.append(jax.tree.map(lambda a, r=keep_real: a[r], params))
+        rest_chunks.append(jax.tree.map(lambda a, r=keep_real: a[r], rest))
+        loss_rows.append(
+            np.stack(chunk_losses, axis=0)[:, keep_real] if epochs else np.zeros((0, 1))
+        )
+        if progress is not None and chunk < k and mode == "vmap":
+            progress(min(start + chunk, k), k, float(np.mean(loss_rows[-1][-1:])))
+    params = jax.tree.map(lambda *a: jnp.concatenate(a), *params_chunks)
+    rest = jax.tree.map(lambda *a: jnp.concatenate(a), *rest_chunks)
+    pool = Pool(
+        graphdef=_graphdefs(factory)[1],
+        params=params,
+        rest=rest,
+        keep=keep,
+        train_accuracy=np.zeros(k),
+        test_accuracy=np.zeros(k),
+        losses=np.concatenate(loss_rows, axis=1) if epochs else np.zeros((0, k)),
+        epoch_seconds=tuple(float(s) for s in epoch_seconds),
+    )
+    train_acc, test_acc = accuracies(predict(pool, x), y, keep, heldout)
+    return dataclasses.replace(pool, train_accuracy=train_acc, test_accuracy=test_acc)
+
+
+@functools.cache
+def adam(learning_rate: float = 1e-3) -> optax.GradientTransformation:
+    """``optax.adam(learning_rate)``, one object per rate so compiled functions are reused."""
+    return optax.adam(learning_rate)
+
+
+def accuracies(
+    logits: np.ndarray, y: np.ndarray, keep: np.ndarray, heldout: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model accuracy on members and on held-out examples.
+
+    Args:
+      logits: ``(k, n, c)``.
+      y: ``(n,)`` labels.
+      keep: ``(k, n)`` bool members.
+      heldout: ``(k, n)`` or ``(n,)`` bool held-out examples (default ``~keep``).
+
+    Returns:
+      ``(train_accuracy, test_accuracy)``, each ``(k,)``; NaN where a model has no
+      examples in that set.
+    """
+    correct = np.asarray(logits).argmax(-1) == np.asarray(y)[None]
+    heldout = ~keep if heldout is None else np.broadcast_to(heldout, keep.shape) & ~keep
+
+    def mean_over(mask):
+        total = mask.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, (correct & mask).sum(axis=1) / total, np.nan)
+
+    return mean_over(keep), mean_over(heldout)
+
+
+def predict(pool: Pool, x: np.ndarray, *, batch_size: int = 2048) -> np.ndarray:
+    """Logits of every model of the pool on every example.
+
+    Args:
+      pool: a trained :class:`Pool` of ``k`` models.
+      x: ``(n, *input_shape)`` inputs.
+      batch_size: examples per jitted call; the last batch is padded, so any ``n`` uses
+        one compiled function.
+
+    Returns:
+      ``(k, n, c)`` float32 logits (NumPy, on the host).
+    """
+    return apply(pool.graphdef, pool.params, pool.rest, x, batch_size=batch_size)
+
+
+@functools.cache
+def _apply_fn(graphdef):
+    f = lambda params, rest, x: nnx.merge(graphdef, params, rest)(x)
+    return jax.jit(jax.vmap(f, in_axes=(0, 0, None)))
+
+
+def apply(graphdef, params, rest, x: np.ndarray, *, batch_size: int = 2048) -> np.ndarray:
+    """``(k, n, c)`` logits of stacked models ``(graphdef, params, rest)`` on ``x``."""
+    x = np.asarray(x, dtype=np.float32)
+    n = x.shape[0]
+    fn = _apply_fn(graphdef)
+    b = min(batch_size, max(n, 1))
+    out = []
+    for start in range(0, n, b):
+        xb = x[start : start + b]
+        if xb.shape[0] < b:
+            xb = np.concatenate([xb, np.zeros((b - xb.shape[0], *x.shape[1:]), x.dtype)])
+        out.append(np.asarray(fn(params, rest, jnp.asarray(xb))))
+    return np.concatenate(out, axis=1)[:, :n]

@@ -1,0 +1,183 @@
+"""The shadow-model attack of Shokri et al. 2017.
+
+Shokri, Stronati, Song & Shmatikov, "Membership Inference Attacks against Machine
+Learning Models" (IEEE S&P 2017): a binary *attack classifier* learns to tell members
+from non-members from the outputs of shadow models whose training sets are known, and is
+then applied to the target's outputs on candidate records.
+
+Features default to the sorted probability vector (on a log scale, where the gap between
+0.999 and 0.99999 becomes visible) plus the one-hot true label; any of the signals of
+:mod:`jaxmia.signals` that the access level provides can be used instead. With
+``per_class=True`` one attack model per class is trained, as in the original paper; the
+class models are trained simultaneously by the shadow engine (``vmap`` over classes). The
+training rows are balanced: for every shadow model as many non-members as members.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from jaxmia import models, shadow
+
+PROBABILITY_SIGNALS = frozenset(
+    {
+        "probabilities",
+        "sorted_probabilities",
+        "top_k_probabilities",
+        "confidence",
+        "true_class_probability",
+    }
+)
+LOG_FLOOR = 1e-30
+
+
+@dataclasses.dataclass(frozen=True)
+class ShokriConfig:
+    """Settings of the attack classifier.
+
+    Attributes:
+      features: signals fed to the classifier, in order.
+      include_label: append the one-hot true label (ignored with ``per_class``).
+      per_class: one attack model per class (Shokri et al.'s design).
+      hidden: hidden widths of the attack MLP.
+      steps: optimizer steps of the attack MLP (rounded up to whole epochs), so that
+        small and large shadow pools are trained alike.
+      batch_size: its batch size.
+      learning_rate: its Adam learning rate.
+      max_rows: at most this many balanced training rows (subsampled), to bound time.
+    """
+
+    features: tuple[str, ...] = ("sorted_probabilities",)
+    include_label: bool = True
+    per_class: bool = False
+    hidden: tuple[int, ...] = (64,)
+    steps: int = 3000
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    max_rows: int = 200_000
+
+
+def feature_matrix(
+    sig: Mapping[str, np.ndarray],
+    names: Sequence[str],
+    labels: np.ndarray | None,
+    num_classes: int,
+) -> np.ndarray:
+    """Stacks signals into attack features ``(..., n, d)``.
+
+    Probability signals enter as ``log(max(p, 1e-30))``; scalar signals as they are;
+    ``labels`` (``(n,)``), if given, as a one-hot block.
+    """
+    cols = []
+    for name in names:
+        v = np.asarray(sig[name], dtype=np.float32)
+        if name in PROBABILITY_SIGNALS:
+            v = np.log(np.maximum(v, LOG_FLOOR))
+        cols.append(v[..., None] if name in _SCALARS else v)
+    if labels is not None:
+        lead = cols[0].shape[:-1]
+        onehot = np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
+        cols.append(np.broadcast_to(onehot, (*lead, num_classes)))
+    return np.concatenate(cols, axis=-1)
+
+
+_SCALARS = frozenset(
+    {
+        "confidence",
+        "true_class_probability",
+        "entropy",
+        "modified_entropy",
+        "loss",
+        "logit_scaled_confidence",
+        "correctness",
+    }
+)
+
+
+def _balanced_rows(keep: np.ndarray, pool: np.ndarray, rng: np.random.Generator):
+    """(model, example) index pairs, as many non-members as members per model."""
+    models_idx, examples_idx = [], []
+    for i in range(keep.shape[0]):
+        members = np.flatnonzero(keep[i] & pool)
+        others = np.flatnonzero(~keep[i] & pool)
+        m = min(members.size, others.size)
+        chosen = np.concatenate(
+            [rng.choice(members, m, replace=False), rng.choice(others, m, replace=False)]
+        )
+        models_idx.append(np.full(chosen.size, i))
+        examples_idx.append(chosen)
+    return np.concatenate(models_idx), np.concatenate(examples_idx)
+
+
+def attack(
+    shadow_sig: Mapping[str, np.ndarray],
+    keep: np.ndarray,
+    pool: np.ndarray | None,
+    labels: np.ndarray,
+    target_sig: Mapping[str, np.ndarray],
+    target_labels: np.ndarray,
+    num_classes: int,
+    *,
+    config: ShokriConfig = ShokriConfig(),
+    seed: int = 0,
+) -> tuple[np.ndarray, float]:
+    """Trains the attack classifier on shadow outputs and scores the target's candidates.
+
+    Args:
+      shadow_sig: ``{signal: (k, n, ...)}`` shadow-model signals on all ``n`` examples.
+      keep: ``(k, n)`` bool shadow membership.
+      pool: ``(n,)`` bool examples usable for training (default all).
+      labels: ``(n,)`` true labels.
+      target_sig: ``{signal: (m, ...)}`` the target's signals on the candidates.
+      target_labels: ``(m,)`` true labels of the candidates.
+      num_classes: number of classes ``c``.
+      config: :class:`ShokriConfig`.
+      seed: seeds row sampling and the attack model.
+
+    Returns:
+      ``(scores, threshold)``: ``(m,)`` member log-odds from the attack classifier, and
+      its decision threshold ``0`` (predicted probability 1/2).
+    """
+    keep = np.asarray(keep, bool)
+    pool = np.ones(keep.shape[1], bool) if pool is None else np.asarray(pool, bool)
+    rng = np.random.default_rng([seed, 17])
+    mi, ei = _balanced_rows(keep, pool, rng)
+    if mi.size > config.max_rows:
+        sub = rng.choice(mi.size, config.max_rows, replace=False)
+        mi, ei = mi[sub], ei[sub]
+    use_label = config.include_label and not config.per_class
+    rows = {name: np.asarray(shadow_sig[name])[mi, ei] for name in config.features}
+    x = feature_matrix(rows, config.features, labels[ei] if use_label else None, num_classes)
+    y = keep[mi, ei].astype(np.int32)
+    xt = feature_matrix(
+        target_sig, config.features, target_labels if use_label else None, num_classes
+    )
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    x, xt = (x - mean) / std, (xt - mean) / std
+
+    if config.per_class:
+        group = labels[ei]
+        attack_keep = np.arange(num_classes)[:, None] == group[None]
+        present = attack_keep.any(axis=1)
+        attack_keep[~present, 0] = True  # a class without rows trains on one row; unused
+    else:
+        attack_keep = np.ones((1, x.shape[0]), bool)
+    factory = models.mlp(config.hidden, 2, x.shape[1], activation="relu")
+    pool_models = shadow.train(
+        factory,
+        x,
+        y,
+        attack_keep,
+        epochs=math.ceil(config.steps / math.ceil(attack_keep.sum(1).max() / config.batch_size)),
+        batch_size=config.batch_size,
+        optimizer=shadow.adam(config.learning_rate),
+        seed=seed,
+    )
+    logits = shadow.predict(pool_models, xt)  # (1 or c, m, 2)
+    which = np.asarray(target_labels) if config.per_class else np.zeros(len(xt), int)
+    chosen = logits[which, np.arange(len(xt))]
+    return (chosen[:, 1] - chosen[:, 0]).astype(np.float64), 0.0

@@ -1,0 +1,93 @@
+"""``jaxmia audit``: outputs, config files, one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxmia import cli
+
+QUICK = ["--dataset", "digits", "--shadows", "4", "--epochs", "3", "--n-boot", "20", "-q"]
+
+
+def run_cli(args, capsys):
+    try:
+        rc = cli.main(args)
+    except SystemExit as e:  # argparse exits on its own
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_audit_writes_every_output(tmp_path, capsys):
+    rc, out, err = run_cli(["audit", *QUICK, "-o", str(tmp_path)], capsys)
+    assert rc == 0, err
+    assert "shokri" in out and "AUC" in out
+    for name in ("metrics.json", "scores.npz", "roc.png", "signals.png", "report.md"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(m["attacks"]) == {"shokri", "loss", "confidence", "entropy", "modified_entropy"}
+    for attack in m["attacks"].values():
+        assert {"auc", "tpr_at_fpr", "accuracy", "precision", "recall", "advantage"} <= set(attack)
+        assert set(attack["tpr_at_fpr"]) == {"0.001", "0.01"}
+        assert attack["auc_ci"][0] <= attack["auc"] <= attack["auc_ci"][1]
+    assert {"train", "test"} == set(m["target_accuracy"])
+    assert {"train_shadows", "train_target", "signals"} <= set(m["timings_s"])
+    assert m["versions"]["jax"] and m["config"]["num_shadows"] == 4
+    scores = np.load(tmp_path / "scores.npz")
+    assert scores["index"].shape == scores["membership"].shape == scores["score_loss"].shape
+    report = (tmp_path / "report.md").read_text()
+    assert "![ROC](roc.png)" in report and "| loss |" in report
+
+
+def test_config_file_and_flag_precedence(tmp_path, capsys):
+    config = tmp_path / "audit.toml"
+    config.write_text(
+        '[audit]\ndataset = "digits"\nnum_shadows = 2\nepochs = 2\nattacks = ["loss"]\n'
+        f'n_boot = 0\noutput_dir = "{tmp_path / "out"}"\n'
+    )
+    rc, _, err = run_cli(["audit", "--config", str(config), "--epochs", "1", "-q"], capsys)
+    assert rc == 0, err
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert list(m["attacks"]) == ["loss"]
+    assert m["config"]["epochs"] == 1 and m["config"]["num_shadows"] == 2
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["audit", "--bogus"], "unrecognized arguments: --bogus"),
+        (["audit", "--shadows", "many"], "invalid int value"),
+        (["audit", "--dataset", "missing.csv"], "no such file: missing.csv"),
+        (["audit", "--dataset", "nosuchname"], "unknown dataset"),
+        (["audit", "--access", "everything"], "unknown access level"),
+        (["audit", "--attacks", "magic"], "unknown attack(s) magic"),
+        (["audit", "--access", "label", "--attacks", "loss"], "does not provide"),
+        (["audit", "--shadows", "3"], "even number of models"),
+        (["audit", "--epochs", "0"], "epochs must be an integer >= 1"),
+        (["audit", "--config", "nope.toml"], "no such config file"),
+    ],
+)
+def test_user_mistakes_give_one_line_and_exit_2(args, message, capsys, tmp_path):
+    rc, _, err = run_cli([*args, "-o", str(tmp_path)], capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("jaxmia: error:") and message in lines[0]
+    assert "Traceback" not in err
+
+
+def test_unwritable_output_dir_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    rc, _, err = run_cli(["audit", *QUICK, "-o", str(blocker / "sub")], capsys)
+    assert rc == 2
+    assert err.strip().startswith("jaxmia: error: cannot write to output directory")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_config_key(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text("shadows = 4\n")
+    rc, _, err = run_cli(["audit", "--config", str(config)], capsys)
+    assert rc == 2 and "unknown option(s) shadows" in err

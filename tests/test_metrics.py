@@ -1,0 +1,292 @@
+"""Tests for jaxmia.metrics against scikit-learn and brute force."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from jaxmia import metrics as M
+
+
+def _data(seed: int, n: int, *, tied: bool, p_member: float = 0.5, shift: float = 0.7):
+    """Random membership and scores; members score higher on average."""
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < p_member
+    y[0], y[1] = True, False  # both classes present
+    s = rng.normal(size=n) + shift * y
+    if tied:
+        s = np.clip(np.round(s + 2), 0, 4)  # integers 0..4
+    return y, s
+
+
+CASES = [(seed, n, tied) for seed in range(3) for n in (2, 7, 50, 1000) for tied in (False, True)]
+
+
+def _brute_tpr_at_fpr(y, s, target):
+    fpr, tpr, _ = skm.roc_curve(y, s, drop_intermediate=False)
+    return max(t for f, t in zip(fpr, tpr, strict=True) if f <= target)
+
+
+@pytest.mark.parametrize(("seed", "n", "tied"), CASES)
+def test_roc_curve_matches_sklearn(seed, n, tied):
+    y, s = _data(seed, n, tied=tied)
+    fpr, tpr, thr = M.roc_curve(y, s)
+    sk_fpr, sk_tpr, sk_thr = skm.roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_array_equal(thr, sk_thr)
+    np.testing.assert_allclose(fpr, sk_fpr, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(tpr, sk_tpr, rtol=0, atol=1e-15)
+    assert thr[0] == np.inf and fpr[0] == 0 and tpr[0] == 0
+    assert fpr[-1] == 1 and tpr[-1] == 1
+    assert len(thr) == len(np.unique(s)) + 1
+
+
+@pytest.mark.parametrize(("seed", "n", "tied"), CASES)
+def test_auc_matches_sklearn(seed, n, tied):
+    y, s = _data(seed, n, tied=tied)
+    assert M.auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+    # Integer (0/1) membership and integer scores are accepted too.
+    assert M.auc(y.astype(int), s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+
+
+def test_auc_unbalanced_and_integer_scores():
+    y, s = _data(11, 3000, tied=True, p_member=0.05)
+    assert M.auc(y, s.astype(np.int64)) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+
+
+@pytest.mark.parametrize(("seed", "n", "tied"), CASES)
+def test_tpr_at_fpr_brute_force(seed, n, tied):
+    y, s = _data(seed, n, tied=tied)
+    n_neg = int((~y).sum())
+    targets = [0.0, 0.001, 0.01, 0.1, 0.5, 1.0, 1 / n_neg, min(1.0, 2 / n_neg)]
+    for t in targets:
+        expected = _brute_tpr_at_fpr(y, s, t)
+        got = M.tpr_at_fpr(y, s, t)
+        assert isinstance(got, float)
+        assert got == pytest.approx(expected, abs=1e-15)
+    arr = M.tpr_at_fpr(y, s, targets)
+    assert isinstance(arr, np.ndarray) and arr.shape == (len(targets),)
+    np.testing.assert_allclose(arr, [_brute_tpr_at_fpr(y, s, t) for t in targets], atol=1e-15)
+
+
+def test_tpr_at_fpr_exact_budget_is_admissible():
+    # 1000 non-members, exactly 10 above every member except one: FPR 1% is attainable.
+    y = np.r_[np.ones(100, bool), np.zeros(1000, bool)]
+    s = np.r_[np.full(99, 5.0), [-10.0], np.full(10, 6.0), np.zeros(990)]
+    assert M.tpr_at_fpr(y, s, 0.01) == pytest.approx(0.99)
+    assert M.tpr_at_fpr(y, s, 0.0099) == 0.0
+    assert M.tpr_at_fpr(y, s, 0.0) == 0.0
+
+
+@pytest.mark.parametrize(("seed", "n", "tied"), CASES)
+def test_advantage_brute_force(seed, n, tied):
+    y, s = _data(seed, n, tied=tied)
+    n_pos, n_neg = y.sum(), (~y).sum()
+    best = 0.0
+    for t in np.r_[np.inf, np.unique(s)]:
+        pred = s >= t
+        best = max(best, (pred & y).sum() / n_pos - (pred & ~y).sum() / n_neg)
+    assert M.advantage(y, s) == pytest.approx(best, abs=1e-12)
+
+
+@pytest.mark.parametrize(("seed", "n", "tied"), [c for c in CASES if c[1] >= 7])
+def test_threshold_metrics_match_sklearn(seed, n, tied):
+    y, s = _data(seed, n, tied=tied)
+    for t in [*np.quantile(s, [0.1, 0.5, 0.9]), s.max() + 1, s.min(), -np.inf]:
+        tm = M.threshold_metrics(y, s, t)
+        pred = s >= t
+        assert set(tm) == {"accuracy", "precision", "recall", "fpr", "balanced_accuracy"}
+        assert tm["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+        assert tm["precision"] == pytest.approx(skm.precision_score(y, pred, zero_division=0))
+        assert tm["recall"] == pytest.approx(skm.recall_score(y, pred))
+        assert tm["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+        assert tm["fpr"] == pytest.approx((pred & ~y).sum() / (~y).sum())
+
+
+def test_threshold_metrics_nothing_predicted():
+    y, s = _data(0, 100, tied=False)
+    tm = M.threshold_metrics(y, s, np.inf)
+    assert tm["precision"] == 0.0 and tm["recall"] == 0.0 and tm["fpr"] == 0.0
+    assert tm["accuracy"] == pytest.approx((~y).mean())
+
+
+@pytest.mark.parametrize(("seed", "n", "tied"), CASES)
+def test_best_threshold_maximises_accuracy(seed, n, tied):
+    y, s = _data(seed, n, tied=tied)
+    t = M.best_threshold(y, s)
+    candidates = np.r_[np.unique(s), np.inf]
+    best_acc = ((s[None, :] >= candidates[:, None]) == y).mean(axis=1).max()
+    assert M.threshold_metrics(y, s, t)["accuracy"] == pytest.approx(best_acc)
+    assert np.isfinite(t)
+
+
+def test_best_threshold_predict_nobody():
+    # Members score lower than non-members and are the minority: predicting nobody wins.
+    y = np.r_[np.ones(3, bool), np.zeros(10, bool)]
+    s = np.r_[np.zeros(3), np.ones(10)]
+    t = M.best_threshold(y, s)
+    assert t > 1 and np.isfinite(t)
+    assert M.threshold_metrics(y, s, t)["accuracy"] == pytest.approx(10 / 13)
+
+
+def test_orientation():
+    y = np.r_[np.ones(20, bool), np.zeros(30, bool)]
+    s = np.r_[np.linspace(1, 2, 20), np.linspace(-2, 0, 30)]
+    assert M.auc(y, s) == 1.0
+    assert M.auc(y, -s) == 0.0
+    assert M.advantage(y, s) == 1.0
+    assert M.advantage(y, -s) == 0.0
+    assert M.tpr_at_fpr(y, s, 0.0) == 1.0
+    assert M.tpr_at_fpr(y, -s, 0.5) == 0.0
+    assert M.threshold_metrics(y, s, M.best_threshold(y, s))["accuracy"] == 1.0
+    assert M.auc(y, np.zeros(50)) == 0.5
+
+
+def test_infinite_scores_are_ties():
+    y = np.array([1, 1, 0, 0, 1, 0], bool)
+    s = np.array([np.inf, np.inf, np.inf, -np.inf, 0.0, -np.inf])
+    fpr, tpr, thr = M.roc_curve(y, s)
+    assert len(thr) == 4
+    np.testing.assert_allclose(fpr, [0, 1 / 3, 1 / 3, 1])
+    np.testing.assert_allclose(tpr, [0, 2 / 3, 1, 1])
+    assert M.auc(y, s) == pytest.approx(skm.roc_auc_score(y, np.nan_to_num(s)))
+
+
+def test_bootstrap_matches_loop():
+    # The vectorised bootstrap equals point metrics on explicit resamples.
+    y, s = _data(3, 300, tied=True)
+    fprs = np.array([0.0, 0.01, 0.1])
+    aucs, tprs = M._bootstrap_stats(y, s, fprs, 20, seed=5)
+    idx = M._stratified_bootstrap_indices(y, 20, np.random.default_rng(5))
+    assert idx.shape == (20, 300)
+    for b in range(20):
+        yb, sb = y[idx[b]], s[idx[b]]
+        assert yb.sum() == y.sum()
+        assert aucs[b] == pytest.approx(M.auc(yb, sb), abs=1e-12)
+        np.testing.assert_allclose(tprs[b], M.tpr_at_fpr(yb, sb, fprs), atol=1e-15)
+
+
+def test_bootstrap_ci_properties():
+    y, s = _data(0, 2000, tied=False, shift=1.0)
+    ci = M.bootstrap_ci(y, s, fprs=(0.01, 0.1), n_boot=200, seed=1)
+    assert set(ci) == {"auc", "tpr_at_fpr"} and set(ci["tpr_at_fpr"]) == {0.01, 0.1}
+    lo, hi = ci["auc"]
+    assert lo < M.auc(y, s) < hi
+    for f, (tlo, thi) in ci["tpr_at_fpr"].items():
+        assert tlo <= M.tpr_at_fpr(y, s, f) <= thi
+    # Reproducible with the same seed, different with another.
+    assert M.bootstrap_ci(y, s, fprs=(0.01, 0.1), n_boot=200, seed=1) == ci
+    assert M.bootstrap_ci(y, s, fprs=(0.01, 0.1), n_boot=200, seed=2) != ci
+    # Narrower with more data.
+    y_small, s_small = _data(0, 200, tied=False, shift=1.0)
+    lo_s, hi_s = M.bootstrap_ci(y_small, s_small, n_boot=200, seed=1)["auc"]
+    assert hi - lo < 0.6 * (hi_s - lo_s)
+    # Higher level -> wider interval.
+    lo99, hi99 = M.bootstrap_ci(y, s, n_boot=200, level=0.99, seed=1)["auc"]
+    assert lo99 <= lo and hi99 >= hi
+
+
+def test_bootstrap_is_fast():
+    y, s = _data(0, 10_000, tied=False)
+    start = time.perf_counter()
+    M.bootstrap_ci(y, s, n_boot=200)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_evaluate_and_to_dict():
+    y, s = _data(4, 1500, tied=False)
+    m = M.evaluate(y, s, n_boot=50)
+    assert m.auc == pytest.approx(skm.roc_auc_score(y, s))
+    assert m.tpr_at_fpr == {0.001: M.tpr_at_fpr(y, s, 0.001), 0.01: M.tpr_at_fpr(y, s, 0.01)}
+    assert m.advantage == pytest.approx(M.advantage(y, s))
+    assert m.threshold == M.best_threshold(y, s)
+    assert m.n_members == y.sum() and m.n_nonmembers == (~y).sum()
+    assert m.auc_ci is not None and m.auc_ci[0] <= m.auc <= m.auc_ci[1]
+    assert m.tpr_at_fpr_ci is not None and set(m.tpr_at_fpr_ci) == {0.001, 0.01}
+    with pytest.raises(AttributeError):
+        m.auc = 0.0  # type: ignore[misc]
+
+    d = m.to_dict()
+    assert set(d["tpr_at_fpr"]) == {"0.001", "0.01"}
+    assert isinstance(d["auc_ci"], list) and len(d["auc_ci"]) == 2
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
+
+    # Explicit (calibrated) threshold and no bootstrap.
+    m2 = M.evaluate(y, s, threshold=0.3, fprs=[0.05], n_boot=0)
+    tm = M.threshold_metrics(y, s, 0.3)
+    assert m2.accuracy == tm["accuracy"] and m2.precision == tm["precision"]
+    assert m2.recall == tm["recall"] and m2.balanced_accuracy == tm["balanced_accuracy"]
+    assert m2.auc_ci is None and m2.tpr_at_fpr_ci is None
+    assert m2.to_dict()["tpr_at_fpr_ci"] is None
+    json.dumps(m2.to_dict(), allow_nan=False)
+
+
+def test_tables():
+    y, s = _data(0, 500, tied=False)
+    results = {
+        "loss": M.evaluate(y, s, n_boot=0),
+        "lira-offline": M.evaluate(y, 2 * s, n_boot=0),
+    }
+    text = M.format_table(results)
+    lines = text.splitlines()
+    assert len(lines) == 4
+    for col in ("attack", "AUC", "TPR@0.1%FPR", "TPR@1%FPR", "advantage", "accuracy"):
+        assert col in lines[0]
+    assert lines[2].startswith("loss") and lines[3].startswith("lira-offline")
+    assert len({len(line) for line in lines}) == 1  # aligned
+    assert f"{results['loss'].auc:.4f}" in lines[2]
+
+    md = M.markdown_table(results)
+    md_lines = md.splitlines()
+    assert len(md_lines) == 4
+    assert md_lines[0] == ("| attack | AUC | TPR@0.1%FPR | TPR@1%FPR | advantage | accuracy |")
+    assert md_lines[1].startswith("| :---")
+    assert all(line.startswith("| ") and line.endswith(" |") for line in md_lines)
+    assert md_lines[2].count("|") == 7
+
+
+@pytest.mark.parametrize(
+    ("membership", "scores", "match"),
+    [
+        ([1, 0, 1], [0.1, 0.2], "mismatched lengths"),
+        ([1, 0, 1], [0.1, np.nan, 0.3], "NaN"),
+        ([1, 0, 2], [0.1, 0.2, 0.3], "binary"),
+        ([0.5, 0, 1], [0.1, 0.2, 0.3], "binary"),
+        (["a", "b", "a"], [0.1, 0.2, 0.3], "binary"),
+        ([1, 1, 1], [0.1, 0.2, 0.3], "both members and non-members"),
+        ([False, False], [0.1, 0.2], "both members and non-members"),
+        ([], [], "both members and non-members"),
+        ([[1, 0]], [[0.1, 0.2]], "1-D"),
+    ],
+)
+def test_validation_errors(membership, scores, match):
+    fns = [
+        M.roc_curve,
+        M.auc,
+        M.advantage,
+        M.best_threshold,
+        M.bootstrap_ci,
+        M.evaluate,
+        lambda y, s: M.tpr_at_fpr(y, s, 0.01),
+        lambda y, s: M.threshold_metrics(y, s, 0.0),
+    ]
+    for fn in fns:
+        with pytest.raises(ValueError, match=match):
+            fn(membership, scores)
+
+
+def test_argument_errors():
+    y, s = _data(0, 50, tied=False)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        M.tpr_at_fpr(y, s, 1.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        M.tpr_at_fpr(y, s, [0.01, -0.1])
+    with pytest.raises(ValueError, match="NaN"):
+        M.threshold_metrics(y, s, np.nan)
+    with pytest.raises(ValueError, match="n_boot"):
+        M.bootstrap_ci(y, s, n_boot=0)
+    with pytest.raises(ValueError, match="level"):
+        M.bootstrap_ci(y, s, level=1.0)

@@ -1,0 +1,161 @@
+"""The shadow engine against its references: one model alone, chunks, seeds."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from jaxmia import models, shadow, splits
+
+
+def tree_max_diff(a, b) -> float:
+    return max(
+        float(jnp.max(jnp.abs(u - v)))
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
+def factory_for(ds, dropout=0.0):
+    return models.mlp((32,), ds.num_classes, int(np.prod(ds.input_shape)), dropout=dropout)
+
+
+# One factory and optimizer object per configuration, so the compiled functions are reused.
+TX = optax.adam(3e-3)
+
+
+@pytest.fixture(scope="module")
+def setup(small_digits):
+    ds = small_digits
+    keep = splits.balanced_keep(4, ds.n, seed=3)  # rows of unequal size: masked steps
+    assert len(set(keep.sum(1).tolist())) > 1
+    return ds, keep, factory_for(ds), factory_for(ds, dropout=0.3)
+
+
+def test_vmap_equals_each_model_trained_alone(setup):
+    ds, keep, factory, _ = setup
+    keys = shadow.model_keys(7, keep.shape[0])
+    pool = shadow.train(factory, ds.x, ds.y, keep, epochs=3, batch_size=32, optimizer=TX, keys=keys)
+    for i in range(keep.shape[0]):
+        alone = shadow.train(
+            factory,
+            ds.x,
+            ds.y,
+            keep[i],
+            epochs=3,
+            batch_size=32,
+            optimizer=TX,
+            keys=keys[i : i + 1],
+        )
+        assert tree_max_diff(pool.select(slice(i, i + 1)).params, alone.params) < 1e-5
+        assert pool.train_accuracy[i] == pytest.approx(alone.train_accuracy[0])
+
+
+def test_vmap_equals_sequential_with_dropout(setup):
+    ds, keep, _, factory = setup
+    a = shadow.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=1)
+    b = shadow.train(
+        factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=1, mode="sequential"
+    )
+    assert tree_max_diff(a.params, b.params) < 1e-5
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+    # dropout streams are per model: every model's RNG state differs
+    rng_keys = [
+        leaf for leaf in jax.tree.leaves(a.rest) if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+    ]
+    data = jax.random.key_data(rng_keys[0])
+    assert len({tuple(np.asarray(row).ravel()) for row in data}) == keep.shape[0]
+
+
+def test_chunked_equals_unchunked(setup):
+    ds, keep, factory, _ = setup
+    full = shadow.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=2)
+    chunked = shadow.train(
+        factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=2, chunk_size=3
+    )
+    assert tree_max_diff(full.params, chunked.params) < 1e-6
+    np.testing.assert_allclose(full.test_accuracy, chunked.test_accuracy)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(setup):
+    ds, keep, factory, _ = setup
+    run = lambda seed: shadow.train(
+        factory, ds.x, ds.y, keep, epochs=1, batch_size=32, optimizer=TX, seed=seed
+    )
+    a, b, c = run(5), run(5), run(6)
+    assert tree_max_diff(a.params, b.params) == 0.0
+    np.testing.assert_array_equal(a.losses, b.losses)
+    assert tree_max_diff(a.params, c.params) > 1e-3
+    # the models of one pool start from different initialisations
+    kernel = a.params["head"]["kernel"][...]
+    assert float(jnp.abs(kernel[0] - kernel[1]).max()) > 1e-3
+
+
+def test_second_call_with_new_data_does_not_recompile(setup):
+    ds, keep, factory, _ = setup
+    kwargs = dict(epochs=1, batch_size=32, optimizer=TX)
+    shadow.train(factory, ds.x, ds.y, keep, seed=0, **kwargs)
+    steps = int(np.ceil(keep.sum(1).max() / 32))
+    masked = bool((np.ceil(keep.sum(1) / 32) < steps).any())
+    _, epoch_fn, _ = shadow._compiled(factory, TX, 32, steps, masked, True)
+    before = epoch_fn._cache_size()
+    x2 = np.random.default_rng(1).random(ds.x.shape, dtype=np.float32)
+    y2 = np.random.default_rng(2).integers(0, ds.num_classes, ds.n)
+    shadow.train(factory, x2, y2, keep, seed=1, **kwargs)
+    assert before >= 1
+    assert epoch_fn._cache_size() == before
+
+
+def test_any_optax_optimizer_and_training_learns(setup):
+    ds, keep, factory, _ = setup
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1, momentum=0.9))
+    pool = shadow.train(factory, ds.x, ds.y, keep, epochs=15, batch_size=32, optimizer=tx)
+    assert pool.losses.shape == (15, 4)
+    assert np.all(pool.losses[-1] < pool.losses[0])
+    assert np.all(pool.train_accuracy > 0.9)
+    assert np.all(pool.test_accuracy > 0.5)
+
+
+class TinyNet(nnx.Module):
+    """A user's own model: the engine must not care about its structure."""
+
+    def __init__(self, din, dout, *, rngs):
+        self.a = nnx.Linear(din, 16, rngs=rngs)
+        self.b = nnx.Linear(16, dout, rngs=rngs)
+
+    def __call__(self, x):
+        return self.b(nnx.relu(self.a(x)))
+
+
+def test_user_model_class_and_predict_shape(setup):
+    ds, keep, _, _ = setup
+    import functools
+
+    factory = functools.partial(TinyNet, 64, ds.num_classes)
+    pool = shadow.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX)
+    logits = shadow.predict(pool, ds.x, batch_size=128)  # 300 = 2 full batches + a padded one
+    assert logits.shape == (4, ds.n, ds.num_classes)
+    for i in range(4):
+        np.testing.assert_allclose(logits[i], np.asarray(pool.model(i)(ds.x)), rtol=1e-5, atol=1e-5)
+
+
+def test_cnn_trains_under_vmap():
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 8, 8, 1), dtype=np.float32)
+    y = (x.mean((1, 2, 3)) > 0.5).astype(np.int64)
+    factory = models.cnn((8, 8, 1), 2, channels=(4,), hidden=8)
+    pool = shadow.train(factory, x, y, splits.balanced_keep(2, 40), epochs=1, batch_size=8)
+    assert shadow.predict(pool, x).shape == (2, 40, 2)
+
+
+def test_bad_inputs_raise_clear_errors(setup):
+    ds, keep, factory, _ = setup
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        shadow.train(factory, ds.x[:-1], ds.y, keep, epochs=1)
+    with pytest.raises(ValueError, match="labels must be integers"):
+        shadow.train(factory, ds.x, ds.y.astype(float), keep, epochs=1)
+    with pytest.raises(ValueError, match="no training examples"):
+        shadow.train(factory, ds.x, ds.y, np.zeros_like(keep), epochs=1)
+    with pytest.raises(ValueError, match="unknown mode"):
+        shadow.train(factory, ds.x, ds.y, keep, epochs=1, mode="fast")
