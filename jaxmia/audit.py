@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import platform
 import time
@@ -22,9 +23,23 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
-from jaxmia import datasets, metrics, models, shadow, shokri, splits, threat_models, threshold
+from jaxmia import (
+    datasets,
+    lira,
+    metrics,
+    models,
+    rmia,
+    shadow,
+    shokri,
+    signals,
+    splits,
+    threat_models,
+    threshold,
+)
 
 THRESHOLD_ATTACKS: Mapping[str, str] = {
     "loss": "loss",
@@ -42,7 +57,20 @@ SHOKRI_FEATURES: Mapping[str, tuple[str, ...]] = {
 }
 """Default attack-classifier features for each access level."""
 
-ATTACKS: tuple[str, ...] = ("shokri", *THRESHOLD_ATTACKS)
+LIKELIHOOD_ATTACKS: Mapping[str, str] = {
+    "lira_online": "logit_scaled_confidence",
+    "lira_offline": "logit_scaled_confidence",
+    "rmia_online": "loss",
+    "rmia_offline": "loss",
+    "attack_p": "loss",
+}
+"""Per-example attacks on the shared shadow pool (LiRA, RMIA) and the signal each reads;
+RMIA uses ``log Pr(x | theta) = -loss``."""
+
+ONLINE_ATTACKS = frozenset({"lira_online", "rmia_online"})
+"""Attacks that need shadow models trained on the candidates (IN models)."""
+
+ATTACKS: tuple[str, ...] = ("shokri", *THRESHOLD_ATTACKS, *LIKELIHOOD_ATTACKS)
 
 
 class ConfigError(ValueError):
@@ -73,6 +101,16 @@ class AuditConfig:
       top_k: probabilities returned by the ``topk`` interface.
       attacks: attacks to run (default: all that the access level allows).
       per_class: one Shokri attack model per class.
+      targets: leave-one-out evaluation: instead of training a separate target, each of
+        the first ``targets`` models of the balanced pool serves in turn as the target,
+        attacked with the other ``num_shadows - 1``; metrics are pooled and per target.
+      lira_variance: ``per_example``, ``global`` or ``auto`` (per example from 64
+        shadow models on, global below, as Carlini et al. 2022 recommend).
+      augment: query LiRA with augmented images (flip and 1-pixel shifts; images only).
+      rmia_a: offline RMIA's ``a`` (default: calibrated on the reference models).
+      rmia_gamma: RMIA's likelihood-ratio threshold ``gamma``.
+      population_size: RMIA population records ``z`` drawn from the shadow pool's data
+        (default: all of it).
       fprs: false-positive rates at which TPR is reported.
       n_boot: bootstrap resamples for confidence intervals (0: none).
       output_dir: where ``jaxmia audit`` writes the report.
@@ -95,6 +133,12 @@ class AuditConfig:
     top_k: int = 3
     attacks: tuple[str, ...] | None = None
     per_class: bool = False
+    targets: int = 0
+    lira_variance: str = "auto"
+    augment: bool = False
+    rmia_a: float | None = None
+    rmia_gamma: float = 2.0
+    population_size: int | None = None
     fprs: tuple[float, ...] = (0.001, 0.01)
     n_boot: int = 200
     output_dir: str = "jaxmia-audit"
@@ -108,7 +152,8 @@ class AuditConfig:
         for name in ("num_shadows", "epochs", "batch_size", "top_k"):
             positive(name)
         positive("n_boot", 0)
-        for name in ("target_size", "shadow_size", "chunk_size"):
+        positive("targets", 0)
+        for name in ("target_size", "shadow_size", "chunk_size", "population_size"):
             if getattr(self, name) is not None:
                 positive(name)
         if self.scheme not in splits.SCHEMES:
@@ -129,6 +174,23 @@ class AuditConfig:
         if not self.fprs or any(not 0 < f < 1 for f in self.fprs):
             raise ConfigError(f"fprs must lie in (0, 1), got {self.fprs!r}")
         threat_models.check_access(self.access)
+        if self.lira_variance not in ("auto", *lira.VARIANCES):
+            raise ConfigError(
+                f"lira_variance must be auto, per_example or global, got {self.lira_variance!r}"
+            )
+        if self.rmia_a is not None and not 0 <= self.rmia_a <= 1:
+            raise ConfigError(f"rmia_a must lie in [0, 1], got {self.rmia_a!r}")
+        if not self.rmia_gamma > 0:
+            raise ConfigError(f"rmia_gamma must be > 0, got {self.rmia_gamma!r}")
+        if self.targets:
+            if self.scheme != "balanced":
+                raise ConfigError("leave-one-out targets need the balanced scheme")
+            if self.targets > self.num_shadows:
+                raise ConfigError(
+                    f"targets ({self.targets}) cannot exceed the pool size ({self.num_shadows})"
+                )
+            if self.num_shadows < 3:
+                raise ConfigError("leave-one-out targets need a pool of at least 3 models")
         if self.attacks is not None:
             unknown = [a for a in self.attacks if a not in ATTACKS]
             if unknown or not self.attacks:
@@ -164,18 +226,29 @@ def needs(attack: str, access: str) -> tuple[str, ...]:
     """The signals ``attack`` reads under ``access``."""
     if attack == "shokri":
         return SHOKRI_FEATURES[access]
+    if attack in LIKELIHOOD_ATTACKS:
+        return (LIKELIHOOD_ATTACKS[attack],)
     return (THRESHOLD_ATTACKS[attack],)
 
 
 def select_attacks(config: AuditConfig) -> tuple[str, ...]:
-    """The attacks to run: those asked for (refused if the access level cannot serve
-    them) or, by default, every attack the access level allows."""
+    """The attacks to run: those asked for (refused if the access level or the shadow
+    pool cannot serve them) or, by default, every attack both allow."""
+    online_ok = config.scheme == "balanced"
     if config.attacks is None:
         return tuple(
-            a for a in ATTACKS if threat_models.allows(config.access, needs(a, config.access))
+            a
+            for a in ATTACKS
+            if threat_models.allows(config.access, needs(a, config.access))
+            and (online_ok or a not in ONLINE_ATTACKS)
         )
     for a in config.attacks:
         threat_models.require(config.access, needs(a, config.access), f"attack {a!r}")
+        if a in ONLINE_ATTACKS and not online_ok:
+            raise ConfigError(
+                f"attack {a!r} needs shadow models trained on the candidates (IN models); "
+                "the disjoint scheme has none: use --scheme balanced or the offline attack"
+            )
     return tuple(dict.fromkeys(config.attacks))
 
 
@@ -187,14 +260,18 @@ class AuditReport:
       config: the :class:`AuditConfig`.
       dataset: one-line description of the data.
       model: description of the target/shadow architecture.
-      metrics: ``{attack: AttackMetrics}``.
+      metrics: ``{attack: AttackMetrics}`` (pooled over targets in leave-one-out mode).
       scores: ``{attack: (m,) scores}`` on the candidates, higher = member.
       candidates: ``(m,)`` indices of the candidates in the dataset.
-      membership: ``(m,)`` bool true membership of the candidates in the target.
-      target_accuracy: ``{"train", "test"}`` accuracy of the target.
+      membership: ``(m,)`` bool true membership of the candidates in their target.
+      target_index: ``(m,)`` which target each row was scored against (0 without
+        leave-one-out).
+      per_target: ``{attack: [AttackMetrics per target]}`` in leave-one-out mode.
+      target_accuracy: ``{"train", "test"}`` accuracy of the target (mean over targets).
       shadow_accuracy: mean and std of the shadow models' train and test accuracy.
       target_signals: ``{signal: (m,)}`` the target's confidence/loss for plots, where the
         access level provides them.
+      notes: settings chosen on the way (LiRA variance, RMIA ``a``, skipped attacks).
       timings: seconds per phase.
       versions: library versions and the machine.
     """
@@ -206,9 +283,12 @@ class AuditReport:
     scores: dict[str, np.ndarray]
     candidates: np.ndarray
     membership: np.ndarray
+    target_index: np.ndarray
+    per_target: dict[str, list[metrics.AttackMetrics]]
     target_accuracy: dict[str, float]
     shadow_accuracy: dict[str, float]
     target_signals: dict[str, np.ndarray]
+    notes: list[str]
     timings: dict[str, float]
     versions: dict[str, str]
 
@@ -222,9 +302,12 @@ class AuditReport:
             "dataset": self.dataset,
             "model": self.model,
             "attacks": {name: m.to_dict() for name, m in self.metrics.items()},
+            "per_target": {name: [m.to_dict() for m in ms] for name, ms in self.per_target.items()},
             "target_accuracy": self.target_accuracy,
             "shadow_accuracy": self.shadow_accuracy,
             "n_candidates": int(self.candidates.size),
+            "n_targets": int(self.target_index.max()) + 1 if self.target_index.size else 0,
+            "notes": self.notes,
             "config": self.config.to_dict(),
             "timings_s": self.timings,
             "versions": self.versions,
@@ -277,6 +360,243 @@ def describe_model(factory: models.ModelFactory) -> str:
     return f"{getattr(func, '__name__', type(func).__name__)}({args})"
 
 
+@dataclasses.dataclass(frozen=True)
+class PoolSignals:
+    """The shadow pool's signals, computed once and read by every attack.
+
+    Attributes:
+      signals: ``{signal: (k, n, ...)}`` on all ``n`` records, through the access level.
+      phi: ``(k, n, q)`` LiRA's logit-scaled confidence for ``q`` queries, or ``None``.
+      logits: ``(k, n, c)`` the models' logits where the access level gives probability
+        vectors and RMIA runs (for its softmax temperature), else ``None``.
+      keep: ``(k, n)`` bool shadow membership.
+      pool: ``(n,)`` bool records whose shadow outputs may be used.
+    """
+
+    signals: dict[str, np.ndarray]
+    phi: np.ndarray | None
+    logits: np.ndarray | None
+    keep: np.ndarray
+    pool: np.ndarray
+
+    def without(self, t: int) -> PoolSignals:
+        """The pool less model ``t`` (leave-one-out)."""
+        rows = np.arange(self.keep.shape[0]) != t
+        return PoolSignals(
+            signals={k: v[rows] for k, v in self.signals.items()},
+            phi=None if self.phi is None else self.phi[rows],
+            logits=None if self.logits is None else self.logits[rows],
+            keep=self.keep[rows],
+            pool=self.pool,
+        )
+
+
+def attack_target(
+    attacks: tuple[str, ...],
+    shadows: PoolSignals,
+    target_sig: Mapping[str, np.ndarray],
+    target_phi: np.ndarray | None,
+    target_all: Mapping[str, np.ndarray],
+    target_logits_all: np.ndarray | None,
+    candidates: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    config: AuditConfig,
+    notes: list[str],
+    log: Log = _silent,
+) -> dict[str, tuple[np.ndarray, float | None]]:
+    """Runs every attack against one target.
+
+    Args:
+      attacks: attack names.
+      shadows: the shadow pool's signals (without the target).
+      target_sig: ``{signal: (m, ...)}`` the target's signals on the candidates.
+      target_phi: ``(m, q)`` the target's logit-scaled confidence per query, for LiRA.
+      target_all: ``{signal: (n, ...)}`` the target's signals on every record (RMIA's
+        population needs them).
+      target_logits_all: ``(n, c)`` the target's logits where the access level gives
+        probability vectors, for RMIA's temperature; else ``None``.
+      candidates: ``(m,)`` candidate indices.
+      labels: ``(n,)`` labels.
+      num_classes: ``c``.
+      config: the audit options.
+      notes: receives the settings chosen on the way.
+      log: progress lines.
+
+    Returns:
+      ``{attack: (scores (m,), threshold or None)}``; a ``None`` threshold means the
+      accuracy is reported at the best threshold on the target (optimistic).
+    """
+    out: dict[str, tuple[np.ndarray, float | None]] = {}
+    k = shadows.keep.shape[0]
+    keep_c = shadows.keep[:, candidates]
+    variance = config.lira_variance
+    if variance == "auto":
+        variance = "per_example" if k >= 64 else "global"
+    population = np.flatnonzero(shadows.pool)
+    if config.population_size is not None and config.population_size < population.size:
+        rng = np.random.default_rng([config.seed, 23])
+        population = np.sort(rng.choice(population, config.population_size, replace=False))
+    for name in attacks:
+        log(f"attack: {name}")
+        if name == "shokri":
+            out[name] = shokri.attack(
+                shadows.signals,
+                shadows.keep,
+                shadows.pool,
+                labels,
+                target_sig,
+                labels[candidates],
+                num_classes,
+                config=shokri.ShokriConfig(
+                    features=needs(name, config.access), per_class=config.per_class
+                ),
+                seed=config.seed,
+            )
+        elif name in THRESHOLD_ATTACKS:
+            sig = THRESHOLD_ATTACKS[name]
+            out[name] = threshold.attack(
+                sig, shadows.signals[sig], shadows.keep, shadows.pool, target_sig[sig]
+            )
+        elif name.startswith("lira"):
+            online = name == "lira_online"
+            s = lira.scores(
+                target_phi, shadows.phi[:, candidates], keep_c, online=online, variance=variance
+            )
+            out[name] = (s, None)
+            _note(notes, f"LiRA variance: {variance} ({k} shadow models)")
+        else:
+            lp_x, lp_z, ref_x, ref_z, a = _rmia_inputs(
+                name,
+                shadows,
+                target_all,
+                target_logits_all,
+                candidates,
+                population,
+                labels,
+                config,
+                notes,
+            )
+            s = rmia.scores(
+                lp_x,
+                lp_z,
+                ref_x,
+                keep_c if ref_x is not None else None,
+                ref_z,
+                shadows.keep[:, population] if ref_z is not None else None,
+                online=name == "rmia_online",
+                a=a,
+                gamma=config.rmia_gamma,
+            )
+            out[name] = (s, None)
+    return out
+
+
+RMIA_TEMPERATURES = (1.0, 1.5, 2.0, 3.0)
+"""Softmax temperatures tried when RMIA is calibrated on the reference models."""
+
+
+def _rmia_inputs(
+    name, shadows, target_all, target_logits_all, candidates, population, labels, config, notes
+):
+    """RMIA's log-probabilities of the target and the references on candidates ``x``
+    and population ``z`` at the temperature calibrated on the references, and ``a``."""
+    if name == "attack_p":
+        lp = -target_all["loss"]
+        return lp[candidates], lp[population], None, None, 0.0
+    online = name == "rmia_online"
+    if shadows.logits is not None:
+
+        def log_p_at(temperature, logits=shadows.logits):
+            return -np.asarray(signals.loss(logits / temperature, labels))
+
+        temperatures = RMIA_TEMPERATURES
+    else:  # only the loss is visible: the temperature stays 1
+
+        def log_p_at(temperature):
+            return -shadows.signals["loss"]
+
+        temperatures = (1.0,)
+    pool = shadows.pool
+    fixed_a = {} if config.rmia_a is None else {"a_grid": (config.rmia_a,)}
+    temperature, a = rmia.calibrate(
+        lambda t: log_p_at(t)[:, pool],
+        shadows.keep[:, pool],
+        online=online,
+        temperatures=temperatures,
+        **fixed_a,
+    )
+    notes_key = "online" if online else "offline"
+    _note(
+        notes,
+        f"RMIA {notes_key}: softmax temperature {temperature}"
+        + ("" if online else f", a = {a}")
+        + " (calibrated on the reference models)",
+    )
+    ref = log_p_at(temperature)
+    if target_logits_all is not None:
+        lp = -np.asarray(signals.loss(target_logits_all / temperature, labels))
+    else:
+        lp = -target_all["loss"]
+    return lp[candidates], lp[population], ref[:, candidates], ref[:, population], a
+
+
+def _note(notes: list[str], text: str) -> None:
+    if text not in notes:
+        notes.append(text)
+
+
+def _queries(config: AuditConfig, ds: datasets.Dataset) -> np.ndarray:
+    """``(q, n, ...)`` the inputs LiRA queries: the records, or their augmentations."""
+    if not config.augment:
+        return ds.x[None]
+    if len(ds.input_shape) != 3:
+        raise ConfigError(f"augment needs image data (h, w, channels), got {ds.input_shape}")
+    return lira.augment_images(ds.x)
+
+
+def _phi(
+    predict: Callable[[np.ndarray], np.ndarray], views: np.ndarray, y: np.ndarray, access: str
+) -> np.ndarray:
+    """``(..., n, q)`` logit-scaled confidence of ``predict``'s outputs on every view."""
+    per_view = [
+        threat_models.observe(predict(v), y, access, ["logit_scaled_confidence"])[
+            "logit_scaled_confidence"
+        ]
+        for v in views
+    ]
+    return np.stack(per_view, axis=-1)
+
+
+def query_model(
+    fn: Callable[[np.ndarray], Any], x: np.ndarray, *, outputs: str = "auto", batch_size: int = 1024
+) -> np.ndarray:
+    """Queries a user's model in batches and returns ``(n, c)`` logits.
+
+    Args:
+      fn: maps a batch ``(b, *input_shape)`` to logits or probabilities ``(b, c)``.
+      x: ``(n, *input_shape)`` inputs.
+      outputs: ``logits``, ``probs`` or ``auto`` (probabilities if every row is
+        non-negative and sums to 1).
+      batch_size: examples per call.
+
+    Returns:
+      ``(n, c)`` float32 logits (log-probabilities when the model returns probabilities).
+    """
+    if outputs not in ("auto", "logits", "probs"):
+        raise ConfigError(f"outputs must be auto, logits or probs, got {outputs!r}")
+    parts = [np.asarray(fn(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    out = np.concatenate(parts).astype(np.float32)
+    if out.ndim != 2 or out.shape[0] != len(x):
+        raise ConfigError(f"the model must return (n, classes) outputs, got shape {out.shape}")
+    if not np.isfinite(out).all():
+        raise ConfigError("the model returned NaN or infinite outputs")
+    looks_like_probs = bool((out >= 0).all() and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
+    if outputs == "probs" or (outputs == "auto" and looks_like_probs):
+        return np.asarray(signals.log_probs_from_probs(out))
+    return out
+
+
 def run(
     config: AuditConfig = AuditConfig(),
     *,
@@ -284,6 +604,8 @@ def run(
     progress: shadow.ProgressFn | None = None,
     dataset: datasets.Dataset | None = None,
     split: splits.AuditSplit | None = None,
+    target_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    factory: models.ModelFactory | None = None,
 ) -> AuditReport:
     """Runs a full audit.
 
@@ -294,6 +616,9 @@ def run(
       dataset: use this data instead of loading ``config.dataset``.
       split: use this split instead of drawing one (e.g. a control where the target
         trains on records disjoint from every candidate).
+      target_fn: audit this model (``x -> (b, c)`` logits) instead of training a target;
+        see :func:`audit_model`.
+      factory: the shadow (and target) architecture instead of the config's.
 
     Returns:
       An :class:`AuditReport`.
@@ -304,12 +629,23 @@ def run(
     def phase(name: str) -> None:
         nonlocal clock
         now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
+        timings[name] = round(timings.get(name, 0.0) + now - clock, 3)
         clock = now
 
     attacks = select_attacks(config)
     ds = datasets.load(config.dataset) if dataset is None else dataset
-    if split is None:
+    loo = config.targets > 0
+    if split is None and loo:
+        keep = splits.balanced_keep(config.num_shadows, ds.n, seed=config.seed)
+        split = splits.AuditSplit(
+            target_keep=keep[0],
+            candidates=np.arange(ds.n),
+            membership=keep[0],
+            shadow_keep=keep,
+            shadow_pool=np.ones(ds.n, bool),
+            scheme="balanced",
+        )
+    elif split is None:
         split = splits.make_split(
             ds.n,
             config.num_shadows,
@@ -318,36 +654,47 @@ def run(
             shadow_size=config.shadow_size,
             seed=config.seed,
         )
+    views = _queries(config, ds)
     log(f"data: {datasets.describe(ds)}; {split.scheme} split, {split.candidates.size} candidates")
     phase("load")
 
-    factory = model_factory(config, ds)
+    factory = model_factory(config, ds) if factory is None else factory
     train_kwargs = dict(
         epochs=config.epochs,
         batch_size=config.batch_size,
         optimizer=shadow.adam(config.learning_rate),
     )
     root = jax.random.key(config.seed)
-    target = shadow.train(
-        factory,
-        ds.x,
-        ds.y,
-        split.target_keep,
-        keys=shadow.model_keys(jax.random.fold_in(root, 1), 1),
-        **train_kwargs,
-    )
+    target_predict = None
+    if target_fn is not None:
+        target_predict = lambda x: query_model(target_fn, x, outputs="logits")[None]
+        correct = target_predict(ds.x[split.candidates])[0].argmax(-1) == ds.y[split.candidates]
+        target_acc = (correct[split.membership].mean(), correct[~split.membership].mean())
+    elif not loo:
+        target = shadow.train(
+            factory,
+            ds.x,
+            ds.y,
+            split.target_keep,
+            keys=shadow.model_keys(jax.random.fold_in(root, 1), 1),
+            **train_kwargs,
+        )
+        target_predict = functools.partial(shadow.predict, target)
+        target_acc = (target.train_accuracy[0], target.test_accuracy[0])
+        phase("train_target")
+    if target_predict is not None:
+        log(f"target: train accuracy {target_acc[0]:.3f}, test accuracy {target_acc[1]:.3f}")
+    k = split.shadow_keep.shape[0]
     log(
-        f"target: train accuracy {target.train_accuracy[0]:.3f}, "
-        f"test accuracy {target.test_accuracy[0]:.3f}"
+        f"training {k} shadow models for {config.epochs} epochs"
+        + (f" (leave-one-out over the first {config.targets})" if loo else "")
     )
-    phase("train_target")
-    log(f"training {split.shadow_keep.shape[0]} shadow models for {config.epochs} epochs")
     pool = shadow.train(
         factory,
         ds.x,
         ds.y,
         split.shadow_keep,
-        keys=shadow.model_keys(jax.random.fold_in(root, 2), split.shadow_keep.shape[0]),
+        keys=shadow.model_keys(jax.random.fold_in(root, 2), k),
         chunk_size=config.chunk_size,
         heldout=split.shadow_pool,
         progress=progress,
@@ -359,69 +706,232 @@ def run(
     )
     phase("train_shadows")
 
-    cand = split.candidates
     needed = {s for a in attacks for s in needs(a, config.access)}
+    if any(a.startswith(("rmia", "attack_p")) for a in attacks):
+        needed.add("loss")
     plot_signals = {"confidence", "loss"} & threat_models.PROVIDES[config.access]
-    target_logits = shadow.predict(target, ds.x[cand])[0]
+    use_lira = any(a.startswith("lira") for a in attacks)
     shadow_logits = shadow.predict(pool, ds.x)
-    target_sig = threat_models.observe(
-        target_logits, ds.y[cand], config.access, needed | plot_signals, top_k=config.top_k
+    keep_logits = config.access == "probs" and any(a.startswith("rmia") for a in attacks)
+    shadows = PoolSignals(
+        signals=threat_models.observe(
+            shadow_logits,
+            ds.y,
+            config.access,
+            needed | (plot_signals if loo else set()),
+            top_k=config.top_k,
+        ),
+        phi=_phi(functools.partial(shadow.predict, pool), views, ds.y, config.access)
+        if use_lira
+        else None,
+        logits=shadow_logits if keep_logits else None,
+        keep=split.shadow_keep,
+        pool=split.shadow_pool,
     )
-    shadow_sig = threat_models.observe(
-        shadow_logits, ds.y, config.access, needed, top_k=config.top_k
-    )
+    if target_predict is not None:
+        target_logits = target_predict(ds.x)[0]
+        target_all = threat_models.observe(
+            target_logits,
+            ds.y,
+            config.access,
+            needed | plot_signals,
+            top_k=config.top_k,
+        )
+        target_phi_all = _phi(target_predict, views, ds.y, config.access)[0] if use_lira else None
+        target_logits = target_logits if keep_logits else None
     phase("signals")
 
-    membership = split.membership
-    results, scores = {}, {}
-    for name in attacks:
-        log(f"attack: {name}")
-        t0 = time.perf_counter()
-        if name == "shokri":
-            s, tau = shokri.attack(
-                shadow_sig,
-                split.shadow_keep,
-                split.shadow_pool,
-                ds.y,
-                target_sig,
-                ds.y[cand],
-                ds.num_classes,
-                config=shokri.ShokriConfig(
-                    features=needs(name, config.access), per_class=config.per_class
-                ),
-                seed=config.seed,
-            )
+    cand = split.candidates
+    notes: list[str] = []
+    if config.attacks is None and config.scheme != "balanced":
+        notes.append("online LiRA/RMIA skipped: the disjoint scheme has no IN models")
+    targets = range(config.targets) if loo else [None]
+    rows: dict[str, list] = {"scores": [], "membership": [], "candidates": [], "target": []}
+    per_attack: dict[str, list[np.ndarray]] = {a: [] for a in attacks}
+    taus: dict[str, list[float | None]] = {a: [] for a in attacks}
+    per_target: dict[str, list[metrics.AttackMetrics]] = {a: [] for a in attacks}
+    accuracy = []
+    for t in targets:
+        if t is None:
+            others, membership = shadows, split.membership
+            t_all = target_all
+            t_phi = target_phi_all
+            t_logits = target_logits
+            accuracy.append(target_acc)
         else:
-            sig = THRESHOLD_ATTACKS[name]
-            s, tau = threshold.attack(
-                sig, shadow_sig[sig], split.shadow_keep, split.shadow_pool, target_sig[sig]
-            )
-        scores[name] = s
+            log(f"target {t + 1}/{config.targets} (leave-one-out)")
+            others, membership = shadows.without(t), split.shadow_keep[t, cand]
+            t_all = {name: v[t] for name, v in shadows.signals.items()}
+            t_phi = None if shadows.phi is None else shadows.phi[t]
+            t_logits = None if shadows.logits is None else shadows.logits[t]
+            accuracy.append((pool.train_accuracy[t], pool.test_accuracy[t]))
+        results = attack_target(
+            attacks,
+            others,
+            {name: v[cand] for name, v in t_all.items()},
+            None if t_phi is None else t_phi[cand],
+            t_all,
+            t_logits,
+            cand,
+            ds.y,
+            ds.num_classes,
+            config,
+            notes,
+            log=log if t in (None, 0) else _silent,
+        )
+        for name, (s, tau) in results.items():
+            per_attack[name].append(s)
+            taus[name].append(tau)
+            if loo:
+                per_target[name].append(
+                    metrics.evaluate(membership, s, threshold=tau, fprs=config.fprs, n_boot=0)
+                )
+        rows["membership"].append(membership)
+        rows["candidates"].append(cand)
+        rows["target"].append(np.full(cand.size, 0 if t is None else t))
+        if t in (None, 0):
+            plot = {name: t_all[name][cand] for name in plot_signals}
+    phase("attacks")
+
+    membership = np.concatenate(rows["membership"])
+    scores = {a: np.concatenate(v) for a, v in per_attack.items()}
+    results = {}
+    for name, s in scores.items():
+        known = [t for t in taus[name] if t is not None]
+        tau = float(np.median(known)) if known else None
+        if tau is None:
+            _note(notes, f"{name}: accuracy at the best threshold on the target (optimistic)")
         results[name] = metrics.evaluate(
             membership, s, threshold=tau, fprs=config.fprs, n_boot=config.n_boot, seed=config.seed
         )
-        timings[f"attack_{name}"] = round(time.perf_counter() - t0, 3)
-    phase("attacks_total")
-
+    phase("metrics")
+    acc = np.asarray(accuracy, dtype=np.float64)
     return AuditReport(
         config=config,
         dataset=datasets.describe(ds),
         model=describe_model(factory),
         metrics=results,
         scores=scores,
-        candidates=cand,
+        candidates=np.concatenate(rows["candidates"]),
         membership=membership,
-        target_accuracy={
-            "train": float(target.train_accuracy[0]),
-            "test": float(target.test_accuracy[0]),
-        },
+        target_index=np.concatenate(rows["target"]),
+        per_target=per_target if loo else {},
+        target_accuracy={"train": float(acc[:, 0].mean()), "test": float(acc[:, 1].mean())},
         shadow_accuracy={
             "train_mean": float(np.nanmean(pool.train_accuracy)),
             "train_std": float(np.nanstd(pool.train_accuracy)),
             "test_mean": float(np.nanmean(pool.test_accuracy)),
             "test_std": float(np.nanstd(pool.test_accuracy)),
         },
-        target_signals={k: target_sig[k] for k in plot_signals},
+        target_signals=plot,
+        notes=notes,
         timings=timings,
         versions=versions(),
+    )
+
+
+def _as_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A jitted ``x -> outputs`` for an NNX module (in evaluation mode), or ``model``."""
+    if isinstance(model, nnx.Module):
+        graphdef, state = nnx.split(model)
+        clone = nnx.merge(graphdef, state)
+        clone.eval()
+        graphdef, state = nnx.split(clone)
+        apply = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
+        return lambda x: apply(state, jnp.asarray(x, jnp.float32))
+    if not callable(model):
+        raise ConfigError(f"model must be a Flax NNX module or a function, got {type(model)}")
+    return model
+
+
+def _xy(name: str, data: Any) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        x, y = data
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a pair (x, y)") from None
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ConfigError(f"{name}: x has {x.shape[0]} rows and y {y.shape[0]}; need equal, > 0")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ConfigError(f"{name}: labels must be integers, got {y.dtype}")
+    return x, y
+
+
+def audit_model(
+    model: Any,
+    members: tuple[np.ndarray, np.ndarray],
+    nonmembers: tuple[np.ndarray, np.ndarray],
+    population: tuple[np.ndarray, np.ndarray],
+    *,
+    factory: models.ModelFactory | None = None,
+    config: AuditConfig = AuditConfig(num_shadows=16, dataset="user data"),
+    outputs: str = "auto",
+    log: Log = _silent,
+    progress: shadow.ProgressFn | None = None,
+) -> AuditReport:
+    """Audits a model the user trained: how well does each attack tell its members apart?
+
+    jaxmia trains the shadow/reference pool with the named architecture on the
+    population data and the candidate records (the auditor knows the candidates; with
+    ``config.scheme="disjoint"`` the shadows train on the population only and the online
+    attacks are skipped), then runs every attack the access level allows against
+    ``model``. Inputs are used as given (no normalisation), so pass them preprocessed the
+    way the model expects.
+
+    Args:
+      model: a Flax NNX module (evaluated in eval mode) or any function mapping a batch
+        ``(b, *input_shape)`` to logits or probabilities ``(b, c)``.
+      members: ``(x, y)`` records the model was trained on.
+      nonmembers: ``(x, y)`` records it was not trained on.
+      population: ``(x, y)`` further records from the same distribution.
+      factory: the shadow architecture, ``factory(rngs=...) -> nnx.Module``; default:
+        an MLP with ``config.hidden``.
+      config: audit options (``dataset`` is only a label here).
+      outputs: what ``model`` returns: ``logits``, ``probs`` or ``auto``.
+      log, progress: as in :func:`run`.
+
+    Returns:
+      An :class:`AuditReport` over the member and non-member candidates.
+    """
+    fn = _as_function(model)
+    parts = [_xy(n, d) for n, d in (("members", members), ("nonmembers", nonmembers))]
+    parts.append(_xy("population", population))
+    shapes = {p[0].shape[1:] for p in parts}
+    if len(shapes) != 1:
+        raise ConfigError(f"members, nonmembers and population differ in input shape: {shapes}")
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts]).astype(np.int32)
+    if not np.isfinite(x).all():
+        raise ConfigError("inputs contain NaN or infinite values")
+    n_m, n_nm = len(parts[0][0]), len(parts[1][0])
+    probe = query_model(fn, x[:2], outputs=outputs)
+    num_classes = max(int(y.max()) + 1, probe.shape[1])
+    ds = datasets.Dataset(x=x, y=y, num_classes=num_classes, name=config.dataset)
+    n, m = len(x), n_m + n_nm
+    membership = np.arange(m) < n_m
+    target_keep = np.zeros(n, bool)
+    target_keep[:n_m] = True
+    if config.scheme == "balanced":
+        shadow_keep = splits.balanced_keep(config.num_shadows, n, seed=config.seed)
+        pool = np.ones(n, bool)
+    else:
+        shadow_keep = np.zeros((config.num_shadows, n), bool)
+        shadow_keep[:, m:] = splits.balanced_keep(config.num_shadows, n - m, seed=config.seed)
+        pool = np.arange(n) >= m
+    split = splits.AuditSplit(
+        target_keep=target_keep,
+        candidates=np.arange(m),
+        membership=membership,
+        shadow_keep=shadow_keep,
+        shadow_pool=pool,
+        scheme=config.scheme,
+    )
+    return run(
+        config,
+        log=log,
+        progress=progress,
+        dataset=ds,
+        split=split,
+        target_fn=lambda b: query_model(fn, b, outputs=outputs),
+        factory=factory,
     )

@@ -66,6 +66,11 @@ _AUDIT_OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("--access", "access", str, "attacker access: probs, topk, label or loss"),
     ("--top-k", "top_k", int, "probabilities returned under --access topk"),
     ("--attacks", "attacks", _names, "comma-separated attacks (default: all allowed)"),
+    ("--targets", "targets", int, "leave-one-out: evaluate this many pool models as targets"),
+    ("--lira-variance", "lira_variance", str, "LiRA variance: auto, per_example or global"),
+    ("--rmia-a", "rmia_a", float, "offline RMIA's a (default: calibrated)"),
+    ("--rmia-gamma", "rmia_gamma", float, "RMIA's likelihood-ratio threshold gamma"),
+    ("--population-size", "population_size", int, "RMIA population records z"),
     ("--fprs", "fprs", _floats, "FPRs for TPR@FPR, e.g. 0.001,0.01"),
     ("--n-boot", "n_boot", int, "bootstrap resamples for confidence intervals"),
     ("--output-dir", "output_dir", str, "where to write the report"),
@@ -88,15 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, field, kind, text in _AUDIT_OPTIONS:
         default = getattr(defaults, field)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        audit.add_argument(
-            flag, dest=field, type=kind, default=None, help=f"{text} (default: {shown})"
-        )
+        suffix = "" if default is None else f" (default: {shown})"
+        audit.add_argument(flag, dest=field, type=kind, default=None, help=text + suffix)
     audit.add_argument(
         "--per-class",
         dest="per_class",
         action="store_true",
         default=None,
         help="one Shokri attack model per class",
+    )
+    audit.add_argument(
+        "--augment",
+        dest="augment",
+        action="store_true",
+        default=None,
+        help="query LiRA with flipped and shifted images (image data only)",
     )
     audit.add_argument("-o", dest="output_dir", type=str, default=None, help="same as --output-dir")
     audit.add_argument("--config", type=str, default=None, help="TOML file with the same options")
@@ -149,8 +160,9 @@ def _audit(args: argparse.Namespace) -> int:
     for _, field, _, _ in _AUDIT_OPTIONS:
         if getattr(args, field) is not None:
             values[field] = getattr(args, field)
-    if args.per_class:
-        values["per_class"] = True
+    for flag in ("per_class", "augment"):
+        if getattr(args, flag):
+            values[flag] = True
     config = audit.AuditConfig.from_dict(values)
     report.prepare_output_dir(config.output_dir)  # fail before training, not after
     log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))

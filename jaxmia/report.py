@@ -121,7 +121,8 @@ def markdown(report: AuditReport, plots: dict[str, str]) -> str:
         f"- data: {report.dataset}",
         f"- split: {c.scheme}; {report.membership.sum()} members and "
         f"{(~report.membership).sum()} non-members among the candidates",
-        f"- target: train accuracy {ta['train']:.3f}, test accuracy {ta['test']:.3f} "
+        f"- target{'s (leave-one-out, mean)' if report.per_target else ''}: train accuracy "
+        f"{ta['train']:.3f}, test accuracy {ta['test']:.3f} "
         f"(generalisation gap {ta['train'] - ta['test']:.3f})",
         f"- shadow models: {c.num_shadows}; train accuracy {sa['train_mean']:.3f} "
         f"± {sa['train_std']:.3f}, test accuracy {sa['test_mean']:.3f} ± {sa['test_std']:.3f}",
@@ -150,6 +151,25 @@ def markdown(report: AuditReport, plots: dict[str, str]) -> str:
             f"precision {m.precision:.3f}, recall {m.recall:.3f}"
         )
     lines += [*ci_rows, ""]
+    if report.per_target:
+        lines += [
+            "### Per target (leave-one-out)",
+            "",
+            "Mean ± std over the targets; the table above pools every target's candidates.",
+            "",
+            "| attack | AUC | " + " | ".join(f"TPR@{f:g}" for f in c.fprs) + " |",
+            "| :--- | ---: | " + " | ".join("---:" for _ in c.fprs) + " |",
+        ]
+        for name, ms in report.per_target.items():
+            aucs = np.array([m.auc for m in ms])
+            cells = [f"{aucs.mean():.4f} ± {aucs.std():.4f}"]
+            for f in c.fprs:
+                v = np.array([m.tpr_at_fpr[f] for m in ms])
+                cells.append(f"{v.mean():.4f} ± {v.std():.4f}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if report.notes:
+        lines += ["Notes:", "", *[f"- {n}" for n in report.notes], ""]
     if plots:
         lines += ["## Plots", ""]
         lines += [f"![{name}]({file})" for name, file in plots.items()]
@@ -185,6 +205,7 @@ def write(report: AuditReport, output_dir: str | os.PathLike) -> dict[str, str]:
         path,
         index=report.candidates,
         membership=report.membership,
+        target=report.target_index,
         **{f"score_{name}": s for name, s in report.scores.items()},
     )
     written["scores"] = str(path)

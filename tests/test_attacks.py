@@ -94,7 +94,16 @@ def test_access_levels_are_enforced():
         audit.select_attacks(audit.AuditConfig(access="topk", attacks=("entropy",)))
     assert audit.select_attacks(audit.AuditConfig(access="label")) == ("shokri",)
     assert audit.select_attacks(audit.AuditConfig(access="topk")) == ("shokri", "confidence")
-    assert audit.select_attacks(audit.AuditConfig(access="loss")) == ("shokri", "loss")
+    assert audit.select_attacks(audit.AuditConfig(access="loss")) == (
+        "shokri",
+        "loss",
+        *audit.LIKELIHOOD_ATTACKS,
+    )
+    # online attacks need IN models, which the disjoint scheme does not have
+    disjoint = audit.select_attacks(audit.AuditConfig(scheme="disjoint"))
+    assert "lira_offline" in disjoint and "lira_online" not in disjoint
+    with pytest.raises(audit.ConfigError, match="needs shadow models trained on the candidates"):
+        audit.select_attacks(audit.AuditConfig(scheme="disjoint", attacks=("rmia_online",)))
 
 
 # ---------------------------------------------------------------- controls on real data
