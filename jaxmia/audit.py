@@ -269,8 +269,8 @@ class AuditReport:
       per_target: ``{attack: [AttackMetrics per target]}`` in leave-one-out mode.
       target_accuracy: ``{"train", "test"}`` accuracy of the target (mean over targets).
       shadow_accuracy: mean and std of the shadow models' train and test accuracy.
-      target_signals: ``{signal: (m,)}`` the target's confidence/loss for plots, where the
-        access level provides them.
+      target_signals: ``{signal: (m,)}`` the (first) target's confidence/loss on its
+        candidates for plots, where the access level provides them.
       notes: settings chosen on the way (LiRA variance, RMIA ``a``, skipped attacks).
       timings: seconds per phase.
       versions: library versions and the machine.

@@ -9,6 +9,7 @@ missing dataset, unwritable output directory) prints one line and exits with sta
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import tomllib
@@ -77,6 +78,24 @@ _AUDIT_OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
 )
 
 
+def command_for(config: Any) -> str:
+    """The ``jaxmia audit`` command line that reproduces ``config``."""
+    from jaxmia.audit import AuditConfig
+
+    defaults = AuditConfig()
+    parts = ["jaxmia", "audit"]
+    for flag, field, _, _ in _AUDIT_OPTIONS:
+        value = getattr(config, field)
+        if value == getattr(defaults, field) or value is None:
+            continue
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        parts += [flag, shown]
+    for flag, field in (("--per-class", "per_class"), ("--augment", "augment")):
+        if getattr(config, field):
+            parts.append(flag)
+    return " ".join(parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from jaxmia.audit import ATTACKS, AuditConfig
 
@@ -113,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--config", type=str, default=None, help="TOML file with the same options")
     audit.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
     audit.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    group = audit.add_argument_group("several hosts (JAX multi-process runtime)")
+    group.add_argument("--coordinator", help="host:port of process 0")
+    group.add_argument("--num-processes", type=int, default=1, help="number of processes")
+    group.add_argument("--process-id", type=int, default=0, help="this process's index")
     return parser
 
 
@@ -153,8 +176,25 @@ class Progress:
             print(line, file=self.stream, flush=True)
 
 
+def use_cpu_cores() -> None:
+    """Splits the CPU into one XLA device per core, so that the shadow engine shards
+    the models over the cores (measured faster than one multi-threaded device; see
+    benchmarks/README.md). Only when the user has not set ``XLA_FLAGS`` and JAX is not
+    imported yet; ``JAXMIA_CPU_DEVICES=N`` chooses N devices (1 turns it off)."""
+    if "XLA_FLAGS" in os.environ or "jax" in sys.modules:
+        return
+    count = os.environ.get("JAXMIA_CPU_DEVICES") or str(os.cpu_count() or 1)
+    if count.isdigit() and int(count) > 1:
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
+
+
 def _audit(args: argparse.Namespace) -> int:
-    from jaxmia import audit, report
+    use_cpu_cores()
+    from jaxmia import audit, distributed, report
+
+    if args.coordinator:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    main_process = distributed.is_main_process()
 
     values = load_config_file(args.config) if args.config else {}
     for _, field, _, _ in _AUDIT_OPTIONS:
@@ -164,9 +204,13 @@ def _audit(args: argparse.Namespace) -> int:
         if getattr(args, flag):
             values[flag] = True
     config = audit.AuditConfig.from_dict(values)
-    report.prepare_output_dir(config.output_dir)  # fail before training, not after
-    log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    result = audit.run(config, log=log, progress=None if args.quiet else Progress())
+    if main_process:
+        report.prepare_output_dir(config.output_dir)  # fail before training, not after
+    quiet = args.quiet or not main_process
+    log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    result = audit.run(config, log=log, progress=None if quiet else Progress())
+    if not main_process:
+        return 0
     written = result.write(config.output_dir)
     print(result.table())
     if not args.quiet:

@@ -88,7 +88,7 @@ def plot_signals(report: AuditReport, path: pathlib.Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
-    member = report.membership
+    member = report.membership[report.target_index == 0]  # the signals are the first target's
     for ax, name in zip(axes[0], names, strict=True):
         v = np.asarray(report.target_signals[name], dtype=np.float64)
         if name == "loss":  # losses span orders of magnitude: show log10
@@ -176,8 +176,13 @@ def markdown(report: AuditReport, plots: dict[str, str]) -> str:
         lines += [""]
     else:
         lines += ["Plots skipped: install matplotlib (`pip install 'jaxmia[plot]'`).", ""]
+    from jaxmia.cli import command_for
+
     lines += [
         "## Run",
+        "",
+        f"Command: `{command_for(c)}`"
+        + (" (data given in Python)" if c.dataset not in ("location30", "digits", "mnist") else ""),
         "",
         "Timings (seconds): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()),
         "",
@@ -191,6 +196,12 @@ def markdown(report: AuditReport, plots: dict[str, str]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _reproducible(dataset: str) -> bool:
+    from jaxmia.datasets import BUNDLED
+
+    return dataset in BUNDLED or dataset.startswith("hf:") or os.path.exists(dataset)
 
 
 def write(report: AuditReport, output_dir: str | os.PathLike) -> dict[str, str]:

@@ -26,7 +26,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxmia.models import ModelFactory
 
@@ -108,8 +110,8 @@ def _graphdefs(factory: ModelFactory):
     return train_gd, eval_gd
 
 
-def _init_one(factory: ModelFactory, tx: optax.GradientTransformation, key: jax.Array):
-    init_key, dropout_key, _ = jax.random.split(key, 3)
+def _init_one(factory: ModelFactory, tx: optax.GradientTransformation, key_data: jax.Array):
+    init_key, dropout_key, _ = jax.random.split(jax.random.wrap_key_data(key_data), 3)
     model = factory(rngs=nnx.Rngs(params=init_key, dropout=dropout_key))
     _, params, rest = nnx.split(model, nnx.Param, ...)
     return params, rest, tx.init(params)
@@ -121,7 +123,7 @@ def _epoch_one(
     batch_size: int,
     steps: int,
     masked: bool,
-    key: jax.Array,
+    key_data: jax.Array,
     epoch: jax.Array,
     keep_row: jax.Array,
     params,
@@ -137,7 +139,7 @@ def _epoch_one(
     the pool need. Steps past the model's last member are no-ops when ``masked``.
     """
     n = keep_row.shape[0]
-    data_key = jax.random.split(key, 3)[2]
+    data_key = jax.random.split(jax.random.wrap_key_data(key_data), 3)[2]
     noise = jax.random.uniform(jax.random.fold_in(data_key, epoch), (n,))
     order = jnp.argsort(jnp.where(keep_row, noise, 2.0))
     pad = steps * batch_size - n
@@ -178,22 +180,67 @@ def _epoch_one(
 
 
 @functools.cache
-def _compiled(factory: ModelFactory, tx, batch_size: int, steps: int, masked: bool, vmapped: bool):
+def _compiled(
+    factory: ModelFactory,
+    tx,
+    batch_size: int,
+    steps: int,
+    masked: bool,
+    vmapped: bool,
+    mesh: Mesh | None = None,
+):
     """Jitted init and epoch functions for one configuration (cached, so repeated
-    :func:`train` calls with arrays of the same shapes never recompile)."""
-    train_gd, eval_gd = _graphdefs(factory)
+    :func:`train` calls with arrays of the same shapes never recompile). With a
+    ``mesh``, every output is sharded along its leading (model) axis."""
+    train_gd, _ = _graphdefs(factory)
     init = functools.partial(_init_one, factory, tx)
     epoch = functools.partial(_epoch_one, train_gd, tx, batch_size, steps, masked)
-    logits = lambda params, rest, x: nnx.merge(eval_gd, params, rest)(x)
     if vmapped:
         init = jax.vmap(init)
         epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0, 0, 0, None, None))
-        logits = jax.vmap(logits, in_axes=(0, 0, None))
-    return (
-        jax.jit(init),
-        jax.jit(epoch, donate_argnums=(3, 4, 5)),
-        jax.jit(logits),
-    )
+    out = {} if mesh is None else {"out_shardings": NamedSharding(mesh, P(MODEL_AXIS))}
+    return jax.jit(init, **out), jax.jit(epoch, donate_argnums=(3, 4, 5), **out)
+
+
+MODEL_AXIS = "models"
+"""Name of the mesh axis over which the k models are sharded."""
+
+
+def model_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh with axis ``"models"`` over ``devices`` (default: every device of
+    every process, so the same code runs on one CPU, 8 forced CPU devices, several
+    GPUs or hosts)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.array(devices), (MODEL_AXIS,))
+
+
+def _auto_mesh(k: int) -> Mesh | None:
+    """Every device when several processes share the pool; otherwise up to ``k`` local
+    devices (one model needs no mesh)."""
+    if jax.process_count() > 1:
+        return model_mesh()
+    if k < 2 or jax.device_count() < 2:
+        return None
+    return model_mesh(jax.devices()[: min(k, jax.device_count())])
+
+
+def _place(array: np.ndarray, mesh: Mesh | None, sharded: bool) -> jax.Array:
+    """A global array from a host array that every process holds in full: sharded
+    along axis 0 over the mesh, or replicated."""
+    if mesh is None:
+        return jnp.asarray(array)
+    sharding = NamedSharding(mesh, P(MODEL_AXIS) if sharded else P())
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
+def _gather(a: jax.Array, n: int) -> jax.Array | np.ndarray:
+    """The first ``n`` models of ``a``; gathered to the host when the array spans
+    several processes."""
+    if getattr(a, "is_fully_addressable", True):
+        return a[:n]
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))[:n]
 
 
 def _check_inputs(x, y, keep) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -232,6 +279,7 @@ def train(
     chunk_size: int | None = None,
     heldout: np.ndarray | None = None,
     progress: ProgressFn | None = None,
+    mesh: Mesh | str | None = "auto",
 ) -> Pool:
     """Trains one model per row of ``keep``, all at once.
 
@@ -253,6 +301,10 @@ def train(
       heldout: ``(k, n)`` or ``(n,)`` bool examples for the held-out accuracy
         (default: each model's non-members).
       progress: called after every epoch as ``progress(epoch, epochs, mean_loss)``.
+      mesh: shard the models over this mesh (:func:`model_mesh`); ``"auto"`` uses
+        every device when there are several, ``None`` one device. ``k`` (or the chunk)
+        is padded to a multiple of the device count with copies of the last model,
+        which are dropped afterwards, so the result does not depend on the devices.
 
     Returns:
       A :class:`Pool` with the stacked parameters and per-model accuracies.
@@ -271,22 +323,26 @@ def train(
     counts = keep.sum(axis=1)
     steps = math.ceil(int(counts.max()) / batch_size)
     masked = bool((np.ceil(counts / batch_size) < steps).any())
-    chunk = k if chunk_size is None else max(1, min(int(chunk_size), k))
+    if mesh == "auto":
+        mesh = _auto_mesh(k if chunk_size is None else min(int(chunk_size), k))
     if mode == "sequential":
-        chunk = 1
-    init, epoch_fn, _ = _compiled(factory, tx, batch_size, steps, masked, mode == "vmap")
+        mesh = None
+    per_step = 1 if mesh is None else mesh.size
+    chunk = k if chunk_size is None else max(1, min(int(chunk_size), k))
+    chunk = 1 if mode == "sequential" else math.ceil(chunk / per_step) * per_step
+    init, epoch_fn = _compiled(factory, tx, batch_size, steps, masked, mode == "vmap", mesh)
 
-    xd, yd = jnp.asarray(x), jnp.asarray(y)
+    key_data = np.asarray(jax.random.key_data(keys))
+    xd, yd = _place(x, mesh, False), _place(y, mesh, False)
     params_chunks, rest_chunks, loss_rows = [], [], []
     epoch_seconds = np.zeros(epochs)
     for start in range(0, k, chunk):
-        idx = np.arange(start, start + chunk)
-        real = idx < k
-        idx = np.minimum(idx, k - 1)  # pad the last chunk with copies: same shapes, no recompile
+        idx = np.minimum(np.arange(start, start + chunk), k - 1)  # pad with copies
+        n_real = min(chunk, k - start)
         if mode == "sequential":
-            ck, ckeep = keys[idx[0]], jnp.asarray(keep[idx[0]])
+            ck, ckeep = jnp.asarray(key_data[idx[0]]), jnp.asarray(keep[idx[0]])
         else:
-            ck, ckeep = keys[idx], jnp.asarray(keep[idx])
+            ck, ckeep = _place(key_data[idx], mesh, True), _place(keep[idx], mesh, True)
         params, rest, opt_state = init(ck)
         chunk_losses = []
         for e in range(epochs):
@@ -294,23 +350,28 @@ def train(
             params, rest, opt_state, loss = epoch_fn(
                 ck, jnp.asarray(e, jnp.int32), ckeep, params, rest, opt_state, xd, yd
             )
-            loss = np.asarray(loss)  # blocks until the epoch is done
+            loss = np.atleast_1d(np.asarray(loss if mode == "sequential" else _gather(loss, chunk)))
             epoch_seconds[e] += time.perf_counter() - t0
-            chunk_losses.append(np.atleast_1d(loss))
-            if progress is not None and (chunk == k or mode == "sequential"):
-                progress(e + 1, epochs, float(np.mean(loss)))
+            chunk_losses.append(loss[:n_real])
+            if progress is not None and (chunk >= k or mode == "sequential"):
+                progress(e + 1, epochs, float(np.mean(loss[:n_real])))
         if mode == "sequential":
             params, rest = jax.tree.map(lambda a: a[None], (params, rest))
-        keep_real = real if mode == "vmap" else real[:1]
-        params_chunks.append(jax.tree.map(lambda a, r=keep_real: a[r], params))
-        rest_chunks.append(jax.tree.map(lambda a, r=keep_real: a[r], rest))
-        loss_rows.append(
-            np.stack(chunk_losses, axis=0)[:, keep_real] if epochs else np.zeros((0, 1))
-        )
+        params_chunks.append(jax.tree.map(lambda a, n=n_real: _gather(a, n), params))
+        rest_chunks.append(jax.tree.map(lambda a, n=n_real: _gather(a, n), rest))
+        loss_rows.append(np.stack(chunk_losses) if epochs else np.zeros((0, n_real)))
         if progress is not None and chunk < k and mode == "vmap":
-            progress(min(start + chunk, k), k, float(np.mean(loss_rows[-1][-1:])))
-    params = jax.tree.map(lambda *a: jnp.concatenate(a), *params_chunks)
-    rest = jax.tree.map(lambda *a: jnp.concatenate(a), *rest_chunks)
+            progress(start + n_real, k, float(np.mean(loss_rows[-1][-1:])))
+    params = (
+        params_chunks[0]
+        if len(params_chunks) == 1
+        else jax.tree.map(lambda *a: jnp.concatenate(a), *params_chunks)
+    )
+    rest = (
+        rest_chunks[0]
+        if len(rest_chunks) == 1
+        else jax.tree.map(lambda *a: jnp.concatenate(a), *rest_chunks)
+    )
     pool = Pool(
         graphdef=_graphdefs(factory)[1],
         params=params,

@@ -152,7 +152,7 @@ def test_online_beats_offline_beats_loss_on_overfit_target(location):
     assert tpr["lira_online"] > tpr["lira_offline"] > tpr["loss"], tpr
 
 
-def test_leave_one_out_uses_only_the_other_models(monkeypatch):
+def test_leave_one_out_uses_only_the_other_models(monkeypatch, tmp_path):
     ds = datasets.load("digits")
     seen = []
     original = lira.scores
@@ -174,6 +174,9 @@ def test_leave_one_out_uses_only_the_other_models(monkeypatch):
         np.testing.assert_array_equal(report.membership[rows], full[t])
     assert len(report.per_target["lira_online"]) == 3
     assert report.candidates.size == 3 * ds.n
+    written = report.write(tmp_path)
+    assert "Per target (leave-one-out)" in (tmp_path / "report.md").read_text()
+    assert "signals" in written
 
 
 def test_audit_a_users_own_model(location):
