@@ -12,6 +12,9 @@ Modules, named after the concepts of the field (imported on first use, so that
 * :mod:`jaxmia.threat_models`: access levels (what the attacker sees).
 * :mod:`jaxmia.threshold`, :mod:`jaxmia.shokri`, :mod:`jaxmia.lira`, :mod:`jaxmia.rmia`:
   attacks producing per-example membership scores.
+* :mod:`jaxmia.label_only`: the label-only attack (Choquette-Choo et al. 2021).
+* :mod:`jaxmia.defences`, :mod:`jaxmia.perturbation`: training-time defences (DP-SGD
+  with accounting) and output perturbation of the target's interface.
 * :mod:`jaxmia.metrics`: ROC, AUC, TPR at low FPR, bootstrap intervals.
 * :mod:`jaxmia.audit`, :mod:`jaxmia.report`: the end-to-end audit and its outputs.
 """
@@ -23,10 +26,13 @@ __version__ = "0.1.0"
 __all__ = [
     "audit",
     "datasets",
+    "defences",
     "distributed",
+    "label_only",
     "lira",
     "metrics",
     "models",
+    "perturbation",
     "report",
     "rmia",
     "shadow",

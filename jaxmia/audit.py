@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.metadata
+import math
 import platform
 import time
 from collections.abc import Callable, Mapping
@@ -29,9 +30,12 @@ from flax import nnx
 
 from jaxmia import (
     datasets,
+    defences,
+    label_only,
     lira,
     metrics,
     models,
+    perturbation,
     rmia,
     shadow,
     shokri,
@@ -70,7 +74,14 @@ RMIA uses ``log Pr(x | theta) = -loss``."""
 ONLINE_ATTACKS = frozenset({"lira_online", "rmia_online"})
 """Attacks that need shadow models trained on the candidates (IN models)."""
 
-ATTACKS: tuple[str, ...] = ("shokri", *THRESHOLD_ATTACKS, *LIKELIHOOD_ATTACKS)
+ATTACKS: tuple[str, ...] = (
+    "shokri",
+    *THRESHOLD_ATTACKS,
+    *LIKELIHOOD_ATTACKS,
+    "label_only",
+)
+"""Every attack; ``label_only`` (Choquette-Choo et al. 2021) queries perturbed inputs and
+reads only the predicted labels."""
 
 
 class ConfigError(ValueError):
@@ -111,6 +122,22 @@ class AuditConfig:
       rmia_gamma: RMIA's likelihood-ratio threshold ``gamma``.
       population_size: RMIA population records ``z`` drawn from the shadow pool's data
         (default: all of it).
+      weight_decay: defence: L2 weight decay of the target (AdamW).
+      dropout: defence: dropout rate of the target's hidden layers.
+      early_stopping: defence: patience in epochs on a validation split of the target's
+        non-members (0: off).
+      dp_noise: defence: DP-SGD noise multiplier (``None``: no DP-SGD).
+      dp_clip: DP-SGD per-example clipping norm.
+      dp_delta: delta at which the DP-SGD epsilon is reported.
+      defend_shadows: train the shadow models with the same defences (the attacker
+        knows the training recipe) instead of undefended.
+      perturbation: output perturbation of the target's interface: ``none``, ``topk``
+        (the ``top_k`` largest probabilities), ``round`` (to ``decimals``), ``noise``
+        (Gaussian, ``noise_sigma``) or ``label`` (predicted label only). The attacker
+        sees the shadows through the same interface.
+      decimals: rounding of the ``round`` perturbation.
+      noise_sigma: standard deviation of the ``noise`` perturbation.
+      label_queries: perturbed queries per record of the label-only attack.
       fprs: false-positive rates at which TPR is reported.
       n_boot: bootstrap resamples for confidence intervals (0: none).
       output_dir: where ``jaxmia audit`` writes the report.
@@ -139,6 +166,17 @@ class AuditConfig:
     rmia_a: float | None = None
     rmia_gamma: float = 2.0
     population_size: int | None = None
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    early_stopping: int = 0
+    dp_noise: float | None = None
+    dp_clip: float = 1.0
+    dp_delta: float = 1e-5
+    defend_shadows: bool = False
+    perturbation: str = "none"
+    decimals: int = 2
+    noise_sigma: float = 0.0
+    label_queries: int = 16
     fprs: tuple[float, ...] = (0.001, 0.01)
     n_boot: int = 200
     output_dir: str = "jaxmia-audit"
@@ -174,6 +212,16 @@ class AuditConfig:
         if not self.fprs or any(not 0 < f < 1 for f in self.fprs):
             raise ConfigError(f"fprs must lie in (0, 1), got {self.fprs!r}")
         threat_models.check_access(self.access)
+        try:
+            self.defence  # noqa: B018  (validates the defence settings)
+            self.interface  # noqa: B018
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.perturbation != "none" and self.access == "loss":
+            raise ConfigError(
+                "output perturbation applies to a probability interface, not to --access loss"
+            )
+        positive("label_queries")
         if self.lira_variance not in ("auto", *lira.VARIANCES):
             raise ConfigError(
                 f"lira_variance must be auto, per_example or global, got {self.lira_variance!r}"
@@ -198,6 +246,34 @@ class AuditConfig:
                     f"unknown attack(s) {', '.join(unknown) or '(none given)'}; "
                     f"choose from {', '.join(ATTACKS)}"
                 )
+
+    @property
+    def defence(self) -> defences.Defence:
+        """The training-time defences of the target."""
+        return defences.Defence(
+            weight_decay=self.weight_decay,
+            dropout=self.dropout,
+            early_stopping=self.early_stopping,
+            dp_noise=self.dp_noise,
+            dp_clip=self.dp_clip,
+            dp_delta=self.dp_delta,
+        )
+
+    @property
+    def interface(self) -> perturbation.Perturbation:
+        """The output perturbation of the target's query interface."""
+        return perturbation.Perturbation(
+            kind=self.perturbation, k=self.top_k, decimals=self.decimals, sigma=self.noise_sigma
+        )
+
+    @property
+    def effective_access(self) -> str:
+        """What the attacker sees: the access level, narrowed by the perturbation."""
+        narrowed = perturbation.access_level(self.interface)
+        order = threat_models.ACCESS_LEVELS
+        if self.access == "loss" or narrowed == "probs":
+            return self.access
+        return max(self.access, narrowed, key=order.index)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AuditConfig:
@@ -228,6 +304,8 @@ def needs(attack: str, access: str) -> tuple[str, ...]:
         return SHOKRI_FEATURES[access]
     if attack in LIKELIHOOD_ATTACKS:
         return (LIKELIHOOD_ATTACKS[attack],)
+    if attack == "label_only":
+        return ("correctness",)
     return (THRESHOLD_ATTACKS[attack],)
 
 
@@ -239,11 +317,12 @@ def select_attacks(config: AuditConfig) -> tuple[str, ...]:
         return tuple(
             a
             for a in ATTACKS
-            if threat_models.allows(config.access, needs(a, config.access))
+            if threat_models.allows(config.effective_access, needs(a, config.effective_access))
             and (online_ok or a not in ONLINE_ATTACKS)
         )
     for a in config.attacks:
-        threat_models.require(config.access, needs(a, config.access), f"attack {a!r}")
+        access = config.effective_access
+        threat_models.require(access, needs(a, access), f"attack {a!r} (access {access!r})")
         if a in ONLINE_ATTACKS and not online_ok:
             raise ConfigError(
                 f"attack {a!r} needs shadow models trained on the candidates (IN models); "
@@ -271,6 +350,7 @@ class AuditReport:
       shadow_accuracy: mean and std of the shadow models' train and test accuracy.
       target_signals: ``{signal: (m,)}`` the (first) target's confidence/loss on its
         candidates for plots, where the access level provides them.
+      privacy: the target's defences and output interface, and the DP-SGD epsilon.
       notes: settings chosen on the way (LiRA variance, RMIA ``a``, skipped attacks).
       timings: seconds per phase.
       versions: library versions and the machine.
@@ -288,6 +368,7 @@ class AuditReport:
     target_accuracy: dict[str, float]
     shadow_accuracy: dict[str, float]
     target_signals: dict[str, np.ndarray]
+    privacy: dict[str, Any]
     notes: list[str]
     timings: dict[str, float]
     versions: dict[str, str]
@@ -304,6 +385,7 @@ class AuditReport:
             "attacks": {name: m.to_dict() for name, m in self.metrics.items()},
             "per_target": {name: [m.to_dict() for m in ms] for name, ms in self.per_target.items()},
             "target_accuracy": self.target_accuracy,
+            "privacy": self.privacy,
             "shadow_accuracy": self.shadow_accuracy,
             "n_candidates": int(self.candidates.size),
             "n_targets": int(self.target_index.max()) + 1 if self.target_index.size else 0,
@@ -339,17 +421,21 @@ def _silent(_: str) -> None:
     pass
 
 
-def model_factory(config: AuditConfig, ds: datasets.Dataset) -> models.ModelFactory:
-    """The target/shadow architecture named by the config."""
+def model_factory(
+    config: AuditConfig, ds: datasets.Dataset, dropout: float = 0.0
+) -> models.ModelFactory:
+    """The target/shadow architecture named by the config (with ``dropout``)."""
     kind = config.model
     if kind == "auto":
         kind = "cnn" if len(ds.input_shape) == 3 else "mlp"
     if kind == "cnn":
         if len(ds.input_shape) != 3:
             raise ConfigError(f"model 'cnn' needs images (h, w, channels), got {ds.input_shape}")
-        return models.cnn(ds.input_shape, ds.num_classes)
+        return models.cnn(ds.input_shape, ds.num_classes, dropout=dropout)
     in_features = int(np.prod(ds.input_shape))
-    return models.mlp(config.hidden, ds.num_classes, in_features, activation=config.activation)
+    return models.mlp(
+        config.hidden, ds.num_classes, in_features, activation=config.activation, dropout=dropout
+    )
 
 
 def describe_model(factory: models.ModelFactory) -> str:
@@ -404,6 +490,7 @@ def attack_target(
     config: AuditConfig,
     notes: list[str],
     log: Log = _silent,
+    queries: tuple[Callable, Callable, np.ndarray] | None = None,
 ) -> dict[str, tuple[np.ndarray, float | None]]:
     """Runs every attack against one target.
 
@@ -422,6 +509,9 @@ def attack_target(
       config: the audit options.
       notes: receives the settings chosen on the way.
       log: progress lines.
+      queries: ``(target_query, shadow_query, x)`` for the label-only attack: functions
+        returning the target's ``(n, c)`` and the shadows' ``(k, n, c)`` outputs on any
+        inputs, and the records ``x``.
 
     Returns:
       ``{attack: (scores (m,), threshold or None)}``; a ``None`` threshold means the
@@ -449,8 +539,21 @@ def attack_target(
                 labels[candidates],
                 num_classes,
                 config=shokri.ShokriConfig(
-                    features=needs(name, config.access), per_class=config.per_class
+                    features=needs(name, config.effective_access), per_class=config.per_class
                 ),
+                seed=config.seed,
+            )
+        elif name == "label_only":
+            target_query, shadow_query, x = queries
+            out[name] = label_only.attack(
+                target_query,
+                shadow_query,
+                x,
+                labels,
+                shadows.keep,
+                shadows.pool,
+                candidates,
+                n_queries=config.label_queries,
                 seed=config.seed,
             )
         elif name in THRESHOLD_ATTACKS:
@@ -539,6 +642,29 @@ def _rmia_inputs(
     else:
         lp = -target_all["loss"]
     return lp[candidates], lp[population], ref[:, candidates], ref[:, population], a
+
+
+def _privacy_spent(config: AuditConfig, trained: shadow.Pool) -> dict[str, Any]:
+    """Epochs run (early stopping) and, under DP-SGD, epsilon at ``config.dp_delta``."""
+    out: dict[str, Any] = {}
+    epochs_run = int(np.sum(~np.isnan(trained.losses).all(axis=1)))
+    if trained.best_epoch is not None:
+        out["best_epoch"] = [int(e) for e in trained.best_epoch[:8]]
+    if config.dp_noise is None:
+        return out
+    members = int(trained.keep.sum(axis=1).max())
+    steps = epochs_run * math.ceil(members / config.batch_size)
+    sample_rate = config.batch_size / members
+    out.update(
+        epsilon=defences.dp_epsilon(config.dp_noise, sample_rate, steps, config.dp_delta),
+        delta=config.dp_delta,
+        noise_multiplier=config.dp_noise,
+        l2_clip=config.dp_clip,
+        steps=steps,
+        sample_rate=sample_rate,
+        accounting="RDP, Poisson subsampling assumed (dp-accounting)",
+    )
+    return out
 
 
 def _note(notes: list[str], text: str) -> None:
@@ -658,13 +784,47 @@ def run(
     log(f"data: {datasets.describe(ds)}; {split.scheme} split, {split.candidates.size} candidates")
     phase("load")
 
-    factory = model_factory(config, ds) if factory is None else factory
-    train_kwargs = dict(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        optimizer=shadow.adam(config.learning_rate),
-    )
+    access = config.effective_access
+    defence = config.defence
+    user_factory = factory
+    factory = model_factory(config, ds) if user_factory is None else user_factory
     root = jax.random.key(config.seed)
+    rng = np.random.default_rng([config.seed, 31])
+    heldout = np.flatnonzero(~split.target_keep)
+    validation = None
+    if defence.early_stopping:
+        val = np.sort(rng.choice(heldout, size=max(1, heldout.size // 10), replace=False))
+        validation = (ds.x[val], ds.y[val])
+
+    def train_kwargs(defended: bool) -> dict[str, Any]:
+        kw: dict[str, Any] = dict(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            optimizer=defences.optimizer(
+                config.learning_rate, defence.weight_decay if defended else 0.0
+            ),
+        )
+        if defended:
+            kw.update(dp=defence.dp, validation=validation, patience=defence.early_stopping)
+        return kw
+
+    def defended_factory(defended: bool) -> models.ModelFactory:
+        if defended and defence.dropout and user_factory is None:
+            return model_factory(config, ds, dropout=defence.dropout)
+        return factory
+
+    iface = config.interface
+    iface_key = jax.random.fold_in(root, 3)
+
+    def seen(predict: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+        """Outputs as the target's query interface returns them (as log-probabilities)."""
+        if iface.kind == "none":
+            return predict
+        return lambda x: np.asarray(
+            signals.log_probs_from_probs(iface.apply(jax.nn.softmax(predict(x)), iface_key))
+        )
+
+    privacy: dict[str, Any] = {"defence": defence.describe(), "interface": iface.describe()}
     target_predict = None
     if target_fn is not None:
         target_predict = lambda x: query_model(target_fn, x, outputs="logits")[None]
@@ -672,25 +832,30 @@ def run(
         target_acc = (correct[split.membership].mean(), correct[~split.membership].mean())
     elif not loo:
         target = shadow.train(
-            factory,
+            defended_factory(True),
             ds.x,
             ds.y,
             split.target_keep,
             keys=shadow.model_keys(jax.random.fold_in(root, 1), 1),
-            **train_kwargs,
+            **train_kwargs(True),
         )
         target_predict = functools.partial(shadow.predict, target)
         target_acc = (target.train_accuracy[0], target.test_accuracy[0])
+        privacy.update(_privacy_spent(config, target))
         phase("train_target")
     if target_predict is not None:
         log(f"target: train accuracy {target_acc[0]:.3f}, test accuracy {target_acc[1]:.3f}")
+        if "epsilon" in privacy:
+            log(f"target: DP-SGD epsilon {privacy['epsilon']:.3g} at delta {config.dp_delta:g}")
+        target_predict = seen(target_predict)
     k = split.shadow_keep.shape[0]
     log(
         f"training {k} shadow models for {config.epochs} epochs"
         + (f" (leave-one-out over the first {config.targets})" if loo else "")
     )
+    defend_shadows = config.defend_shadows or loo  # in leave-one-out the pool is the target
     pool = shadow.train(
-        factory,
+        defended_factory(defend_shadows),
         ds.x,
         ds.y,
         split.shadow_keep,
@@ -698,32 +863,33 @@ def run(
         chunk_size=config.chunk_size,
         heldout=split.shadow_pool,
         progress=progress,
-        **train_kwargs,
+        **train_kwargs(defend_shadows),
     )
+    if loo:
+        privacy.update(_privacy_spent(config, pool))
     log(
         f"shadows: train accuracy {np.nanmean(pool.train_accuracy):.3f}, "
         f"test accuracy {np.nanmean(pool.test_accuracy):.3f}"
     )
     phase("train_shadows")
 
-    needed = {s for a in attacks for s in needs(a, config.access)}
+    needed = {s for a in attacks for s in needs(a, access)}
     if any(a.startswith(("rmia", "attack_p")) for a in attacks):
         needed.add("loss")
-    plot_signals = {"confidence", "loss"} & threat_models.PROVIDES[config.access]
+    plot_signals = {"confidence", "loss"} & threat_models.PROVIDES[access]
     use_lira = any(a.startswith("lira") for a in attacks)
-    shadow_logits = shadow.predict(pool, ds.x)
-    keep_logits = config.access == "probs" and any(a.startswith("rmia") for a in attacks)
+    pool_predict = seen(functools.partial(shadow.predict, pool))
+    shadow_logits = pool_predict(ds.x)
+    keep_logits = access == "probs" and any(a.startswith("rmia") for a in attacks)
     shadows = PoolSignals(
         signals=threat_models.observe(
             shadow_logits,
             ds.y,
-            config.access,
+            access,
             needed | (plot_signals if loo else set()),
             top_k=config.top_k,
         ),
-        phi=_phi(functools.partial(shadow.predict, pool), views, ds.y, config.access)
-        if use_lira
-        else None,
+        phi=_phi(pool_predict, views, ds.y, access) if use_lira else None,
         logits=shadow_logits if keep_logits else None,
         keep=split.shadow_keep,
         pool=split.shadow_pool,
@@ -733,11 +899,11 @@ def run(
         target_all = threat_models.observe(
             target_logits,
             ds.y,
-            config.access,
+            access,
             needed | plot_signals,
             top_k=config.top_k,
         )
-        target_phi_all = _phi(target_predict, views, ds.y, config.access)[0] if use_lira else None
+        target_phi_all = _phi(target_predict, views, ds.y, access)[0] if use_lira else None
         target_logits = target_logits if keep_logits else None
     phase("signals")
 
@@ -758,6 +924,7 @@ def run(
             t_phi = target_phi_all
             t_logits = target_logits
             accuracy.append(target_acc)
+            queries = (lambda x: target_predict(x)[0], pool_predict, ds.x)
         else:
             log(f"target {t + 1}/{config.targets} (leave-one-out)")
             others, membership = shadows.without(t), split.shadow_keep[t, cand]
@@ -765,6 +932,12 @@ def run(
             t_phi = None if shadows.phi is None else shadows.phi[t]
             t_logits = None if shadows.logits is None else shadows.logits[t]
             accuracy.append((pool.train_accuracy[t], pool.test_accuracy[t]))
+            one = seen(functools.partial(shadow.predict, pool.select(slice(t, t + 1))))
+            queries = (
+                lambda x, one=one: one(x)[0],
+                seen(functools.partial(shadow.predict, pool.select(np.arange(k) != t))),
+                ds.x,
+            )
         results = attack_target(
             attacks,
             others,
@@ -778,6 +951,7 @@ def run(
             config,
             notes,
             log=log if t in (None, 0) else _silent,
+            queries=queries,
         )
         for name, (s, tau) in results.items():
             per_attack[name].append(s)
@@ -824,6 +998,7 @@ def run(
             "test_std": float(np.nanstd(pool.test_accuracy)),
         },
         target_signals=plot,
+        privacy=privacy,
         notes=notes,
         timings=timings,
         versions=versions(),

@@ -72,6 +72,16 @@ _AUDIT_OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("--rmia-a", "rmia_a", float, "offline RMIA's a (default: calibrated)"),
     ("--rmia-gamma", "rmia_gamma", float, "RMIA's likelihood-ratio threshold gamma"),
     ("--population-size", "population_size", int, "RMIA population records z"),
+    ("--weight-decay", "weight_decay", float, "defence: L2 weight decay of the target"),
+    ("--dropout", "dropout", float, "defence: dropout rate of the target"),
+    ("--early-stopping", "early_stopping", int, "defence: patience in epochs (0: off)"),
+    ("--dp-noise", "dp_noise", float, "defence: DP-SGD noise multiplier"),
+    ("--dp-clip", "dp_clip", float, "DP-SGD per-example clipping norm"),
+    ("--dp-delta", "dp_delta", float, "delta of the reported DP epsilon"),
+    ("--perturbation", "perturbation", str, "target outputs: none, topk, round, noise, label"),
+    ("--decimals", "decimals", int, "rounding of --perturbation round"),
+    ("--noise-sigma", "noise_sigma", float, "std of --perturbation noise"),
+    ("--label-queries", "label_queries", int, "perturbed queries of the label-only attack"),
     ("--fprs", "fprs", _floats, "FPRs for TPR@FPR, e.g. 0.001,0.01"),
     ("--n-boot", "n_boot", int, "bootstrap resamples for confidence intervals"),
     ("--output-dir", "output_dir", str, "where to write the report"),
@@ -90,7 +100,11 @@ def command_for(config: Any) -> str:
             continue
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         parts += [flag, shown]
-    for flag, field in (("--per-class", "per_class"), ("--augment", "augment")):
+    for flag, field in (
+        ("--per-class", "per_class"),
+        ("--augment", "augment"),
+        ("--defend-shadows", "defend_shadows"),
+    ):
         if getattr(config, field):
             parts.append(flag)
     return " ".join(parts)
@@ -127,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="query LiRA with flipped and shifted images (image data only)",
+    )
+    audit.add_argument(
+        "--defend-shadows",
+        dest="defend_shadows",
+        action="store_true",
+        default=None,
+        help="train the shadows with the target's defences",
     )
     audit.add_argument("-o", dest="output_dir", type=str, default=None, help="same as --output-dir")
     audit.add_argument("--config", type=str, default=None, help="TOML file with the same options")
@@ -200,7 +221,7 @@ def _audit(args: argparse.Namespace) -> int:
     for _, field, _, _ in _AUDIT_OPTIONS:
         if getattr(args, field) is not None:
             values[field] = getattr(args, field)
-    for flag in ("per_class", "augment"):
+    for flag in ("per_class", "augment", "defend_shadows"):
         if getattr(args, flag):
             values[flag] = True
     config = audit.AuditConfig.from_dict(values)

@@ -128,7 +128,20 @@ def markdown(report: AuditReport, plots: dict[str, str]) -> str:
         f"± {sa['train_std']:.3f}, test accuracy {sa['test_mean']:.3f} ± {sa['test_std']:.3f}",
         f"- model: {report.model}; {c.epochs} epochs, batch "
         f"{c.batch_size}, Adam {c.learning_rate}; seed {c.seed}",
-        f"- attacker access: `{c.access}`" + (f" (top {c.top_k})" if c.access == "topk" else ""),
+        f"- attacker access: `{c.effective_access}`"
+        + (f" (top {c.top_k})" if c.effective_access == "topk" else "")
+        + f"; target interface: {report.privacy.get('interface', 'none')}",
+        f"- defences of the target: {report.privacy.get('defence', 'none')}"
+        + (" (shadows trained alike)" if c.defend_shadows else ""),
+        *(
+            [
+                f"- DP-SGD: epsilon {report.privacy['epsilon']:.3g} at delta "
+                f"{report.privacy['delta']:g} ({report.privacy['steps']} steps, sample rate "
+                f"{report.privacy['sample_rate']:.3g}; {report.privacy['accounting']})"
+            ]
+            if "epsilon" in report.privacy
+            else []
+        ),
         "",
         "## Results",
         "",

@@ -58,6 +58,7 @@ class Pool:
       test_accuracy: ``(k,)`` accuracy on its held-out examples.
       losses: ``(epochs, k)`` mean training loss per epoch and model.
       epoch_seconds: wall time of each epoch (the first includes compilation).
+      best_epoch: ``(k,)`` the epoch each model was kept at under early stopping.
     """
 
     graphdef: Any
@@ -68,6 +69,7 @@ class Pool:
     test_accuracy: np.ndarray
     losses: np.ndarray
     epoch_seconds: tuple[float, ...]
+    best_epoch: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -117,12 +119,66 @@ def _init_one(factory: ModelFactory, tx: optax.GradientTransformation, key_data:
     return params, rest, tx.init(params)
 
 
+@dataclasses.dataclass(frozen=True)
+class DPConfig:
+    """DP-SGD (Abadi et al. 2016, "Deep Learning with Differential Privacy").
+
+    Every example's gradient is clipped to L2 norm ``l2_clip``, the clipped gradients are
+    summed, Gaussian noise of standard deviation ``noise_multiplier * l2_clip`` is added,
+    and the sum is divided by the batch size before the optimizer sees it. Each model of
+    a pool draws its noise from its own key (``fold_in(model_key, ...)`` per epoch and
+    step), unlike ``optax.contrib.differentially_private_aggregate``, whose key in the
+    optimizer state would be shared by every vmapped model.
+    """
+
+    l2_clip: float = 1.0
+    noise_multiplier: float = 1.0
+
+    def __post_init__(self):
+        if not self.l2_clip > 0 or not self.noise_multiplier >= 0:
+            raise ValueError(
+                f"DP-SGD needs l2_clip > 0 and noise_multiplier >= 0, got {self.l2_clip}, "
+                f"{self.noise_multiplier}"
+            )
+
+
+_NOISE_STREAM = 0x5EED
+
+
+def dp_noise(key: jax.Array, like, std: float):
+    """Gaussian noise with the structure of ``like`` (one key, split per leaf)."""
+    leaves, treedef = jax.tree.flatten(like)
+    keys = jax.random.split(key, len(leaves))
+    noise = [
+        std * jax.random.normal(k, leaf.shape, leaf.dtype)
+        for k, leaf in zip(keys, leaves, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, noise)
+
+
+def _private_grads(loss_fn, dp: DPConfig, key, params, rest, xb, yb, weight):
+    """Clipped, summed, noised and averaged per-example gradients (DP-SGD)."""
+
+    def one(p, xi, yi):
+        return loss_fn(p, rest, xi[None], yi[None], jnp.ones((1,), jnp.float32))[0]
+
+    losses, g = jax.vmap(jax.value_and_grad(one), in_axes=(None, 0, 0))(params, xb, yb)
+    sq = sum(jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1) for leaf in jax.tree.leaves(g))
+    scale = weight * jnp.minimum(1.0, dp.l2_clip / (jnp.sqrt(sq) + 1e-12))
+    summed = jax.tree.map(lambda leaf: jnp.tensordot(scale, leaf, axes=1), g)
+    noise = dp_noise(key, summed, dp.noise_multiplier * dp.l2_clip)
+    grads = jax.tree.map(lambda a, b: (a + b) / xb.shape[0], summed, noise)
+    loss = jnp.sum(losses * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+    return loss, grads
+
+
 def _epoch_one(
     train_gd,
     tx: optax.GradientTransformation,
     batch_size: int,
     steps: int,
     masked: bool,
+    dp: DPConfig | None,
     key_data: jax.Array,
     epoch: jax.Array,
     keep_row: jax.Array,
@@ -139,7 +195,9 @@ def _epoch_one(
     the pool need. Steps past the model's last member are no-ops when ``masked``.
     """
     n = keep_row.shape[0]
-    data_key = jax.random.split(jax.random.wrap_key_data(key_data), 3)[2]
+    model_key = jax.random.wrap_key_data(key_data)
+    data_key = jax.random.split(model_key, 3)[2]
+    noise_key = jax.random.fold_in(jax.random.fold_in(model_key, _NOISE_STREAM), epoch)
     noise = jax.random.uniform(jax.random.fold_in(data_key, epoch), (n,))
     order = jnp.argsort(jnp.where(keep_row, noise, 2.0))
     pad = steps * batch_size - n
@@ -162,9 +220,15 @@ def _epoch_one(
         start = s * batch_size
         idx = jax.lax.dynamic_slice(order, (start,), (batch_size,))
         weight = (start + jnp.arange(batch_size) < count).astype(jnp.float32)
-        (loss, new_rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            params, rest, x[idx], y[idx], weight
-        )
+        if dp is None:
+            (loss, new_rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                params, rest, x[idx], y[idx], weight
+            )
+        else:
+            loss, grads = _private_grads(
+                loss_fn, dp, jax.random.fold_in(noise_key, s), params, rest, x[idx], y[idx], weight
+            )
+            new_rest = rest
         updates, new_opt = tx.update(grads, opt_state, params)
         new = (optax.apply_updates(params, updates), new_rest, new_opt)
         if masked:  # models with fewer members than the largest skip the surplus steps
@@ -188,13 +252,14 @@ def _compiled(
     masked: bool,
     vmapped: bool,
     mesh: Mesh | None = None,
+    dp: DPConfig | None = None,
 ):
     """Jitted init and epoch functions for one configuration (cached, so repeated
     :func:`train` calls with arrays of the same shapes never recompile). With a
     ``mesh``, every output is sharded along its leading (model) axis."""
     train_gd, _ = _graphdefs(factory)
     init = functools.partial(_init_one, factory, tx)
-    epoch = functools.partial(_epoch_one, train_gd, tx, batch_size, steps, masked)
+    epoch = functools.partial(_epoch_one, train_gd, tx, batch_size, steps, masked, dp)
     if vmapped:
         init = jax.vmap(init)
         epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0, 0, 0, None, None))
@@ -280,6 +345,9 @@ def train(
     heldout: np.ndarray | None = None,
     progress: ProgressFn | None = None,
     mesh: Mesh | str | None = "auto",
+    dp: DPConfig | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    patience: int = 0,
 ) -> Pool:
     """Trains one model per row of ``keep``, all at once.
 
@@ -305,6 +373,11 @@ def train(
         every device when there are several, ``None`` one device. ``k`` (or the chunk)
         is padded to a multiple of the device count with copies of the last model,
         which are dropped afterwards, so the result does not depend on the devices.
+      dp: train with DP-SGD (:class:`DPConfig`); models with stateful layers
+        (dropout) are not supported then.
+      validation: ``(x_val, y_val)`` for early stopping.
+      patience: with ``validation``, stop a chunk once no model's validation loss has
+        improved for this many epochs, and keep each model's best epoch (0: off).
 
     Returns:
       A :class:`Pool` with the stacked parameters and per-model accuracies.
@@ -330,11 +403,17 @@ def train(
     per_step = 1 if mesh is None else mesh.size
     chunk = k if chunk_size is None else max(1, min(int(chunk_size), k))
     chunk = 1 if mode == "sequential" else math.ceil(chunk / per_step) * per_step
-    init, epoch_fn = _compiled(factory, tx, batch_size, steps, masked, mode == "vmap", mesh)
+    if dp is not None and jax.tree.leaves(
+        nnx.state(
+            nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(params=0, dropout=0))), nnx.Not(nnx.Param)
+        )
+    ):
+        raise ValueError("DP-SGD here supports models without dropout or other state")
+    init, epoch_fn = _compiled(factory, tx, batch_size, steps, masked, mode == "vmap", mesh, dp)
 
     key_data = np.asarray(jax.random.key_data(keys))
     xd, yd = _place(x, mesh, False), _place(y, mesh, False)
-    params_chunks, rest_chunks, loss_rows = [], [], []
+    params_chunks, rest_chunks, loss_rows, stopped_at = [], [], [], []
     epoch_seconds = np.zeros(epochs)
     for start in range(0, k, chunk):
         idx = np.minimum(np.arange(start, start + chunk), k - 1)  # pad with copies
@@ -345,6 +424,9 @@ def train(
             ck, ckeep = _place(key_data[idx], mesh, True), _place(keep[idx], mesh, True)
         params, rest, opt_state = init(ck)
         chunk_losses = []
+        stopper = None
+        if validation is not None and patience > 0:
+            stopper = _EarlyStopping(_graphdefs(factory)[1], validation, patience, mode)
         for e in range(epochs):
             t0 = time.perf_counter()
             params, rest, opt_state, loss = epoch_fn(
@@ -355,6 +437,14 @@ def train(
             chunk_losses.append(loss[:n_real])
             if progress is not None and (chunk >= k or mode == "sequential"):
                 progress(e + 1, epochs, float(np.mean(loss[:n_real])))
+            if stopper is not None and stopper.update(e, params, rest):
+                chunk_losses += [np.full(n_real, np.nan)] * (epochs - e - 1)
+                break
+        if stopper is not None:
+            params, rest = stopper.best_params, stopper.best_rest
+            if mode == "sequential":
+                params, rest = jax.tree.map(lambda a: a[0], (params, rest))
+            stopped_at.append(stopper.best_epoch[:n_real] + 1)
         if mode == "sequential":
             params, rest = jax.tree.map(lambda a: a[None], (params, rest))
         params_chunks.append(jax.tree.map(lambda a, n=n_real: _gather(a, n), params))
@@ -381,9 +471,47 @@ def train(
         test_accuracy=np.zeros(k),
         losses=np.concatenate(loss_rows, axis=1) if epochs else np.zeros((0, k)),
         epoch_seconds=tuple(float(s) for s in epoch_seconds),
+        best_epoch=np.concatenate(stopped_at) if stopped_at else None,
     )
     train_acc, test_acc = accuracies(predict(pool, x), y, keep, heldout)
     return dataclasses.replace(pool, train_accuracy=train_acc, test_accuracy=test_acc)
+
+
+class _EarlyStopping:
+    """Tracks each model's validation loss and keeps its best parameters."""
+
+    def __init__(self, graphdef, validation, patience: int, mode: str):
+        x_val, y_val = validation
+        self.apply = _apply_fn(graphdef)
+        self.x = jnp.asarray(np.asarray(x_val, np.float32))
+        self.y = jnp.asarray(np.asarray(y_val, np.int32))
+        self.patience = patience
+        self.stacked = mode != "sequential"
+        self.best_loss = None
+
+    def update(self, epoch: int, params, rest) -> bool:
+        """Records epoch ``epoch``; returns True when every model has stopped improving."""
+        if not self.stacked:
+            params, rest = jax.tree.map(lambda a: a[None], (params, rest))
+        logits = self.apply(params, rest, self.x)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, self.y[None]).mean(-1)
+        loss = np.asarray(_gather(loss, loss.shape[0]))
+        if self.best_loss is None:
+            self.best_loss = loss
+            self.best_epoch = np.zeros(loss.shape, int)
+            better = np.ones(loss.shape, bool)
+            self.best_params = jax.tree.map(jnp.copy, params)
+            self.best_rest = jax.tree.map(jnp.copy, rest)
+        else:
+            better = loss < self.best_loss
+            pick = lambda new, old: jnp.where(
+                jnp.asarray(better).reshape((-1,) + (1,) * (new.ndim - 1)), new, old
+            )
+            self.best_params = jax.tree.map(pick, params, self.best_params)
+            self.best_rest = jax.tree.map(pick, rest, self.best_rest)
+            self.best_loss = np.where(better, loss, self.best_loss)
+            self.best_epoch = np.where(better, epoch, self.best_epoch)
+        return bool(np.all(epoch - self.best_epoch >= self.patience))
 
 
 @functools.cache

@@ -98,7 +98,7 @@ def test_second_call_with_new_data_does_not_recompile(setup):
     shadow.train(factory, ds.x, ds.y, keep, seed=0, **kwargs)
     steps = int(np.ceil(keep.sum(1).max() / 32))
     masked = bool((np.ceil(keep.sum(1) / 32) < steps).any())
-    _, epoch_fn = shadow._compiled(factory, TX, 32, steps, masked, True, None)
+    _, epoch_fn = shadow._compiled(factory, TX, 32, steps, masked, True, None, None)
     before = epoch_fn._cache_size()
     x2 = np.random.default_rng(1).random(ds.x.shape, dtype=np.float32)
     y2 = np.random.default_rng(2).integers(0, ds.num_classes, ds.n)
