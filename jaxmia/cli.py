@@ -110,6 +110,45 @@ def command_for(config: Any) -> str:
     return " ".join(parts)
 
 
+def _add_audit_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
+    for flag, field, kind, text in _AUDIT_OPTIONS:
+        default = getattr(defaults, field)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        suffix = "" if default is None else f" (default: {shown})"
+        parser.add_argument(flag, dest=field, type=kind, default=None, help=text + suffix)
+    parser.add_argument(
+        "--per-class",
+        dest="per_class",
+        action="store_true",
+        default=None,
+        help="one Shokri attack model per class",
+    )
+    parser.add_argument(
+        "--augment",
+        dest="augment",
+        action="store_true",
+        default=None,
+        help="query LiRA with flipped and shifted images (image data only)",
+    )
+    parser.add_argument(
+        "--defend-shadows",
+        dest="defend_shadows",
+        action="store_true",
+        default=None,
+        help="train the shadows with the target's defences",
+    )
+    parser.add_argument(
+        "-o", dest="output_dir", type=str, default=None, help="same as --output-dir"
+    )
+    parser.add_argument("--config", type=str, default=None, help="TOML file with the same options")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    group = parser.add_argument_group("several hosts (JAX multi-process runtime)")
+    group.add_argument("--coordinator", help="host:port of process 0")
+    group.add_argument("--num-processes", type=int, default=1, help="number of processes")
+    group.add_argument("--process-id", type=int, default=0, help="this process's index")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from jaxmia.audit import ATTACKS, AuditConfig
 
@@ -123,40 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
         f"({', '.join(ATTACKS)}) and write metrics.json, scores.npz, roc.png, signals.png "
         "and report.md.",
     )
-    for flag, field, kind, text in _AUDIT_OPTIONS:
-        default = getattr(defaults, field)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        suffix = "" if default is None else f" (default: {shown})"
-        audit.add_argument(flag, dest=field, type=kind, default=None, help=text + suffix)
-    audit.add_argument(
-        "--per-class",
-        dest="per_class",
-        action="store_true",
-        default=None,
-        help="one Shokri attack model per class",
+    _add_audit_options(audit, defaults)
+    study = sub.add_parser(
+        "study",
+        help="sweep one factor of the audit and record every attack's AUC and TPR",
+        description="Run one audit per value of a factor (number of shadows, epochs, "
+        "width, classes, access level, defence strength) and write study.json, study.csv "
+        "and study.png.",
     )
-    audit.add_argument(
-        "--augment",
-        dest="augment",
-        action="store_true",
-        default=None,
-        help="query LiRA with flipped and shifted images (image data only)",
+    study.add_argument(
+        "--factor",
+        required=True,
+        help="shadows, target_size, epochs, width, classes, "
+        "access, weight_decay, dropout, dp_noise or perturbation",
     )
-    audit.add_argument(
-        "--defend-shadows",
-        dest="defend_shadows",
-        action="store_true",
-        default=None,
-        help="train the shadows with the target's defences",
-    )
-    audit.add_argument("-o", dest="output_dir", type=str, default=None, help="same as --output-dir")
-    audit.add_argument("--config", type=str, default=None, help="TOML file with the same options")
-    audit.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
-    audit.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    group = audit.add_argument_group("several hosts (JAX multi-process runtime)")
-    group.add_argument("--coordinator", help="host:port of process 0")
-    group.add_argument("--num-processes", type=int, default=1, help="number of processes")
-    group.add_argument("--process-id", type=int, default=0, help="this process's index")
+    study.add_argument("--values", required=True, type=_names, help="comma-separated values")
+    _add_audit_options(study, defaults)
     return parser
 
 
@@ -209,14 +230,8 @@ def use_cpu_cores() -> None:
         os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
 
 
-def _audit(args: argparse.Namespace) -> int:
-    use_cpu_cores()
-    from jaxmia import audit, distributed, report
-
-    if args.coordinator:
-        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    main_process = distributed.is_main_process()
-
+def _config_values(args: argparse.Namespace) -> dict[str, Any]:
+    """Audit options from --config, overridden by the flags given."""
     values = load_config_file(args.config) if args.config else {}
     for _, field, _, _ in _AUDIT_OPTIONS:
         if getattr(args, field) is not None:
@@ -224,7 +239,35 @@ def _audit(args: argparse.Namespace) -> int:
     for flag in ("per_class", "augment", "defend_shadows"):
         if getattr(args, flag):
             values[flag] = True
-    config = audit.AuditConfig.from_dict(values)
+    return values
+
+
+def _study(args: argparse.Namespace) -> int:
+    use_cpu_cores()
+    from jaxmia import audit, report, study
+
+    values = _config_values(args)
+    values.setdefault("output_dir", "jaxmia-study")
+    base = audit.AuditConfig.from_dict(values)
+    factor_values = study.parse_values(args.factor, args.values)
+    report.prepare_output_dir(base.output_dir)
+    log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    result = study.run(args.factor, factor_values, base, log=log)
+    written = study.write(result, base.output_dir)
+    print(study.table(result))
+    if not args.quiet:
+        print("wrote " + ", ".join(written.values()))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    use_cpu_cores()
+    from jaxmia import audit, distributed, report
+
+    if args.coordinator:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    main_process = distributed.is_main_process()
+    config = audit.AuditConfig.from_dict(_config_values(args))
     if main_process:
         report.prepare_output_dir(config.output_dir)  # fail before training, not after
     quiet = args.quiet or not main_process
@@ -249,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return _audit(args)
+        return _study(args) if args.command == "study" else _audit(args)
     except (ValueError, OSError) as e:  # user mistakes: one line, no traceback
         if args.debug:
             raise

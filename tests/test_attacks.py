@@ -90,7 +90,7 @@ def test_access_levels_are_enforced():
     with pytest.raises(threat_models.AccessError, match="unknown access level"):
         threat_models.check_access("everything")
     # an attack asked for explicitly is refused; by default only allowed attacks run
-    with pytest.raises(threat_models.AccessError, match="attack 'entropy' .* needs entropy"):
+    with pytest.raises(threat_models.AccessError, match=r"attack 'entropy' .* needs entropy"):
         audit.select_attacks(audit.AuditConfig(access="topk", attacks=("entropy",)))
     assert audit.select_attacks(audit.AuditConfig(access="label")) == ("shokri", "label_only")
     assert audit.select_attacks(audit.AuditConfig(access="topk")) == ("shokri", "confidence")

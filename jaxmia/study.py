@@ -1,0 +1,274 @@
+"""Studies: sweep one factor of an audit and record what every attack achieves.
+
+A study runs :func:`jaxmia.audit.run` once per value of one factor, everything else fixed,
+and records for every attack its AUC and TPR at the chosen FPRs, next to the target's
+train and test accuracy (utility) and, under DP-SGD, epsilon. Factors:
+
+* ``shadows``: number of shadow models (balanced pools need an even number);
+* ``target_size``: the target's training-set size;
+* ``epochs``: training epochs (overfitting);
+* ``width``: the MLP's hidden width;
+* ``classes``: number of classes (the first ``c`` classes of the data);
+* ``access``: the attacker's access level;
+* ``weight_decay``, ``dropout``, ``dp_noise`` (DP-SGD noise multiplier; epsilon is
+  recorded), ``perturbation``: defence strength.
+
+``jaxmia study --factor shadows --values 2,4,8,16`` writes ``study.json``, ``study.csv``
+and ``study.png`` (metric versus factor, one line per attack; for defences also privacy
+versus utility).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from jaxmia import audit, datasets
+
+FACTORS: dict[str, str] = {
+    "shadows": "num_shadows",
+    "target_size": "target_size",
+    "epochs": "epochs",
+    "width": "hidden",
+    "classes": "classes",
+    "access": "access",
+    "weight_decay": "weight_decay",
+    "dropout": "dropout",
+    "dp_noise": "dp_noise",
+    "perturbation": "perturbation",
+}
+"""Study factors and the audit option each sets (``classes`` subsets the data)."""
+
+DEFENCE_FACTORS = frozenset({"weight_decay", "dropout", "dp_noise", "perturbation"})
+
+
+class StudyError(ValueError):
+    """A bad factor or value."""
+
+
+def parse_values(factor: str, values: Sequence[Any]) -> list[Any]:
+    """Converts the values of ``factor`` to the types the audit expects."""
+    if factor not in FACTORS:
+        raise StudyError(f"unknown factor {factor!r}; choose one of {', '.join(FACTORS)}")
+    if not values:
+        raise StudyError("a study needs at least one value")
+    out = []
+    for v in values:
+        try:
+            if factor in ("access", "perturbation"):
+                out.append(str(v))
+            elif factor == "dp_noise":
+                out.append(None if str(v).lower() in ("none", "0", "0.0") else float(v))
+            elif factor in ("weight_decay", "dropout"):
+                out.append(float(v))
+            else:
+                out.append(int(v))
+        except ValueError:
+            raise StudyError(f"bad value {v!r} for factor {factor}") from None
+    return out
+
+
+def _subset_classes(ds: datasets.Dataset, c: int) -> datasets.Dataset:
+    if not 2 <= c <= ds.num_classes:
+        raise StudyError(f"classes must lie in [2, {ds.num_classes}], got {c}")
+    keep = ds.y < c
+    return datasets.Dataset(x=ds.x[keep], y=ds.y[keep], num_classes=c, name=f"{ds.name}[:{c}]")
+
+
+@dataclasses.dataclass
+class StudyResult:
+    """One row per (value, attack).
+
+    Attributes:
+      factor: the factor swept.
+      values: its values, in order.
+      rows: dicts with ``value``, ``attack``, ``auc``, ``tpr@<fpr>``, ``target_train_acc``,
+        ``target_test_acc``, ``epsilon`` (DP-SGD, else ``None``) and ``seconds``.
+      base: the audit options held fixed.
+    """
+
+    factor: str
+    values: list[Any]
+    rows: list[dict[str, Any]]
+    base: audit.AuditConfig
+
+    def attacks(self) -> list[str]:
+        return list(dict.fromkeys(r["attack"] for r in self.rows))
+
+    def series(self, attack: str, column: str) -> list[Any]:
+        return [r[column] for r in self.rows if r["attack"] == attack]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "factor": self.factor,
+            "values": self.values,
+            "rows": self.rows,
+            "base_config": self.base.to_dict(),
+        }
+
+
+def run(
+    factor: str,
+    values: Sequence[Any],
+    base: audit.AuditConfig | None = None,
+    *,
+    log: Callable[[str], None] = lambda _: None,
+) -> StudyResult:
+    """Runs one audit per value of ``factor``.
+
+    Args:
+      factor: one of :data:`FACTORS`.
+      values: its values (converted with :func:`parse_values`).
+      base: the audit options held fixed (default: :class:`jaxmia.audit.AuditConfig`).
+      log: receives a line per audit.
+
+    Returns:
+      A :class:`StudyResult`.
+    """
+    values = parse_values(factor, values)
+    base = audit.AuditConfig() if base is None else base
+    data = datasets.load(base.dataset)
+    rows = []
+    for value in values:
+        ds = data
+        if factor == "classes":
+            ds = _subset_classes(data, value)
+            config = base
+        elif factor == "width":
+            config = dataclasses.replace(base, hidden=(value,))
+        else:
+            try:
+                config = dataclasses.replace(base, **{FACTORS[factor]: value})
+            except ValueError as e:
+                raise StudyError(f"{factor}={value}: {e}") from None
+        start = time.perf_counter()
+        log(f"{factor} = {value}")
+        report = audit.run(config, dataset=ds)
+        seconds = round(time.perf_counter() - start, 2)
+        eps = report.privacy.get("epsilon")
+        for attack, m in report.metrics.items():
+            row = {
+                "value": value,
+                "attack": attack,
+                "auc": m.auc,
+                **{f"tpr@{f:g}": t for f, t in m.tpr_at_fpr.items()},
+                "target_train_acc": report.target_accuracy["train"],
+                "target_test_acc": report.target_accuracy["test"],
+                "epsilon": None if eps is None or math.isinf(eps) else eps,
+                "seconds": seconds,
+            }
+            rows.append(row)
+        log(
+            f"  target test accuracy {report.target_accuracy['test']:.3f}; "
+            + ", ".join(f"{a} {m.auc:.3f}" for a, m in report.metrics.items())
+        )
+    return StudyResult(factor=factor, values=values, rows=rows, base=base)
+
+
+def _x(result: StudyResult, attack: str) -> tuple[list[Any], str, bool]:
+    """x values, label and log scale for plots (epsilon for DP-SGD)."""
+    if result.factor == "dp_noise":
+        eps = result.series(attack, "epsilon")
+        if all(e is not None for e in eps):
+            return eps, "DP-SGD epsilon", True
+    xs = result.series(attack, "value")
+    numeric = all(isinstance(v, int | float) and v is not None for v in xs)
+    log = numeric and result.factor == "shadows"
+    return xs if numeric else [str(v) for v in xs], result.factor, log
+
+
+def plot(result: StudyResult, path: str | os.PathLike) -> None:
+    """Metric versus factor, one line per attack (AUC and TPR at each FPR); for a defence
+    factor, a last panel of privacy (AUC) versus utility (target test accuracy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tpr_cols = [c for c in result.rows[0] if c.startswith("tpr@")]
+    panels = ["auc", *tpr_cols]
+    utility = result.factor in DEFENCE_FACTORS
+    fig, axes = plt.subplots(1, len(panels) + utility, figsize=(4.6 * (len(panels) + utility), 4))
+    for ax, column in zip(axes, panels, strict=False):
+        for attack in result.attacks():
+            xs, label, log = _x(result, attack)
+            ys = result.series(attack, column)
+            if log:
+                ax.set_xscale("log")
+            ax.plot(xs, ys, marker="o", label=attack)
+            ax.set_xlabel(label)
+        ax.set_ylabel(column.replace("tpr@", "TPR at FPR "))
+        if column == "auc":
+            ax.axhline(0.5, color="k", lw=0.8, ls="--")
+        ax.grid(alpha=0.3)
+    if utility:
+        ax = axes[-1]
+        for attack in result.attacks():
+            ax.plot(
+                result.series(attack, "target_test_acc"),
+                result.series(attack, "auc"),
+                marker="o",
+                label=attack,
+            )
+        ax.set_xlabel("target test accuracy (utility)")
+        ax.set_ylabel("attack AUC (privacy risk)")
+        ax.axhline(0.5, color="k", lw=0.8, ls="--")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"jaxmia study: {result.factor} ({result.base.dataset})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(result: StudyResult, output_dir: str | os.PathLike) -> dict[str, str]:
+    """Writes study.json, study.csv and (with matplotlib) study.png."""
+    from jaxmia import report
+
+    out = report.prepare_output_dir(output_dir)
+    written = {}
+    path = out / "study.json"
+    path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    written["json"] = str(path)
+    path = out / "study.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(result.rows[0]))
+        writer.writeheader()
+        writer.writerows(result.rows)
+    written["csv"] = str(path)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return written
+    path = pathlib.Path(out) / "study.png"
+    plot(result, path)
+    written["plot"] = str(path)
+    return written
+
+
+def table(result: StudyResult) -> str:
+    """An aligned text table: one row per value, AUC per attack, target test accuracy."""
+    attacks = result.attacks()
+    header = [result.factor, "test acc", "epsilon", *attacks]
+    lines = []
+    for value in result.values:
+        rows = [r for r in result.rows if r["value"] == value]
+        eps = rows[0]["epsilon"]
+        cells = [
+            str(value),
+            f"{rows[0]['target_test_acc']:.3f}",
+            "-" if eps is None else f"{eps:.3g}",
+        ]
+        by_attack = {r["attack"]: r["auc"] for r in rows}
+        cells += [f"{by_attack[a]:.3f}" if a in by_attack else "-" for a in attacks]
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)])
