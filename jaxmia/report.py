@@ -44,14 +44,23 @@ def _plots_available() -> bool:
     return True
 
 
-def plot_roc(report: AuditReport, path: pathlib.Path) -> None:
-    """ROC of every attack on log-log axes (Carlini et al. 2022, Fig. 1 style)."""
+def line_cycle():
+    """Colours and line styles that stay distinct for a dozen attacks."""
+    from cycler import cycler
+
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    colours = list(matplotlib.colormaps["tab10"].colors)
+    return cycler(linestyle=["-", "--"]) * cycler(color=colours)
 
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+
+def plot_roc(report: AuditReport, path: pathlib.Path) -> None:
+    """ROC of every attack on log-log axes (Carlini et al. 2022, Fig. 1 style)."""
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
+
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
+    ax.set_prop_cycle(line_cycle())
     floor = 1.0 / max(int((~report.membership).sum()), 1)
     for name, s in report.scores.items():
         fpr, tpr, _ = metrics.roc_curve(report.membership, s)
@@ -74,7 +83,6 @@ def plot_roc(report: AuditReport, path: pathlib.Path) -> None:
     ax.grid(True, which="both", alpha=0.2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_signals(report: AuditReport, path: pathlib.Path) -> bool:
@@ -82,12 +90,10 @@ def plot_signals(report: AuditReport, path: pathlib.Path) -> bool:
     names = [n for n in ("confidence", "loss") if n in report.target_signals]
     if not names:
         return False
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
+    fig = Figure(figsize=(5 * len(names), 3.8))
+    axes = fig.subplots(1, len(names), squeeze=False)
     member = report.membership[report.target_index == 0]  # the signals are the first target's
     for ax, name in zip(axes[0], names, strict=True):
         v = np.asarray(report.target_signals[name], dtype=np.float64)
@@ -105,7 +111,6 @@ def plot_signals(report: AuditReport, path: pathlib.Path) -> bool:
     fig.suptitle("Target model outputs on candidate records")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return True
 
 

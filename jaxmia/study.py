@@ -187,15 +187,17 @@ def _x(result: StudyResult, attack: str) -> tuple[list[Any], str, bool]:
 def plot(result: StudyResult, path: str | os.PathLike) -> None:
     """Metric versus factor, one line per attack (AUC and TPR at each FPR); for a defence
     factor, a last panel of privacy (AUC) versus utility (target test accuracy)."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from jaxmia import report
 
     tpr_cols = [c for c in result.rows[0] if c.startswith("tpr@")]
     panels = ["auc", *tpr_cols]
     utility = result.factor in DEFENCE_FACTORS
-    fig, axes = plt.subplots(1, len(panels) + utility, figsize=(4.6 * (len(panels) + utility), 4))
+    fig = Figure(figsize=(4.6 * (len(panels) + utility), 4))
+    axes = fig.subplots(1, len(panels) + utility, squeeze=False)[0]
+    for ax in axes:
+        ax.set_prop_cycle(report.line_cycle())
     for ax, column in zip(axes, panels, strict=False):
         for attack in result.attacks():
             xs, label, log = _x(result, attack)
@@ -225,7 +227,6 @@ def plot(result: StudyResult, path: str | os.PathLike) -> None:
     fig.suptitle(f"jaxmia study: {result.factor} ({result.base.dataset})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write(result: StudyResult, output_dir: str | os.PathLike) -> dict[str, str]:
