@@ -34,13 +34,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-from flax import nnx
+from jaxmia.cli import use_cpu_cores
 
-from jaxmia import models, shadow, splits
+use_cpu_cores()  # one XLA CPU device per core, as `jaxmia audit` does (before JAX loads)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from jaxmia import models, shadow, splits  # noqa: E402
 
 MODES = ("vmap", "sequential-jit", "sequential-step", "torch-loop")
 SLOW_MODES = ("sequential-step", "torch-loop")
@@ -81,20 +85,31 @@ def train_flops_per_example(widths: Sequence[int]) -> int:
 
 
 def measure_peak_gflops(sizes: Sequence[int], repeats: int) -> dict[str, float]:
-    """Median float32 GFLOP/s of a jitted square ``jnp.dot`` for each size."""
+    """Median float32 GFLOP/s of jitted square matmuls for each size: one ``jnp.dot`` on
+    one device (``"<n>"``) and, with several devices, one dot per device at once, sharded
+    (``"<n>x<devices>"``). The machine's peak is the best of all of them."""
     dot = jax.jit(jnp.dot)
+    batched = jax.jit(jnp.matmul)
+    d = jax.device_count()
     out = {}
     for n in sizes:
         key_a, key_b = jax.random.split(jax.random.key(n))
         a = jax.random.normal(key_a, (n, n), jnp.float32)
         b = jax.random.normal(key_b, (n, n), jnp.float32)
-        dot(a, b).block_until_ready()  # compile and warm up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            dot(a, b).block_until_ready()
-            times.append(time.perf_counter() - t0)
-        out[str(n)] = 2.0 * n**3 / statistics.median(times) / 1e9
+        cases = [(str(n), dot, (a, b), 1)]
+        if d > 1:
+            mesh = shadow.model_mesh()
+            sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
+            pair = [jax.device_put(jnp.broadcast_to(m, (d, n, n)), sharding) for m in (a, b)]
+            cases.append((f"{n}x{d}", batched, tuple(pair), d))
+        for name, fn, args, count in cases:
+            fn(*args).block_until_ready()  # compile and warm up
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn(*args).block_until_ready()
+                times.append(time.perf_counter() - t0)
+            out[name] = count * 2.0 * n**3 / statistics.median(times) / 1e9
     return out
 
 

@@ -107,7 +107,8 @@ class AuditConfig:
       target_size: size of the target's training set (default: half the data for
         ``balanced``, a quarter for ``disjoint``).
       shadow_size: size of each shadow training set (``disjoint`` only).
-      chunk_size: train at most this many shadow models at a time (memory bound).
+      chunk_size: train at most this many shadow models at a time (memory bound;
+        default: chosen for the CPU cache, all at once on accelerators).
       access: what the attacker sees: ``probs``, ``topk``, ``label`` or ``loss``.
       top_k: probabilities returned by the ``topk`` interface.
       attacks: attacks to run (default: all that the access level allows).
@@ -860,7 +861,7 @@ def run(
         ds.y,
         split.shadow_keep,
         keys=shadow.model_keys(jax.random.fold_in(root, 2), k),
-        chunk_size=config.chunk_size,
+        chunk_size="auto" if config.chunk_size is None else config.chunk_size,
         heldout=split.shadow_pool,
         progress=progress,
         **train_kwargs(defend_shadows),

@@ -46,9 +46,8 @@ def _plots_available() -> bool:
 
 def line_cycle():
     """Colours and line styles that stay distinct for a dozen attacks."""
-    from cycler import cycler
-
     import matplotlib
+    from cycler import cycler
 
     colours = list(matplotlib.colormaps["tab10"].colors)
     return cycler(linestyle=["-", "--"]) * cycler(color=colours)

@@ -172,6 +172,17 @@ def run(
     return StudyResult(factor=factor, values=values, rows=rows, base=base)
 
 
+def load(path: str | os.PathLike) -> StudyResult:
+    """Reads a ``study.json`` back (e.g. to re-plot or compare studies)."""
+    data = json.loads(pathlib.Path(path).read_text())
+    return StudyResult(
+        factor=data["factor"],
+        values=data["values"],
+        rows=data["rows"],
+        base=audit.AuditConfig.from_dict(data["base_config"]),
+    )
+
+
 def _x(result: StudyResult, attack: str) -> tuple[list[Any], str, bool]:
     """x values, label and log scale for plots (epsilon for DP-SGD)."""
     if result.factor == "dp_noise":
@@ -223,9 +234,10 @@ def plot(result: StudyResult, path: str | os.PathLike) -> None:
         ax.set_ylabel("attack AUC (privacy risk)")
         ax.axhline(0.5, color="k", lw=0.8, ls="--")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.suptitle(f"jaxmia study: {result.factor} ({result.base.dataset})")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     fig.savefig(path, dpi=110)
 
 

@@ -97,8 +97,8 @@ def test_second_call_with_new_data_does_not_recompile(setup):
     kwargs = dict(epochs=1, batch_size=32, optimizer=TX)
     shadow.train(factory, ds.x, ds.y, keep, seed=0, **kwargs)
     steps = int(np.ceil(keep.sum(1).max() / 32))
-    masked = bool((np.ceil(keep.sum(1) / 32) < steps).any())
-    _, epoch_fn = shadow._compiled(factory, TX, 32, steps, masked, True, None, None)
+    full = int(np.ceil(keep.sum(1).min() / 32))
+    _, epoch_fn = shadow._compiled(factory, TX, 32, steps, full, True, None, None)
     before = epoch_fn._cache_size()
     x2 = np.random.default_rng(1).random(ds.x.shape, dtype=np.float32)
     y2 = np.random.default_rng(2).integers(0, ds.num_classes, ds.n)
@@ -159,3 +159,20 @@ def test_bad_inputs_raise_clear_errors(setup):
         shadow.train(factory, ds.x, ds.y, np.zeros_like(keep), epochs=1)
     with pytest.raises(ValueError, match="unknown mode"):
         shadow.train(factory, ds.x, ds.y, keep, epochs=1, mode="fast")
+
+
+def test_auto_chunks_fit_the_cache_and_change_nothing(small_digits):
+    big = models.mlp((128,), 30, 446)
+    chunk = shadow.auto_chunk_size(big, (446,), 128, 64)
+    assert chunk is not None and 1 < chunk < 64  # 64 such models do not fit in 12 MiB
+    assert shadow.auto_chunk_size(big, (446,), 128, 1) is None
+    assert shadow._vmapped_convs_are_slow(models.cnn((8, 8, 1), 2)) is True
+    assert shadow._vmapped_convs_are_slow(big) is False
+    ds = small_digits
+    keep = splits.balanced_keep(6, ds.n, seed=0)
+    factory = factory_for(ds)
+    auto = shadow.train(factory, ds.x, ds.y, keep, epochs=1, batch_size=32, optimizer=TX)
+    forced = shadow.train(
+        factory, ds.x, ds.y, keep, epochs=1, batch_size=32, optimizer=TX, chunk_size=4
+    )
+    assert tree_max_diff(auto.params, forced.params) < 1e-6
