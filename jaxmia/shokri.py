@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jaxmia import models, shadow
+from jaxmia import models, shadow, signals
 
 PROBABILITY_SIGNALS = frozenset(
     {
@@ -77,25 +77,12 @@ def feature_matrix(
         v = np.asarray(sig[name], dtype=np.float32)
         if name in PROBABILITY_SIGNALS:
             v = np.log(np.maximum(v, LOG_FLOOR))
-        cols.append(v[..., None] if name in _SCALARS else v)
+        cols.append(v[..., None] if name in signals.SCALAR_SIGNALS else v)
     if labels is not None:
         lead = cols[0].shape[:-1]
         onehot = np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
         cols.append(np.broadcast_to(onehot, (*lead, num_classes)))
     return np.concatenate(cols, axis=-1)
-
-
-_SCALARS = frozenset(
-    {
-        "confidence",
-        "true_class_probability",
-        "entropy",
-        "modified_entropy",
-        "loss",
-        "logit_scaled_confidence",
-        "correctness",
-    }
-)
 
 
 def _balanced_rows(keep: np.ndarray, pool: np.ndarray, rng: np.random.Generator):
