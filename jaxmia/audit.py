@@ -18,6 +18,8 @@ import dataclasses
 import functools
 import importlib.metadata
 import math
+import os
+import pathlib
 import platform
 import time
 from collections.abc import Callable, Mapping
@@ -733,6 +735,7 @@ def run(
     split: splits.AuditSplit | None = None,
     target_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     factory: models.ModelFactory | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> AuditReport:
     """Runs a full audit.
 
@@ -746,6 +749,10 @@ def run(
       target_fn: audit this model (``x -> (b, c)`` logits) instead of training a target;
         see :func:`audit_model`.
       factory: the shadow (and target) architecture instead of the config's.
+      checkpoint_dir: keep the shadow pool in ``shadow-pool.npz`` there, saved after
+        every chunk: an interrupted audit resumes where it stopped, and a rerun with the
+        same pool settings reuses the finished pool (``jaxmia audit`` uses its output
+        directory).
 
     Returns:
       An :class:`AuditReport`.
@@ -855,6 +862,9 @@ def run(
         + (f" (leave-one-out over the first {config.targets})" if loo else "")
     )
     defend_shadows = config.defend_shadows or loo  # in leave-one-out the pool is the target
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = pathlib.Path(checkpoint_dir) / "shadow-pool.npz"
     pool = shadow.train(
         defended_factory(defend_shadows),
         ds.x,
@@ -864,6 +874,10 @@ def run(
         chunk_size="auto" if config.chunk_size is None else config.chunk_size,
         heldout=split.shadow_pool,
         progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_tag=repr(
+            (config.learning_rate, defend_shadows and defence, ds.name, ds.n, config.seed)
+        ),
         **train_kwargs(defend_shadows),
     )
     if loo:

@@ -199,13 +199,16 @@ class Progress:
     """Shadow-training progress on stderr: one updating line on a terminal, a few lines
     otherwise."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None):
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = self.stream.isatty()
         self.start = time.perf_counter()
         self.last_quarter = -1
 
     def __call__(self, done: int, total: int, loss: float) -> None:
+        if loss != loss:  # NaN: models taken from a checkpoint
+            print(f"  resumed {done}/{total} shadow models from the checkpoint", file=self.stream)
+            return
         elapsed = time.perf_counter() - self.start
         line = f"  shadow training {done}/{total}  loss {loss:.4f}  {elapsed:.1f}s"
         if self.tty:
@@ -272,7 +275,12 @@ def _audit(args: argparse.Namespace) -> int:
         report.prepare_output_dir(config.output_dir)  # fail before training, not after
     quiet = args.quiet or not main_process
     log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    result = audit.run(config, log=log, progress=None if quiet else Progress())
+    result = audit.run(
+        config,
+        log=log,
+        progress=None if quiet else Progress(),
+        checkpoint_dir=config.output_dir if main_process else None,
+    )
     if not main_process:
         return 0
     written = result.write(config.output_dir)

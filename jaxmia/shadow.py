@@ -24,7 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
+import os
+import pathlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -392,6 +396,8 @@ def train(
     dp: DPConfig | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     patience: int = 0,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_tag: str = "",
 ) -> Pool:
     """Trains one model per row of ``keep``, all at once.
 
@@ -427,6 +433,12 @@ def train(
       validation: ``(x_val, y_val)`` for early stopping.
       patience: with ``validation``, stop a chunk once no model's validation loss has
         improved for this many epochs, and keep each model's best epoch (0: off).
+      checkpoint: a ``.npz`` path: after every chunk the finished models are saved
+        there, and a later call with the same models, keys and settings resumes after
+        them (an interrupted run loses at most one chunk; a finished pool is reused
+        whole).
+      checkpoint_tag: describes what the fingerprint cannot see (the optimizer), so a
+        checkpoint is only reused for the same settings.
 
     Returns:
       A :class:`Pool` with the stacked parameters and per-model accuracies.
@@ -470,7 +482,21 @@ def train(
     xd, yd = _place(x, mesh, False), _place(y, mesh, False)
     params_chunks, rest_chunks, loss_rows, stopped_at = [], [], [], []
     epoch_seconds = np.zeros(epochs)
-    for start in range(0, k, chunk):
+    first = 0
+    if checkpoint is not None:
+        fingerprint = _fingerprint(
+            keep, key_data, factory, (epochs, batch_size, dp, patience, checkpoint_tag)
+        )
+        probe = key_data[0] if mode == "sequential" else key_data[:1]
+        treedefs = jax.tree.structure(jax.eval_shape(init, jnp.asarray(probe)))
+        resumed = _load_checkpoint(checkpoint, fingerprint, treedefs)
+        if resumed is not None:
+            first, params, rest, losses, best = resumed
+            params_chunks, rest_chunks, loss_rows = [params], [rest], [losses]
+            stopped_at = [] if best is None else [best]
+            if progress is not None:
+                progress(first, k, float("nan"))
+    for start in range(first, k, chunk):
         idx = np.minimum(np.arange(start, start + chunk), k - 1)  # pad with copies
         n_real = min(chunk, k - start)
         if mode == "sequential":
@@ -505,6 +531,10 @@ def train(
         params_chunks.append(jax.tree.map(lambda a, n=n_real: _gather(a, n), params))
         rest_chunks.append(jax.tree.map(lambda a, n=n_real: _gather(a, n), rest))
         loss_rows.append(np.stack(chunk_losses) if epochs else np.zeros((0, n_real)))
+        if checkpoint is not None and jax.process_index() == 0:
+            _save_checkpoint(
+                checkpoint, fingerprint, params_chunks, rest_chunks, loss_rows, stopped_at
+            )
         if progress is not None and chunk < k and mode == "vmap":
             progress(start + n_real, k, float(np.mean(loss_rows[-1][-1:])))
     params = (
@@ -530,6 +560,66 @@ def train(
     )
     train_acc, test_acc = accuracies(predict(pool, x), y, keep, heldout)
     return dataclasses.replace(pool, train_accuracy=train_acc, test_accuracy=test_acc)
+
+
+def _fingerprint(keep, key_data, factory, settings) -> str:
+    """Identifies a pool: its keep matrix, keys, architecture and training settings."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(keep).tobytes())
+    digest.update(np.ascontiguousarray(key_data).tobytes())
+    structure = re.sub(r" at 0x[0-9a-f]+", "", repr(_graphdefs(factory)[0]))  # no addresses
+    digest.update(structure.encode())
+    digest.update(repr(settings).encode())
+    return digest.hexdigest()
+
+
+def _encode(leaf) -> np.ndarray:
+    leaf = np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+    return leaf
+
+
+def _is_key(leaf) -> bool:
+    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _save_checkpoint(path, fingerprint, params_chunks, rest_chunks, loss_rows, stopped_at):
+    """Writes the finished models atomically (a temporary file, then a rename)."""
+    arrays = {"fingerprint": np.array(fingerprint)}
+    for name, chunks in (("p", params_chunks), ("r", rest_chunks)):
+        leaves = [jax.tree.leaves(c) for c in chunks]
+        for i in range(len(leaves[0])):
+            arrays[f"{name}{i}"] = np.concatenate([_encode(ls[i]) for ls in leaves])
+            arrays[f"{name}{i}_key"] = np.array(_is_key(leaves[0][i]))
+    arrays["losses"] = np.concatenate(loss_rows, axis=1)
+    if stopped_at:
+        arrays["best_epoch"] = np.concatenate(stopped_at)
+    path = pathlib.Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path, fingerprint, treedefs):
+    """``(models done, params, rest, losses, best_epoch)``, or None when there is no
+    checkpoint for exactly this pool."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        if str(data["fingerprint"]) != fingerprint:
+            return None
+        params_def, rest_def, _ = treedefs.children()
+
+        def tree(name, treedef):
+            leaves = []
+            for i in range(treedef.num_leaves):
+                a = jnp.asarray(data[f"{name}{i}"])
+                leaves.append(jax.random.wrap_key_data(a) if data[f"{name}{i}_key"] else a)
+            return jax.tree.unflatten(treedef, leaves)
+
+        losses = data["losses"]
+        best = data["best_epoch"] if "best_epoch" in data else None
+        return losses.shape[1], tree("p", params_def), tree("r", rest_def), losses, best
 
 
 class _EarlyStopping:

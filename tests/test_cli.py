@@ -91,3 +91,16 @@ def test_bad_config_key(tmp_path, capsys):
     config.write_text("shadows = 4\n")
     rc, _, err = run_cli(["audit", "--config", str(config)], capsys)
     assert rc == 2 and "unknown option(s) shadows" in err
+
+
+def test_rerun_reuses_the_shadow_pool_checkpoint(tmp_path, capsys):
+    args = ["audit", "--dataset", "digits", "--shadows", "4", "--epochs", "2", "--n-boot", "0"]
+    rc, _, err = run_cli([*args, "-o", str(tmp_path)], capsys)
+    assert rc == 0 and (tmp_path / "shadow-pool.npz").exists()
+    first = json.loads((tmp_path / "metrics.json").read_text())["attacks"]
+    rc, _, err = run_cli([*args, "-o", str(tmp_path)], capsys)
+    assert rc == 0 and "resumed 4/4 shadow models from the checkpoint" in err
+    assert json.loads((tmp_path / "metrics.json").read_text())["attacks"] == first
+    # a different pool (another seed) does not reuse it
+    rc, _, err = run_cli([*args, "--seed", "1", "-o", str(tmp_path)], capsys)
+    assert rc == 0 and "resumed" not in err

@@ -176,3 +176,29 @@ def test_auto_chunks_fit_the_cache_and_change_nothing(small_digits):
         factory, ds.x, ds.y, keep, epochs=1, batch_size=32, optimizer=TX, chunk_size=4
     )
     assert tree_max_diff(auto.params, forced.params) < 1e-6
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(setup, tmp_path):
+    ds, _, factory, _ = setup
+    keep = splits.balanced_keep(6, ds.n, seed=4)
+    kwargs = dict(epochs=2, batch_size=32, optimizer=TX, seed=9, chunk_size=2)
+    whole = shadow.train(factory, ds.x, ds.y, keep, **kwargs)
+    path = tmp_path / "pool.npz"
+
+    def interrupt(done, total, loss):
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        shadow.train(factory, ds.x, ds.y, keep, checkpoint=path, progress=interrupt, **kwargs)
+    assert path.exists()  # the first two chunks were saved before the interruption
+    seen = []
+    resumed = shadow.train(
+        factory, ds.x, ds.y, keep, checkpoint=path, progress=lambda *a: seen.append(a), **kwargs
+    )
+    assert seen[0][0] == 4  # started after the four saved models
+    assert tree_max_diff(whole.params, resumed.params) == 0.0
+    np.testing.assert_array_equal(whole.losses, resumed.losses)
+    # another seed is another pool: the checkpoint is not reused
+    other = shadow.train(factory, ds.x, ds.y, keep, checkpoint=path, **{**kwargs, "seed": 10})
+    assert tree_max_diff(other.params, whole.params) > 1e-3
