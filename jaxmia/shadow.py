@@ -107,10 +107,16 @@ def model_keys(seed: int | jax.Array, k: int) -> jax.Array:
 
 
 @functools.cache
+def _abstract_model(factory: ModelFactory) -> nnx.Module:
+    """The factory's model with shapes only (cached; read it, never mutate it)."""
+    return nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(params=0, dropout=0)))
+
+
+@functools.cache
 def _graphdefs(factory: ModelFactory):
     """Train-mode and eval-mode graph definitions of the factory's model (cached)."""
-    abstract = nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(params=0, dropout=0)))
-    train_gd = nnx.split(abstract, nnx.Param, ...)[0]
+    abstract = nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(params=0, dropout=0)))  # own copy:
+    train_gd = nnx.split(abstract, nnx.Param, ...)[0]  # .eval() below mutates it
     abstract.eval()
     eval_gd = nnx.split(abstract, nnx.Param, ...)[0]
     return train_gd, eval_gd
@@ -304,8 +310,8 @@ def auto_chunk_size(
     :data:`CACHE_BUDGET_BYTES`, split evenly into chunks; on accelerators, all of them."""
     if jax.default_backend() != "cpu" or jax.process_count() > 1:
         return None
-    abstract = nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(params=0, dropout=0)))
-    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+    params = nnx.state(_abstract_model(factory), nnx.Param)
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
     per_model = 4 * (4 * n_params + 2 * batch_size * int(np.prod(input_shape)))
     devices = min(jax.device_count(), k)
     most = max(devices, CACHE_BUDGET_BYTES // max(per_model, 1))
@@ -323,8 +329,8 @@ def _vmapped_convs_are_slow(factory: ModelFactory) -> bool:
     at a time there."""
     if jax.default_backend() != "cpu":
         return False
-    abstract = nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(params=0, dropout=0)))
-    return any(isinstance(node, nnx.Conv) for _, node in nnx.iter_graph(abstract))
+    nodes = nnx.iter_graph(_abstract_model(factory))
+    return any(isinstance(node, nnx.Conv) for _, node in nodes)
 
 
 def _auto_mesh(k: int) -> Mesh | None:
@@ -470,11 +476,7 @@ def train(
     per_step = 1 if mesh is None else mesh.size
     chunk = k if chunk_size is None else max(1, min(int(chunk_size), k))
     chunk = 1 if mode == "sequential" else math.ceil(chunk / per_step) * per_step
-    if dp is not None and jax.tree.leaves(
-        nnx.state(
-            nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(params=0, dropout=0))), nnx.Not(nnx.Param)
-        )
-    ):
+    if dp is not None and jax.tree.leaves(nnx.state(_abstract_model(factory), nnx.Not(nnx.Param))):
         raise ValueError("DP-SGD here supports models without dropout or other state")
     init, epoch_fn = _compiled(factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp)
 
