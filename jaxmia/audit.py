@@ -685,14 +685,18 @@ def _queries(config: AuditConfig, ds: datasets.Dataset) -> np.ndarray:
 
 
 def _phi(
-    predict: Callable[[np.ndarray], np.ndarray], views: np.ndarray, y: np.ndarray, access: str
+    predict: Callable[[np.ndarray], np.ndarray],
+    views: np.ndarray,
+    y: np.ndarray,
+    access: str,
+    first: np.ndarray,
 ) -> np.ndarray:
-    """``(..., n, q)`` logit-scaled confidence of ``predict``'s outputs on every view."""
+    """``(..., n, q)`` logit-scaled confidence of the outputs on every view; ``first``
+    holds the outputs on ``views[0]`` (the records themselves), already computed."""
+    outputs = [first, *(predict(v) for v in views[1:])]
     per_view = [
-        threat_models.observe(predict(v), y, access, ["logit_scaled_confidence"])[
-            "logit_scaled_confidence"
-        ]
-        for v in views
+        threat_models.observe(o, y, access, ["logit_scaled_confidence"])["logit_scaled_confidence"]
+        for o in outputs
     ]
     return np.stack(per_view, axis=-1)
 
@@ -904,7 +908,7 @@ def run(
             needed | (plot_signals if loo else set()),
             top_k=config.top_k,
         ),
-        phi=_phi(pool_predict, views, ds.y, access) if use_lira else None,
+        phi=_phi(pool_predict, views, ds.y, access, shadow_logits) if use_lira else None,
         logits=shadow_logits if keep_logits else None,
         keep=split.shadow_keep,
         pool=split.shadow_pool,
@@ -918,7 +922,9 @@ def run(
             needed | plot_signals,
             top_k=config.top_k,
         )
-        target_phi_all = _phi(target_predict, views, ds.y, access)[0] if use_lira else None
+        target_phi_all = (
+            _phi(target_predict, views, ds.y, access, target_logits[None])[0] if use_lira else None
+        )
         target_logits = target_logits if keep_logits else None
     phase("signals")
 
