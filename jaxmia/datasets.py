@@ -167,8 +167,13 @@ def normalise_features(x: np.ndarray) -> np.ndarray:
         return x.astype(np.float32)
     cols = x.reshape(len(x), -1).astype(np.float64)
     in_unit = (cols.min(axis=0) >= 0) & (cols.max(axis=0) <= 1)
-    std = cols.std(axis=0)
-    scaled = (cols - cols.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    # Standardising is scale-free: columns so large that their squares could overflow
+    # float64 (and silently become 0 or NaN) are divided by their largest magnitude first.
+    span = np.abs(cols).max(axis=0)
+    huge = span > 1e100
+    cols_scaled = np.where(huge, cols / np.where(huge, span, 1.0), cols)
+    std = cols_scaled.std(axis=0)
+    scaled = (cols_scaled - cols_scaled.mean(axis=0)) / np.where(std > 0, std, 1.0)
     return np.where(in_unit, cols, scaled).reshape(x.shape).astype(np.float32)
 
 
@@ -195,7 +200,7 @@ def _load_bundled(name: str) -> Dataset:
 def _read_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
         raise DatasetError(f"cannot read {path}: {_short(e)}") from e
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise DatasetError(f"{path} is not an .npz archive (np.load gave a single array)")
@@ -374,12 +379,17 @@ def _build(x: np.ndarray, y: np.ndarray, *, name: str, source: str) -> Dataset:
         raise DatasetError(f"empty dataset: {source} has no rows")
     if x.dtype.kind not in "biuf":
         raise DatasetError(f"features of {source} are not numeric (dtype {x.dtype})")
+    if x[0].size == 0:
+        raise DatasetError(f"{source} has no features: x has shape {x.shape}")
     if x.dtype.kind == "f":
         bad = int(np.count_nonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)))
         if bad:
             raise DatasetError(f"features contain NaN or infinite values ({bad} rows) in {source}")
     y, num_classes = _encode_labels(y, source)
-    return Dataset(x=normalise_features(x), y=y, num_classes=num_classes, name=name)
+    x = normalise_features(x)
+    if not np.isfinite(x).all():
+        raise DatasetError(f"features of {source} overflow float32 (|x| > 3.4e38)")
+    return Dataset(x=x, y=y, num_classes=num_classes, name=name)
 
 
 def _encode_labels(y: np.ndarray, source: str) -> tuple[np.ndarray, int]:

@@ -145,7 +145,9 @@ def _check_strength(kind: str, strength: float | None) -> float | int:
         raise ValueError(f"the bit-flip probability must be in [0, 1], got {strength!r}")
     if kind == "gaussian" and not (math.isfinite(strength) and strength >= 0):
         raise ValueError(f"the noise std must be finite and >= 0, got {strength!r}")
-    if kind in ("shift", "image") and (int(strength) != strength or strength < 0):
+    if kind in ("shift", "image") and (
+        not math.isfinite(strength) or int(strength) != strength or strength < 0
+    ):
         raise ValueError(
             f"the maximum shift must be a whole number of pixels >= 0, got {strength!r}"
         )
@@ -227,7 +229,14 @@ def correctness_scores(pred_labels: ArrayLike, labels: ArrayLike) -> jax.Array:
     Returns:
       Float32 membership scores in ``{0, 1/q, ..., 1}``, shape ``(..., n)``; higher means
       more likely a member.
+
+    Raises:
+      ValueError: If there is no query (``q = 0``).
     """
+    if jnp.ndim(pred_labels) == 0 or jnp.shape(pred_labels)[0] == 0:
+        raise ValueError(
+            f"need predictions shaped (q, ..., n), q >= 1, got {jnp.shape(pred_labels)}"
+        )
     correct = jnp.asarray(pred_labels) == jnp.asarray(labels)
     return jnp.mean(correct, axis=0, dtype=jnp.float32)
 

@@ -132,16 +132,34 @@ def scores(
       ``(m,)`` float64 scores, higher = more likely a member.
 
     Raises:
-      LiRAError: if some candidate has too few IN/OUT models for the variant.
+      LiRAError: if the shapes do not match, a value is NaN or infinite, or some
+        candidate has too few IN/OUT models for the variant.
     """
     if variance not in VARIANCES:
         raise LiRAError(f"variance must be one of {', '.join(VARIANCES)}, got {variance!r}")
     if combine not in COMBINES:
         raise LiRAError(f"combine must be one of {', '.join(COMBINES)}, got {combine!r}")
     keep = np.asarray(keep, bool)
+    shadow_phi = np.asarray(shadow_phi, np.float32)
+    if keep.ndim != 2 or shadow_phi.ndim not in (2, 3) or shadow_phi.shape[:2] != keep.shape:
+        raise LiRAError(
+            f"shadow_phi {shadow_phi.shape} must be (k, m) or (k, m, q) for keep (k, m), "
+            f"got keep {keep.shape}"
+        )
     shadow_phi = _as_3d(shadow_phi)
-    if shadow_phi.shape[:2] != keep.shape:
-        raise LiRAError(f"shadow_phi {shadow_phi.shape} does not match keep {keep.shape}")
+    target_phi = np.asarray(target_phi, np.float32)
+    m, q = shadow_phi.shape[1:]
+    if target_phi.shape != (m, q) and (q > 1 or target_phi.shape != (m,)):
+        raise LiRAError(
+            f"target_phi {target_phi.shape} does not match shadow_phi {shadow_phi.shape}: "
+            f"expected ({m}, {q})" + (f" or ({m},)" if q == 1 else "")
+        )
+    for name, values in (("target_phi", target_phi), ("shadow_phi", shadow_phi)):
+        bad = int(np.size(values) - np.isfinite(values).sum())
+        if bad:
+            raise LiRAError(f"{name} has {bad} NaN or infinite value(s)")
+    if m == 0:
+        return np.zeros(0)
     need = 2 if variance == "per_example" and combine == "mean" else 1
     n_out = (~keep).sum(axis=0).min()
     n_in = keep.sum(axis=0).min()
@@ -156,7 +174,7 @@ def scores(
             f"candidate, some have {n_in}: use a balanced shadow pool or the offline attack"
         )
     out = _scores(
-        jnp.asarray(target_phi, jnp.float32),
+        jnp.asarray(target_phi),
         shadow_phi,
         jnp.asarray(keep),
         online,

@@ -331,7 +331,8 @@ def best_threshold(membership: Any, scores: Any) -> float:
     correct = tps + (n_neg - fps)  # TP + TN at each vertex
     # Vertex 0 is "predict nobody"; express it as a finite threshold when possible.
     thresholds = thresholds.copy()
-    thresholds[0] = np.nextafter(thresholds[1], np.inf)
+    with np.errstate(over="ignore"):  # the largest float's successor is +inf
+        thresholds[0] = np.nextafter(thresholds[1], np.inf)
     if thresholds[0] == thresholds[1]:  # max score is +inf: "predict nobody" unreachable
         correct = correct[1:]
         thresholds = thresholds[1:]

@@ -84,6 +84,14 @@ def _as_float(x: ArrayLike) -> jax.Array:
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
+def _as_probs(probs: ArrayLike) -> jax.Array:
+    """``probs`` as floats (see ``_as_float``), checked to have a non-empty class axis."""
+    probs = _as_float(probs)
+    if probs.ndim == 0 or probs.shape[-1] == 0:
+        raise ValueError(f"probs must be shaped (..., n, c) with c >= 1, got {probs.shape}")
+    return probs
+
+
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -119,7 +127,7 @@ def top_k_only(probs: ArrayLike, k: int) -> jax.Array:
     Raises:
       ValueError: If ``k`` is not an integer in ``[1, c]``.
     """
-    probs = _as_float(probs)
+    probs = _as_probs(probs)
     c = probs.shape[-1]
     k = _check_int("k", k, 1)
     if k > c:
@@ -150,7 +158,7 @@ def round_probs(probs: ArrayLike, decimals: int) -> jax.Array:
     Raises:
       ValueError: If ``decimals`` is not a non-negative integer.
     """
-    return _round_probs(_as_float(probs), _check_int("decimals", decimals, 0))
+    return _round_probs(_as_probs(probs), _check_int("decimals", decimals, 0))
 
 
 @jax.jit
@@ -159,7 +167,8 @@ def _gaussian_noise(probs: jax.Array, sigma: jax.Array, key: jax.Array) -> jax.A
     noisy = jnp.clip(probs + sigma.astype(probs.dtype) * noise, 0.0, 1.0)
     total = jnp.sum(noisy, axis=-1, keepdims=True)
     uniform = jnp.full_like(noisy, 1.0 / probs.shape[-1])
-    return jnp.where(total > 0, noisy / jnp.where(total > 0, total, 1.0), uniform)
+    zero = total == 0  # not ``total > 0``: a NaN row stays NaN instead of turning uniform
+    return jnp.where(zero, uniform, noisy / jnp.where(zero, 1.0, total))
 
 
 def gaussian_noise(probs: ArrayLike, sigma: float, key: jax.Array) -> jax.Array:
@@ -185,7 +194,7 @@ def gaussian_noise(probs: ArrayLike, sigma: float, key: jax.Array) -> jax.Array:
       ValueError: If ``sigma`` is negative or not finite.
     """
     sigma = _check_sigma(sigma)
-    return _gaussian_noise(_as_float(probs), jnp.asarray(sigma), key)
+    return _gaussian_noise(_as_probs(probs), jnp.asarray(sigma), key)
 
 
 def _check_sigma(sigma: object) -> float:
@@ -211,7 +220,7 @@ def label_only(probs: ArrayLike) -> jax.Array:
     Returns:
       One-hot predictions, shape ``(..., n, c)``, float32 or wider.
     """
-    probs = _as_float(probs)
+    probs = _as_probs(probs)
     return jax.nn.one_hot(jnp.argmax(probs, axis=-1), probs.shape[-1], dtype=probs.dtype)
 
 

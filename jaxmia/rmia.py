@@ -67,6 +67,17 @@ def _dominance(log_ratio_x: jax.Array, log_ratio_z: jax.Array, log_gamma: float)
     return (count + rank) / log_ratio_z.shape[0]
 
 
+def _finite(name: str, values: np.ndarray, ndim: int) -> jax.Array:
+    """``values`` as a float32 array, checked to be ``ndim``-D and finite."""
+    a = np.asarray(values, np.float32)
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {a.shape}")
+    bad = int(a.size - np.isfinite(a).sum())
+    if bad:
+        raise ValueError(f"{name} has {bad} NaN or infinite log-probabilities")
+    return jnp.asarray(a)
+
+
 def scores(
     target_log_p_x: np.ndarray,
     target_log_p_z: np.ndarray,
@@ -94,21 +105,39 @@ def scores(
       gamma: likelihood-ratio threshold (``>= 1``... any positive value).
 
     Returns:
-      ``(m,)`` float64 scores in ``[0, 1]``, higher = more likely a member.
+      ``(m,)`` float64 scores in ``[0, 1 + 1/nz)`` (the count of dominated records plus
+      the tie-break, over ``nz``), higher = more likely a member.
+
+    Raises:
+      ValueError: On invalid ``a`` or ``gamma``, mismatched shapes, no population record,
+        no reference model, NaN or infinite log-probabilities, or (offline) a candidate
+        without OUT reference models.
     """
     if not 0.0 <= a <= 1.0:
         raise ValueError(f"RMIA's a must lie in [0, 1], got {a}")
     if not gamma > 0:
         raise ValueError(f"RMIA's gamma must be > 0, got {gamma}")
-    lx = jnp.asarray(target_log_p_x, jnp.float32)
-    lz = jnp.asarray(target_log_p_z, jnp.float32)
+    lx = _finite("target_log_p_x", target_log_p_x, 1)
+    lz = _finite("target_log_p_z", target_log_p_z, 1)
+    if lz.size == 0:
+        raise ValueError("RMIA needs at least one population record z")
     if ref_log_p_x is not None:
         if ref_log_p_z is None or ref_keep_x is None or ref_keep_z is None:
             raise ValueError("reference models need log-probabilities and keep for x and z")
-        if not online and ((~np.asarray(ref_keep_x)).sum(0).min() == 0):
+        rx = _finite("ref_log_p_x", ref_log_p_x, 2)
+        rz = _finite("ref_log_p_z", ref_log_p_z, 2)
+        kx, kz = np.asarray(ref_keep_x, bool), np.asarray(ref_keep_z, bool)
+        k, m, nz = rx.shape[0], lx.size, lz.size
+        if k == 0 or not rx.shape == kx.shape == (k, m) or not rz.shape == kz.shape == (k, nz):
+            raise ValueError(
+                f"reference arrays must be (k, m) for m = {m} candidates and (k, nz) for "
+                f"nz = {nz} population records, k >= 1; got ref_log_p_x {rx.shape}, "
+                f"ref_keep_x {kx.shape}, ref_log_p_z {rz.shape}, ref_keep_z {kz.shape}"
+            )
+        if not online and not (~kx).any(axis=0).all():
             raise ValueError("offline RMIA needs at least one OUT reference model per candidate")
-        lx = lx - log_prior(jnp.asarray(ref_log_p_x), jnp.asarray(ref_keep_x), online, a)
-        lz = lz - log_prior(jnp.asarray(ref_log_p_z), jnp.asarray(ref_keep_z), online, a)
+        lx = lx - log_prior(rx, jnp.asarray(kx), online, a)
+        lz = lz - log_prior(rz, jnp.asarray(kz), online, a)
     return np.asarray(_dominance(lx, lz, float(np.log(gamma))), dtype=np.float64)
 
 

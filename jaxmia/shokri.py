@@ -79,8 +79,13 @@ def feature_matrix(
             v = np.log(np.maximum(v, LOG_FLOOR))
         cols.append(v[..., None] if name in signals.SCALAR_SIGNALS else v)
     if labels is not None:
+        labels = np.asarray(labels)
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(
+                f"labels must be in [0, {num_classes}), got {labels.min()}..{labels.max()}"
+            )
         lead = cols[0].shape[:-1]
-        onehot = np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
+        onehot = np.eye(num_classes, dtype=np.float32)[labels]
         cols.append(np.broadcast_to(onehot, (*lead, num_classes)))
     return np.concatenate(cols, axis=-1)
 

@@ -3,7 +3,9 @@
 Every function takes ``logits`` of shape ``(..., n, c)`` -- typically ``(k, n, c)`` for ``k``
 (shadow) models, ``n`` examples and ``c`` classes, or ``(n, c)`` for a single model -- and,
 where needed, integer ``labels`` of shape ``(n,)`` (any shape that broadcasts against the
-leading axes ``logits.shape[:-1]`` works). Scalar signals return ``(..., n)``.
+leading axes ``logits.shape[:-1]`` works). Scalar signals return ``(..., n)``. Under ``jax.jit``
+label values cannot be checked, so a label outside ``[0, c)`` gives NaN (``correctness``: 0);
+:func:`compute` raises a ``ValueError`` for them when the labels are concrete.
 
 All signals are computed from :func:`jax.nn.log_softmax` (never ``log(softmax(.))``) so that
 huge logit gaps, where some probabilities round to exactly 0 or 1 in float32, still give finite
@@ -38,9 +40,11 @@ Signals and references:
 from __future__ import annotations
 
 import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 __all__ = [
@@ -112,6 +116,46 @@ def _as_float(x: ArrayLike) -> jax.Array:
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
+def _class_axis(logits: jax.Array) -> jax.Array:
+    """``logits``, checked to have a non-empty class axis."""
+    if logits.ndim == 0 or logits.shape[-1] == 0:
+        raise ValueError(f"logits must be shaped (..., n, c) with c >= 1, got {logits.shape}")
+    return logits
+
+
+def _as_logits(logits: ArrayLike) -> jax.Array:
+    """``logits`` as floats (see ``_as_float``), checked to have a non-empty class axis."""
+    return _class_axis(_as_float(logits))
+
+
+def _as_labels(labels: ArrayLike, logits: jax.Array) -> jax.Array:
+    """``labels`` checked to be integers that broadcast against ``logits.shape[:-1]``."""
+    labels = jnp.asarray(labels)
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"labels must be integers, got {labels.dtype}")
+    try:
+        jnp.broadcast_shapes(logits.shape[:-1], labels.shape)
+    except ValueError:
+        raise ValueError(
+            f"labels of shape {labels.shape} do not match logits of shape {logits.shape}"
+        ) from None
+    return labels
+
+
+def _check_label_values(labels: ArrayLike, num_classes: int) -> None:
+    """Raises if concrete ``labels`` lie outside ``[0, num_classes)`` (no-op when traced)."""
+    if isinstance(labels, jax.core.Tracer):
+        return
+    labels = np.asarray(labels)
+    if labels.size and labels.dtype.kind in "iu":
+        lo, hi = labels.min(), labels.max()
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(
+                f"labels must be in [0, {num_classes}) for {num_classes} classes, "
+                f"got values from {lo} to {hi}"
+            )
+
+
 def _label_mask(labels: ArrayLike, num_classes: int) -> jax.Array:
     """One-hot boolean mask ``(..., n, c)`` of the labels (broadcasts against logits)."""
     labels = jnp.asarray(labels)
@@ -121,11 +165,13 @@ def _label_mask(labels: ArrayLike, num_classes: int) -> jax.Array:
 def _gather(x: jax.Array, labels: ArrayLike) -> jax.Array:
     """Returns ``x[..., i, labels[i]]`` with shape ``broadcast(x.shape[:-1], labels.shape)``.
 
-    Labels outside ``[0, c)`` give NaN (JAX's ``fill`` gather mode) rather than a silent value.
+    Labels outside ``[0, c)`` give NaN (JAX's ``fill`` gather mode) rather than a silent value;
+    negative labels are moved out of range first, so that they do not wrap around.
     """
     labels = jnp.asarray(labels)
     shape = jnp.broadcast_shapes(x.shape[:-1], labels.shape)
     x = jnp.broadcast_to(x, (*shape, x.shape[-1]))
+    labels = jnp.where(labels < 0, x.shape[-1], labels)
     idx = jnp.broadcast_to(labels, shape)[..., None]
     return jnp.take_along_axis(x, idx, axis=-1)[..., 0]
 
@@ -204,7 +250,7 @@ def probabilities(logits: ArrayLike) -> jax.Array:
     Returns:
       Probabilities, shape ``(..., n, c)``, summing to 1 over the last axis.
     """
-    return jax.nn.softmax(_as_float(logits), axis=-1)
+    return jax.nn.softmax(_as_logits(logits), axis=-1)
 
 
 @jax.jit
@@ -235,12 +281,12 @@ def top_k_probabilities(logits: ArrayLike, k: int) -> jax.Array:
       Top-k probabilities, shape ``(..., n, k)``.
 
     Raises:
-      ValueError: If ``k`` is not in ``[1, c]``.
+      ValueError: If ``k`` is not an integer in ``[1, c]``.
     """
-    logits = _as_float(logits)
+    logits = _as_logits(logits)
     c = logits.shape[-1]
-    if not 1 <= k <= c:
-        raise ValueError(f"k must be in [1, {c}] for {c} classes, got {k}")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= c:
+        raise ValueError(f"k must be an integer in [1, {c}] for {c} classes, got {k!r}")
     return jax.lax.top_k(probabilities(logits), k)[0]
 
 
@@ -257,7 +303,7 @@ def confidence(logits: ArrayLike) -> jax.Array:
     Returns:
       Confidence, shape ``(..., n)``, in ``[1/c, 1]``.
     """
-    return jnp.exp(jnp.max(_log_probs(_as_float(logits))[0], axis=-1))
+    return jnp.exp(jnp.max(_log_probs(_as_logits(logits))[0], axis=-1))
 
 
 @jax.jit
@@ -271,7 +317,9 @@ def true_class_probability(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     Returns:
       ``p_y``, shape ``(..., n)``.
     """
-    return jnp.exp(_gather(jax.nn.log_softmax(_as_float(logits), axis=-1), labels))
+    logits = _as_logits(logits)
+    labels = _as_labels(labels, logits)
+    return jnp.exp(_gather(jax.nn.log_softmax(logits, axis=-1), labels))
 
 
 @jax.jit
@@ -284,7 +332,7 @@ def entropy(logits: ArrayLike) -> jax.Array:
     Returns:
       Entropy, shape ``(..., n)``, in ``[0, log c]``.
     """
-    log_p = _log_probs(_as_float(logits))[0]
+    log_p = _log_probs(_as_logits(logits))[0]
     p = jnp.exp(log_p)
     safe_log_p = jnp.where(p > 0, log_p, 0.0)
     return -jnp.sum(p * safe_log_p, axis=-1)
@@ -308,7 +356,8 @@ def modified_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     Returns:
       Modified entropy, shape ``(..., n)``, non-negative.
     """
-    logits = _as_float(logits)
+    logits = _as_logits(logits)
+    labels = _as_labels(labels, logits)
     log_p, log1m_p = _log_probs(logits)
     p = jnp.exp(log_p)
     is_label = _label_mask(labels, logits.shape[-1])
@@ -335,7 +384,8 @@ def loss(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     Returns:
       Loss, shape ``(..., n)``, non-negative and finite for finite logits.
     """
-    return jax.nn.softplus(-_logit_gap(_as_float(logits), labels))
+    logits = _as_logits(logits)
+    return jax.nn.softplus(-_logit_gap(logits, _as_labels(labels, logits)))
 
 
 @jax.jit
@@ -355,8 +405,14 @@ def logit_scaled_confidence(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
 
     Returns:
       ``phi``, shape ``(..., n)``.
+
+    Raises:
+      ValueError: If ``c < 2`` (``phi`` would be ``+inf``).
     """
-    return _logit_gap(_as_float(logits), labels)
+    logits = _as_logits(logits)
+    if logits.shape[-1] < 2:
+        raise ValueError(f"the logit-scaled confidence needs c >= 2 classes, got {logits.shape}")
+    return _logit_gap(logits, _as_labels(labels, logits))
 
 
 @jax.jit
@@ -372,7 +428,9 @@ def correctness(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     Returns:
       Float32 array of 0.0 / 1.0, shape ``(..., n)``.
     """
-    return (jnp.argmax(jnp.asarray(logits), axis=-1) == jnp.asarray(labels)).astype(jnp.float32)
+    logits = _class_axis(jnp.asarray(logits))
+    labels = _as_labels(labels, logits)
+    return (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -418,7 +476,8 @@ def compute(
       for vector ones.
 
     Raises:
-      ValueError: If ``name`` is unknown, or ``labels`` is ``None`` for a label-based signal.
+      ValueError: If ``name`` is unknown, ``labels`` is ``None`` for a label-based signal, or
+        (when they are concrete, not traced) labels lie outside ``[0, c)``.
     """
     if name not in SIGNALS:
         raise ValueError(f"unknown signal {name!r}; valid names: {', '.join(SIGNALS)}")
@@ -430,4 +489,7 @@ def compute(
         return _FUNCTIONS[name](logits)
     if labels is None:
         raise ValueError(f"signal {name!r} needs labels")
+    shape = jnp.shape(logits)
+    if shape and shape[-1]:
+        _check_label_values(labels, shape[-1])
     return _FUNCTIONS[name](logits, labels)

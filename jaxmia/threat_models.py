@@ -78,12 +78,12 @@ def observe(
         target).
       labels: ``(n,)`` true labels of the queries.
       access: one of :data:`ACCESS_LEVELS`.
-      names: signals to compute; all must be provided by ``access``.
+      names: signals to compute (or one signal's name); all must be provided by ``access``.
       top_k: how many probabilities the ``topk`` interface returns.
 
     Returns:
       ``{name: array}`` with shapes ``(..., n)`` or ``(..., n, d)`` (NumPy, host).
     """
-    names = tuple(dict.fromkeys(names))
+    names = (names,) if isinstance(names, str) else tuple(dict.fromkeys(names))
     require(access, names, "this query")
     return {name: np.asarray(signals.compute(name, logits, labels, top_k=top_k)) for name in names}

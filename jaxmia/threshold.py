@@ -26,7 +26,10 @@ def oriented(name: str, values: np.ndarray) -> np.ndarray:
             f"{name!r} is not a scalar signal; threshold attacks take one of "
             f"{', '.join(signals.SCALAR_SIGNALS)}"
         ) from None
-    return sign * np.asarray(values, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if np.isnan(values).any():
+        raise ValueError(f"the {name} signal has {int(np.isnan(values).sum())} NaN value(s)")
+    return sign * values
 
 
 def calibrate(
@@ -43,9 +46,16 @@ def calibrate(
     Returns:
       ``tau`` such that ``oriented(name, v) >= tau`` predicts "member".
     """
+    shadow_values, keep = np.asarray(shadow_values), np.asarray(keep)
+    if keep.ndim != 2 or shadow_values.shape != keep.shape:
+        raise ValueError(
+            f"shadow values {shadow_values.shape} and keep {keep.shape} must both be (k, n)"
+        )
     cols = slice(None) if pool is None else np.asarray(pool, bool)
+    if pool is not None and cols.shape != keep.shape[1:]:
+        raise ValueError(f"pool must be a ({keep.shape[1]},) bool mask, got shape {cols.shape}")
     return metrics.best_threshold(
-        np.asarray(keep)[:, cols].ravel(), oriented(name, shadow_values[:, cols]).ravel()
+        keep[:, cols].ravel(), oriented(name, shadow_values[:, cols]).ravel()
     )
 
 
