@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib.metadata
 import math
 import os
@@ -38,6 +39,7 @@ from jaxmia import (
     metrics,
     models,
     perturbation,
+    pools,
     rmia,
     shadow,
     shokri,
@@ -647,6 +649,41 @@ def _rmia_inputs(
     return lp[candidates], lp[population], ref[:, candidates], ref[:, population], a
 
 
+def _split_spec(config: AuditConfig, split: splits.AuditSplit, loo: bool) -> dict[str, Any]:
+    """What decides the shadow keep matrix, for the pool's spec (a clear refusal message
+    when it differs; the keep rows themselves are compared too)."""
+    if loo or split.scheme == "balanced":
+        return {"scheme": "balanced"}
+    return {
+        "scheme": split.scheme,
+        "target_size": config.target_size,
+        "shadow_size": config.shadow_size,
+    }
+
+
+def _drop_non_finite(
+    pool: shadow.Pool, split: splits.AuditSplit, targets: int
+) -> tuple[shadow.Pool, splits.AuditSplit, list[int]]:
+    """Removes the shadow models whose outputs on the records are not all finite (a
+    diverged model would turn every per-example statistic over the pool into NaN)."""
+    finite = np.isfinite(pool.logits.reshape(pool.k, -1)).all(axis=1)
+    dropped = np.flatnonzero(~finite).tolist()
+    if not dropped:
+        return pool, split, []
+    if finite.sum() < 2:
+        raise ConfigError(
+            f"{len(dropped)} of {pool.k} shadow models diverged in training (outputs not "
+            "finite); try a lower --lr"
+        )
+    if targets and min(dropped) < targets:
+        raise ConfigError(
+            f"leave-one-out target model {min(dropped)} diverged in training (outputs not "
+            "finite); try a lower --lr"
+        )
+    split = dataclasses.replace(split, shadow_keep=split.shadow_keep[finite])
+    return pool.select(np.flatnonzero(finite)), split, dropped
+
+
 def _privacy_spent(config: AuditConfig, trained: shadow.Pool) -> dict[str, Any]:
     """Epochs run (early stopping) and, under DP-SGD, epsilon at ``config.dp_delta``."""
     out: dict[str, Any] = {}
@@ -739,7 +776,7 @@ def run(
     split: splits.AuditSplit | None = None,
     target_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     factory: models.ModelFactory | None = None,
-    checkpoint_dir: str | os.PathLike | None = None,
+    pool_dir: str | os.PathLike | None = None,
 ) -> AuditReport:
     """Runs a full audit.
 
@@ -753,14 +790,68 @@ def run(
       target_fn: audit this model (``x -> (b, c)`` logits) instead of training a target;
         see :func:`audit_model`.
       factory: the shadow (and target) architecture instead of the config's.
-      checkpoint_dir: keep the shadow pool in ``shadow-pool.npz`` there, saved after
-        every chunk: an interrupted audit resumes where it stopped, and a rerun with the
-        same pool settings reuses the finished pool (``jaxmia audit`` uses its output
-        directory).
+      pool_dir: keep the shadow pool in this directory (:mod:`jaxmia.pools`), saved
+        after every chunk of models with their signals: an interrupted audit resumes
+        where it stopped, a rerun with the same pool settings reuses the finished pool
+        without touching its models, and a larger ``num_shadows`` grows it (balanced
+        scheme: by a new balanced block of models; see
+        :func:`jaxmia.splits.grown_balanced_keep`). A pool of other settings is refused.
 
     Returns:
       An :class:`AuditReport`.
     """
+    return _run(config, log, progress, dataset, split, target_fn, factory, pool_dir, False)
+
+
+def train_pool(
+    config: AuditConfig,
+    pool_dir: str | os.PathLike,
+    *,
+    log: Log = _silent,
+    progress: shadow.ProgressFn | None = None,
+    dataset: datasets.Dataset | None = None,
+) -> shadow.Pool:
+    """Trains (or resumes, or grows) the shadow pool an audit with ``config`` would train,
+    and keeps it in ``pool_dir`` (``jaxmia pool train``); no target, no attacks.
+
+    Returns:
+      The :class:`jaxmia.shadow.Pool`.
+    """
+    return _run(config, log, progress, dataset, None, None, None, pool_dir, True)
+
+
+def _pool_blocks(pool_dir: str | os.PathLike, k: int) -> list[int]:
+    """Block ends of the balanced pool of ``k`` models kept in ``pool_dir``: ``[k]`` for a
+    new pool; the saved blocks up to ``k``; or those plus a new block ending at ``k``."""
+    path = pathlib.Path(pool_dir)
+    if not (path / pools.MANIFEST).is_file():
+        return [k]
+    manifest = pools.read_manifest(path)
+    if manifest["k"] == 0:
+        return [k]
+    blocks = [int(b) for b in manifest.get("meta", {}).get("blocks", [manifest["k"]])]
+    if k in blocks:
+        return [b for b in blocks if b <= k]
+    if k > blocks[-1]:
+        return [*blocks, k]
+    raise ConfigError(
+        f"the shadow pool at {path} holds balanced blocks of models ending at "
+        f"{', '.join(map(str, blocks))}; ask for one of those numbers of shadows, or more "
+        f"than {blocks[-1]} to grow it"
+    )
+
+
+def _run(
+    config: AuditConfig,
+    log: Log,
+    progress: shadow.ProgressFn | None,
+    dataset: datasets.Dataset | None,
+    split: splits.AuditSplit | None,
+    target_fn: Callable[[np.ndarray], np.ndarray] | None,
+    factory: models.ModelFactory | None,
+    pool_dir: str | os.PathLike | None,
+    shadows_only: bool,
+) -> Any:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -773,8 +864,11 @@ def run(
     attacks = select_attacks(config)
     ds = datasets.load(config.dataset) if dataset is None else dataset
     loo = config.targets > 0
+    blocks = None
+    if split is None and pool_dir is not None and (loo or config.scheme == "balanced"):
+        blocks = _pool_blocks(pool_dir, config.num_shadows)
     if split is None and loo:
-        keep = splits.balanced_keep(config.num_shadows, ds.n, seed=config.seed)
+        keep = splits.grown_balanced_keep(blocks or [config.num_shadows], ds.n, seed=config.seed)
         split = splits.AuditSplit(
             target_keep=keep[0],
             candidates=np.arange(ds.n),
@@ -792,6 +886,9 @@ def run(
             shadow_size=config.shadow_size,
             seed=config.seed,
         )
+        if blocks is not None and len(blocks) > 1:
+            keep = splits.grown_balanced_keep(blocks, ds.n, seed=config.seed)
+            split = dataclasses.replace(split, shadow_keep=keep)
     views = _queries(config, ds)
     log(f"data: {datasets.describe(ds)}; {split.scheme} split, {split.candidates.size} candidates")
     phase("load")
@@ -842,7 +939,7 @@ def run(
         target_predict = lambda x: query_model(target_fn, x, outputs="logits")[None]
         correct = target_predict(ds.x[split.candidates])[0].argmax(-1) == ds.y[split.candidates]
         target_acc = (correct[split.membership].mean(), correct[~split.membership].mean())
-    elif not loo:
+    elif not loo and not shadows_only:
         target = shadow.train(
             defended_factory(True),
             ds.x,
@@ -851,7 +948,8 @@ def run(
             keys=shadow.model_keys(jax.random.fold_in(root, 1), 1),
             **train_kwargs(True),
         )
-        target_predict = functools.partial(shadow.predict, target)
+        predict_target = functools.partial(shadow.predict, target)
+        target_predict = lambda x: target.logits if x is ds.x else predict_target(x)
         target_acc = (target.train_accuracy[0], target.test_accuracy[0])
         privacy.update(_privacy_spent(config, target))
         phase("train_target")
@@ -866,9 +964,6 @@ def run(
         + (f" (leave-one-out over the first {config.targets})" if loo else "")
     )
     defend_shadows = config.defend_shadows or loo  # in leave-one-out the pool is the target
-    checkpoint = None
-    if checkpoint_dir is not None:
-        checkpoint = pathlib.Path(checkpoint_dir) / "shadow-pool.npz"
     pool = shadow.train(
         defended_factory(defend_shadows),
         ds.x,
@@ -878,27 +973,69 @@ def run(
         chunk_size="auto" if config.chunk_size is None else config.chunk_size,
         heldout=split.shadow_pool,
         progress=progress,
-        checkpoint=checkpoint,
-        checkpoint_tag=repr(
-            (config.learning_rate, defend_shadows and defence, ds.name, ds.n, config.seed)
-        ),
+        checkpoint=pool_dir,
+        checkpoint_spec={
+            "model": describe_model(defended_factory(defend_shadows)),
+            "learning_rate": config.learning_rate,
+            "defence": defence.describe()
+            if defend_shadows and defence.describe() != "none"
+            else None,
+            "seed": config.seed,
+            "split": _split_spec(config, split, loo),
+        },
+        checkpoint_meta={"dataset": ds.name, **({"blocks": blocks} if blocks else {})},
         **train_kwargs(defend_shadows),
     )
-    if loo:
-        privacy.update(_privacy_spent(config, pool))
     log(
         f"shadows: train accuracy {np.nanmean(pool.train_accuracy):.3f}, "
         f"test accuracy {np.nanmean(pool.test_accuracy):.3f}"
+        + (f"; pool kept in {pool_dir}" if pool_dir is not None else "")
     )
     phase("train_shadows")
+    if shadows_only:
+        return pool
+    pool, split, dropped = _drop_non_finite(pool, split, config.targets)
+    k = pool.k
+    pool_rows = np.setdiff1d(np.arange(k + len(dropped)), dropped)  # models in the directory
+    notes: list[str] = []
+    if dropped:
+        shown = ", ".join(map(str, dropped[:10])) + (", ..." if len(dropped) > 10 else "")
+        _note(
+            notes,
+            f"dropped {len(dropped)} of {k + len(dropped)} shadow models whose outputs are "
+            f"not finite (models {shown}): they diverged in training; a lower learning rate "
+            "may help",
+        )
+        log("warning: " + notes[-1])
+    if loo:
+        privacy.update(_privacy_spent(config, pool))
 
     needed = {s for a in attacks for s in needs(a, access)}
     if any(a.startswith(("rmia", "attack_p")) for a in attacks):
         needed.add("loss")
     plot_signals = {"confidence", "loss"} & threat_models.PROVIDES[access]
     use_lira = any(a.startswith("lira") for a in attacks)
-    pool_predict = seen(functools.partial(shadow.predict, pool))
+    predict_pool = functools.partial(shadow.predict, pool)
+    # the pool's outputs on the records were computed (or read from its directory) as it
+    # trained; other inputs (LiRA's augmented views, label-only queries) query the models
+    pool_predict = seen(lambda x: pool.logits if x is ds.x else predict_pool(x))
     shadow_logits = pool_predict(ds.x)
+    answered: dict[str, np.ndarray] = {}
+
+    def pool_labels(x: np.ndarray) -> np.ndarray:
+        """``(k, p)`` the pool's predicted labels on ``x`` (the label-only queries): once
+        per input, and kept in the pool directory when the outputs are unperturbed."""
+        key = hashlib.sha256(np.ascontiguousarray(x, np.float32).tobytes()).hexdigest()
+        if key not in answered:
+            if iface.kind != "none":
+                answered[key] = np.asarray(pool_predict(x)).argmax(-1)
+            elif pool_dir is None:
+                answered[key] = shadow.predict(pool, x, labels=True)
+            else:
+                compute = functools.partial(shadow.predict, pool, labels=True)
+                answered[key] = pools.cached_labels(pool_dir, x, pool_rows, compute)
+        return answered[key]
+
     keep_logits = access == "probs" and any(a.startswith("rmia") for a in attacks)
     shadows = PoolSignals(
         signals=threat_models.observe(
@@ -915,6 +1052,11 @@ def run(
     )
     if target_predict is not None:
         target_logits = target_predict(ds.x)[0]
+        if not np.isfinite(target_logits).all():
+            raise ConfigError(
+                "the target model's outputs are not finite: it diverged in training "
+                "(try a lower --lr)"
+            )
         target_all = threat_models.observe(
             target_logits,
             ds.y,
@@ -929,7 +1071,6 @@ def run(
     phase("signals")
 
     cand = split.candidates
-    notes: list[str] = []
     if config.attacks is None and config.scheme != "balanced":
         notes.append("online LiRA/RMIA skipped: the disjoint scheme has no IN models")
     targets = range(config.targets) if loo else [None]
@@ -945,7 +1086,7 @@ def run(
             t_phi = target_phi_all
             t_logits = target_logits
             accuracy.append(target_acc)
-            queries = (lambda x: target_predict(x)[0], pool_predict, ds.x)
+            queries = (lambda x: target_predict(x)[0], pool_labels, ds.x)
         else:
             log(f"target {t + 1}/{config.targets} (leave-one-out)")
             others, membership = shadows.without(t), split.shadow_keep[t, cand]
@@ -953,10 +1094,9 @@ def run(
             t_phi = None if shadows.phi is None else shadows.phi[t]
             t_logits = None if shadows.logits is None else shadows.logits[t]
             accuracy.append((pool.train_accuracy[t], pool.test_accuracy[t]))
-            one = seen(functools.partial(shadow.predict, pool.select(slice(t, t + 1))))
             queries = (
-                lambda x, one=one: one(x)[0],
-                seen(functools.partial(shadow.predict, pool.select(np.arange(k) != t))),
+                lambda x, t=t: pool_labels(x)[t],
+                lambda x, t=t: np.delete(pool_labels(x), t, axis=0),
                 ds.x,
             )
         results = attack_target(
@@ -1064,6 +1204,7 @@ def audit_model(
     outputs: str = "auto",
     log: Log = _silent,
     progress: shadow.ProgressFn | None = None,
+    pool_dir: str | os.PathLike | None = None,
 ) -> AuditReport:
     """Audits a model the user trained: how well does each attack tell its members apart?
 
@@ -1085,6 +1226,8 @@ def audit_model(
       config: audit options (``dataset`` is only a label here).
       outputs: what ``model`` returns: ``logits``, ``probs`` or ``auto``.
       log, progress: as in :func:`run`.
+      pool_dir: keep the shadow pool there (as in :func:`run`): auditing another model
+        on the same records (a retrained or defended version) then reuses it.
 
     Returns:
       An :class:`AuditReport` over the member and non-member candidates.
@@ -1130,4 +1273,5 @@ def audit_model(
         split=split,
         target_fn=lambda b: query_model(fn, b, outputs=outputs),
         factory=factory,
+        pool_dir=pool_dir,
     )

@@ -110,6 +110,17 @@ def command_for(config: Any) -> str:
     return " ".join(parts)
 
 
+def _add_pool_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--pool",
+        type=str,
+        default=None,
+        metavar="DIR",
+        help="keep the shadow pool in DIR: a rerun reuses it, an interrupted run resumes, "
+        f"more --shadows grow it; one of other settings is refused ({default})",
+    )
+
+
 def _add_audit_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
     for flag, field, kind, text in _AUDIT_OPTIONS:
         default = getattr(defaults, field)
@@ -163,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and report.md.",
     )
     _add_audit_options(audit, defaults)
+    _add_pool_option(audit, "default: OUTPUT_DIR/pool")
     study = sub.add_parser(
         "study",
         help="sweep one factor of the audit and record every attack's AUC and TPR",
@@ -178,6 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument("--values", required=True, type=_names, help="comma-separated values")
     _add_audit_options(study, defaults)
+    pool = sub.add_parser(
+        "pool",
+        help="train, resume or grow a shadow pool on disk, or describe one",
+        description="Shadow pools kept on disk (format: see jaxmia.pools).",
+    )
+    pool_sub = pool.add_subparsers(dest="pool_command", parser_class=_Parser, required=True)
+    train = pool_sub.add_parser(
+        "train",
+        help="train the shadow pool that 'jaxmia audit' with the same options would use",
+        description="Train (or resume, or grow) the shadow pool of an audit and keep it in "
+        "--pool DIR; 'jaxmia audit --pool DIR' with the same options then reuses it.",
+    )
+    _add_audit_options(train, defaults)
+    _add_pool_option(train, "required")
+    info = pool_sub.add_parser("info", help="describe a shadow pool directory")
+    info.add_argument("dir", help="the pool directory")
+    info.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
 
 
@@ -206,8 +235,8 @@ class Progress:
         self.last_quarter = -1
 
     def __call__(self, done: int, total: int, loss: float) -> None:
-        if loss != loss:  # NaN: models taken from a checkpoint
-            print(f"  resumed {done}/{total} shadow models from the checkpoint", file=self.stream)
+        if loss != loss:  # NaN: models read from the pool directory
+            print(f"  {done}/{total} shadow models read from the pool", file=self.stream)
             return
         elapsed = time.perf_counter() - self.start
         line = f"  shadow training {done}/{total}  loss {loss:.4f}  {elapsed:.1f}s"
@@ -233,6 +262,29 @@ def use_cpu_cores() -> None:
         os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
 
 
+def use_compilation_cache() -> None:
+    """Keeps XLA's compiled programs in JAX's persistent compilation cache on disk, so a
+    later run (an audit rerun from its saved pool, the next audit of a study) skips most
+    compilation. The cache is ``$XDG_CACHE_HOME/jaxmia/xla`` (``~/.cache/jaxmia/xla``);
+    ``JAXMIA_COMPILATION_CACHE=DIR`` chooses another directory and ``=0`` turns it off. A
+    cache the user configured for JAX (``JAX_COMPILATION_CACHE_DIR``) is left alone."""
+    setting = os.environ.get("JAXMIA_COMPILATION_CACHE", "")
+    if setting == "0" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = setting or os.path.join(base, "jaxmia", "xla")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:  # no writable cache directory: compile every time
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 def _config_values(args: argparse.Namespace) -> dict[str, Any]:
     """Audit options from --config, overridden by the flags given."""
     values = load_config_file(args.config) if args.config else {}
@@ -247,6 +299,7 @@ def _config_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def _study(args: argparse.Namespace) -> int:
     use_cpu_cores()
+    use_compilation_cache()
     from jaxmia import audit, report, study
 
     values = _config_values(args)
@@ -263,8 +316,40 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pool_dir(args: argparse.Namespace, config: Any, multi_process: bool) -> str | None:
+    """``--pool`` or ``OUTPUT_DIR/pool``; none across several processes, which do not
+    share a file system as far as jaxmia knows."""
+    if multi_process:
+        if args.pool:
+            raise ValueError("--pool is not supported with several processes yet")
+        return None
+    return args.pool or os.path.join(config.output_dir, "pool")
+
+
+def _pool_train(args: argparse.Namespace) -> int:
+    use_cpu_cores()
+    use_compilation_cache()
+    from jaxmia import audit, pools
+
+    if not args.pool:
+        raise ValueError("jaxmia pool train needs --pool DIR")
+    config = audit.AuditConfig.from_dict(_config_values(args))
+    log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    audit.train_pool(config, args.pool, log=log, progress=None if args.quiet else Progress())
+    print(pools.info(args.pool))
+    return 0
+
+
+def _pool_info(args: argparse.Namespace) -> int:
+    from jaxmia import pools
+
+    print(pools.info(args.dir))
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     use_cpu_cores()
+    use_compilation_cache()
     from jaxmia import audit, distributed, report
 
     if args.coordinator:
@@ -279,7 +364,7 @@ def _audit(args: argparse.Namespace) -> int:
         config,
         log=log,
         progress=None if quiet else Progress(),
-        checkpoint_dir=config.output_dir if main_process else None,
+        pool_dir=_pool_dir(args, config, bool(args.coordinator)),
     )
     if not main_process:
         return 0
@@ -299,8 +384,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    commands = {"study": _study, "audit": _audit}
+    if args.command == "pool":
+        commands["pool"] = _pool_train if args.pool_command == "train" else _pool_info
     try:
-        return _study(args) if args.command == "study" else _audit(args)
+        return commands[args.command](args)
     except (ValueError, OSError) as e:  # user mistakes: one line, no traceback
         if args.debug:
             raise

@@ -18,6 +18,8 @@ Two shadow schemes are provided:
 from __future__ import annotations
 
 import dataclasses
+import numbers
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,7 +30,14 @@ class SplitError(ValueError):
     """The data is too small, or the sizes asked for are inconsistent."""
 
 
-def balanced_keep(k: int, n: int, *, seed: int = 0) -> np.ndarray:
+def _integer(name: str, value: object) -> int:
+    """``value`` as an int; a :class:`SplitError` if it is not a whole number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise SplitError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def balanced_keep(k: int, n: int, *, seed: int | Sequence[int] = 0) -> np.ndarray:
     """Keep matrix in which each example is a member of exactly ``k / 2`` models.
 
     For every example independently, a uniformly random half of the ``k`` models is
@@ -43,6 +52,7 @@ def balanced_keep(k: int, n: int, *, seed: int = 0) -> np.ndarray:
     Returns:
       ``(k, n)`` bool array whose every column sums to ``k / 2``.
     """
+    k, n = _integer("the number of models", k), _integer("the number of examples", n)
     if k < 2 or k % 2:
         raise SplitError(f"the balanced scheme needs an even number of models >= 2, got {k}")
     if n < 2:
@@ -66,17 +76,33 @@ def disjoint_keep(
       k: number of shadow models (>= 1).
       n: number of examples.
       size: training-set size of each shadow model.
-      exclude: indices (or a bool mask of length ``n``) no shadow model may train on.
+      exclude: indices in ``[-n, n)`` (or a bool mask of length ``n``) no shadow model may
+        train on.
       seed: seed of the NumPy generator.
 
     Returns:
       ``(k, n)`` bool array with ``size`` True entries per row and none in ``exclude``.
     """
+    k, n = _integer("the number of shadow models", k), _integer("the number of examples", n)
+    size = _integer("the shadow training-set size", size)
     if k < 1:
         raise SplitError(f"need at least one shadow model, got {k}")
+    if n < 0:
+        raise SplitError(f"the number of examples must be >= 0, got {n}")
     pool = np.ones(n, dtype=bool)
     if exclude is not None:
-        pool[np.asarray(exclude)] = False
+        exclude = np.asarray(exclude)
+        if exclude.dtype == bool:
+            if exclude.shape != (n,):
+                raise SplitError(f"an exclude mask must have shape ({n},), got {exclude.shape}")
+        else:
+            exclude = exclude.reshape(-1).astype(np.intp) if exclude.size == 0 else exclude
+            if exclude.dtype.kind not in "iu" or ((exclude < -n) | (exclude >= n)).any():
+                raise SplitError(
+                    f"exclude must hold indices in [-{n}, {n}) or be a bool mask, got "
+                    f"{exclude.dtype} values {exclude.min()}..{exclude.max()}"
+                )
+        pool[exclude] = False
     available = np.flatnonzero(pool)
     if size < 1:
         raise SplitError(f"shadow training-set size must be >= 1, got {size}")
@@ -150,6 +176,13 @@ def make_split(
     """
     if scheme not in SCHEMES:
         raise SplitError(f"unknown split scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    n = _integer("the number of examples", n)
+    if n < 2:
+        raise SplitError(f"an audit split needs at least 2 examples, got {n}")
+    if target_size is not None:
+        target_size = _integer("target_size", target_size)
+    if shadow_size is not None:
+        shadow_size = _integer("shadow_size", shadow_size)
     rng = np.random.default_rng([seed, 1])
     target_keep = np.zeros(n, dtype=bool)
     if scheme == "balanced":
@@ -196,3 +229,33 @@ def make_split(
         shadow_pool=shadow_pool,
         scheme=scheme,
     )
+
+
+def grown_balanced_keep(blocks: Sequence[int], n: int, *, seed: int = 0) -> np.ndarray:
+    """Keep matrix of a balanced pool grown in blocks (64 models, later 128, ...).
+
+    Block ``[a, b)`` is ``balanced_keep(b - a, n)`` seeded with ``seed`` for the first
+    block (so a pool of one block is the plain :func:`balanced_keep`) and ``[seed, a]``
+    after it. Every block is balanced, so the whole matrix is too (every example is a
+    member of exactly half of the models), and the first blocks never change when the
+    pool grows.
+
+    Args:
+      blocks: increasing block ends, the last one the pool size ``k``.
+      n: number of examples.
+      seed: seed of the NumPy generators.
+
+    Returns:
+      ``(k, n)`` bool array.
+    """
+    blocks = list(blocks)
+    if not blocks:
+        raise SplitError("a grown pool needs at least one block")
+    rows, start = [], 0
+    for stop in blocks:
+        stop = _integer("a pool block end", stop)
+        if stop <= start:
+            raise SplitError(f"pool blocks must increase, got {list(blocks)}")
+        rows.append(balanced_keep(stop - start, n, seed=seed if start == 0 else [seed, start]))
+        start = stop
+    return np.concatenate(rows)

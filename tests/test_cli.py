@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxmia import audit, cli
+from jaxmia import audit, cli, pools, splits
 
 QUICK = ["--dataset", "digits", "--shadows", "4", "--epochs", "3", "--n-boot", "20", "-q"]
 
@@ -93,14 +93,59 @@ def test_bad_config_key(tmp_path, capsys):
     assert rc == 2 and "unknown option(s) shadows" in err
 
 
-def test_rerun_reuses_the_shadow_pool_checkpoint(tmp_path, capsys):
+def test_audit_saves_its_pool_and_reruns_from_it_exactly(tmp_path, capsys):
     args = ["audit", "--dataset", "digits", "--shadows", "4", "--epochs", "2", "--n-boot", "0"]
-    rc, _, err = run_cli([*args, "-o", str(tmp_path)], capsys)
-    assert rc == 0 and (tmp_path / "shadow-pool.npz").exists()
-    first = json.loads((tmp_path / "metrics.json").read_text())["attacks"]
-    rc, _, err = run_cli([*args, "-o", str(tmp_path)], capsys)
-    assert rc == 0 and "resumed 4/4 shadow models from the checkpoint" in err
-    assert json.loads((tmp_path / "metrics.json").read_text())["attacks"] == first
-    # a different pool (another seed) does not reuse it
-    rc, _, err = run_cli([*args, "--seed", "1", "-o", str(tmp_path)], capsys)
-    assert rc == 0 and "resumed" not in err
+    rc, _, err = run_cli([*args, "-o", str(tmp_path / "a")], capsys)
+    assert rc == 0 and (tmp_path / "a" / "pool" / "manifest.json").exists(), err
+    first = json.loads((tmp_path / "a" / "metrics.json").read_text())["attacks"]
+    pool = str(tmp_path / "a" / "pool")
+    rc, _, err = run_cli([*args, "--pool", pool, "-o", str(tmp_path / "b")], capsys)
+    assert rc == 0 and "4/4 shadow models read from the pool" in err, err
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["attacks"] == first
+    # a pool of other settings is refused in one line, never mixed
+    rc, _, err = run_cli([*args, "--seed", "1", "--pool", pool, "-o", str(tmp_path / "c")], capsys)
+    assert rc == 2 and "trained with other settings (seed: pool 0, this command 1" in err, err
+    rc, _, err = run_cli(
+        [*args, "--epochs", "3", "--pool", pool, "-o", str(tmp_path / "c")], capsys
+    )
+    assert rc == 2 and "epochs: pool 2, this command 3" in err, err
+    rc, out, _ = run_cli(["pool", "info", pool], capsys)
+    assert rc == 0 and "models:        4 in" in out and "dataset:" in out
+
+
+def test_pool_grows_by_a_balanced_block_and_serves_its_blocks(tmp_path, capsys):
+    pool = str(tmp_path / "pool")
+    base = ["--dataset", "digits", "--epochs", "2", "--pool", pool, "-q"]
+    rc, out, err = run_cli(["pool", "train", *base, "--shadows", "4"], capsys)
+    assert rc == 0 and "models:        4 in" in out, err
+    rc, out, err = run_cli(["pool", "train", *base, "--shadows", "8"], capsys)
+    assert rc == 0 and "models:        8 in" in out and "blocks:        [4, 8]" in out, err
+    stored = pools.load(pool)
+    keep = stored.arrays["keep"]
+    assert (keep.sum(axis=0) == 4).all()  # still balanced: every record in half the models
+    np.testing.assert_array_equal(keep[:4], splits.balanced_keep(4, keep.shape[1], seed=0))
+    # the first block alone still serves a 4-shadow audit; a size inside a block does not
+    audit_args = ["audit", *base, "--attacks", "loss"]
+    rc, _, err = run_cli([*audit_args, "--shadows", "4", "-o", str(tmp_path / "a")], capsys)
+    assert rc == 0, err
+    rc, _, err = run_cli([*audit_args, "--shadows", "6", "-o", str(tmp_path / "b")], capsys)
+    assert rc == 2 and "blocks of models ending at 4, 8" in err
+
+
+def test_pool_train_needs_a_directory_and_info_needs_a_pool(tmp_path, capsys):
+    rc, _, err = run_cli(["pool", "train", "--dataset", "digits"], capsys)
+    assert rc == 2 and "needs --pool DIR" in err
+    rc, _, err = run_cli(["pool", "info", str(tmp_path)], capsys)
+    assert rc == 2 and "manifest.json is missing" in err
+
+
+def test_one_pool_serves_leave_one_out_targets(tmp_path, capsys):
+    pool = str(tmp_path / "pool")
+    base = ["--dataset", "digits", "--epochs", "2", "--shadows", "4", "--pool", pool]
+    rc, _, err = run_cli(["pool", "train", *base, "-q"], capsys)
+    assert rc == 0, err
+    args = ["audit", *base, "--targets", "2", "--attacks", "loss,lira_online", "--n-boot", "0"]
+    rc, _, err = run_cli([*args, "-o", str(tmp_path / "a")], capsys)
+    assert rc == 0 and "4/4 shadow models read from the pool" in err, err
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert m["n_targets"] == 2 and len(m["per_target"]["loss"]) == 2

@@ -49,14 +49,20 @@ def test_eight_forced_cpu_devices_equal_one(tmp_path):
         leaf = jax.tree.leaves(pool.params)[0]
         assert len(leaf.sharding.device_set) == 8, leaf.sharding
         np.savez("{tmp_path}/sharded.npz", *[np.asarray(l) for l in jax.tree.leaves(pool.params)])
+        # predictions shard the models over the devices too (6 padded to 8)
+        np.save("{tmp_path}/logits.npy", shadow.predict(pool, ds.x[:500]))
+        np.save("{tmp_path}/labels.npy", shadow.predict(pool, ds.x[:500], labels=True))
         """
     )
     subprocess.run([sys.executable, "-c", script], env=env(8), check=True, timeout=300)
-    want, _ = reference_pool()
+    want, pool = reference_pool()
     got = np.load(tmp_path / "sharded.npz")
     assert len(got.files) == len(want)
     for i, w in enumerate(want):
         np.testing.assert_allclose(got[f"arr_{i}"], w, rtol=1e-5, atol=1e-6)
+    logits = np.load(tmp_path / "logits.npy")
+    np.testing.assert_allclose(logits, pool.logits[:, :500], rtol=1e-4, atol=1e-5)
+    assert (np.load(tmp_path / "labels.npy") == logits.argmax(-1)).all()
 
 
 def test_two_processes_equal_one(tmp_path):

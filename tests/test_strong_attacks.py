@@ -179,7 +179,7 @@ def test_leave_one_out_uses_only_the_other_models(monkeypatch, tmp_path):
     assert "signals" in written
 
 
-def test_audit_a_users_own_model(location):
+def test_audit_a_users_own_model(location, tmp_path):
     rng = np.random.default_rng(0)
     perm = rng.permutation(location.n)
     members, nonmembers, population = perm[:1000], perm[1000:2000], perm[2000:]
@@ -191,7 +191,13 @@ def test_audit_a_users_own_model(location):
     pair = lambda idx: (location.x[idx], location.y[idx])
     config = audit.AuditConfig(num_shadows=8, epochs=40, n_boot=0, dataset="user location30")
     report = audit.audit_model(
-        user, pair(members), pair(nonmembers), pair(population), factory=factory, config=config
+        user,
+        pair(members),
+        pair(nonmembers),
+        pair(population),
+        factory=factory,
+        config=config,
+        pool_dir=tmp_path / "pool",
     )
     assert report.target_accuracy["train"] > 0.95
     assert set(report.metrics) >= {"shokri", "loss", "lira_online", "rmia_online"}
@@ -200,6 +206,7 @@ def test_audit_a_users_own_model(location):
     import jax
 
     probs = lambda x: jax.nn.softmax(user(x))
+    seen = []
     again = audit.audit_model(
         probs,
         pair(members),
@@ -207,7 +214,10 @@ def test_audit_a_users_own_model(location):
         pair(population),
         factory=factory,
         config=dataclass_replace(config, attacks=("loss",)),
+        pool_dir=tmp_path / "pool",  # the same records: the pool is reused, not retrained
+        progress=lambda *a: seen.append(a),
     )
+    assert seen[0][:2] == (8, 8) and len(seen) == 1
     assert again.metrics["loss"].auc == pytest.approx(report.metrics["loss"].auc, abs=1e-3)
     with pytest.raises(audit.ConfigError, match="differ in input shape"):
         audit.audit_model(

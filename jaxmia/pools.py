@@ -1,0 +1,511 @@
+"""Shadow pools on disk: save, resume after a crash, reuse for many audits, grow.
+
+Training hundreds of shadow models is the expensive part of an audit, so a pool is kept
+as a directory that :func:`jaxmia.shadow.train` writes chunk by chunk (``checkpoint=``)
+and that later audits read back without retraining (``jaxmia audit --pool DIR``).
+
+Format ``jaxmia-pool``, version 1 (readable with NumPy and ``json`` alone; nothing in
+it is pickled, and :func:`load` reads every array with ``allow_pickle=False``)::
+
+    DIR/manifest.json              # what the pool is (below)
+    DIR/chunk-000000-000008.npz    # models [0, 8)
+    DIR/chunk-000008-000016.npz    # models [8, 16) ...
+
+``manifest.json``:
+
+* ``format`` (``"jaxmia-pool"``), ``version`` (1), ``jaxmia`` (the writing version);
+* ``spec``: everything that determines the models besides their keep rows and keys:
+  the data fingerprint (``n``, ``input_shape``, SHA-256 of the float32 features and
+  int32 labels), the architecture (``nnx`` graph structure), the training settings
+  (epochs, batch size, optimizer, DP-SGD, early stopping) and what the caller adds (the
+  audit: dataset name, seed, split scheme). A command whose spec differs is refused with
+  the fields that differ, never mixed into the pool;
+* ``k``: models saved so far; ``chunks``: ``[{file, start, stop, sha256, bytes}]`` in
+  order, contiguous from 0. A chunk's SHA-256 is checked on every load, so a truncated
+  or edited file is refused;
+* ``leaves``: ``[{name, kind, shape, dtype}]`` of one model's variables, ``kind`` one of
+  ``param``, ``rest`` (other NNX variables) or ``key`` (a PRNG key stored as its
+  ``uint32`` key data); ``non_finite``: models whose outputs on the data are not all
+  finite (diverged in training); ``meta``: the caller's notes (the audit's command).
+
+Each chunk ``.npz`` holds, for its ``m`` models: every leaf under its ``name`` with a
+leading axis ``m``; ``keep`` ``(m, n)`` bool training sets; ``keys`` ``(m, 2)`` uint32
+key data; ``losses`` ``(epochs, m)`` training loss per epoch; ``best_epoch`` ``(m,)``
+(early stopping only); ``train_accuracy``, ``test_accuracy`` ``(m,)``; and the signals
+the attacks need on all ``n`` records: ``logits`` ``(m, n, c)``, ``loss`` ``(m, n)`` and
+``logit_scaled_confidence`` ``(m, n)`` (Carlini et al. 2022), computed from the raw
+model outputs (before any output-perturbation interface).
+
+Derived answers: ``DIR/answers/labels-<digest>.npz`` holds the predicted labels
+``labels`` ``(m, p)`` of models ``models`` ``(m,)`` on some inputs (the label-only
+attack's perturbed queries; the digest covers the inputs and the model indices) and
+``sha256``, the digest of ``labels``. They are a cache: :func:`cached_labels` recomputes
+any that is missing or does not match its digest, and a new pool starts without them.
+
+Writes are atomic (a temporary file in the same directory, ``fsync``, then
+``os.replace``; the manifest is replaced only after its chunk is on disk), so a killed
+run leaves the pool as of its last complete chunk, and the same command resumes there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+FORMAT = "jaxmia-pool"
+VERSION = 1
+MANIFEST = "manifest.json"
+ANSWERS = "answers"
+SIGNALS = ("logits", "loss", "logit_scaled_confidence")
+
+
+class PoolError(ValueError):
+    """A pool directory that cannot be used: missing, damaged, or not this command's."""
+
+
+def data_fingerprint(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """``n``, the input shape and SHA-256 digests of the float32 features and int32
+    labels: two datasets with equal fingerprints hold the same arrays."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.ascontiguousarray(y, dtype=np.int32)
+    return {
+        "n": int(x.shape[0]),
+        "input_shape": list(x.shape[1:]),
+        "x_sha256": hashlib.sha256(x.tobytes()).hexdigest(),
+        "y_sha256": hashlib.sha256(y.tobytes()).hexdigest(),
+    }
+
+
+def leaf_name(path: Sequence[Any]) -> str:
+    """``"layers/0/kernel"``-style name of a pytree path."""
+    parts = []
+    for entry in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+        else:
+            parts.append(str(entry))
+    return "/".join(parts)
+
+
+def _is_key(leaf: Any) -> bool:
+    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def flatten(kind: str, tree: Any) -> list[tuple[str, str, np.ndarray]]:
+    """``[(name, kind, host array)]`` of a stacked state; keys become key data."""
+    out = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if _is_key(leaf):
+            out.append((f"{kind}/{leaf_name(path)}", "key", np.asarray(jax.random.key_data(leaf))))
+        else:
+            out.append((f"{kind}/{leaf_name(path)}", kind, np.asarray(leaf)))
+    return out
+
+
+def _fsync_dir(path: pathlib.Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: pathlib.Path, write) -> None:
+    """Writes ``path`` through ``write(file)`` to a temporary name, syncs it, renames it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(value))
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of the pool at ``path``; :class:`PoolError` if there is none or it is
+    not a jaxmia pool of a version this code reads."""
+    path = pathlib.Path(path)
+    file = path / MANIFEST
+    if not path.is_dir():
+        raise PoolError(f"no shadow pool at {path}: not a directory")
+    if not file.is_file():
+        raise PoolError(f"no shadow pool at {path}: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PoolError(
+            f"damaged shadow pool at {path}: {MANIFEST} is not valid JSON ({e})"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise PoolError(f"{path} is not a jaxmia shadow pool ({MANIFEST} has no format {FORMAT!r})")
+    if manifest.get("version") != VERSION:
+        raise PoolError(
+            f"shadow pool {path} has format version {manifest.get('version')!r}; "
+            f"this jaxmia reads version {VERSION}"
+        )
+    chunks = manifest.get("chunks")
+    if not isinstance(chunks, list) or not isinstance(manifest.get("spec"), dict):
+        raise PoolError(f"damaged shadow pool at {path}: {MANIFEST} lacks chunks or spec")
+    expected = 0
+    for chunk in chunks:
+        if not isinstance(chunk, dict) or chunk.get("start") != expected:
+            raise PoolError(f"damaged shadow pool at {path}: its chunks are not contiguous")
+        name = str(chunk.get("file", ""))
+        if pathlib.Path(name).name != name or not name.endswith(".npz"):
+            raise PoolError(f"damaged shadow pool at {path}: bad chunk file name {name!r}")
+        expected = chunk["stop"]
+    if manifest.get("k") != expected:
+        raise PoolError(f"damaged shadow pool at {path}: k does not match its chunks")
+    return manifest
+
+
+def spec_differences(
+    stored: Mapping[str, Any], wanted: Mapping[str, Any], prefix: str = ""
+) -> list[str]:
+    """``["epochs: pool 30, this command 10", ...]`` for every field that differs."""
+    out = []
+    for key in sorted(set(stored) | set(wanted)):
+        a, b = stored.get(key, "(absent)"), wanted.get(key, "(absent)")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += spec_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            show = lambda v: (v[:12] + "...") if isinstance(v, str) and len(v) > 16 else v
+            out.append(f"{prefix}{key}: pool {show(a)}, this command {show(b)}")
+    return out
+
+
+def _read_chunk(path: pathlib.Path, chunk: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Every array of one chunk file, after checking its SHA-256 against the manifest."""
+    file = path / chunk["file"]
+    if not file.is_file():
+        raise PoolError(f"damaged shadow pool at {path}: {chunk['file']} is missing")
+    if _sha256(file) != chunk.get("sha256"):
+        raise PoolError(
+            f"damaged shadow pool at {path}: {chunk['file']} does not match the checksum in "
+            f"{MANIFEST} (truncated or modified); delete the pool or that chunk's entry"
+        )
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise PoolError(
+            f"damaged shadow pool at {path}: cannot read {chunk['file']} ({e})"
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredModels:
+    """Models ``[0, count)`` read back from a pool directory.
+
+    Attributes:
+      count: number of models.
+      leaves: ``{name: (count, ...) array}`` of every variable (keys as key data).
+      arrays: ``{name: array}`` of the per-model records: ``keep`` ``(count, n)``,
+        ``keys`` ``(count, 2)``, ``losses`` ``(epochs, count)``, ``train_accuracy``,
+        ``test_accuracy``, ``best_epoch`` (if present) and the signals ``logits``
+        ``(count, n, c)``, ``loss`` and ``logit_scaled_confidence`` ``(count, n)``.
+      manifest: the pool's manifest.
+    """
+
+    count: int
+    leaves: dict[str, np.ndarray]
+    arrays: dict[str, np.ndarray]
+    manifest: dict[str, Any]
+
+
+def load(path: str | os.PathLike, count: int | None = None) -> StoredModels:
+    """Reads the first ``count`` models (default all) of the pool at ``path``.
+
+    Raises:
+      PoolError: no pool there, a damaged manifest or chunk, or fewer than ``count``
+        models.
+    """
+    path = pathlib.Path(path)
+    manifest = read_manifest(path)
+    count = manifest["k"] if count is None else count
+    if count > manifest["k"]:
+        raise PoolError(f"shadow pool {path} holds {manifest['k']} models, not {count}")
+    names = [leaf["name"] for leaf in manifest.get("leaves", [])]
+    parts: dict[str, list[np.ndarray]] = {}
+    for chunk in manifest["chunks"]:
+        if chunk["start"] >= count:
+            break
+        data = _read_chunk(path, chunk)
+        take = count - chunk["start"]
+        missing = [n for n in [*names, "keep", "keys", "losses", *SIGNALS] if n not in data]
+        if missing:
+            raise PoolError(f"damaged shadow pool at {path}: {chunk['file']} lacks {missing[0]}")
+        for name, array in data.items():
+            axis = 1 if name == "losses" else 0
+            parts.setdefault(name, []).append(array[:, :take] if axis else array[:take])
+    joined = {
+        name: np.concatenate(a, axis=1 if name == "losses" else 0) for name, a in parts.items()
+    }
+    leaves = {n: joined.pop(n) for n in names if n in joined}
+    return StoredModels(count=count, leaves=leaves, arrays=joined, manifest=manifest)
+
+
+class ChunkStore:
+    """A pool directory that :func:`jaxmia.shadow.train` writes one chunk at a time.
+
+    Args:
+      path: the directory (created if needed).
+      spec: JSON-able description of everything that determines the models besides
+        their keep rows and keys; an existing pool with another spec is refused.
+      meta: JSON-able notes kept in the manifest (not compared).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, spec: Mapping[str, Any], meta: Mapping | None = None
+    ):
+        self.path = pathlib.Path(path)
+        self.spec = _jsonable(dict(spec))
+        self.meta = _jsonable(dict(meta or {}))
+        if (self.path / MANIFEST).exists() or _foreign_files(self.path):
+            self.manifest = read_manifest(self.path)
+            diff = spec_differences(self.manifest["spec"], self.spec)
+            if diff:
+                raise PoolError(
+                    f"the shadow pool at {self.path} was trained with other settings ("
+                    + "; ".join(diff[:4])
+                    + ("; ..." if len(diff) > 4 else "")
+                    + "); use another pool directory, or delete this one to retrain"
+                )
+        else:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                if (self.path / ANSWERS).is_dir():  # answers of models no longer here
+                    for file in (self.path / ANSWERS).iterdir():
+                        file.unlink()
+            except OSError as e:
+                raise PoolError(
+                    f"cannot create shadow pool directory {self.path}: {e.strerror}"
+                ) from None
+            self.manifest = {
+                "format": FORMAT,
+                "version": VERSION,
+                "jaxmia": _version(),
+                "created": _now(),
+                "spec": self.spec,
+                "k": 0,
+                "chunks": [],
+                "leaves": [],
+                "non_finite": [],
+                "meta": self.meta,
+            }
+            self._write_manifest(self.manifest)
+
+    @property
+    def count(self) -> int:
+        """Models saved so far."""
+        return int(self.manifest["k"])
+
+    def resume(self, keep: np.ndarray, keys: np.ndarray) -> StoredModels | None:
+        """The saved models that this run would train, or None if there are none.
+
+        Args:
+          keep: ``(k, n)`` the run's keep matrix.
+          keys: ``(k, 2)`` the run's key data.
+
+        Raises:
+          PoolError: a saved model's keep row or key differs from the run's.
+        """
+        if self.count == 0:
+            return None
+        stored = load(self.path, min(self.count, keep.shape[0]))
+        n = stored.count
+        if stored.arrays["keep"].shape != keep[:n].shape or not np.array_equal(
+            stored.arrays["keep"], keep[:n]
+        ):
+            raise PoolError(
+                f"the shadow pool at {self.path} trained its models on other members than "
+                "this command asks for (another seed, split scheme or split size); use "
+                "another pool directory, or delete this one to retrain"
+            )
+        if not np.array_equal(stored.arrays["keys"], np.asarray(keys)[:n]):
+            raise PoolError(
+                f"the shadow pool at {self.path} was trained with other model keys "
+                "(another seed); use another pool directory, or delete this one to retrain"
+            )
+        return stored
+
+    def save_chunk(
+        self,
+        start: int,
+        leaves: Sequence[tuple[str, str, np.ndarray]],
+        arrays: Mapping[str, np.ndarray],
+    ) -> None:
+        """Appends models ``[start, start + m)``: their leaves (from :func:`flatten`) and
+        per-model records (``keep``, ``keys``, ``losses``, accuracies, signals)."""
+        if start != self.count:
+            raise PoolError(f"chunk starts at model {start}, but the pool has {self.count}")
+        m = int(arrays["keep"].shape[0])
+        stop = start + m
+        file = self.path / f"chunk-{start:06d}-{stop:06d}.npz"
+        payload = {name: np.ascontiguousarray(a) for name, _, a in leaves}
+        payload.update({name: np.ascontiguousarray(a) for name, a in arrays.items()})
+        _atomic_write(file, lambda f: np.savez(f, **payload))
+        logits = arrays["logits"].reshape(m, -1)
+        bad = np.flatnonzero(~np.isfinite(logits).all(axis=1)) + start
+        manifest = dict(self.manifest)
+        manifest["leaves"] = [
+            {"name": name, "kind": kind, "shape": list(a.shape[1:]), "dtype": str(a.dtype)}
+            for name, kind, a in leaves
+        ]
+        manifest["chunks"] = [
+            *[c for c in manifest["chunks"] if c["stop"] <= start],
+            {
+                "file": file.name,
+                "start": start,
+                "stop": stop,
+                "sha256": _sha256(file),
+                "bytes": file.stat().st_size,
+            },
+        ]
+        manifest["k"] = stop
+        manifest["non_finite"] = sorted(
+            {*(i for i in manifest.get("non_finite", []) if i < start), *bad.tolist()}
+        )
+        manifest["meta"] = {**manifest.get("meta", {}), **self.meta}
+        self._write_manifest(manifest)
+        self.manifest = manifest
+
+    def _write_manifest(self, manifest: dict[str, Any]) -> None:
+        manifest["updated"] = _now()
+        text = json.dumps(manifest, indent=2) + "\n"
+        _atomic_write(self.path / MANIFEST, lambda f: f.write(text.encode()))
+
+
+def cached_labels(
+    path: str | os.PathLike,
+    x: np.ndarray,
+    models: np.ndarray,
+    compute: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Predicted labels of the pool's models ``models`` on inputs ``x``, computed once.
+
+    Args:
+      path: the pool directory.
+      x: ``(p, ...)`` inputs.
+      models: ``(m,)`` indices of the pool models that ``compute`` runs.
+      compute: ``x -> (m, p)`` integer labels.
+
+    Returns:
+      ``(m, p)`` labels (int16 when they fit), read from ``DIR/answers/`` when an earlier
+      call stored them for the same inputs and models.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    models = np.ascontiguousarray(models, dtype=np.int64)
+    digest = hashlib.sha256(str(x.shape).encode())
+    digest.update(x.tobytes())
+    digest.update(models.tobytes())
+    file = pathlib.Path(path) / ANSWERS / f"labels-{digest.hexdigest()[:32]}.npz"
+    if file.is_file():
+        try:
+            with np.load(file, allow_pickle=False) as data:
+                labels, check = data["labels"], str(data["sha256"])
+            if labels.shape == (models.size, x.shape[0]) and check == _digest(labels):
+                return labels
+        except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError):
+            pass  # a damaged cache entry is recomputed
+    labels = np.asarray(compute(x))
+    if labels.size and labels.min() >= -(2**15) and labels.max() < 2**15:
+        labels = labels.astype(np.int16)
+    file.parent.mkdir(exist_ok=True)
+    _atomic_write(file, lambda f: np.savez(f, labels=labels, sha256=np.array(_digest(labels))))
+    return labels
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def _foreign_files(path: pathlib.Path) -> bool:
+    """Whether ``path`` holds files other than what an interrupted first chunk leaves
+    (a chunk file or a temporary file written before the first manifest)."""
+    if not path.is_dir():
+        return False
+    return any(
+        not (
+            f.name.startswith("chunk-")
+            or f.name == ANSWERS
+            or (f.name.startswith(".") and f.name.endswith(".tmp"))
+        )
+        for f in path.iterdir()
+    )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("jaxmia")
+    except Exception:  # not installed: running from a source tree
+        return "unknown"
+
+
+def info(path: str | os.PathLike) -> str:
+    """A human-readable summary of the pool at ``path`` (``jaxmia pool info``)."""
+    path = pathlib.Path(path)
+    manifest = read_manifest(path)
+    spec = manifest["spec"]
+    data = spec.get("data", {})
+    training = {
+        k: v for k, v in spec.items() if k not in ("data", "model") and not k.endswith("sha256")
+    }
+    size = sum(c.get("bytes", 0) for c in manifest["chunks"])
+    lines = [
+        f"shadow pool {path} ({FORMAT} v{manifest['version']}, jaxmia {manifest.get('jaxmia')})",
+        f"  models:        {manifest['k']} in {len(manifest['chunks'])} chunk(s), "
+        f"{size / 2**20:.1f} MiB",
+        f"  data:          n = {data.get('n')}, input shape {tuple(data.get('input_shape', ()))}, "
+        f"x sha256 {str(data.get('x_sha256'))[:12]}...",
+        f"  architecture:  {spec.get('model', '(not described)')}",
+        "  training:      " + ", ".join(f"{k}={v}" for k, v in sorted(training.items())),
+        f"  fingerprints:  architecture {str(spec.get('architecture_sha256'))[:12]}..., "
+        f"optimizer {str(spec.get('optimizer_sha256'))[:12]}...",
+        f"  non-finite:    {len(manifest.get('non_finite', []))} model(s)"
+        + (f" {manifest['non_finite'][:10]}" if manifest.get("non_finite") else ""),
+        f"  created:       {manifest.get('created')}, updated {manifest.get('updated')}",
+    ]
+    for key, value in manifest.get("meta", {}).items():
+        lines.append(f"  {key + ':':14} {value}")
+    return "\n".join(lines)

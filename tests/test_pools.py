@@ -1,0 +1,306 @@
+"""Shadow pools on disk: resume, reuse, growth, refusal of damaged or foreign pools."""
+
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxmia import audit, models, pools, shadow, splits
+
+TX = optax.adam(3e-3)
+
+
+def tree_max_diff(a, b) -> float:
+    return max(
+        float(jnp.max(jnp.abs(u - v)))
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
+@pytest.fixture(scope="module")
+def setup(small_digits):
+    ds = small_digits
+    factory = models.mlp((32,), ds.num_classes, int(np.prod(ds.input_shape)))
+    keep = splits.balanced_keep(6, ds.n, seed=4)
+    kwargs = dict(epochs=2, batch_size=32, optimizer=TX, seed=9, chunk_size=2)
+    whole = shadow.train(factory, ds.x, ds.y, keep, **kwargs)
+    return ds, factory, keep, kwargs, whole
+
+
+def test_interrupted_training_resumes_from_the_last_chunk(setup, tmp_path):
+    ds, factory, keep, kwargs, whole = setup
+
+    def interrupt(done, total, loss):
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        shadow.train(factory, ds.x, ds.y, keep, checkpoint=tmp_path, progress=interrupt, **kwargs)
+    manifest = pools.read_manifest(tmp_path)
+    assert manifest["k"] == 4 and [c["stop"] for c in manifest["chunks"]] == [2, 4]
+    seen = []
+    resumed = shadow.train(
+        factory, ds.x, ds.y, keep, checkpoint=tmp_path, progress=lambda *a: seen.append(a), **kwargs
+    )
+    assert seen[0][0] == 4  # started after the four saved models
+    assert tree_max_diff(whole.params, resumed.params) == 0.0
+    np.testing.assert_array_equal(whole.losses, resumed.losses)
+    np.testing.assert_array_equal(whole.logits, resumed.logits)
+    np.testing.assert_array_equal(whole.train_accuracy, resumed.train_accuracy)
+
+
+def test_saved_pool_holds_models_signals_and_a_readable_manifest(setup, tmp_path):
+    ds, factory, keep, kwargs, whole = setup
+    shadow.train(factory, ds.x, ds.y, keep, checkpoint=tmp_path, **kwargs)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["format"] == "jaxmia-pool" and manifest["version"] == 1
+    assert manifest["k"] == 6 and manifest["spec"]["epochs"] == 2
+    assert manifest["spec"]["data"]["n"] == ds.n and manifest["non_finite"] == []
+    # readable with NumPy alone, no pickle
+    with np.load(tmp_path / manifest["chunks"][0]["file"], allow_pickle=False) as chunk:
+        assert chunk["logits"].shape == (2, ds.n, ds.num_classes)
+        assert chunk["loss"].shape == chunk["logit_scaled_confidence"].shape == (2, ds.n)
+        np.testing.assert_array_equal(chunk["keep"], keep[:2])
+        for leaf in manifest["leaves"]:
+            assert chunk[leaf["name"]].shape == (2, *leaf["shape"])
+    stored = pools.load(tmp_path)
+    np.testing.assert_array_equal(stored.arrays["logits"], shadow.predict(whole, ds.x))
+    labels = np.broadcast_to(ds.y, keep.shape)
+    expected = -jax.nn.log_softmax(stored.arrays["logits"])[
+        np.arange(6)[:, None], np.arange(ds.n)[None], labels
+    ]
+    np.testing.assert_allclose(stored.arrays["loss"], expected, rtol=1e-5, atol=1e-6)
+    assert "6 in 3 chunk(s)" in pools.info(tmp_path)
+
+
+def test_finished_pool_is_reused_and_grown(setup, tmp_path):
+    ds, factory, keep, kwargs, whole = setup
+    shadow.train(factory, ds.x, ds.y, keep[:4], checkpoint=tmp_path, **kwargs)
+    seen = []
+    again = shadow.train(
+        factory,
+        ds.x,
+        ds.y,
+        keep[:4],
+        checkpoint=tmp_path,
+        progress=lambda *a: seen.append(a),
+        **kwargs,
+    )
+    assert seen == [(4, 4, pytest.approx(float("nan"), nan_ok=True))]  # nothing trained
+    # growing to 6 models trains only the last two; keys are prefix-stable in k
+    grown = shadow.train(factory, ds.x, ds.y, keep, checkpoint=tmp_path, **kwargs)
+    assert pools.read_manifest(tmp_path)["k"] == 6
+    assert tree_max_diff(grown.params, whole.params) == 0.0
+    assert tree_max_diff(again.params, jax.tree.map(lambda a: a[:4], whole.params)) == 0.0
+    # asking for fewer models than saved reads the first ones
+    fewer = shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+    np.testing.assert_array_equal(fewer.logits, whole.logits[:2])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"epochs": 3}, "epochs: pool 2, this command 3"),
+        ({"seed": 10}, "other model keys"),
+        ({"batch_size": 16}, "batch_size: pool 32, this command 16"),
+    ],
+)
+def test_pool_of_other_settings_is_refused(setup, tmp_path, change, message):
+    ds, factory, keep, kwargs, _ = setup
+    shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+    with pytest.raises(pools.PoolError, match=message):
+        shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **{**kwargs, **change})
+
+
+def test_pool_of_other_data_or_members_is_refused(setup, tmp_path):
+    ds, factory, keep, kwargs, _ = setup
+    shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+    x = ds.x.copy()
+    x[0, 0] += 1.0
+    with pytest.raises(pools.PoolError, match=r"data\.x_sha256"):
+        shadow.train(factory, x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+    with pytest.raises(pools.PoolError, match="other members"):
+        shadow.train(factory, ds.x, ds.y, keep[2:4], checkpoint=tmp_path, **kwargs)
+    other = models.mlp((16,), ds.num_classes, int(np.prod(ds.input_shape)))
+    with pytest.raises(pools.PoolError, match="architecture"):
+        shadow.train(other, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+
+
+def _saved(setup, tmp_path) -> pathlib.Path:
+    ds, factory, keep, kwargs, _ = setup
+    shadow.train(factory, ds.x, ds.y, keep[:4], checkpoint=tmp_path, **kwargs)
+    return tmp_path
+
+
+def test_truncated_or_tampered_chunk_is_refused(setup, tmp_path):
+    path = _saved(setup, tmp_path)
+    chunk = path / pools.read_manifest(path)["chunks"][1]["file"]
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[: len(data) // 2])
+    with pytest.raises(pools.PoolError, match="does not match the checksum"):
+        pools.load(path)
+    # a well-formed file with other numbers is refused as well
+    with np.load(path / pools.read_manifest(path)["chunks"][0]["file"]) as z:
+        arrays = {name: z[name] for name in z.files}
+    arrays["logits"] = arrays["logits"] + 1.0
+    np.savez(chunk, **arrays)
+    with pytest.raises(pools.PoolError, match="checksum"):
+        pools.load(path)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: "{not json", "not valid JSON"),
+        (lambda m: json.dumps({**m, "format": "other"}), "not a jaxmia shadow pool"),
+        (lambda m: json.dumps({**m, "version": 99}), "format version 99"),
+        (lambda m: json.dumps({**m, "k": 3}), "k does not match"),
+        (
+            lambda m: json.dumps({**m, "chunks": [{**m["chunks"][0], "file": "../x.npz"}]}),
+            "bad chunk file name",
+        ),
+    ],
+)
+def test_damaged_manifest_is_refused(setup, tmp_path, edit, message):
+    path = _saved(setup, tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(edit(manifest))
+    with pytest.raises(pools.PoolError, match=message):
+        pools.load(path)
+
+
+def test_missing_pool_and_foreign_directory_are_refused(tmp_path):
+    with pytest.raises(pools.PoolError, match="not a directory"):
+        pools.load(tmp_path / "nothing")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(pools.PoolError, match=r"manifest\.json is missing"):
+        pools.ChunkStore(tmp_path, {"a": 1})
+
+
+class _Payload:
+    """Unpickling this object would create the file named by ``path``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def test_loading_never_executes_code_from_the_file(setup, tmp_path):
+    path = _saved(setup, tmp_path)
+    marker = tmp_path.parent / f"{tmp_path.name}-pwned"
+    manifest = pools.read_manifest(path)
+    chunk = path / manifest["chunks"][0]["file"]
+    with np.load(chunk) as z:
+        arrays = {name: z[name] for name in z.files}
+    arrays["logits"] = np.array([_Payload(marker)], dtype=object)  # a pickled object array
+    np.savez(chunk, **arrays)
+    with zipfile.ZipFile(chunk) as zf:
+        assert any(b"touch" in zf.read(n) for n in zf.namelist())  # the payload is there
+    # even with the checksum updated to match, the object array is refused unread
+    manifest["chunks"][0]["sha256"] = pools._sha256(chunk)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(pools.PoolError, match="cannot read"):
+        pools.load(path)
+    assert not marker.exists()
+
+
+def _pool_train(pool: pathlib.Path) -> list[str]:
+    return [
+        sys.executable, "-m", "jaxmia.cli", "pool", "train", "--dataset", "digits",
+        "--shadows", "8", "--hidden", "32", "--epochs", "15", "--chunk-size", "1",
+        "--pool", str(pool), "-q",
+    ]  # fmt: skip
+
+
+def test_sigkill_mid_run_then_the_same_command_equals_an_uninterrupted_pool(tmp_path):
+    env = {**os.environ, "JAXMIA_CPU_DEVICES": "1"}  # chunks of one model: eight chunks
+    env.pop("XLA_FLAGS", None)
+    subprocess.run(_pool_train(tmp_path / "whole"), env=env, check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_pool_train(killed), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    saved = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            saved = json.loads((killed / "manifest.json").read_text())["k"]
+        except (OSError, ValueError, KeyError):  # not written yet (replaced atomically)
+            saved = 0
+        if saved >= 1:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    partial = pools.read_manifest(killed)["k"]
+    assert 1 <= partial < 8
+    pools.load(killed)  # what a killed run leaves is a valid, smaller pool
+    subprocess.run(_pool_train(killed), env=env, check=True, capture_output=True)
+    a, b = pools.load(tmp_path / "whole"), pools.load(killed)
+    assert a.count == b.count == 8
+    assert a.leaves.keys() == b.leaves.keys() and a.arrays.keys() == b.arrays.keys()
+    for name in a.leaves:
+        np.testing.assert_array_equal(a.leaves[name], b.leaves[name], err_msg=name)
+    for name in a.arrays:
+        np.testing.assert_array_equal(a.arrays[name], b.arrays[name], err_msg=name)
+
+
+def test_diverged_models_are_recorded_and_left_out_of_the_attacks(setup, monkeypatch, tmp_path):
+    ds = setup[0]
+    real_train = shadow.train
+
+    def diverging(*args, **kw):  # shadow model 2 of the pool diverges
+        pool = real_train(*args, **kw)
+        if pool.k == 4:
+            logits = pool.logits.copy()
+            logits[2, :5] = np.nan
+            pool = dataclasses.replace(pool, logits=logits)
+        return pool
+
+    monkeypatch.setattr(shadow, "train", diverging)
+    config = audit.AuditConfig(
+        dataset="digits", num_shadows=4, epochs=2, n_boot=0, attacks=("loss", "lira_offline")
+    )
+    lines = []
+    report = audit.run(config, dataset=ds, log=lines.append)
+    assert any("dropped 1 of 4 shadow models" in n and "models 2)" in n for n in report.notes)
+    assert any(line.startswith("warning: dropped 1 of 4") for line in lines)
+    for m in report.metrics.values():
+        assert np.isfinite(m.auc) and np.isfinite(report.scores["loss"]).all()
+    # the manifest records which saved models are not finite
+    store = pools.ChunkStore(tmp_path / "p", {"a": 1})
+    logits = np.zeros((2, 3, 4), np.float32)
+    logits[1, 0, 0] = np.inf
+    store.save_chunk(0, [("params/w", "param", np.zeros((2, 1)))], {
+        "keep": np.ones((2, 3), bool), "keys": np.zeros((2, 2), np.uint32),
+        "losses": np.zeros((1, 2)), "logits": logits, "loss": np.zeros((2, 3)),
+        "logit_scaled_confidence": np.zeros((2, 3)),
+    })  # fmt: skip
+    assert pools.read_manifest(tmp_path / "p")["non_finite"] == [1]
+    assert "non-finite:    1 model(s) [1]" in pools.info(tmp_path / "p")
+
+
+def test_pool_of_another_optimizer_is_refused(setup, tmp_path):
+    ds, factory, keep, kwargs, _ = setup
+    shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+    for tx in (optax.adam(1e-3), optax.sgd(3e-3)):
+        with pytest.raises(pools.PoolError, match="optimizer_sha256"):
+            shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path,
+                         **{**kwargs, "optimizer": tx})  # fmt: skip
+    # an equal optimizer built again is the same optimizer
+    again = shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path,
+                         **{**kwargs, "optimizer": optax.adam(3e-3)})  # fmt: skip
+    assert again.k == 2
