@@ -396,6 +396,22 @@ def _gather(a: jax.Array, n: int) -> jax.Array | np.ndarray:
     return np.asarray(multihost_utils.process_allgather(a, tiled=True))[:n]
 
 
+@functools.cache
+def _output_width(factory: ModelFactory, input_shape: tuple[int, ...]) -> int:
+    """The model's number of outputs for inputs of ``input_shape``, from shapes alone
+    (cached); a clear error when the model does not take such inputs."""
+    try:
+        out = jax.eval_shape(
+            lambda state, xb: nnx.merge(_graphdefs(factory)[1], *state)(xb),
+            nnx.state(_abstract_model(factory), nnx.Param, ...),
+            jax.ShapeDtypeStruct((1, *input_shape), jnp.float32),
+        )
+    except (TypeError, ValueError) as e:
+        cause = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"the model does not take inputs shaped {input_shape}: {cause}") from e
+    return int(out.shape[-1])
+
+
 def _check_inputs(x, y, keep) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.asarray(x)
     y = np.asarray(y)
@@ -510,17 +526,17 @@ def train(
             f"need integers epochs >= 0 and batch_size >= 1, got {epochs!r}, {batch_size!r}"
         )
     x, y, keep = _check_inputs(x, y, keep)
-    try:  # the model's output shape on one example, without running it
-        out = jax.eval_shape(
-            lambda state, xb: nnx.merge(_graphdefs(factory)[1], *state)(xb),
-            nnx.state(_abstract_model(factory), nnx.Param, ...),
-            jax.ShapeDtypeStruct((1, *x.shape[1:]), jnp.float32),
+    classes = _output_width(factory, tuple(x.shape[1:]))
+    if y.max() >= classes:
+        raise ValueError(f"labels must be < {classes} (the model's outputs), got {y.max()}")
+    if heldout is not None and (
+        np.ndim(heldout) not in (1, 2)
+        or np.shape(heldout)[-1] != x.shape[0]
+        or (np.ndim(heldout) == 2 and np.shape(heldout)[0] not in (1, keep.shape[0]))
+    ):
+        raise ValueError(
+            f"heldout must be (k, n) or (n,) with n = {x.shape[0]}, got {np.shape(heldout)}"
         )
-    except (TypeError, ValueError) as e:
-        cause = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"the model does not take inputs shaped {x.shape[1:]}: {cause}") from e
-    if y.max() >= out.shape[-1]:
-        raise ValueError(f"labels must be < {out.shape[-1]} (the model's outputs), got {y.max()}")
     k = keep.shape[0]
     if jax.process_count() == 1 and (
         k == 1 or (chunk_size == "auto" and _vmapped_convs_are_slow(factory))
@@ -679,20 +695,34 @@ def _optimizer_digest(factory: ModelFactory, tx: optax.GradientTransformation) -
     a fixed gradient (an optax transformation's hyperparameters live in closures, so
     they cannot be read; two optimizers that differ in kind or rate differ here)."""
     shapes = nnx.state(_abstract_model(factory), nnx.Param)
-    params = jax.tree.map(lambda a: jnp.full(a.shape, 0.5, a.dtype), shapes)
-    grads = jax.tree.map(
-        lambda a: (
-            jnp.linspace(-1.0, 1.0, max(a.size, 1))[: a.size].reshape(a.shape).astype(a.dtype)
-        ),
-        shapes,
-    )
-    state = tx.init(params)
-    first, state = tx.update(grads, state, params)
-    second, _ = tx.update(grads, state, optax.apply_updates(params, first))
+
+    @jax.jit
+    def two_updates():
+        params = jax.tree.map(lambda a: jnp.full(a.shape, 0.5, a.dtype), shapes)
+        grads = jax.tree.map(
+            lambda a: jnp.linspace(-1.0, 1.0, a.size).reshape(a.shape).astype(a.dtype), shapes
+        )
+        state = tx.init(params)
+        first, state = tx.update(grads, state, params)
+        second, _ = tx.update(grads, state, optax.apply_updates(params, first))
+        return first, second
+
     digest = hashlib.sha256()
-    for leaf in jax.tree.leaves((first, second)):
+    for leaf in jax.tree.leaves(two_updates()):
         digest.update(np.asarray(leaf).tobytes())
     return digest.hexdigest()
+
+
+def on_devices(a: np.ndarray) -> np.ndarray | jax.Array:
+    """``a`` ``(k, ...)`` sharded along its model axis over the local devices, so that
+    per-model computations on it (the signals of a pool's outputs) use all of them, as
+    training does; unchanged on one device or when ``k`` does not divide evenly."""
+    if jax.process_count() > 1 or jax.local_device_count() < 2:
+        return a
+    mesh = _auto_mesh(int(a.shape[0]))
+    if mesh is None or a.shape[0] % mesh.size:
+        return a
+    return jax.device_put(a, NamedSharding(mesh, P(MODEL_AXIS)))
 
 
 def _early_stopping_spec(validation, patience: int) -> dict[str, Any] | None:

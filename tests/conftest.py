@@ -1,9 +1,18 @@
 """Shared fixtures: tiny real data from the bundled datasets."""
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
 from jaxmia import datasets
+
+
+def pytest_configure(config):
+    """The CLI's compilation cache goes to a fresh directory of this test session (also
+    for the subprocesses tests start), not to the user's ``~/.cache``."""
+    os.environ.setdefault("JAXMIA_COMPILATION_CACHE", tempfile.mkdtemp(prefix="jaxmia-xla-"))
 
 
 @pytest.fixture(scope="session")

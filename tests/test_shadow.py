@@ -159,6 +159,9 @@ def test_bad_inputs_raise_clear_errors(setup):
         shadow.train(factory, ds.x, ds.y, np.zeros_like(keep), epochs=1)
     with pytest.raises(ValueError, match="unknown mode"):
         shadow.train(factory, ds.x, ds.y, keep, epochs=1, mode="fast")
+    for heldout in (np.ones(ds.n - 1, bool), np.ones((keep.shape[0] + 1, ds.n), bool)):
+        with pytest.raises(ValueError, match="heldout must be"):
+            shadow.train(factory, ds.x, ds.y, keep, epochs=1, heldout=heldout)
 
 
 def test_auto_chunks_fit_the_cache_and_change_nothing(small_digits):
