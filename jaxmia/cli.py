@@ -308,7 +308,8 @@ def _study(args: argparse.Namespace) -> int:
     factor_values = study.parse_values(args.factor, args.values)
     report.prepare_output_dir(base.output_dir)
     log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    result = study.run(args.factor, factor_values, base, log=log)
+    pool_root = None if args.coordinator else os.path.join(base.output_dir, "pools")
+    result = study.run(args.factor, factor_values, base, log=log, pool_root=pool_root)
     written = study.write(result, base.output_dir)
     print(study.table(result))
     if not args.quiet:

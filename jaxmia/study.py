@@ -120,6 +120,7 @@ def run(
     base: audit.AuditConfig | None = None,
     *,
     log: Callable[[str], None] = lambda _: None,
+    pool_root: str | os.PathLike | None = None,
 ) -> StudyResult:
     """Runs one audit per value of ``factor``.
 
@@ -128,6 +129,10 @@ def run(
       values: its values (converted with :func:`parse_values`).
       base: the audit options held fixed (default: :class:`jaxmia.audit.AuditConfig`).
       log: receives a line per audit.
+      pool_root: keep each audit's shadow pool in ``pool_root/<factor>-<value>``
+        (:mod:`jaxmia.pools`), so that an interrupted study, run again, reads the pools
+        it finished and resumes the one it was training (``jaxmia study`` uses
+        ``OUTPUT_DIR/pools``).
 
     Returns:
       A :class:`StudyResult`.
@@ -150,7 +155,8 @@ def run(
                 raise StudyError(f"{factor}={value}: {e}") from None
         start = time.perf_counter()
         log(f"{factor} = {value}")
-        report = audit.run(config, dataset=ds)
+        pool_dir = None if pool_root is None else pathlib.Path(pool_root) / f"{factor}-{value}"
+        report = audit.run(config, dataset=ds, pool_dir=pool_dir)
         seconds = round(time.perf_counter() - start, 2)
         eps = report.privacy.get("epsilon")
         for attack, m in report.metrics.items():

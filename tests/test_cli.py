@@ -149,3 +149,17 @@ def test_one_pool_serves_leave_one_out_targets(tmp_path, capsys):
     assert rc == 0 and "4/4 shadow models read from the pool" in err, err
     m = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert m["n_targets"] == 2 and len(m["per_target"]["loss"]) == 2
+
+
+def test_study_keeps_a_pool_per_value_and_a_rerun_trains_nothing(tmp_path, capsys, monkeypatch):
+    args = ["study", "--factor", "epochs", "--values", "1,2", "--dataset", "digits",
+            "--shadows", "2", "--attacks", "loss", "--n-boot", "0", "-q",
+            "-o", str(tmp_path)]  # fmt: skip
+    rc, first, err = run_cli(args, capsys)
+    assert rc == 0, err
+    assert pools.read_manifest(tmp_path / "pools" / "epochs-1")["k"] == 2
+    assert pools.read_manifest(tmp_path / "pools" / "epochs-2")["spec"]["epochs"] == 2
+    saved = []
+    monkeypatch.setattr(pools.ChunkStore, "save_chunk", lambda *a, **k: saved.append(a))
+    rc, again, err = run_cli(args, capsys)  # e.g. after an interruption: nothing retrained
+    assert rc == 0 and saved == [] and again == first, err
