@@ -16,17 +16,20 @@ it is pickled, and :func:`load` reads every array with ``allow_pickle=False``)::
 * ``format`` (``"jaxmia-pool"``), ``version`` (1), ``jaxmia`` (the writing version);
 * ``spec``: everything that determines the models besides their keep rows and keys:
   the data fingerprint (``n``, ``input_shape``, SHA-256 of the float32 features and
-  int32 labels), the architecture (``nnx`` graph structure), the training settings
-  (epochs, batch size, optimizer, DP-SGD, early stopping) and what the caller adds (the
-  audit: dataset name, seed, split scheme). A command whose spec differs is refused with
-  the fields that differ, never mixed into the pool;
+  int32 labels), ``architecture_sha256`` (of the ``nnx`` graph structure),
+  ``optimizer_sha256`` (of the optimizer's first two updates of fixed parameters), the
+  epochs, batch size, DP-SGD and early-stopping settings, and what the caller adds (the
+  audit: model description, learning rate, defence, seed, split scheme). A command
+  whose spec differs is refused with the fields that differ, never mixed into the pool;
 * ``k``: models saved so far; ``chunks``: ``[{file, start, stop, sha256, bytes}]`` in
   order, contiguous from 0. A chunk's SHA-256 is checked on every load, so a truncated
   or edited file is refused;
 * ``leaves``: ``[{name, kind, shape, dtype}]`` of one model's variables, ``kind`` one of
   ``param``, ``rest`` (other NNX variables) or ``key`` (a PRNG key stored as its
   ``uint32`` key data); ``non_finite``: models whose outputs on the data are not all
-  finite (diverged in training); ``meta``: the caller's notes (the audit's command).
+  finite (diverged in training); ``meta``: the caller's notes (the audit writes the
+  dataset name and ``blocks``, the ends of the balanced blocks a grown pool is made of;
+  see :func:`jaxmia.splits.grown_balanced_keep`).
 
 Each chunk ``.npz`` holds, for its ``m`` models: every leaf under its ``name`` with a
 leading axis ``m``; ``keep`` ``(m, n)`` bool training sets; ``keys`` ``(m, 2)`` uint32
