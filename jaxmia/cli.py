@@ -361,12 +361,22 @@ def _audit(args: argparse.Namespace) -> int:
         report.prepare_output_dir(config.output_dir)  # fail before training, not after
     quiet = args.quiet or not main_process
     log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    result = audit.run(
-        config,
-        log=log,
-        progress=None if quiet else Progress(),
-        pool_dir=_pool_dir(args, config, bool(args.coordinator)),
-    )
+    from jaxmia import pools
+
+    try:
+        result = audit.run(
+            config,
+            log=log,
+            progress=None if quiet else Progress(),
+            pool_dir=_pool_dir(args, config, bool(args.coordinator)),
+        )
+    except pools.PoolError as e:
+        if args.pool:
+            raise
+        raise pools.PoolError(
+            f"{e} (the audit keeps its pool in OUTPUT_DIR/pool; choose another with "
+            "--pool DIR or --output-dir DIR)"
+        ) from None
     if not main_process:
         return 0
     written = result.write(config.output_dir)

@@ -111,6 +111,9 @@ def test_audit_saves_its_pool_and_reruns_from_it_exactly(tmp_path, capsys):
     assert rc == 2 and "epochs: pool 2, this command 3" in err, err
     rc, out, _ = run_cli(["pool", "info", pool], capsys)
     assert rc == 0 and "models:        4 in" in out and "dataset:" in out
+    # the implicit OUTPUT_DIR/pool says how to choose another
+    rc, _, err = run_cli([*args, "--epochs", "3", "-o", str(tmp_path / "a")], capsys)
+    assert rc == 2 and "choose another with --pool DIR or --output-dir DIR" in err, err
 
 
 def test_pool_grows_by_a_balanced_block_and_serves_its_blocks(tmp_path, capsys):
