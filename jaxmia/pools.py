@@ -193,6 +193,12 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         expected = chunk["stop"]
     if manifest.get("k") != expected:
         raise PoolError(f"damaged shadow pool at {path}: k does not match its chunks")
+    leaves = manifest.get("leaves")
+    if not isinstance(leaves, list) or (expected and not leaves):
+        raise PoolError(f"damaged shadow pool at {path}: {MANIFEST} lacks the variables")
+    for leaf in leaves:
+        if not (isinstance(leaf, dict) and isinstance(leaf.get("name"), str)):
+            raise PoolError(f"damaged shadow pool at {path}: bad variable entry {leaf!r}")
     return manifest
 
 
@@ -262,7 +268,7 @@ def load(path: str | os.PathLike, count: int | None = None) -> StoredModels:
     count = manifest["k"] if count is None else count
     if count > manifest["k"]:
         raise PoolError(f"shadow pool {path} holds {manifest['k']} models, not {count}")
-    names = [leaf["name"] for leaf in manifest.get("leaves", [])]
+    names = [leaf["name"] for leaf in manifest["leaves"]]
     parts: dict[str, list[np.ndarray]] = {}
     for chunk in manifest["chunks"]:
         if chunk["start"] >= count:

@@ -34,6 +34,7 @@ def test_default_audit_on_location30_and_its_rerun_from_the_saved_pool(tmp_path)
     again = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert again["attacks"] == attacks  # every metric, bit for bit
     assert again["timings_s"]["train_shadows"] < 2.0  # read, not trained
+    assert rerun < 0.5 * first, (first, rerun)
     print(
         f"default audit: {first:.1f} s; rerun from its pool: {rerun:.1f} s; "
         + ", ".join(f"{k} AUC {v['auc']:.3f}" for k, v in attacks.items())

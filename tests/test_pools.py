@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxmia import audit, models, pools, shadow, splits
 
@@ -166,6 +168,8 @@ def test_truncated_or_tampered_chunk_is_refused(setup, tmp_path):
         (lambda m: json.dumps({**m, "format": "other"}), "not a jaxmia shadow pool"),
         (lambda m: json.dumps({**m, "version": 99}), "format version 99"),
         (lambda m: json.dumps({**m, "k": 3}), "k does not match"),
+        (lambda m: json.dumps({k: v for k, v in m.items() if k != "leaves"}), "lacks the var"),
+        (lambda m: json.dumps({**m, "leaves": [{"nom": "x"}]}), "bad variable entry"),
         (
             lambda m: json.dumps({**m, "chunks": [{**m["chunks"][0], "file": "../x.npz"}]}),
             "bad chunk file name",
@@ -304,3 +308,45 @@ def test_pool_of_another_optimizer_is_refused(setup, tmp_path):
     again = shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path,
                          **{**kwargs, "optimizer": optax.adam(3e-3)})  # fmt: skip
     assert again.k == 2
+
+
+@pytest.fixture(scope="module")
+def saved_pool(setup, tmp_path_factory):
+    ds, factory, keep, kwargs, _ = setup
+    path = tmp_path_factory.mktemp("pool")
+    shadow.train(factory, ds.x, ds.y, keep[:4], checkpoint=path, **kwargs)
+    return path, pools.load(path)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@given(
+    which=st.sampled_from(["manifest.json", "chunk-000000-000002.npz", "chunk-000002-000004.npz"]),
+    where=st.floats(0.0, 1.0),
+    flip=st.integers(1, 255),
+    truncate=st.booleans(),
+)
+def test_any_damaged_byte_is_refused_or_harmless(saved_pool, tmp_path_factory, which, where,
+                                                 flip, truncate):  # fmt: skip
+    """A flipped byte or a cut anywhere in a pool file gives a PoolError, or (a manifest
+    byte that still parses, e.g. inside a timestamp) a load equal to the original: never
+    another exception, never other numbers."""
+    source, original = saved_pool
+    path = tmp_path_factory.mktemp("damaged")
+    for f in source.iterdir():
+        (path / f.name).write_bytes(f.read_bytes())
+    data = bytearray((path / which).read_bytes())
+    at = min(int(where * len(data)), len(data) - 1)
+    if truncate:
+        data = data[:at]
+    else:
+        data[at] ^= flip
+    (path / which).write_bytes(bytes(data))
+    try:
+        loaded = pools.load(path)
+    except pools.PoolError:
+        return
+    assert loaded.count == original.count
+    for name in original.leaves:
+        np.testing.assert_array_equal(loaded.leaves[name], original.leaves[name])
+    for name in original.arrays:
+        np.testing.assert_array_equal(loaded.arrays[name], original.arrays[name])
