@@ -262,6 +262,11 @@ def use_cpu_cores() -> None:
         os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
 
 
+COMPILATION_CACHE_BYTES = 2 * 2**30
+"""Size of the compilation cache; JAX evicts the least recently used programs beyond it
+(a default audit adds about 20 MiB)."""
+
+
 def use_compilation_cache() -> None:
     """Keeps XLA's compiled programs in JAX's persistent compilation cache on disk, so a
     later run (an audit rerun from its saved pool, the next audit of a study) skips most
@@ -283,6 +288,7 @@ def use_compilation_cache() -> None:
         return
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
 
 
 def _config_values(args: argparse.Namespace) -> dict[str, Any]:
