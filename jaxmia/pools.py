@@ -48,10 +48,13 @@ any that is missing or does not match its digest, and a new pool starts without 
 Writes are atomic (a temporary file in the same directory, ``fsync``, then
 ``os.replace``; the manifest is replaced only after its chunk is on disk), so a killed
 run leaves the pool as of its last complete chunk, and the same command resumes there.
+Each write holds an ``flock`` on ``DIR/.lock`` and checks that the manifest is still the
+one this run last wrote, so two runs on one directory fail instead of interleaving.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -304,7 +307,21 @@ class ChunkStore:
         self.path = pathlib.Path(path)
         self.spec = _jsonable(dict(spec))
         self.meta = _jsonable(dict(meta or {}))
-        if (self.path / MANIFEST).exists() or _foreign_files(self.path):
+        if _foreign_files(self.path) and not (self.path / MANIFEST).exists():
+            read_manifest(self.path)  # raises: a directory of other files is not a pool
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PoolError(
+                f"cannot create shadow pool directory {self.path}: {e.strerror}"
+            ) from None
+        with _locked(self.path):
+            self._open()
+
+    def _open(self) -> None:
+        for stale in self.path.glob(".*.tmp"):  # left by a killed writer (we hold the lock)
+            stale.unlink()
+        if (self.path / MANIFEST).exists():
             self.manifest = read_manifest(self.path)
             diff = spec_differences(self.manifest["spec"], self.spec)
             if diff:
@@ -315,15 +332,9 @@ class ChunkStore:
                     + "); use another pool directory, or delete this one to retrain"
                 )
         else:
-            try:
-                self.path.mkdir(parents=True, exist_ok=True)
-                if (self.path / ANSWERS).is_dir():  # answers of models no longer here
-                    for file in (self.path / ANSWERS).iterdir():
-                        file.unlink()
-            except OSError as e:
-                raise PoolError(
-                    f"cannot create shadow pool directory {self.path}: {e.strerror}"
-                ) from None
+            if (self.path / ANSWERS).is_dir():  # answers of models no longer here
+                for file in (self.path / ANSWERS).iterdir():
+                    file.unlink()
             self.manifest = {
                 "format": FORMAT,
                 "version": VERSION,
@@ -380,6 +391,16 @@ class ChunkStore:
     ) -> None:
         """Appends models ``[start, start + m)``: their leaves (from :func:`flatten`) and
         per-model records (``keep``, ``keys``, ``losses``, accuracies, signals)."""
+        with _locked(self.path):
+            on_disk = read_manifest(self.path)
+            if on_disk["chunks"] != self.manifest["chunks"]:
+                raise PoolError(
+                    f"another run changed the shadow pool at {self.path} while this one was "
+                    "training; run one command per pool directory at a time"
+                )
+            self._save_chunk(start, leaves, arrays)
+
+    def _save_chunk(self, start, leaves, arrays) -> None:
         if start != self.count:
             raise PoolError(f"chunk starts at model {start}, but the pool has {self.count}")
         m = int(arrays["keep"].shape[0])
@@ -463,6 +484,27 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def _locked(path: pathlib.Path):
+    """Holds an exclusive ``flock`` on ``path/.lock`` (released by the OS if the process
+    dies, so a killed run never leaves the pool locked); no locking where ``fcntl`` is
+    missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path / LOCK, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def _foreign_files(path: pathlib.Path) -> bool:
     """Whether ``path`` holds files other than what an interrupted first chunk leaves
     (a chunk file or a temporary file written before the first manifest)."""
@@ -471,7 +513,7 @@ def _foreign_files(path: pathlib.Path) -> bool:
     return any(
         not (
             f.name.startswith("chunk-")
-            or f.name == ANSWERS
+            or f.name in (ANSWERS, LOCK)
             or (f.name.startswith(".") and f.name.endswith(".tmp"))
         )
         for f in path.iterdir()

@@ -350,3 +350,25 @@ def test_any_damaged_byte_is_refused_or_harmless(saved_pool, tmp_path_factory, w
         np.testing.assert_array_equal(loaded.leaves[name], original.leaves[name])
     for name in original.arrays:
         np.testing.assert_array_equal(loaded.arrays[name], original.arrays[name])
+
+
+def _records(m: int, n: int = 3) -> dict:
+    return {
+        "keep": np.ones((m, n), bool), "keys": np.zeros((m, 2), np.uint32),
+        "losses": np.zeros((1, m)), "logits": np.zeros((m, n, 2), np.float32),
+        "loss": np.zeros((m, n)), "logit_scaled_confidence": np.zeros((m, n)),
+    }  # fmt: skip
+
+
+def test_two_runs_on_one_pool_never_interleave(tmp_path):
+    leaves = [("params/w", "param", np.zeros((1, 1)))]
+    first = pools.ChunkStore(tmp_path, {"a": 1})
+    second = pools.ChunkStore(tmp_path, {"a": 1})
+    first.save_chunk(0, leaves, _records(1))
+    with pytest.raises(pools.PoolError, match="another run changed the shadow pool"):
+        second.save_chunk(0, leaves, _records(1))
+    assert pools.read_manifest(tmp_path)["k"] == 1 and pools.load(tmp_path).count == 1
+    # a temporary file left by a killed writer is removed by the next run
+    (tmp_path / ".chunk-000001-000002.npz.123.tmp").write_bytes(b"partial")
+    pools.ChunkStore(tmp_path, {"a": 1})
+    assert not list(tmp_path.glob(".*.tmp"))
