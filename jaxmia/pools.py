@@ -559,4 +559,10 @@ def info(path: str | os.PathLike) -> str:
     ]
     for key, value in manifest.get("meta", {}).items():
         lines.append(f"  {key + ':':14} {value}")
+    planned = manifest.get("meta", {}).get("blocks") or [manifest["k"]]
+    if manifest["k"] < planned[-1]:
+        lines.append(
+            f"  incomplete:    {manifest['k']} of {planned[-1]} models saved; the same "
+            "command resumes it"
+        )
     return "\n".join(lines)

@@ -251,6 +251,7 @@ def test_sigkill_mid_run_then_the_same_command_equals_an_uninterrupted_pool(tmp_
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     partial = pools.read_manifest(killed)["k"]
     assert 1 <= partial < 8
+    assert f"incomplete:    {partial} of 8 models saved" in pools.info(killed)
     pools.load(killed)  # what a killed run leaves is a valid, smaller pool
     subprocess.run(_pool_train(killed), env=env, check=True, capture_output=True)
     a, b = pools.load(tmp_path / "whole"), pools.load(killed)
