@@ -505,15 +505,15 @@ class AttackMetrics:
         """JSON-serialisable view: FPR keys as strings (``"0.001"``), tuples as lists.
 
         Returns:
-            A dict of plain Python floats, ints, lists, dicts and ``None``. A non-finite
-            ``threshold`` (only possible if passed explicitly) is kept as a float and is
-            written by :func:`json.dumps` as ``Infinity``.
+            A dict of plain Python floats, ints, lists, dicts and ``None``: strict JSON
+            (no ``Infinity``). A non-finite ``threshold`` (an explicit one, or the best
+            threshold when it lies above every finite score) becomes ``None``.
         """
         return {
             "auc": float(self.auc),
             "tpr_at_fpr": {_fpr_key(f): float(v) for f, v in self.tpr_at_fpr.items()},
             "advantage": float(self.advantage),
-            "threshold": float(self.threshold),
+            "threshold": float(self.threshold) if math.isfinite(self.threshold) else None,
             "accuracy": float(self.accuracy),
             "precision": float(self.precision),
             "recall": float(self.recall),

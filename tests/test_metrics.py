@@ -290,3 +290,13 @@ def test_argument_errors():
         M.bootstrap_ci(y, s, n_boot=0)
     with pytest.raises(ValueError, match="level"):
         M.bootstrap_ci(y, s, level=1.0)
+
+
+def test_infinite_best_threshold_is_written_as_null():
+    y = np.array([True, True, False, False])
+    s = np.array([np.inf, np.inf, 0.0, 1.0])  # the best threshold lies at +inf
+    m = M.evaluate(y, s, n_boot=0)
+    d = m.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["threshold"] is None or np.isfinite(d["threshold"])
+    assert M.evaluate(y, s, threshold=np.inf, n_boot=0).to_dict()["threshold"] is None

@@ -166,7 +166,7 @@ def test_evaluate_is_finite_and_serialisable(data, seed):
     for lo, hi in [m.auc_ci, *m.tpr_at_fpr_ci.values()]:
         assert 0.0 <= lo <= hi <= 1.0
     assert (m.n_members, m.n_nonmembers) == (int(y.sum()), int((~y).sum()))
-    json.dumps(m.to_dict())
+    json.dumps(m.to_dict(), allow_nan=False)  # strict JSON, also for infinite scores
     ci = metrics.bootstrap_ci(y, s, n_boot=10, seed=seed)
     assert ci == metrics.bootstrap_ci(y, s, n_boot=10, seed=seed)  # seeded
 
