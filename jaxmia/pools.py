@@ -66,6 +66,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 FORMAT = "jaxmia-pool"
@@ -118,6 +119,23 @@ def flatten(kind: str, tree: Any) -> list[tuple[str, str, np.ndarray]]:
         else:
             out.append((f"{kind}/{leaf_name(path)}", kind, np.asarray(leaf)))
     return out
+
+
+def unflatten(shapes: Sequence[Any], leaves: Mapping[str, np.ndarray]) -> tuple[Any, ...]:
+    """The inverse of :func:`flatten`: ``(params, rest)`` with the structure of
+    ``shapes`` (one model's state, e.g. from ``jax.eval_shape``) from named leaves."""
+    trees = []
+    for kind, tree in zip(("params", "rest"), shapes, strict=True):
+        flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+        out = []
+        for path, shape in flat:
+            name = f"{kind}/{leaf_name(path)}"
+            if name not in leaves:
+                raise PoolError(f"the saved pool has no variable {name}")
+            a = jnp.asarray(leaves[name])
+            out.append(jax.random.wrap_key_data(a) if _is_key(shape) else a)
+        trees.append(jax.tree.unflatten(treedef, out))
+    return tuple(trees)
 
 
 def _fsync_dir(path: pathlib.Path) -> None:

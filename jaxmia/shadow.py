@@ -592,7 +592,7 @@ def train(
         if resumed is not None:
             one = functools.partial(_init_one, factory, tx)  # unsharded: shapes of one model
             shapes = jax.eval_shape(one, jnp.asarray(key_data[0]))[:2]
-            params, rest = _unflatten(shapes, resumed.leaves)
+            params, rest = pools.unflatten(shapes, resumed.leaves)
             first = resumed.count
             params_chunks, rest_chunks = [params], [rest]
             loss_rows = [resumed.arrays["losses"]]
@@ -745,28 +745,6 @@ def _signals_on(logits: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         "loss": np.asarray(signals.loss(logits, labels)),
         "logit_scaled_confidence": np.asarray(signals.logit_scaled_confidence(logits, labels)),
     }
-
-
-def _unflatten(shapes, leaves: Mapping[str, np.ndarray]):
-    """``(params, rest)`` with the structure of ``shapes`` from a pool's named leaves."""
-    from jaxmia import pools
-
-    trees = []
-    for kind, tree in zip(("params", "rest"), shapes, strict=True):
-        flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-        out = []
-        for path, shape in flat:
-            name = f"{kind}/{pools.leaf_name(path)}"
-            if name not in leaves:
-                raise pools.PoolError(f"the saved pool has no variable {name}")
-            a = jnp.asarray(leaves[name])
-            out.append(jax.random.wrap_key_data(a) if _is_key(shape) else a)
-        trees.append(jax.tree.unflatten(treedef, out))
-    return tuple(trees)
-
-
-def _is_key(leaf) -> bool:
-    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
 class _EarlyStopping:
