@@ -1040,7 +1040,7 @@ def _run(
     keep_logits = access == "probs" and any(a.startswith("rmia") for a in attacks)
     shadows = PoolSignals(
         signals=threat_models.observe(
-            shadow.on_devices(shadow_logits),
+            shadow_logits,
             ds.y,
             access,
             needed | (plot_signals if loo else set()),

@@ -713,18 +713,6 @@ def _optimizer_digest(factory: ModelFactory, tx: optax.GradientTransformation) -
     return digest.hexdigest()
 
 
-def on_devices(a: np.ndarray) -> np.ndarray | jax.Array:
-    """``a`` ``(k, ...)`` sharded along its model axis over the local devices, so that
-    per-model computations on it (the signals of a pool's outputs) use all of them, as
-    training does; unchanged on one device or when ``k`` does not divide evenly."""
-    if jax.process_count() > 1 or jax.local_device_count() < 2:
-        return a
-    mesh = _auto_mesh(int(a.shape[0]))
-    if mesh is None or a.shape[0] % mesh.size:
-        return a
-    return jax.device_put(a, NamedSharding(mesh, P(MODEL_AXIS)))
-
-
 def _early_stopping_spec(validation, patience: int) -> dict[str, Any] | None:
     if validation is None or patience <= 0:
         return None
