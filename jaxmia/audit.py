@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import importlib.metadata
 import math
 import os
@@ -649,6 +648,14 @@ def _rmia_inputs(
     return lp[candidates], lp[population], ref[:, candidates], ref[:, population], a
 
 
+def _predict_known(trained: shadow.Pool, x_known: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``shadow.predict`` over ``trained`` that answers the records ``x_known`` from the
+    outputs computed (or read from a pool directory) as the models trained; other inputs
+    (LiRA's augmented views, label-only queries) query the models."""
+    predict = functools.partial(shadow.predict, trained)
+    return lambda x: trained.logits if x is x_known else predict(x)
+
+
 def _split_spec(config: AuditConfig, split: splits.AuditSplit, loo: bool) -> dict[str, Any]:
     """What decides the shadow keep matrix, for the pool's spec (a clear refusal message
     when it differs; the keep rows themselves are compared too)."""
@@ -948,8 +955,7 @@ def _run(
             keys=shadow.model_keys(jax.random.fold_in(root, 1), 1),
             **train_kwargs(True),
         )
-        predict_target = functools.partial(shadow.predict, target)
-        target_predict = lambda x: target.logits if x is ds.x else predict_target(x)
+        target_predict = _predict_known(target, ds.x)
         target_acc = (target.train_accuracy[0], target.test_accuracy[0])
         privacy.update(_privacy_spent(config, target))
         phase("train_target")
@@ -1015,18 +1021,14 @@ def _run(
         needed.add("loss")
     plot_signals = {"confidence", "loss"} & threat_models.PROVIDES[access]
     use_lira = any(a.startswith("lira") for a in attacks)
-    predict_pool = functools.partial(shadow.predict, pool)
-    # the pool's outputs on the records were computed (or read from its directory) as it
-    # trained; other inputs (LiRA's augmented views, label-only queries) query the models
-    pool_predict = seen(lambda x: pool.logits if x is ds.x else predict_pool(x))
+    pool_predict = seen(_predict_known(pool, ds.x))
     shadow_logits = pool_predict(ds.x)
     answered: dict[str, np.ndarray] = {}
 
     def pool_labels(x: np.ndarray) -> np.ndarray:
         """``(k, p)`` the pool's predicted labels on ``x`` (the label-only queries): once
         per input, and kept in the pool directory when the outputs are unperturbed."""
-        x = np.ascontiguousarray(x, np.float32)
-        key = hashlib.sha256(str(x.shape).encode() + x.tobytes()).hexdigest()
+        key = pools.answers_key(x, pool_rows)
         if key not in answered:
             if iface.kind != "none":
                 answered[key] = np.asarray(pool_predict(x)).argmax(-1)
@@ -1034,7 +1036,7 @@ def _run(
                 answered[key] = shadow.predict(pool, x, labels=True)
             else:
                 compute = functools.partial(shadow.predict, pool, labels=True)
-                answered[key] = pools.cached_labels(pool_dir, x, pool_rows, compute)
+                answered[key] = pools.cached_labels(pool_dir, x, pool_rows, compute, key=key)
         return answered[key]
 
     keep_logits = access == "probs" and any(a.startswith("rmia") for a in attacks)

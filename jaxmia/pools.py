@@ -458,11 +458,23 @@ class ChunkStore:
         _atomic_write(self.path / MANIFEST, lambda f: f.write(text.encode()))
 
 
+def answers_key(x: np.ndarray, models: np.ndarray) -> str:
+    """Digest of float32 inputs ``x`` (shape and values) and model indices ``models``:
+    the name of their answers in ``DIR/answers/``."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    digest = hashlib.sha256(str(x.shape).encode())
+    digest.update(x.tobytes())
+    digest.update(np.ascontiguousarray(models, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:32]
+
+
 def cached_labels(
     path: str | os.PathLike,
     x: np.ndarray,
     models: np.ndarray,
     compute: Callable[[np.ndarray], np.ndarray],
+    *,
+    key: str | None = None,
 ) -> np.ndarray:
     """Predicted labels of the pool's models ``models`` on inputs ``x``, computed once.
 
@@ -471,22 +483,19 @@ def cached_labels(
       x: ``(p, ...)`` inputs.
       models: ``(m,)`` indices of the pool models that ``compute`` runs.
       compute: ``x -> (m, p)`` integer labels.
+      key: ``answers_key(x, models)`` if the caller has it already.
 
     Returns:
       ``(m, p)`` labels (int16 when they fit), read from ``DIR/answers/`` when an earlier
       call stored them for the same inputs and models.
     """
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    models = np.ascontiguousarray(models, dtype=np.int64)
-    digest = hashlib.sha256(str(x.shape).encode())
-    digest.update(x.tobytes())
-    digest.update(models.tobytes())
-    file = pathlib.Path(path) / ANSWERS / f"labels-{digest.hexdigest()[:32]}.npz"
+    key = answers_key(x, models) if key is None else key
+    file = pathlib.Path(path) / ANSWERS / f"labels-{key}.npz"
     if file.is_file():
         try:
             with np.load(file, allow_pickle=False) as data:
                 labels, check = data["labels"], str(data["sha256"])
-            if labels.shape == (models.size, x.shape[0]) and check == _digest(labels):
+            if labels.shape == (np.size(models), x.shape[0]) and check == _digest(labels):
                 return labels
         except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError):
             pass  # a damaged cache entry is recomputed
