@@ -80,10 +80,7 @@ def feature_matrix(
         cols.append(v[..., None] if name in signals.SCALAR_SIGNALS else v)
     if labels is not None:
         labels = np.asarray(labels)
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(
-                f"labels must be in [0, {num_classes}), got {labels.min()}..{labels.max()}"
-            )
+        signals.check_label_values(labels, num_classes)
         lead = cols[0].shape[:-1]
         onehot = np.eye(num_classes, dtype=np.float32)[labels]
         cols.append(np.broadcast_to(onehot, (*lead, num_classes)))

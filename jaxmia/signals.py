@@ -52,6 +52,7 @@ __all__ = [
     "PROB_FLOOR",
     "SCALAR_SIGNALS",
     "SIGNALS",
+    "check_label_values",
     "compute",
     "confidence",
     "correctness",
@@ -142,7 +143,7 @@ def _as_labels(labels: ArrayLike, logits: jax.Array) -> jax.Array:
     return labels
 
 
-def _check_label_values(labels: ArrayLike, num_classes: int) -> None:
+def check_label_values(labels: ArrayLike, num_classes: int) -> None:
     """Raises if concrete ``labels`` lie outside ``[0, num_classes)`` (no-op when traced)."""
     if isinstance(labels, jax.core.Tracer):
         return
@@ -491,5 +492,5 @@ def compute(
         raise ValueError(f"signal {name!r} needs labels")
     shape = jnp.shape(logits)
     if shape and shape[-1]:
-        _check_label_values(labels, shape[-1])
+        check_label_values(labels, shape[-1])
     return _FUNCTIONS[name](logits, labels)
