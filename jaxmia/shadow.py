@@ -690,10 +690,12 @@ def _structure_digest(factory: ModelFactory) -> str:
     return hashlib.sha256(structure.encode()).hexdigest()
 
 
+@functools.cache
 def _optimizer_digest(factory: ModelFactory, tx: optax.GradientTransformation) -> str:
     """SHA-256 of what the optimizer does: its first two updates of fixed parameters under
     a fixed gradient (an optax transformation's hyperparameters live in closures, so
-    they cannot be read; two optimizers that differ in kind or rate differ here)."""
+    they cannot be read; two optimizers that differ in kind or rate differ here). Cached
+    per factory and optimizer object, like the compiled training functions."""
     shapes = nnx.state(_abstract_model(factory), nnx.Param)
 
     @jax.jit
