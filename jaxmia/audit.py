@@ -573,16 +573,18 @@ def attack_target(
             out[name] = (s, None)
             _note(notes, f"LiRA variance: {variance} ({k} shadow models)")
         else:
+            z = population
+            if name == "rmia_offline":  # Pr_OUT(z) needs a reference model without z
+                z = population[(~shadows.keep[:, population]).any(axis=0)]
+                if z.size < population.size:
+                    _note(
+                        notes,
+                        f"RMIA offline: {population.size - z.size} of {population.size} "
+                        "population records are members of every shadow model and are "
+                        "left out of the population",
+                    )
             lp_x, lp_z, ref_x, ref_z, a = _rmia_inputs(
-                name,
-                shadows,
-                target_all,
-                target_logits_all,
-                candidates,
-                population,
-                labels,
-                config,
-                notes,
+                name, shadows, target_all, target_logits_all, candidates, z, labels, config, notes
             )
             s = rmia.scores(
                 lp_x,
@@ -590,7 +592,7 @@ def attack_target(
                 ref_x,
                 keep_c if ref_x is not None else None,
                 ref_z,
-                shadows.keep[:, population] if ref_z is not None else None,
+                shadows.keep[:, z] if ref_z is not None else None,
                 online=name == "rmia_online",
                 a=a,
                 gamma=config.rmia_gamma,

@@ -17,7 +17,7 @@ it is pickled, and :func:`load` reads every array with ``allow_pickle=False``)::
 * ``spec``: everything that determines the models besides their keep rows and keys:
   the data fingerprint (``n``, ``input_shape``, SHA-256 of the float32 features and
   int32 labels), ``architecture_sha256`` (of the ``nnx`` graph structure),
-  ``optimizer_sha256`` (of the optimizer's first two updates of fixed parameters), the
+  ``optimizer_sha256`` (of the optimizer's updates of fixed parameters at several step counts), the
   epochs, batch size, DP-SGD and early-stopping settings, and what the caller adds (the
   audit: model description, learning rate, defence, seed, split scheme). A command
   whose spec differs is refused with the fields that differ, never mixed into the pool;

@@ -111,7 +111,7 @@ def scores(
     Raises:
       ValueError: On invalid ``a`` or ``gamma``, mismatched shapes, no population record,
         no reference model, NaN or infinite log-probabilities, or (offline) a candidate
-        without OUT reference models.
+        or population record without OUT reference models.
     """
     if not 0.0 <= a <= 1.0:
         raise ValueError(f"RMIA's a must lie in [0, 1], got {a}")
@@ -134,8 +134,14 @@ def scores(
                 f"nz = {nz} population records, k >= 1; got ref_log_p_x {rx.shape}, "
                 f"ref_keep_x {kx.shape}, ref_log_p_z {rz.shape}, ref_keep_z {kz.shape}"
             )
-        if not online and not (~kx).any(axis=0).all():
-            raise ValueError("offline RMIA needs at least one OUT reference model per candidate")
+        if not online:
+            for what, keep in (("candidate", kx), ("population record", kz)):
+                lacking = int(keep.shape[1] - (~keep).any(axis=0).sum())
+                if lacking:
+                    raise ValueError(
+                        f"offline RMIA needs at least one OUT reference model per {what}; "
+                        f"{lacking} {what}(s) are members of every reference model"
+                    )
         lx = lx - log_prior(rx, jnp.asarray(kx), online, a)
         lz = lz - log_prior(rz, jnp.asarray(kz), online, a)
     return np.asarray(_dominance(lx, lz, float(np.log(gamma))), dtype=np.float64)

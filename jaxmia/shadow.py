@@ -690,27 +690,46 @@ def _structure_digest(factory: ModelFactory) -> str:
     return hashlib.sha256(structure.encode()).hexdigest()
 
 
+FINGERPRINT_STEPS = (10, 100, 1_000, 10_000, 100_000)
+"""Step counts at which :func:`_optimizer_digest` also samples the optimizer's update."""
+
+
 @functools.cache
 def _optimizer_digest(factory: ModelFactory, tx: optax.GradientTransformation) -> str:
-    """SHA-256 of what the optimizer does: its first two updates of fixed parameters under
-    a fixed gradient (an optax transformation's hyperparameters live in closures, so
-    they cannot be read; two optimizers that differ in kind or rate differ here). Cached
-    per factory and optimizer object, like the compiled training functions."""
+    """SHA-256 of what the optimizer does to fixed parameters under a fixed gradient.
+
+    An optax transformation's hyperparameters live in closures, so they cannot be read;
+    instead this hashes its first two updates and, from the state after those, one update
+    with every integer leaf of the state (the step counts) set to each of
+    :data:`FINGERPRINT_STEPS`. Two optimizers that differ in kind or rate differ here, and
+    so do learning-rate schedules that differ only later in training (a cosine decay over
+    1000 steps against one over 2000). Cached per factory and optimizer object, like the
+    compiled training functions."""
     shapes = nnx.state(_abstract_model(factory), nnx.Param)
 
     @jax.jit
-    def two_updates():
+    def updates():
         params = jax.tree.map(lambda a: jnp.full(a.shape, 0.5, a.dtype), shapes)
         grads = jax.tree.map(
             lambda a: jnp.linspace(-1.0, 1.0, a.size).reshape(a.shape).astype(a.dtype), shapes
         )
         state = tx.init(params)
         first, state = tx.update(grads, state, params)
-        second, _ = tx.update(grads, state, optax.apply_updates(params, first))
-        return first, second
+        params = optax.apply_updates(params, first)
+        second, state = tx.update(grads, state, params)
+        later = []
+        for step in FINGERPRINT_STEPS:
+            at_step = jax.tree.map(
+                lambda a, t=step: (
+                    jnp.full_like(a, t) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.integer) else a
+                ),
+                state,
+            )
+            later.append(tx.update(grads, at_step, params)[0])
+        return first, second, later
 
     digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(two_updates()):
+    for leaf in jax.tree.leaves(updates()):
         digest.update(np.asarray(leaf).tobytes())
     return digest.hexdigest()
 

@@ -311,6 +311,18 @@ def test_pool_of_another_optimizer_is_refused(setup, tmp_path):
     assert again.k == 2
 
 
+def test_optimizer_fingerprint_sees_late_schedule_differences(setup):
+    _, factory, *_ = setup
+
+    def decayed_at(step):  # the same rate until `step`, a tenth of it after
+        return optax.adam(optax.piecewise_constant_schedule(3e-3, {step: 0.1}))
+
+    digest = shadow._optimizer_digest
+    assert digest(factory, decayed_at(500)) == digest(factory, decayed_at(500))
+    # equal for the first 500 updates, so two updates alone cannot tell them apart
+    assert digest(factory, decayed_at(500)) != digest(factory, decayed_at(5000))
+
+
 @pytest.fixture(scope="module")
 def saved_pool(setup, tmp_path_factory):
     ds, factory, keep, kwargs, _ = setup

@@ -614,6 +614,12 @@ def test_rmia_rejects_invalid_inputs(i, bad, where):
     _raises(
         ValueError, "OUT reference model", rmia.scores, lx, lz, rx, kx | True, rz, kz, online=False
     )
+    kz_one_in = kz.copy()
+    kz_one_in[:, 2] = True  # one population record is a member of every reference model
+    _raises(
+        ValueError, "1 population record", rmia.scores, lx, lz, rx, kx, rz, kz_one_in, online=False
+    )
+    rmia.scores(lx, lz, rx, kx, rz, kz_one_in, online=True)  # online uses IN models too
     _raises(ValueError, "need log-probabilities and keep", rmia.scores, lx, lz, rx)
     _raises(ValueError, "a must lie in", rmia.scores, lx, lz, a=1.5)
     _raises(ValueError, "gamma must be > 0", rmia.scores, lx, lz, gamma=np.nan)

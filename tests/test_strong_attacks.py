@@ -229,3 +229,18 @@ def dataclass_replace(config, **kw):
     import dataclasses
 
     return dataclasses.replace(config, **kw)
+
+
+def test_offline_rmia_leaves_out_population_records_without_out_models():
+    # one disjoint shadow: its members are IN every reference model, so Pr_OUT(z) is
+    # unknown for them and they cannot serve as population records
+    config = audit.AuditConfig(
+        dataset="digits", scheme="disjoint", num_shadows=1, epochs=2, n_boot=0,
+        attacks=("rmia_offline",),
+    )  # fmt: skip
+    report = audit.run(config, dataset=datasets.load("digits"))
+    split = splits.make_split(1797, 1, scheme="disjoint", seed=config.seed)
+    members = int(split.shadow_keep.sum())
+    note = f"RMIA offline: {members} of {int(split.shadow_pool.sum())} population records"
+    assert any(n.startswith(note) for n in report.notes), report.notes
+    assert np.isfinite(report.scores["rmia_offline"]).all()
