@@ -11,23 +11,16 @@ import time
 import zipfile
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import tree_max_diff
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxmia import audit, models, pools, shadow, splits
 
 TX = optax.adam(3e-3)
-
-
-def tree_max_diff(a, b) -> float:
-    return max(
-        float(jnp.max(jnp.abs(u - v)))
-        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    )
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,9 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from helpers import tree_max_diff
 
 from jaxmia import models, shadow, splits
-
-
-def tree_max_diff(a, b) -> float:
-    return max(
-        float(jnp.max(jnp.abs(u - v)))
-        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    )
 
 
 def factory_for(ds, dropout=0.0):
