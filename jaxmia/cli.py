@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
 import time
 import tomllib
@@ -286,9 +287,38 @@ def use_compilation_cache() -> None:
         os.makedirs(path, exist_ok=True)
     except OSError:  # no writable cache directory: compile every time
         return
+    repair_compilation_cache(path)
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
+
+
+def repair_compilation_cache(path: str | os.PathLike) -> list[str]:
+    """Removes the entries of a size-capped JAX compilation cache that a killed process
+    left half-written, and returns their names.
+
+    JAX's capped cache writes each program as ``KEY-cache`` and then its access time as
+    ``KEY-atime``, under the lock ``.lockfile``. A process killed in between (Ctrl-C or
+    SIGKILL during an audit's first compilations) leaves a ``-cache`` file, possibly
+    truncated, without its ``-atime``; from then on every write to the cache fails with
+    a ``FileNotFoundError`` warning, because the eviction scan reads every entry's
+    access time, and nothing more is cached. An entry without ``-atime`` is therefore
+    unfinished, and removing it (under JAX's lock, so a writer in another process is
+    never cut off) costs one recompilation."""
+    import filelock
+
+    path = pathlib.Path(path)
+    removed = []
+    try:
+        with filelock.FileLock(path / ".lockfile", timeout=10):
+            for entry in path.glob("*-cache"):
+                key = entry.name.removesuffix("-cache")
+                if not (path / f"{key}-atime").exists():
+                    entry.unlink(missing_ok=True)
+                    removed.append(key)
+    except (OSError, filelock.Timeout):  # unreadable or busy: JAX copes or warns itself
+        pass
+    return removed
 
 
 def _config_values(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,6 +1,9 @@
 """``jaxmia audit``: outputs, config files, one-line errors."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -166,3 +169,39 @@ def test_study_keeps_a_pool_per_value_and_a_rerun_trains_nothing(tmp_path, capsy
     monkeypatch.setattr(pools.ChunkStore, "save_chunk", lambda *a, **k: saved.append(a))
     rc, again, err = run_cli(args, capsys)  # e.g. after an interruption: nothing retrained
     assert rc == 0 and saved == [] and again == first, err
+
+
+def test_a_half_written_compilation_cache_entry_is_removed(tmp_path):
+    # a process killed between writing KEY-cache and KEY-atime broke every later cache
+    # write (JAX warned "Error writing persistent compilation cache entry" and cached
+    # nothing more); the next run removes such entries first
+    cache = tmp_path / "xla"
+    script = (
+        "import sys\n"
+        "from jaxmia import cli\n"
+        "cli.use_compilation_cache()\n"
+        "import jax, jax.numpy as jnp\n"
+        "print(jax.jit(lambda x: x * float(sys.argv[1]))(jnp.ones(2)).sum())\n"
+    )
+    env = {**os.environ, "JAXMIA_COMPILATION_CACHE": str(cache)}
+
+    def run(factor):
+        done = subprocess.run(
+            [sys.executable, "-c", script, factor], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    run("2")
+    entries = sorted(p.name.removesuffix("-atime") for p in cache.glob("*-atime"))
+    assert entries and all((cache / f"{key}-cache").exists() for key in entries)
+    (cache / f"{entries[0]}-atime").unlink()  # as if killed before the access time
+    (cache / f"{entries[0]}-cache").write_bytes(b"trunc")  # ... mid-way through the file
+    assert cli.repair_compilation_cache(cache) == [entries[0]]
+    assert not (cache / f"{entries[0]}-cache").exists()
+    (cache / f"{entries[1]}-atime").unlink()
+    done = run("3")  # a new program is written to the cache, without a warning
+    assert "persistent compilation cache" not in done.stderr, done.stderr
+    # the removed entry was compiled again and written whole, with its access time
+    assert (cache / f"{entries[1]}-atime").exists()
+    assert len(list(cache.glob("*-cache"))) == len(list(cache.glob("*-atime"))) > len(entries) - 2
