@@ -20,7 +20,33 @@ from typing import Any, NoReturn
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"jaxmia: error: {message} (see '{self.prog} --help')\n")
+        hint = ""
+        if message.startswith("unrecognized arguments:"):
+            unknown = [w.split("=")[0] for w in message.split()[2:] if w.startswith("--")]
+            hint = "".join(f"; did you mean {g}?" for g in map(self._suggest, unknown) if g)
+        self.exit(2, f"jaxmia: error: {message}{hint} (see '{self.prog} --help')\n")
+
+    def _suggest(self, flag: str) -> str | None:
+        """The option meant by an unknown ``flag``: one whose setting it names
+        (``--num-shadows`` sets ``num_shadows``, which is ``--shadows``) or one spelled
+        nearly like it, from this parser and its subcommands."""
+        import difflib
+
+        by_dest: dict[str, str] = {}
+        parsers = [self]
+        for parser in parsers:
+            for action in parser._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    parsers.extend(action.choices.values())
+                long = [o for o in action.option_strings if o.startswith("--")]
+                if long and action.dest not in ("help", argparse.SUPPRESS):
+                    by_dest.setdefault(action.dest, long[0])
+                    by_dest.update({o: o for o in long})
+        wanted = flag.lstrip("-").replace("-", "_")
+        if wanted in by_dest:
+            return by_dest[wanted]
+        close = difflib.get_close_matches(flag, [o for o in by_dest if o.startswith("--")], 1)
+        return close[0] if close else None
 
 
 def _ints(text: str) -> tuple[int, ...]:

@@ -205,3 +205,18 @@ def test_a_half_written_compilation_cache_entry_is_removed(tmp_path):
     # the removed entry was compiled again and written whole, with its access time
     assert (cache / f"{entries[1]}-atime").exists()
     assert len(list(cache.glob("*-cache"))) == len(list(cache.glob("*-atime"))) > len(entries) - 2
+
+
+@pytest.mark.parametrize(
+    "args, meant",
+    [
+        (["audit", "--num-shadows", "3"], "--shadows"),  # the setting's name
+        (["audit", "--learning-rate=0.1"], "--lr"),
+        (["pool", "train", "--chunksize", "3"], "--chunk-size"),  # a near spelling
+    ],
+)
+def test_an_unknown_option_names_the_one_meant(args, meant, capsys):
+    rc, _, err = run_cli(args, capsys)
+    assert rc == 2 and f"did you mean {meant}?" in err, err
+    rc, _, err = run_cli(["audit", "--zzzz-qqqq", "1"], capsys)
+    assert rc == 2 and "unrecognized arguments: --zzzz-qqqq 1 (see" in err, err
