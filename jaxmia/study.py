@@ -49,6 +49,24 @@ FACTORS: dict[str, str] = {
 DEFENCE_FACTORS = frozenset({"weight_decay", "dropout", "dp_noise", "perturbation"})
 
 
+POOL_NEUTRAL_FACTORS = frozenset({"access", "perturbation"})
+"""Factors that never change the shadow pool: they act on the target's outputs only."""
+
+SHADOW_DEFENCE_FACTORS = frozenset({"weight_decay", "dropout", "dp_noise"})
+"""Training defences: they change the shadow pool only when the shadows are defended too
+(``defend_shadows``, or leave-one-out, where the pool is the target)."""
+
+
+def pool_name(factor: str, value: Any, base: audit.AuditConfig) -> str:
+    """The directory under ``pool_root`` that holds the shadow pool of one study value:
+    ``<factor>-<value>``, or ``<factor>-all`` for every value of a factor that leaves
+    the pool unchanged, so that such a study trains its shadow models once."""
+    neutral = factor in POOL_NEUTRAL_FACTORS or (
+        factor in SHADOW_DEFENCE_FACTORS and not (base.defend_shadows or base.targets)
+    )
+    return f"{factor}-all" if neutral else f"{factor}-{value}"
+
+
 class StudyError(ValueError):
     """A bad factor or value."""
 
@@ -132,7 +150,9 @@ def run(
       pool_root: keep each audit's shadow pool in ``pool_root/<factor>-<value>``
         (:mod:`jaxmia.pools`), so that an interrupted study, run again, reads the pools
         it finished and resumes the one it was training (``jaxmia study`` uses
-        ``OUTPUT_DIR/pools``).
+        ``OUTPUT_DIR/pools``). Values that leave the pool unchanged (access, output
+        perturbation, and training defences of the target alone) share one pool,
+        ``pool_root/<factor>-all`` (:func:`pool_name`), trained by the first value.
 
     Returns:
       A :class:`StudyResult`.
@@ -155,7 +175,9 @@ def run(
                 raise StudyError(f"{factor}={value}: {e}") from None
         start = time.perf_counter()
         log(f"{factor} = {value}")
-        pool_dir = None if pool_root is None else pathlib.Path(pool_root) / f"{factor}-{value}"
+        pool_dir = (
+            None if pool_root is None else pathlib.Path(pool_root) / pool_name(factor, value, base)
+        )
         report = audit.run(config, dataset=ds, pool_dir=pool_dir)
         seconds = round(time.perf_counter() - start, 2)
         eps = report.privacy.get("epsilon")

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxmia import audit, cli, pools, splits
+from jaxmia import audit, cli, pools, splits, study
 
 QUICK = ["--dataset", "digits", "--shadows", "4", "--epochs", "3", "--n-boot", "20", "-q"]
 
@@ -220,3 +220,38 @@ def test_an_unknown_option_names_the_one_meant(args, meant, capsys):
     assert rc == 2 and f"did you mean {meant}?" in err, err
     rc, _, err = run_cli(["audit", "--zzzz-qqqq", "1"], capsys)
     assert rc == 2 and "unrecognized arguments: --zzzz-qqqq 1 (see" in err, err
+
+
+def test_a_defence_study_trains_its_shadow_pool_once(tmp_path, capsys, monkeypatch):
+    # the target's weight decay leaves the (undefended) shadows unchanged: one pool
+    saved = []
+    original = pools.ChunkStore.save_chunk
+
+    def spy(self, *a, **k):
+        saved.append(self.path)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(pools.ChunkStore, "save_chunk", spy)
+    args = ["study", "--factor", "weight_decay", "--values", "0,0.01,0.1", "--dataset",
+            "digits", "--shadows", "2", "--epochs", "2", "--attacks", "loss",
+            "--n-boot", "0", "-q", "-o", str(tmp_path)]  # fmt: skip
+    rc, _, err = run_cli(args, capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "pools").iterdir()) == ["weight_decay-all"]
+    assert len(saved) == 1  # one chunk of 2 models, trained for the first value only
+    # defended shadows differ per value: one pool each
+    rc, _, err = run_cli([*args[:-1], str(tmp_path / "d"), "--defend-shadows"], capsys)
+    assert rc == 0, err
+    assert len(list((tmp_path / "d" / "pools").iterdir())) == 3
+
+
+def test_pool_name_shares_only_pools_that_cannot_differ():
+    base = audit.AuditConfig()
+    assert study.pool_name("access", "label", base) == "access-all"
+    assert study.pool_name("perturbation", "round", base) == "perturbation-all"
+    assert study.pool_name("dp_noise", 1.0, base) == "dp_noise-all"
+    defended = audit.AuditConfig(defend_shadows=True)
+    assert study.pool_name("dp_noise", 1.0, defended) == "dp_noise-1.0"
+    assert study.pool_name("dropout", 0.5, audit.AuditConfig(targets=2)) == "dropout-0.5"
+    for factor in ("shadows", "epochs", "width", "classes", "target_size"):
+        assert study.pool_name(factor, 8, base) == f"{factor}-8"
