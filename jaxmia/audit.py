@@ -792,7 +792,8 @@ def run(
     Args:
       config: the options.
       log: receives one line per phase (the CLI prints them).
-      progress: receives shadow-training progress ``(done, total, loss)``.
+      progress: receives training progress (:data:`jaxmia.shadow.ProgressFn`), of the
+        target and then of the shadow pool.
       dataset: use this data instead of loading ``config.dataset``.
       split: use this split instead of drawing one (e.g. a control where the target
         trains on records disjoint from every candidate).
@@ -949,12 +950,14 @@ def _run(
         correct = target_predict(ds.x[split.candidates])[0].argmax(-1) == ds.y[split.candidates]
         target_acc = (correct[split.membership].mean(), correct[~split.membership].mean())
     elif not loo and not shadows_only:
+        log(f"training the target for {config.epochs} epochs")
         target = shadow.train(
             defended_factory(True),
             ds.x,
             ds.y,
             split.target_keep,
             keys=shadow.model_keys(jax.random.fold_in(root, 1), 1),
+            progress=progress,
             **train_kwargs(True),
         )
         target_predict = _predict_known(target, ds.x)

@@ -252,26 +252,37 @@ def load_config_file(path: str) -> dict[str, Any]:
 
 
 class Progress:
-    """Shadow-training progress on stderr: one updating line on a terminal, a few lines
-    otherwise."""
+    """Training progress on stderr (:data:`jaxmia.shadow.ProgressFn`): one updating line
+    on a terminal, a line per quarter otherwise. Each training run (the target, then
+    the shadow pool) starts a new line, after the log line that names it."""
 
     def __init__(self, stream=None):
         self.stream = sys.stderr if stream is None else stream
         self.tty = self.stream.isatty()
-        self.start = time.perf_counter()
-        self.last_quarter = -1
+        self.last: tuple[float, int] | None = None
+        self.called = time.perf_counter()
 
-    def __call__(self, done: int, total: int, loss: float) -> None:
+    def __call__(self, done: float, total: int, loss: float) -> None:
+        now = time.perf_counter()
+        if self.last is None or done < self.last[0] or total != self.last[1]:
+            # a new training run, which began about when the last one reported
+            self.start, self.last_quarter = self.called, -1
+        self.last, self.called = (done, total), now
         if loss != loss:  # NaN: models read from the pool directory
-            print(f"  {done}/{total} shadow models read from the pool", file=self.stream)
+            print(f"  {int(done)}/{total} shadow models read from the pool", file=self.stream)
             return
-        elapsed = time.perf_counter() - self.start
-        line = f"  shadow training {done}/{total}  loss {loss:.4f}  {elapsed:.1f}s"
+        elapsed = now - self.start
+        line = f"  training {done / total:4.0%}"
+        if total > 1:
+            line += f"  {int(done)}/{total} models"
+        line += f"  loss {loss:.4f}  {elapsed:.1f}s"
+        if 0 < done < total:
+            line += f", about {elapsed * (total - done) / done:.0f}s left"
         if self.tty:
-            self.stream.write("\r" + line + ("\n" if done == total else ""))
+            self.stream.write("\r" + line.ljust(72) + ("\n" if done >= total else ""))
             self.stream.flush()
             return
-        quarter = 4 * done // total
+        quarter = int(4 * done // total)
         if quarter != self.last_quarter:
             self.last_quarter = quarter
             print(line, file=self.stream, flush=True)

@@ -44,8 +44,12 @@ from jaxmia.models import ModelFactory
 
 MODES = ("vmap", "sequential")
 
-ProgressFn = Callable[[int, int, float], None]
-"""Called as ``progress(epoch, epochs, mean_loss)`` after every epoch."""
+ProgressFn = Callable[[float, int, float], None]
+"""Called as ``progress(done, k, mean_loss)`` as training goes: ``done`` models of ``k``
+are trained, a fraction while a chunk is part-way through its epochs (after every epoch)
+and a whole number once its models are finished (and saved, with a checkpoint).
+``mean_loss`` is the last epoch's mean training loss; NaN when the models were read
+from a checkpoint."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -493,7 +497,7 @@ def train(
         once.
       heldout: ``(k, n)`` or ``(n,)`` bool examples for the held-out accuracy
         (default: each model's non-members).
-      progress: called after every epoch as ``progress(epoch, epochs, mean_loss)``.
+      progress: :data:`ProgressFn`, called after every epoch and every finished chunk.
       mesh: shard the models over this mesh (:func:`model_mesh`); ``"auto"`` uses
         every device when there are several, ``None`` one device. ``k`` (or the chunk)
         is padded to a multiple of the device count with copies of the last model,
@@ -621,8 +625,8 @@ def train(
             loss = np.atleast_1d(np.asarray(loss if mode == "sequential" else _gather(loss, chunk)))
             epoch_seconds[e] += time.perf_counter() - t0
             chunk_losses.append(loss[:n_real])
-            if progress is not None and (chunk >= k or mode == "sequential"):
-                progress(e + 1, epochs, float(np.mean(loss[:n_real])))
+            if progress is not None and e + 1 < epochs:
+                progress(start + n_real * (e + 1) / epochs, k, float(np.mean(loss[:n_real])))
             if stopper is not None and stopper.update(e, params, rest):
                 chunk_losses += [np.full(n_real, np.nan)] * (epochs - e - 1)
                 break
@@ -655,8 +659,9 @@ def train(
                 pools.flatten("params", params_chunks[-1]) + pools.flatten("rest", rest_chunks[-1]),
                 records,
             )
-        if progress is not None and chunk < k and mode == "vmap":
-            progress(start + n_real, k, float(np.mean(loss_rows[-1][-1:])))
+        if progress is not None:
+            last = loss_rows[-1][~np.isnan(loss_rows[-1]).all(axis=1)][-1:]
+            progress(start + n_real, k, float(np.mean(last)) if last.size else float("nan"))
     params = (
         params_chunks[0]
         if len(params_chunks) == 1

@@ -72,6 +72,49 @@ def test_chunked_equals_unchunked(setup):
     np.testing.assert_allclose(full.test_accuracy, chunked.test_accuracy)
 
 
+@pytest.mark.parametrize(
+    "k, chunk, mode, expected, last_chunk",
+    [
+        (4, 2, "vmap", [1.0, 2, 3.0, 4], 2),  # half-way through a chunk's 2 epochs, then done
+        (4, None, "vmap", [2.0, 4], 0),
+        (2, "auto", "sequential", [0.5, 1, 1.5, 2], 1),  # one model at a time
+        (1, None, "vmap", [0.5, 1], 0),  # a target: fractions of one model
+    ],
+)
+def test_progress_counts_models_done(setup, k, chunk, mode, expected, last_chunk):
+    ds, keep, factory, _ = setup
+    seen = []
+    pool = shadow.train(
+        factory, ds.x, ds.y, keep[:k], epochs=2, batch_size=32, optimizer=TX, seed=2,
+        chunk_size=chunk, mode=mode, progress=lambda *a: seen.append(a),
+    )  # fmt: skip
+    assert [done for done, _, _ in seen] == expected
+    assert all(total == k for _, total, _ in seen)
+    # the loss is the mean over the chunk just trained, in its last epoch
+    assert seen[-1][2] == pytest.approx(float(np.mean(pool.losses[-1, last_chunk:])), rel=1e-6)
+
+
+def test_cli_progress_lines(setup):
+    import io
+
+    from jaxmia import cli
+
+    out = io.StringIO()
+    progress = cli.Progress(out)
+    for done in (0.5, 1):  # the target
+        progress(done, 1, 0.25)
+    for done in (1.0, 2, 3.0, 4):  # then the shadow pool
+        progress(done, 4, 0.5)
+    progress(4, 4, float("nan"))  # a pool read back
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("  training  50%  loss 0.2500") and "left" in lines[0]
+    assert lines[1].startswith("  training 100%  loss 0.2500") and "left" not in lines[1]
+    assert [line.split("models")[0].split()[-1] for line in lines[2:6]] == [
+        "1/4", "2/4", "3/4", "4/4"
+    ]  # fmt: skip
+    assert lines[6] == "  4/4 shadow models read from the pool"
+
+
 def test_same_seed_same_numbers_other_seed_other_numbers(setup):
     ds, keep, factory, _ = setup
     run = lambda seed: shadow.train(
