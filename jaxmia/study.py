@@ -61,8 +61,11 @@ def pool_name(factor: str, value: Any, base: audit.AuditConfig) -> str:
     """The directory under ``pool_root`` that holds the shadow pool of one study value:
     ``<factor>-<value>``, or ``<factor>-all`` for every value of a factor that leaves
     the pool unchanged, so that such a study trains its shadow models once."""
-    neutral = factor in POOL_NEUTRAL_FACTORS or (
-        factor in SHADOW_DEFENCE_FACTORS and not (base.defend_shadows or base.targets)
+    neutral = (
+        factor in POOL_NEUTRAL_FACTORS
+        or (factor in SHADOW_DEFENCE_FACTORS and not (base.defend_shadows or base.targets))
+        # balanced shadows train on halves of all the data, whatever the target's size
+        or (factor == "target_size" and base.scheme == "balanced" and not base.targets)
     )
     return f"{factor}-all" if neutral else f"{factor}-{value}"
 
@@ -151,7 +154,8 @@ def run(
         (:mod:`jaxmia.pools`), so that an interrupted study, run again, reads the pools
         it finished and resumes the one it was training (``jaxmia study`` uses
         ``OUTPUT_DIR/pools``). Values that leave the pool unchanged (access, output
-        perturbation, and training defences of the target alone) share one pool,
+        perturbation, training defences of the target alone, and the target's size in
+        the balanced scheme) share one pool,
         ``pool_root/<factor>-all`` (:func:`pool_name`), trained by the first value.
 
     Returns:

@@ -253,5 +253,8 @@ def test_pool_name_shares_only_pools_that_cannot_differ():
     defended = audit.AuditConfig(defend_shadows=True)
     assert study.pool_name("dp_noise", 1.0, defended) == "dp_noise-1.0"
     assert study.pool_name("dropout", 0.5, audit.AuditConfig(targets=2)) == "dropout-0.5"
-    for factor in ("shadows", "epochs", "width", "classes", "target_size"):
+    assert study.pool_name("target_size", 100, base) == "target_size-all"
+    disjoint = audit.AuditConfig(scheme="disjoint")
+    assert study.pool_name("target_size", 100, disjoint) == "target_size-100"
+    for factor in ("shadows", "epochs", "width", "classes"):
         assert study.pool_name(factor, 8, base) == f"{factor}-8"
