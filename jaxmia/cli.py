@@ -19,12 +19,36 @@ from typing import Any, NoReturn
 
 
 class _Parser(argparse.ArgumentParser):
+    argv: tuple[str, ...] = ()
+
+    def parse_args(self, args=None, namespace=None):
+        self.argv = tuple(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
+        parser = self._command()  # unknown options are reported by the top-level parser
         hint = ""
         if message.startswith("unrecognized arguments:"):
             unknown = [w.split("=")[0] for w in message.split()[2:] if w.startswith("--")]
-            hint = "".join(f"; did you mean {g}?" for g in map(self._suggest, unknown) if g)
-        self.exit(2, f"jaxmia: error: {message}{hint} (see '{self.prog} --help')\n")
+            hint = "".join(f"; did you mean {g}?" for g in map(parser._suggest, unknown) if g)
+        self.exit(2, f"jaxmia: error: {message}{hint} (see '{parser.prog} --help')\n")
+
+    @staticmethod
+    def _subcommands(parser: argparse.ArgumentParser) -> dict[str, _Parser]:
+        return next(
+            (a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
+            {},
+        )
+
+    def _command(self) -> _Parser:
+        """The (sub)command parser that the parsed words name, e.g. ``jaxmia pool train``."""
+        parser = self
+        for word in self.argv:
+            chosen = self._subcommands(parser).get(word)
+            if chosen is None:
+                break
+            parser = chosen
+        return parser
 
     def _suggest(self, flag: str) -> str | None:
         """The option meant by an unknown ``flag``: one whose setting it names
@@ -35,9 +59,8 @@ class _Parser(argparse.ArgumentParser):
         by_dest: dict[str, str] = {}
         parsers = [self]
         for parser in parsers:
+            parsers.extend(self._subcommands(parser).values())
             for action in parser._actions:
-                if isinstance(action, argparse._SubParsersAction):
-                    parsers.extend(action.choices.values())
                 long = [o for o in action.option_strings if o.startswith("--")]
                 if long and action.dest not in ("help", argparse.SUPPRESS):
                     by_dest.setdefault(action.dest, long[0])

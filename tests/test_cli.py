@@ -218,8 +218,10 @@ def test_a_half_written_compilation_cache_entry_is_removed(tmp_path):
 def test_an_unknown_option_names_the_one_meant(args, meant, capsys):
     rc, _, err = run_cli(args, capsys)
     assert rc == 2 and f"did you mean {meant}?" in err, err
+    command = " ".join(w for w in args if not w.startswith("-") and not w[0].isdigit())
+    assert f"(see 'jaxmia {command} --help')" in err, err  # the subcommand's own help
     rc, _, err = run_cli(["audit", "--zzzz-qqqq", "1"], capsys)
-    assert rc == 2 and "unrecognized arguments: --zzzz-qqqq 1 (see" in err, err
+    assert rc == 2 and "unrecognized arguments: --zzzz-qqqq 1 (see 'jaxmia audit" in err, err
 
 
 def test_a_defence_study_trains_its_shadow_pool_once(tmp_path, capsys, monkeypatch):
