@@ -48,8 +48,9 @@ any that is missing or does not match its digest, and a new pool starts without 
 Writes are atomic (a temporary file in the same directory, ``fsync``, then
 ``os.replace``; the manifest is replaced only after its chunk is on disk), so a killed
 run leaves the pool as of its last complete chunk, and the same command resumes there.
-Each write holds an ``flock`` on ``DIR/.lock`` and checks that the manifest is still the
-one this run last wrote, so two runs on one directory fail instead of interleaving.
+Each write holds a file lock on ``DIR/.lock`` (POSIX and Windows) and checks that the
+manifest is still the one this run last wrote, so two runs on one directory fail instead
+of interleaving.
 """
 
 from __future__ import annotations
@@ -516,20 +517,13 @@ LOCK = ".lock"
 
 @contextlib.contextmanager
 def _locked(path: pathlib.Path):
-    """Holds an exclusive ``flock`` on ``path/.lock`` (released by the OS if the process
-    dies, so a killed run never leaves the pool locked); no locking where ``fcntl`` is
-    missing (Windows)."""
-    try:
-        import fcntl
-    except ImportError:
+    """Holds an exclusive lock on ``path/.lock`` (``filelock``: ``flock`` on POSIX,
+    ``msvcrt.locking`` on Windows; the OS releases it if the process dies, so a killed
+    run never leaves the pool locked)."""
+    import filelock
+
+    with filelock.FileLock(path / LOCK, thread_local=False):
         yield
-        return
-    with open(path / LOCK, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _foreign_files(path: pathlib.Path) -> bool:

@@ -378,3 +378,22 @@ def test_two_runs_on_one_pool_never_interleave(tmp_path):
     (tmp_path / ".chunk-000001-000002.npz.123.tmp").write_bytes(b"partial")
     pools.ChunkStore(tmp_path, {"a": 1})
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_pool_lock_excludes_another_process(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import pathlib, sys, time\n"
+         "from jaxmia import pools\n"
+         "with pools._locked(pathlib.Path(sys.argv[1])):\n"
+         "    print('held', flush=True)\n"
+         "    time.sleep(1.5)\n",
+         str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    start = time.perf_counter()
+    with pools._locked(tmp_path):
+        waited = time.perf_counter() - start  # until the other process let go, 1.5 s
+    holder.wait()
+    assert waited > 1.0
