@@ -169,6 +169,12 @@ def _add_pool_option(parser: argparse.ArgumentParser, default: str) -> None:
         help="keep the shadow pool in DIR: a rerun reuses it, an interrupted run resumes, "
         f"more --shadows grow it; one of other settings is refused ({default})",
     )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="delete the shadow pool in the pool directory first and train it anew (only "
+        "a directory that holds nothing but a pool is deleted)",
+    )
 
 
 def _add_audit_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
@@ -423,6 +429,14 @@ def _pool_dir(args: argparse.Namespace, config: Any, multi_process: bool) -> str
     return args.pool or os.path.join(config.output_dir, "pool")
 
 
+def _retrain(args: argparse.Namespace, pool_dir: str | None, log) -> None:
+    """``--retrain``: removes the pool at ``pool_dir`` (:func:`jaxmia.pools.remove`)."""
+    from jaxmia import pools
+
+    if args.retrain and pool_dir is not None and pools.remove(pool_dir):
+        log(f"removed the shadow pool in {pool_dir} (--retrain)")
+
+
 def _pool_train(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
@@ -432,6 +446,7 @@ def _pool_train(args: argparse.Namespace) -> int:
         raise ValueError("jaxmia pool train needs --pool DIR")
     config = audit.AuditConfig.from_dict(_config_values(args))
     log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    _retrain(args, args.pool, log)
     audit.train_pool(config, args.pool, log=log, progress=None if args.quiet else Progress())
     print(pools.info(args.pool))
     return 0
@@ -459,12 +474,11 @@ def _audit(args: argparse.Namespace) -> int:
     log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     from jaxmia import pools
 
+    pool_dir = _pool_dir(args, config, bool(args.coordinator))
+    _retrain(args, pool_dir, log)
     try:
         result = audit.run(
-            config,
-            log=log,
-            progress=None if quiet else Progress(),
-            pool_dir=_pool_dir(args, config, bool(args.coordinator)),
+            config, log=log, progress=None if quiet else Progress(), pool_dir=pool_dir
         )
     except pools.PoolError as e:
         if args.pool:

@@ -348,7 +348,7 @@ class ChunkStore:
                     f"the shadow pool at {self.path} was trained with other settings ("
                     + "; ".join(diff[:4])
                     + ("; ..." if len(diff) > 4 else "")
-                    + "); use another pool directory, or delete this one to retrain"
+                    + f"); {RETRAIN}"
                 )
         else:
             if (self.path / ANSWERS).is_dir():  # answers of models no longer here
@@ -392,13 +392,12 @@ class ChunkStore:
         ):
             raise PoolError(
                 f"the shadow pool at {self.path} trained its models on other members than "
-                "this command asks for (another seed, split scheme or split size); use "
-                "another pool directory, or delete this one to retrain"
+                f"this command asks for (another seed, split scheme or split size); {RETRAIN}"
             )
         if not np.array_equal(stored.arrays["keys"], np.asarray(keys)[:n]):
             raise PoolError(
                 f"the shadow pool at {self.path} was trained with other model keys "
-                "(another seed); use another pool directory, or delete this one to retrain"
+                f"(another seed); {RETRAIN}"
             )
         return stored
 
@@ -514,6 +513,11 @@ def _digest(a: np.ndarray) -> str:
 
 LOCK = ".lock"
 
+RETRAIN = (
+    "use another pool directory, or train this one anew (--retrain on the command line, "
+    "jaxmia.pools.remove in Python)"
+)
+
 
 @contextlib.contextmanager
 def _locked(path: pathlib.Path):
@@ -526,19 +530,66 @@ def _locked(path: pathlib.Path):
         yield
 
 
+def remove(path: str | os.PathLike) -> bool:
+    """Deletes the shadow pool at ``path`` (its manifest, chunks, cached answers, lock
+    and temporary files) and the directory if that leaves it empty, so that the next
+    training run starts afresh. Returns whether there was a pool.
+
+    Raises:
+      PoolError: ``path`` holds anything else (it is not only a pool); nothing is
+        deleted then.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        raise PoolError(f"{path} is not a shadow pool directory; nothing removed")
+    answers = path / ANSWERS
+    others = [f.name for f in path.iterdir() if f.name != MANIFEST and _foreign_files_in(f)]
+    if answers.exists():
+        others += [f"{ANSWERS}/{f.name}" for f in answers.iterdir() if not f.is_file()]
+    if others:
+        raise PoolError(
+            f"{path} holds files that are not part of a shadow pool ({', '.join(others[:3])}"
+            + (", ..." if len(others) > 3 else "")
+            + "); nothing removed"
+        )
+    if (path / MANIFEST).exists():  # a foreign manifest.json is refused, a damaged one not
+        try:
+            found = json.loads((path / MANIFEST).read_text()).get("format", None)
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            found = FORMAT
+        if found != FORMAT:
+            raise PoolError(f"{path} is not a jaxmia shadow pool; nothing removed")
+    with _locked(path):
+        for f in path.iterdir():
+            if f.is_file() and f.name != LOCK:
+                f.unlink()
+        if answers.exists():
+            for f in answers.iterdir():
+                f.unlink()
+            answers.rmdir()
+    (path / LOCK).unlink(missing_ok=True)
+    if not any(path.iterdir()):
+        path.rmdir()
+    return True
+
+
+def _foreign_files_in(f: pathlib.Path) -> bool:
+    """Whether ``f`` is not what a pool directory holds besides its manifest."""
+    return not (
+        f.name.startswith("chunk-")
+        or f.name in (ANSWERS, LOCK)
+        or (f.name.startswith(".") and f.name.endswith(".tmp"))
+    )
+
+
 def _foreign_files(path: pathlib.Path) -> bool:
     """Whether ``path`` holds files other than what an interrupted first chunk leaves
     (a chunk file or a temporary file written before the first manifest)."""
     if not path.is_dir():
         return False
-    return any(
-        not (
-            f.name.startswith("chunk-")
-            or f.name in (ANSWERS, LOCK)
-            or (f.name.startswith(".") and f.name.endswith(".tmp"))
-        )
-        for f in path.iterdir()
-    )
+    return any(_foreign_files_in(f) for f in path.iterdir())
 
 
 def _now() -> str:

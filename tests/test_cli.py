@@ -260,3 +260,47 @@ def test_pool_name_shares_only_pools_that_cannot_differ():
     assert study.pool_name("target_size", 100, disjoint) == "target_size-100"
     for factor in ("shadows", "epochs", "width", "classes"):
         assert study.pool_name(factor, 8, base) == f"{factor}-8"
+
+
+def test_retrain_replaces_a_pool_of_other_settings(tmp_path, capsys):
+    out = str(tmp_path / "o")
+    rc, _, err = run_cli(["audit", *QUICK, "--attacks", "loss", "-o", out], capsys)
+    assert rc == 0, err
+    rc, _, err = run_cli(["audit", *QUICK, "--attacks", "loss", "--epochs", "4", "-o", out],
+                         capsys)  # fmt: skip
+    assert rc == 2 and "epochs: pool 3, this command 4" in err and "--retrain" in err, err
+    rc, _, err = run_cli(
+        ["audit", *QUICK, "--attacks", "loss", "--epochs", "4", "--retrain", "-o", out], capsys
+    )
+    assert rc == 0, err
+    assert pools.read_manifest(tmp_path / "o" / "pool")["spec"]["epochs"] == 4
+
+
+def test_pools_remove_deletes_only_a_pool(tmp_path):
+    leaves = [("params/w", "param", np.zeros((1, 1)))]
+    store = pools.ChunkStore(tmp_path / "p", {"a": 1})
+    store.save_chunk(0, leaves, {
+        "keep": np.ones((1, 3), bool), "keys": np.zeros((1, 2), np.uint32),
+        "losses": np.zeros((1, 1)), "logits": np.zeros((1, 3, 4), np.float32),
+        "loss": np.zeros((1, 3)), "logit_scaled_confidence": np.zeros((1, 3)),
+    })  # fmt: skip
+    (tmp_path / "p" / pools.ANSWERS).mkdir()
+    (tmp_path / "p" / pools.ANSWERS / "abc.npz").write_bytes(b"x")
+    (tmp_path / "p" / "notes.txt").write_text("mine")
+    with pytest.raises(pools.PoolError, match=r"notes\.txt"):
+        pools.remove(tmp_path / "p")
+    assert pools.load(tmp_path / "p").count == 1  # nothing was deleted
+    (tmp_path / "p" / "notes.txt").unlink()
+    assert pools.remove(tmp_path / "p") and not (tmp_path / "p").exists()
+    assert not pools.remove(tmp_path / "p")  # no pool: nothing to do
+    # a directory with someone else's manifest.json is not a pool
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "manifest.json").write_text('{"format": "other"}')
+    with pytest.raises(pools.PoolError, match="not a jaxmia shadow pool"):
+        pools.remove(tmp_path / "q")
+    assert (tmp_path / "q" / "manifest.json").exists()
+    # a damaged manifest beside pool files is the pool's own: removed
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "manifest.json").write_text("{trunc")
+    (tmp_path / "r" / "chunk-000000-000001.npz").write_bytes(b"x")
+    assert pools.remove(tmp_path / "r") and not (tmp_path / "r").exists()
