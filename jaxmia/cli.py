@@ -245,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
         "access, weight_decay, dropout, dp_noise or perturbation",
     )
     study.add_argument("--values", required=True, type=_names, help="comma-separated values")
+    study.add_argument(
+        "--retrain",
+        action="store_true",
+        help="delete this study's shadow pools (OUTPUT_DIR/pools) first and train them anew",
+    )
     _add_audit_options(study, defaults)
     pool = sub.add_parser(
         "pool",
@@ -411,6 +416,9 @@ def _study(args: argparse.Namespace) -> int:
     report.prepare_output_dir(base.output_dir)
     log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     pool_root = None if args.coordinator else os.path.join(base.output_dir, "pools")
+    if pool_root is not None:
+        for name in sorted({study.pool_name(args.factor, v, base) for v in factor_values}):
+            _retrain(args, os.path.join(pool_root, name), log)
     result = study.run(args.factor, factor_values, base, log=log, pool_root=pool_root)
     written = study.write(result, base.output_dir)
     print(study.table(result))

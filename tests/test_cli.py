@@ -304,3 +304,19 @@ def test_pools_remove_deletes_only_a_pool(tmp_path):
     (tmp_path / "r" / "manifest.json").write_text("{trunc")
     (tmp_path / "r" / "chunk-000000-000001.npz").write_bytes(b"x")
     assert pools.remove(tmp_path / "r") and not (tmp_path / "r").exists()
+
+
+def test_study_retrain_replaces_its_pools(tmp_path, capsys):
+    args = ["study", "--factor", "epochs", "--values", "1,2", "--dataset", "digits",
+            "--shadows", "2", "--attacks", "loss", "--n-boot", "0", "-q",
+            "-o", str(tmp_path)]  # fmt: skip
+    assert run_cli(args, capsys)[0] == 0
+    (tmp_path / "pools" / "other").mkdir()  # not this study's: left alone
+    rc, _, err = run_cli([*args, "--lr", "0.01"], capsys)
+    assert rc == 2 and "learning_rate" in err and "--retrain" in err, err
+    rc, _, err = run_cli([*args, "--lr", "0.01", "--retrain"], capsys)
+    assert rc == 0, err
+    for value in (1, 2):
+        manifest = pools.read_manifest(tmp_path / "pools" / f"epochs-{value}")
+        assert manifest["spec"]["learning_rate"] == 0.01
+    assert (tmp_path / "pools" / "other").is_dir()
