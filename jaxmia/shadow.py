@@ -707,9 +707,9 @@ def _optimizer_digest(factory: ModelFactory, tx: optax.GradientTransformation) -
     instead this hashes its first two updates and, from the state after those, one update
     with every integer leaf of the state (the step counts) set to each of
     :data:`FINGERPRINT_STEPS`. Two optimizers that differ in kind or rate differ here, and
-    so do learning-rate schedules that differ only later in training (a cosine decay over
-    1000 steps against one over 2000). Cached per factory and optimizer object, like the
-    compiled training functions."""
+    so do learning-rate schedules that differ only later in training (a decay at step 500
+    against one at step 5000). Cached per factory and optimizer object, like the compiled
+    training functions."""
     shapes = nnx.state(_abstract_model(factory), nnx.Param)
 
     @jax.jit
