@@ -4,6 +4,8 @@
 import jax
 import jax.numpy as jnp
 
+from jaxmia import metrics
+
 
 def tree_max_diff(a, b) -> float:
     """Largest absolute difference between the leaves of two pytrees of equal structure."""
@@ -11,3 +13,16 @@ def tree_max_diff(a, b) -> float:
         float(jnp.max(jnp.abs(u - v)))
         for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
     )
+
+
+METRIC_CALLS = (
+    metrics.auc,
+    metrics.roc_curve,
+    metrics.advantage,
+    metrics.best_threshold,
+    lambda y, s: metrics.tpr_at_fpr(y, s, 0.01),
+    lambda y, s: metrics.threshold_metrics(y, s, 0.0),
+    lambda y, s: metrics.bootstrap_ci(y, s, n_boot=2),
+    lambda y, s: metrics.evaluate(y, s, n_boot=2),
+)
+"""Every metric that validates ``(membership, scores)``, as a call of those two."""

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import METRIC_CALLS
 from sklearn import metrics as skm
 
 from jaxmia import metrics as M
@@ -263,17 +264,7 @@ def test_tables():
     ],
 )
 def test_validation_errors(membership, scores, match):
-    fns = [
-        M.roc_curve,
-        M.auc,
-        M.advantage,
-        M.best_threshold,
-        M.bootstrap_ci,
-        M.evaluate,
-        lambda y, s: M.tpr_at_fpr(y, s, 0.01),
-        lambda y, s: M.threshold_metrics(y, s, 0.0),
-    ]
-    for fn in fns:
+    for fn in METRIC_CALLS:
         with pytest.raises(ValueError, match=match):
             fn(membership, scores)
 

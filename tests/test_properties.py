@@ -22,6 +22,7 @@ import tempfile
 import jax
 import numpy as np
 import pytest
+from helpers import METRIC_CALLS
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -175,17 +176,7 @@ def test_evaluate_is_finite_and_serialisable(data, seed):
 @given(invalid_metric_inputs())
 def test_metrics_reject_invalid_inputs(data):
     y, s, pattern = data
-    calls = [
-        metrics.auc,
-        metrics.roc_curve,
-        metrics.advantage,
-        metrics.best_threshold,
-        lambda y, s: metrics.tpr_at_fpr(y, s, 0.01),
-        lambda y, s: metrics.threshold_metrics(y, s, 0.0),
-        lambda y, s: metrics.bootstrap_ci(y, s, n_boot=2),
-        lambda y, s: metrics.evaluate(y, s, n_boot=2),
-    ]
-    for call in calls:
+    for call in METRIC_CALLS:
         _raises(ValueError, pattern, call, y, s)
 
 
