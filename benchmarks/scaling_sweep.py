@@ -42,7 +42,8 @@ def run_point(workload: str, mode: str, k: int, width: int, epochs: int) -> dict
     import jax
     import numpy as np
 
-    from jaxmia import datasets, models, shadow, splits
+    from jaxmia import datasets, models, splits
+    from jaxmia.engine import shadow
 
     if workload == "mnist-cnn":
         ds = datasets.load("mnist").subset(np.arange(2000))

@@ -44,7 +44,8 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from jaxmia import models, shadow, splits  # noqa: E402
+from jaxmia import models, splits  # noqa: E402
+from jaxmia.engine import shadow  # noqa: E402
 
 MODES = ("vmap", "sequential-jit", "sequential-step", "torch-loop")
 SLOW_MODES = ("sequential-step", "torch-loop")

@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     pool = sub.add_parser(
         "pool",
         help="train, resume or grow a shadow pool on disk, or describe one",
-        description="Shadow pools kept on disk (format: see jaxmia.pools).",
+        description="Shadow pools kept on disk (format: see jaxmia.engine.pools).",
     )
     pool_sub = pool.add_subparsers(dest="pool_command", parser_class=_Parser, required=True)
     train = pool_sub.add_parser(
@@ -286,7 +286,7 @@ def load_config_file(path: str) -> dict[str, Any]:
 
 
 class Progress:
-    """Training progress on stderr (:data:`jaxmia.shadow.ProgressFn`): one updating line
+    """Training progress on stderr (:data:`jaxmia.engine.shadow.ProgressFn`): one updating line
     on a terminal, a line per quarter otherwise. Each training run (the target, then
     the shadow pool) starts a new line, after the log line that names it."""
 
@@ -407,7 +407,8 @@ def _config_values(args: argparse.Namespace) -> dict[str, Any]:
 def _study(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
-    from jaxmia import audit, report, study
+    from jaxmia import audit, study
+    from jaxmia.audit import report
 
     values = _config_values(args)
     values.setdefault("output_dir", "jaxmia-study")
@@ -438,8 +439,8 @@ def _pool_dir(args: argparse.Namespace, config: Any, multi_process: bool) -> str
 
 
 def _retrain(args: argparse.Namespace, pool_dir: str | None, log) -> None:
-    """``--retrain``: removes the pool at ``pool_dir`` (:func:`jaxmia.pools.remove`)."""
-    from jaxmia import pools
+    """``--retrain``: removes the pool at ``pool_dir`` (:func:`jaxmia.engine.pools.remove`)."""
+    from jaxmia.engine import pools
 
     if args.retrain and pool_dir is not None and pools.remove(pool_dir):
         log(f"removed the shadow pool in {pool_dir} (--retrain)")
@@ -448,7 +449,8 @@ def _retrain(args: argparse.Namespace, pool_dir: str | None, log) -> None:
 def _pool_train(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
-    from jaxmia import audit, pools
+    from jaxmia import audit
+    from jaxmia.engine import pools
 
     if not args.pool:
         raise ValueError("jaxmia pool train needs --pool DIR")
@@ -461,7 +463,7 @@ def _pool_train(args: argparse.Namespace) -> int:
 
 
 def _pool_info(args: argparse.Namespace) -> int:
-    from jaxmia import pools
+    from jaxmia.engine import pools
 
     print(pools.info(args.dir))
     return 0
@@ -470,7 +472,9 @@ def _pool_info(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
-    from jaxmia import audit, distributed, report
+    from jaxmia import audit
+    from jaxmia.audit import report
+    from jaxmia.engine import distributed
 
     if args.coordinator:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
@@ -480,7 +484,7 @@ def _audit(args: argparse.Namespace) -> int:
         report.prepare_output_dir(config.output_dir)  # fail before training, not after
     quiet = args.quiet or not main_process
     log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    from jaxmia import pools
+    from jaxmia.engine import pools
 
     pool_dir = _pool_dir(args, config, bool(args.coordinator))
     _retrain(args, pool_dir, log)

@@ -151,7 +151,7 @@ def run(
       base: the audit options held fixed (default: :class:`jaxmia.audit.AuditConfig`).
       log: receives a line per audit.
       pool_root: keep each audit's shadow pool in ``pool_root/<factor>-<value>``
-        (:mod:`jaxmia.pools`), so that an interrupted study, run again, reads the pools
+        (:mod:`jaxmia.engine.pools`), so that an interrupted study, run again, reads the pools
         it finished and resumes the one it was training (``jaxmia study`` uses
         ``OUTPUT_DIR/pools``). Values that leave the pool unchanged (access, output
         perturbation, training defences of the target alone, and the target's size in
@@ -232,7 +232,7 @@ def plot(result: StudyResult, path: str | os.PathLike) -> None:
     factor, a last panel of privacy (AUC) versus utility (target test accuracy)."""
     from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
-    from jaxmia import report
+    from jaxmia.audit import report
 
     tpr_cols = [c for c in result.rows[0] if c.startswith("tpr@")]
     panels = ["auc", *tpr_cols]
@@ -275,7 +275,7 @@ def plot(result: StudyResult, path: str | os.PathLike) -> None:
 
 def write(result: StudyResult, output_dir: str | os.PathLike) -> dict[str, str]:
     """Writes study.json, study.csv and (with matplotlib) study.png."""
-    from jaxmia import report
+    from jaxmia.audit import report
 
     out = report.prepare_output_dir(output_dir)
     written = {}

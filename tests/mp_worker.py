@@ -4,7 +4,8 @@ import sys
 
 import numpy as np
 
-from jaxmia import datasets, distributed, models, shadow, splits
+from jaxmia import datasets, models, splits
+from jaxmia.engine import distributed, shadow
 
 if __name__ == "__main__":
     process_id, num_processes, port, out = sys.argv[1:5]

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from jaxmia import audit, datasets, metrics, shokri, splits, threat_models, threshold
+from jaxmia import audit, datasets, metrics, splits, threat_models
+from jaxmia.attacks import shokri, threshold
 
 
 def planted_signals(k, n, c, rng, gap):

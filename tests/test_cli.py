@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from jaxmia import audit, cli, pools, splits, study
+from jaxmia import audit, cli, splits, study
+from jaxmia.engine import pools
 
 QUICK = ["--dataset", "digits", "--shadows", "4", "--epochs", "3", "--n-boot", "20", "-q"]
 

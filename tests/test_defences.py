@@ -11,7 +11,9 @@ import optax
 import pytest
 from dp_accounting import pld
 
-from jaxmia import audit, datasets, defences, models, shadow, splits, study, threat_models
+from jaxmia import audit, datasets, models, splits, study, threat_models
+from jaxmia.defences import training as defences
+from jaxmia.engine import shadow
 
 
 @pytest.fixture(scope="module")

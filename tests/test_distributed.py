@@ -10,7 +10,8 @@ import textwrap
 import jax
 import numpy as np
 
-from jaxmia import datasets, models, shadow, splits
+from jaxmia import datasets, models, splits
+from jaxmia.engine import shadow
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -39,7 +40,8 @@ def test_eight_forced_cpu_devices_equal_one(tmp_path):
     script = textwrap.dedent(
         f"""
         import jax, numpy as np
-        from jaxmia import datasets, models, shadow, splits
+        from jaxmia import datasets, models, splits
+        from jaxmia.engine import shadow
         assert jax.device_count() == 8
         ds = datasets.load("digits")
         keep = splits.balanced_keep(6, ds.n, seed=0)  # 6 models on 8 devices: padded

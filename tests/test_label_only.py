@@ -6,7 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmia import datasets, label_only, metrics, models, shadow, splits
+from jaxmia import datasets, metrics, models, splits
+from jaxmia.attacks import label_only
+from jaxmia.engine import shadow
 
 # --------------------------------------------------------------------------- perturbations
 

@@ -6,8 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmia import perturbation, signals, threat_models
-from jaxmia.perturbation import Perturbation
+from jaxmia import signals, threat_models
+from jaxmia.defences import perturbation
+from jaxmia.defences.perturbation import Perturbation
 
 K, N, C = 3, 50, 7
 

@@ -18,7 +18,8 @@ from helpers import tree_max_diff
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxmia import audit, models, pools, shadow, splits
+from jaxmia import audit, models, splits
+from jaxmia.engine import pools, shadow
 
 TX = optax.adam(3e-3)
 

@@ -27,21 +27,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from jaxmia import (
-    datasets,
-    label_only,
-    lira,
-    metrics,
-    models,
-    perturbation,
-    rmia,
-    shadow,
-    shokri,
-    signals,
-    splits,
-    threat_models,
-    threshold,
-)
+from jaxmia import datasets, metrics, models, signals, splits, threat_models
+from jaxmia.attacks import label_only, lira, rmia, shokri, threshold
+from jaxmia.defences import perturbation
+from jaxmia.engine import shadow
 
 
 def _settings(max_examples: int) -> settings:

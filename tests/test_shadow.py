@@ -8,7 +8,8 @@ import pytest
 from flax import nnx
 from helpers import tree_max_diff
 
-from jaxmia import models, shadow, splits
+from jaxmia import models, splits
+from jaxmia.engine import shadow
 
 
 def factory_for(ds, dropout=0.0):

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from jaxmia import audit, datasets, lira, models, rmia, shadow, splits
+from jaxmia import audit, datasets, models, splits
+from jaxmia.attacks import lira, rmia
+from jaxmia.engine import shadow
 
 
 def small_case(seed=0, k=8, m=6, q=1):

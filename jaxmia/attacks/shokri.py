@@ -21,7 +21,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jaxmia import models, shadow, signals
+from jaxmia import models, signals
+from jaxmia.engine import shadow
 
 PROBABILITY_SIGNALS = frozenset(
     {

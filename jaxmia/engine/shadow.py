@@ -507,12 +507,12 @@ def train(
       validation: ``(x_val, y_val)`` for early stopping.
       patience: with ``validation``, stop a chunk once no model's validation loss has
         improved for this many epochs, and keep each model's best epoch (0: off).
-      checkpoint: a pool directory (:mod:`jaxmia.pools`): every finished chunk of models
+      checkpoint: a pool directory (:mod:`jaxmia.engine.pools`): every finished chunk of models
         is saved there atomically, with its outputs on ``x``. A later call with the
         same settings resumes after the saved models (an interrupted run loses at most
         one chunk), takes a finished pool whole, or trains only the models beyond it
         (a pool grown from 64 to 128 models). A pool trained with other settings, data,
-        keep rows or keys raises :class:`jaxmia.pools.PoolError`.
+        keep rows or keys raises :class:`jaxmia.engine.pools.PoolError`.
       checkpoint_spec: JSON-able settings the engine cannot see (the optimizer, the
         split), added to the pool's spec and compared like it.
       checkpoint_meta: JSON-able notes kept in the pool's manifest, not compared.
@@ -579,7 +579,7 @@ def train(
     logit_chunks: list[np.ndarray] = []
     store = None
     if checkpoint is not None:
-        from jaxmia import pools
+        from jaxmia.engine import pools
 
         spec = {
             "data": pools.data_fingerprint(x, y),
@@ -743,7 +743,7 @@ def _early_stopping_spec(validation, patience: int) -> dict[str, Any] | None:
     if validation is None or patience <= 0:
         return None
     x_val, y_val = validation
-    from jaxmia import pools
+    from jaxmia.engine import pools
 
     return {"patience": patience, "validation": pools.data_fingerprint(x_val, y_val)}
 

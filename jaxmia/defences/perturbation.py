@@ -25,8 +25,8 @@ or noisy vectors are still probability vectors (``"probs"``, degraded), a top-k 
 are then refused by :func:`jaxmia.threat_models.require` -- e.g. the entropy threshold attack
 or the Shokri attack model on ``sorted_probabilities`` behind a label-only interface -- while
 the label-only attack of Choquette-Choo et al. 2021 ("Label-Only Membership Inference
-Attacks", ICML; :mod:`jaxmia.label_only`) still applies. Choquette-Choo et al. show that such
-confidence masking alone gives little protection against it.
+Attacks", ICML; :mod:`jaxmia.attacks.label_only`) still applies. Choquette-Choo et al.
+show that such confidence masking alone gives little protection against it.
 
 Signals can be computed from perturbed outputs with
 ``signals.compute(name, perturbed, labels, from_probs=True)``: exact 0 and 1 entries (top-k,

@@ -1,7 +1,7 @@
 """Label-only membership inference by robustness to input perturbations.
 
 The attacker sees only the target's predicted labels (the ``"label"`` access level of
-:mod:`jaxmia.threat_models`, e.g. behind :func:`jaxmia.perturbation.label_only`). Following
+:mod:`jaxmia.threat_models`, e.g. behind :func:`jaxmia.defences.perturbation.label_only`). Following
 Choquette-Choo et al. 2021, "Label-Only Membership Inference Attacks" (ICML), it queries the
 target on ``q`` slightly perturbed copies of each candidate -- the original first, then
 random bit flips, Gaussian noise or image augmentations (:func:`perturb_inputs`) -- and scores
@@ -12,7 +12,7 @@ training points. With ``q = 1`` (no perturbation) this is the gap attack of Yeom
 only information is whether the prediction is correct; the perturbed queries refine it.
 
 The decision threshold is calibrated on shadow models exactly like
-:mod:`jaxmia.threshold`: the shadow pool answers the same perturbed queries and the
+:mod:`jaxmia.attacks.threshold`: the shadow pool answers the same perturbed queries and the
 threshold maximises the accuracy of ``fraction >= tau`` over the shadows' members and
 non-members (:func:`jaxmia.metrics.best_threshold`).
 

@@ -6,17 +6,100 @@ written and report.md says the plots were skipped.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.metadata
 import json
 import os
 import pathlib
-from typing import TYPE_CHECKING
+import platform
+from typing import Any
 
+import jax
 import numpy as np
 
 from jaxmia import metrics
+from jaxmia.audit.config import AuditConfig
 
-if TYPE_CHECKING:
-    from jaxmia.audit import AuditReport
+
+@dataclasses.dataclass
+class AuditReport:
+    """Everything an audit measured.
+
+    Attributes:
+      config: the :class:`AuditConfig`.
+      dataset: one-line description of the data.
+      model: description of the target/shadow architecture.
+      metrics: ``{attack: AttackMetrics}`` (pooled over targets in leave-one-out mode).
+      scores: ``{attack: (m,) scores}`` on the candidates, higher = member.
+      candidates: ``(m,)`` indices of the candidates in the dataset.
+      membership: ``(m,)`` bool true membership of the candidates in their target.
+      target_index: ``(m,)`` which target each row was scored against (0 without
+        leave-one-out).
+      per_target: ``{attack: [AttackMetrics per target]}`` in leave-one-out mode.
+      target_accuracy: ``{"train", "test"}`` accuracy of the target (mean over targets).
+      shadow_accuracy: mean and std of the shadow models' train and test accuracy.
+      target_signals: ``{signal: (m,)}`` the (first) target's confidence/loss on its
+        candidates for plots, where the access level provides them.
+      privacy: the target's defences and output interface, and the DP-SGD epsilon.
+      notes: settings chosen on the way (LiRA variance, RMIA ``a``, skipped attacks).
+      timings: seconds per phase.
+      versions: library versions and the machine.
+    """
+
+    config: AuditConfig
+    dataset: str
+    model: str
+    metrics: dict[str, metrics.AttackMetrics]
+    scores: dict[str, np.ndarray]
+    candidates: np.ndarray
+    membership: np.ndarray
+    target_index: np.ndarray
+    per_target: dict[str, list[metrics.AttackMetrics]]
+    target_accuracy: dict[str, float]
+    shadow_accuracy: dict[str, float]
+    target_signals: dict[str, np.ndarray]
+    privacy: dict[str, Any]
+    notes: list[str]
+    timings: dict[str, float]
+    versions: dict[str, str]
+
+    def table(self) -> str:
+        """The metrics as an aligned text table."""
+        return metrics.format_table(self.metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (what ``metrics.json`` holds)."""
+        return {
+            "dataset": self.dataset,
+            "model": self.model,
+            "attacks": {name: m.to_dict() for name, m in self.metrics.items()},
+            "per_target": {name: [m.to_dict() for m in ms] for name, ms in self.per_target.items()},
+            "target_accuracy": self.target_accuracy,
+            "privacy": self.privacy,
+            "shadow_accuracy": self.shadow_accuracy,
+            "n_candidates": int(self.candidates.size),
+            "n_targets": int(self.target_index.max()) + 1 if self.target_index.size else 0,
+            "notes": self.notes,
+            "config": self.config.to_dict(),
+            "timings_s": self.timings,
+            "versions": self.versions,
+        }
+
+    def write(self, output_dir: str | None = None) -> dict[str, str]:
+        """Writes metrics.json, scores.npz, the plots and report.md; returns their paths."""
+        return write(self, output_dir or self.config.output_dir)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("jaxmia", "jax", "jaxlib", "flax", "optax", "numpy"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    out["devices"] = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    out["device_count"] = str(jax.device_count())
+    return out
 
 
 def prepare_output_dir(path: str | os.PathLike) -> pathlib.Path:

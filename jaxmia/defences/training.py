@@ -3,9 +3,9 @@
 * **L2 weight decay** and **dropout**: regularisers that shrink the generalisation gap
   membership inference feeds on (Shokri et al. 2017; Nasr et al. 2018).
 * **Early stopping**: stop each model when its validation loss stops improving
-  (:func:`jaxmia.shadow.train` with ``validation=`` and ``patience=``).
+  (:func:`jaxmia.engine.shadow.train` with ``validation=`` and ``patience=``).
 * **DP-SGD** (Abadi et al. 2016): per-example clipping and Gaussian noise
-  (:class:`jaxmia.shadow.DPConfig`), with the privacy budget epsilon at a given delta
+  (:class:`jaxmia.engine.shadow.DPConfig`), with the privacy budget epsilon at a given delta
   computed by Google's ``dp-accounting`` (``pip install 'jaxmia[dp]'``).
 
 :class:`Defence` bundles the settings; :func:`optimizer` and :func:`model_factory`
@@ -20,7 +20,7 @@ import math
 
 import optax
 
-from jaxmia import shadow
+from jaxmia.engine import shadow
 
 
 @dataclasses.dataclass(frozen=True)

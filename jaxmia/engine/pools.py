@@ -1,7 +1,7 @@
 """Shadow pools on disk: save, resume after a crash, reuse for many audits, grow.
 
 Training hundreds of shadow models is the expensive part of an audit, so a pool is kept
-as a directory that :func:`jaxmia.shadow.train` writes chunk by chunk (``checkpoint=``)
+as a directory that :func:`jaxmia.engine.shadow.train` writes chunk by chunk (``checkpoint=``)
 and that later audits read back without retraining (``jaxmia audit --pool DIR``).
 
 Format ``jaxmia-pool``, version 1 (readable with NumPy and ``json`` alone; nothing in
@@ -311,7 +311,7 @@ def load(path: str | os.PathLike, count: int | None = None) -> StoredModels:
 
 
 class ChunkStore:
-    """A pool directory that :func:`jaxmia.shadow.train` writes one chunk at a time.
+    """A pool directory that :func:`jaxmia.engine.shadow.train` writes one chunk at a time.
 
     Args:
       path: the directory (created if needed).
@@ -515,7 +515,7 @@ LOCK = ".lock"
 
 RETRAIN = (
     "use another pool directory, or train this one anew (--retrain on the command line, "
-    "jaxmia.pools.remove in Python)"
+    "jaxmia.engine.pools.remove in Python)"
 )
 
 

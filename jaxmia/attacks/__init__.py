@@ -1,0 +1,2 @@
+"""Membership-inference attacks: each turns signals into per-example scores, higher =
+member."""

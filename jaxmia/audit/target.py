@@ -1,0 +1,70 @@
+"""The target's query interface: a user's model or function, queried in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxmia import signals
+from jaxmia.audit.config import ConfigError
+
+
+def query_model(
+    fn: Callable[[np.ndarray], Any], x: np.ndarray, *, outputs: str = "auto", batch_size: int = 1024
+) -> np.ndarray:
+    """Queries a user's model in batches and returns ``(n, c)`` logits.
+
+    Args:
+      fn: maps a batch ``(b, *input_shape)`` to logits or probabilities ``(b, c)``.
+      x: ``(n, *input_shape)`` inputs.
+      outputs: ``logits``, ``probs`` or ``auto`` (probabilities if every row is
+        non-negative and sums to 1).
+      batch_size: examples per call.
+
+    Returns:
+      ``(n, c)`` float32 logits (log-probabilities when the model returns probabilities).
+    """
+    if outputs not in ("auto", "logits", "probs"):
+        raise ConfigError(f"outputs must be auto, logits or probs, got {outputs!r}")
+    parts = [np.asarray(fn(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    out = np.concatenate(parts).astype(np.float32)
+    if out.ndim != 2 or out.shape[0] != len(x):
+        raise ConfigError(f"the model must return (n, classes) outputs, got shape {out.shape}")
+    if not np.isfinite(out).all():
+        raise ConfigError("the model returned NaN or infinite outputs")
+    looks_like_probs = bool((out >= 0).all() and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
+    if outputs == "probs" or (outputs == "auto" and looks_like_probs):
+        return np.asarray(signals.log_probs_from_probs(out))
+    return out
+
+
+def _as_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A jitted ``x -> outputs`` for an NNX module (in evaluation mode), or ``model``."""
+    if isinstance(model, nnx.Module):
+        graphdef, state = nnx.split(model)
+        clone = nnx.merge(graphdef, state)
+        clone.eval()
+        graphdef, state = nnx.split(clone)
+        apply = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
+        return lambda x: apply(state, jnp.asarray(x, jnp.float32))
+    if not callable(model):
+        raise ConfigError(f"model must be a Flax NNX module or a function, got {type(model)}")
+    return model
+
+
+def _xy(name: str, data: Any) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        x, y = data
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a pair (x, y)") from None
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ConfigError(f"{name}: x has {x.shape[0]} rows and y {y.shape[0]}; need equal, > 0")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ConfigError(f"{name}: labels must be integers, got {y.dtype}")
+    return x, y

@@ -1,0 +1,2 @@
+"""Defences: training-time (weight decay, dropout, early stopping, DP-SGD with accounting)
+and output-side (perturbation of the target's query interface)."""
