@@ -42,8 +42,7 @@ def run_point(workload: str, mode: str, k: int, width: int, epochs: int) -> dict
     import jax
     import numpy as np
 
-    from jaxmia import datasets, models, splits
-    from jaxmia.engine import shadow
+    from jaxmia import datasets, engine, models, splits
 
     if workload == "mnist-cnn":
         ds = datasets.load("mnist").subset(np.arange(2000))
@@ -62,7 +61,7 @@ def run_point(workload: str, mode: str, k: int, width: int, epochs: int) -> dict
         else np.random.default_rng(0).random((1, ds.n)) < 0.5
     )
     chunk = {"vmap": "auto", "vmap-1chunk": None, "vmap-1dev": "auto"}.get(mode, None)
-    pool = shadow.train(
+    pool = engine.train(
         factory,
         ds.x,
         ds.y,
@@ -82,7 +81,7 @@ def run_point(workload: str, mode: str, k: int, width: int, epochs: int) -> dict
         "width": width,
         "epochs": epochs,
         "devices": jax.device_count(),
-        "chunk": shadow.auto_chunk_size(factory, ds.input_shape, 128, k)
+        "chunk": engine.auto_chunk_size(factory, ds.input_shape, 128, k)
         if chunk == "auto"
         else chunk,
         "epoch_s": steady,

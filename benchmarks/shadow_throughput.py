@@ -4,9 +4,9 @@ Trains the same pool of ``k`` shadow MLPs (balanced keep matrix, Adam 1e-3, batc
 four ways and reports wall time, examples per second and achieved GFLOP/s against the
 machine's measured float32 matmul peak:
 
-* ``vmap``: ``shadow.train(..., mode="vmap")``, the engine (all models in one jitted,
+* ``vmap``: ``engine.train(..., mode="vmap")``, the engine (all models in one jitted,
   vmapped epoch function).
-* ``sequential-jit``: ``shadow.train(..., mode="sequential")``, the same jitted
+* ``sequential-jit``: ``engine.train(..., mode="sequential")``, the same jitted
   per-model epoch function called in a Python loop over models.
 * ``sequential-step``: typical hand-written JAX code: Python loops over models, epochs
   and steps around a jitted single training step (one model, one batch), with the
@@ -44,8 +44,11 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from jaxmia import models, splits  # noqa: E402
-from jaxmia.engine import shadow  # noqa: E402
+from jaxmia import (  # noqa: E402
+    engine,
+    models,
+    splits,
+)
 
 MODES = ("vmap", "sequential-jit", "sequential-step", "torch-loop")
 SLOW_MODES = ("sequential-step", "torch-loop")
@@ -99,7 +102,7 @@ def measure_peak_gflops(sizes: Sequence[int], repeats: int) -> dict[str, float]:
         b = jax.random.normal(key_b, (n, n), jnp.float32)
         cases = [(str(n), dot, (a, b), 1)]
         if d > 1:
-            mesh = shadow.model_mesh()
+            mesh = engine.model_mesh()
             sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
             pair = [jax.device_put(jnp.broadcast_to(m, (d, n, n)), sharding) for m in (a, b)]
             cases.append((f"{n}x{d}", batched, tuple(pair), d))
@@ -130,7 +133,7 @@ def engine_runner(mode: str, factory, tx, x, y, keep, epochs: int) -> Callable[[
 
     def run() -> RunResult:
         t0 = time.perf_counter()
-        pool = shadow.train(
+        pool = engine.train(
             factory,
             x,
             y,

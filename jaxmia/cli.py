@@ -286,7 +286,7 @@ def load_config_file(path: str) -> dict[str, Any]:
 
 
 class Progress:
-    """Training progress on stderr (:data:`jaxmia.engine.shadow.ProgressFn`): one updating line
+    """Training progress on stderr (:data:`jaxmia.engine.engine.ProgressFn`): one updating line
     on a terminal, a line per quarter otherwise. Each training run (the target, then
     the shadow pool) starts a new line, after the log line that names it."""
 

@@ -11,9 +11,8 @@ import optax
 import pytest
 from dp_accounting import pld
 
-from jaxmia import audit, datasets, models, splits, study, threat_models
+from jaxmia import audit, datasets, engine, models, splits, study, threat_models
 from jaxmia.defences import training as defences
-from jaxmia.engine import shadow
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +25,10 @@ def test_vmapped_dp_noise_differs_between_models():
     factory = models.mlp((32,), 10, 64)
     keep = np.ones((2, ds.n), bool)  # same data for both models
     tx = optax.sgd(1.0)
-    start = shadow.train(factory, ds.x, ds.y, keep, epochs=0, seed=3, optimizer=tx)
+    start = engine.train(factory, ds.x, ds.y, keep, epochs=0, seed=3, optimizer=tx)
     # a clip so small that the update is the noise alone
-    dp = shadow.DPConfig(l2_clip=1e-6, noise_multiplier=1e6)
-    after = shadow.train(factory, ds.x, ds.y, keep, epochs=1, seed=3, optimizer=tx, dp=dp)
+    dp = engine.DPConfig(l2_clip=1e-6, noise_multiplier=1e6)
+    after = engine.train(factory, ds.x, ds.y, keep, epochs=1, seed=3, optimizer=tx, dp=dp)
     delta = [
         np.asarray(a - b).reshape(2, -1)
         for a, b in zip(jax.tree.leaves(after.params), jax.tree.leaves(start.params), strict=True)
@@ -38,9 +37,9 @@ def test_vmapped_dp_noise_differs_between_models():
     assert delta.std(axis=1).min() > 1e-3  # noise was added
     assert abs(np.corrcoef(delta)[0, 1]) < 0.1  # ... independently for each model
     # one model's key fixes its noise: the same key twice gives the same update
-    keys = shadow.model_keys(3, 1)
+    keys = engine.model_keys(3, 1)
     twice = jax.numpy.concatenate([keys, keys])
-    again = shadow.train(factory, ds.x, ds.y, keep, epochs=1, keys=twice, optimizer=tx, dp=dp)
+    again = engine.train(factory, ds.x, ds.y, keep, epochs=1, keys=twice, optimizer=tx, dp=dp)
     leaf = jax.tree.leaves(again.params)[0]
     np.testing.assert_array_equal(leaf[0], leaf[1])
 
@@ -82,14 +81,14 @@ def test_early_stopping_keeps_the_best_epoch():
     keep = np.concatenate([keep, np.zeros((2, ds.n - 1200), bool)], axis=1)
     val = (ds.x[1200:], ds.y[1200:])
     tx = optax.adam(0.05)  # a large step overfits fast, so validation loss turns up
-    stopped = shadow.train(
+    stopped = engine.train(
         factory, ds.x, ds.y, keep, epochs=40, optimizer=tx, seed=0, validation=val, patience=2
     )
     best = stopped.best_epoch
     assert (best < 40).all()
     assert np.isnan(stopped.losses[-1]).all()  # the run stopped before the last epoch
     for i in range(2):  # equals training model i for exactly its best number of epochs
-        plain = shadow.train(factory, ds.x, ds.y, keep, epochs=int(best[i]), optimizer=tx, seed=0)
+        plain = engine.train(factory, ds.x, ds.y, keep, epochs=int(best[i]), optimizer=tx, seed=0)
         for a, b in zip(
             jax.tree.leaves(stopped.params), jax.tree.leaves(plain.params), strict=True
         ):

@@ -10,8 +10,7 @@ import textwrap
 import jax
 import numpy as np
 
-from jaxmia import datasets, models, splits
-from jaxmia.engine import shadow
+from jaxmia import datasets, engine, models, splits
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -19,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 def reference_pool():
     ds = datasets.load("digits")
     keep = splits.balanced_keep(6, ds.n, seed=0)
-    pool = shadow.train(models.mlp((32,), 10, 64), ds.x, ds.y, keep, epochs=2, seed=1, mesh=None)
+    pool = engine.train(models.mlp((32,), 10, 64), ds.x, ds.y, keep, epochs=2, seed=1, mesh=None)
     return [np.asarray(leaf) for leaf in jax.tree.leaves(pool.params)], pool
 
 
@@ -41,19 +40,19 @@ def test_eight_forced_cpu_devices_equal_one(tmp_path):
         f"""
         import jax, numpy as np
         from jaxmia import datasets, models, splits
-        from jaxmia.engine import shadow
+        from jaxmia import engine
         assert jax.device_count() == 8
         ds = datasets.load("digits")
         keep = splits.balanced_keep(6, ds.n, seed=0)  # 6 models on 8 devices: padded
-        mesh = shadow.model_mesh()  # all 8 devices: 6 models padded to 8
+        mesh = engine.model_mesh()  # all 8 devices: 6 models padded to 8
         factory = models.mlp((32,), 10, 64)
-        pool = shadow.train(factory, ds.x, ds.y, keep, epochs=2, seed=1, mesh=mesh)
+        pool = engine.train(factory, ds.x, ds.y, keep, epochs=2, seed=1, mesh=mesh)
         leaf = jax.tree.leaves(pool.params)[0]
         assert len(leaf.sharding.device_set) == 8, leaf.sharding
         np.savez("{tmp_path}/sharded.npz", *[np.asarray(l) for l in jax.tree.leaves(pool.params)])
         # predictions shard the models over the devices too (6 padded to 8)
-        np.save("{tmp_path}/logits.npy", shadow.predict(pool, ds.x[:500]))
-        np.save("{tmp_path}/labels.npy", shadow.predict(pool, ds.x[:500], labels=True))
+        np.save("{tmp_path}/logits.npy", engine.predict(pool, ds.x[:500]))
+        np.save("{tmp_path}/labels.npy", engine.predict(pool, ds.x[:500], labels=True))
         """
     )
     subprocess.run([sys.executable, "-c", script], env=env(8), check=True, timeout=300)

@@ -6,9 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmia import datasets, metrics, models, splits
+from jaxmia import datasets, engine, metrics, models, splits
 from jaxmia.attacks import label_only
-from jaxmia.engine import shadow
 
 # --------------------------------------------------------------------------- perturbations
 
@@ -98,9 +97,9 @@ def overfit():
     factory = models.mlp((128,), ds.num_classes, ds.x.shape[1])
     target_keep = np.zeros(n, bool)
     target_keep[np.random.default_rng(0).permutation(n)[: n // 2]] = True
-    target = shadow.train(factory, ds.x, ds.y, target_keep, epochs=40, seed=1)
+    target = engine.train(factory, ds.x, ds.y, target_keep, epochs=40, seed=1)
     shadow_keep = splits.balanced_keep(4, n, seed=2)
-    pool = shadow.train(factory, ds.x, ds.y, shadow_keep, epochs=40, seed=3)
+    pool = engine.train(factory, ds.x, ds.y, shadow_keep, epochs=40, seed=3)
     assert target.train_accuracy[0] > 0.99 and target.test_accuracy[0] < 0.75  # overfit
     return ds, target, target_keep, pool
 
@@ -108,9 +107,9 @@ def overfit():
 @pytest.mark.slow
 def test_label_only_attack_on_overfit_target(overfit):
     ds, target, target_keep, pool = overfit
-    predict_target = lambda x: shadow.predict(target, x)[0]
-    predict_labels = lambda x: shadow.predict(target, x)[0].argmax(-1)  # a label-only API
-    predict_pool = lambda x: shadow.predict(pool, x)
+    predict_target = lambda x: engine.predict(target, x)[0]
+    predict_labels = lambda x: engine.predict(target, x)[0].argmax(-1)  # a label-only API
+    predict_pool = lambda x: engine.predict(pool, x)
     candidates = np.arange(ds.n)
     args = (ds.x, ds.y, pool.keep, None, candidates)
     scores, tau = label_only.attack(predict_target, predict_pool, *args, n_queries=16)
@@ -135,8 +134,8 @@ def test_label_only_attack_control_is_chance(overfit):
     candidates = np.flatnonzero(~target_keep)
     fake = np.random.default_rng(4).random(candidates.size) < 0.5
     scores, _ = label_only.attack(
-        lambda x: shadow.predict(target, x)[0],
-        lambda x: shadow.predict(pool, x),
+        lambda x: engine.predict(target, x)[0],
+        lambda x: engine.predict(pool, x),
         ds.x,
         ds.y,
         pool.keep,

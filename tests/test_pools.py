@@ -18,7 +18,7 @@ from helpers import tree_max_diff
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxmia import audit, models, splits
+from jaxmia import audit, engine, models, splits
 from jaxmia.engine import pools, shadow
 
 TX = optax.adam(3e-3)
@@ -30,7 +30,7 @@ def setup(small_digits):
     factory = models.mlp((32,), ds.num_classes, int(np.prod(ds.input_shape)))
     keep = splits.balanced_keep(6, ds.n, seed=4)
     kwargs = dict(epochs=2, batch_size=32, optimizer=TX, seed=9, chunk_size=2)
-    whole = shadow.train(factory, ds.x, ds.y, keep, **kwargs)
+    whole = engine.train(factory, ds.x, ds.y, keep, **kwargs)
     return ds, factory, keep, kwargs, whole
 
 
@@ -42,11 +42,11 @@ def test_interrupted_training_resumes_from_the_last_chunk(setup, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        shadow.train(factory, ds.x, ds.y, keep, checkpoint=tmp_path, progress=interrupt, **kwargs)
+        engine.train(factory, ds.x, ds.y, keep, checkpoint=tmp_path, progress=interrupt, **kwargs)
     manifest = pools.read_manifest(tmp_path)
     assert manifest["k"] == 4 and [c["stop"] for c in manifest["chunks"]] == [2, 4]
     seen = []
-    resumed = shadow.train(
+    resumed = engine.train(
         factory, ds.x, ds.y, keep, checkpoint=tmp_path, progress=lambda *a: seen.append(a), **kwargs
     )
     assert seen[0][0] == 4  # started after the four saved models
@@ -58,7 +58,7 @@ def test_interrupted_training_resumes_from_the_last_chunk(setup, tmp_path):
 
 def test_saved_pool_holds_models_signals_and_a_readable_manifest(setup, tmp_path):
     ds, factory, keep, kwargs, whole = setup
-    shadow.train(factory, ds.x, ds.y, keep, checkpoint=tmp_path, **kwargs)
+    engine.train(factory, ds.x, ds.y, keep, checkpoint=tmp_path, **kwargs)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["format"] == "jaxmia-pool" and manifest["version"] == 1
     assert manifest["k"] == 6 and manifest["spec"]["epochs"] == 2
@@ -71,7 +71,7 @@ def test_saved_pool_holds_models_signals_and_a_readable_manifest(setup, tmp_path
         for leaf in manifest["leaves"]:
             assert chunk[leaf["name"]].shape == (2, *leaf["shape"])
     stored = pools.load(tmp_path)
-    np.testing.assert_array_equal(stored.arrays["logits"], shadow.predict(whole, ds.x))
+    np.testing.assert_array_equal(stored.arrays["logits"], engine.predict(whole, ds.x))
     labels = np.broadcast_to(ds.y, keep.shape)
     expected = -jax.nn.log_softmax(stored.arrays["logits"])[
         np.arange(6)[:, None], np.arange(ds.n)[None], labels
@@ -82,9 +82,9 @@ def test_saved_pool_holds_models_signals_and_a_readable_manifest(setup, tmp_path
 
 def test_finished_pool_is_reused_and_grown(setup, tmp_path):
     ds, factory, keep, kwargs, whole = setup
-    shadow.train(factory, ds.x, ds.y, keep[:4], checkpoint=tmp_path, **kwargs)
+    engine.train(factory, ds.x, ds.y, keep[:4], checkpoint=tmp_path, **kwargs)
     seen = []
-    again = shadow.train(
+    again = engine.train(
         factory,
         ds.x,
         ds.y,
@@ -95,12 +95,12 @@ def test_finished_pool_is_reused_and_grown(setup, tmp_path):
     )
     assert seen == [(4, 4, pytest.approx(float("nan"), nan_ok=True))]  # nothing trained
     # growing to 6 models trains only the last two; keys are prefix-stable in k
-    grown = shadow.train(factory, ds.x, ds.y, keep, checkpoint=tmp_path, **kwargs)
+    grown = engine.train(factory, ds.x, ds.y, keep, checkpoint=tmp_path, **kwargs)
     assert pools.read_manifest(tmp_path)["k"] == 6
     assert tree_max_diff(grown.params, whole.params) == 0.0
     assert tree_max_diff(again.params, jax.tree.map(lambda a: a[:4], whole.params)) == 0.0
     # asking for fewer models than saved reads the first ones
-    fewer = shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+    fewer = engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
     np.testing.assert_array_equal(fewer.logits, whole.logits[:2])
 
 
@@ -114,28 +114,28 @@ def test_finished_pool_is_reused_and_grown(setup, tmp_path):
 )
 def test_pool_of_other_settings_is_refused(setup, tmp_path, change, message):
     ds, factory, keep, kwargs, _ = setup
-    shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+    engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
     with pytest.raises(pools.PoolError, match=message):
-        shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **{**kwargs, **change})
+        engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **{**kwargs, **change})
 
 
 def test_pool_of_other_data_or_members_is_refused(setup, tmp_path):
     ds, factory, keep, kwargs, _ = setup
-    shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+    engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
     x = ds.x.copy()
     x[0, 0] += 1.0
     with pytest.raises(pools.PoolError, match=r"data\.x_sha256"):
-        shadow.train(factory, x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+        engine.train(factory, x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
     with pytest.raises(pools.PoolError, match="other members"):
-        shadow.train(factory, ds.x, ds.y, keep[2:4], checkpoint=tmp_path, **kwargs)
+        engine.train(factory, ds.x, ds.y, keep[2:4], checkpoint=tmp_path, **kwargs)
     other = models.mlp((16,), ds.num_classes, int(np.prod(ds.input_shape)))
     with pytest.raises(pools.PoolError, match="architecture"):
-        shadow.train(other, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+        engine.train(other, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
 
 
 def _saved(setup, tmp_path) -> pathlib.Path:
     ds, factory, keep, kwargs, _ = setup
-    shadow.train(factory, ds.x, ds.y, keep[:4], checkpoint=tmp_path, **kwargs)
+    engine.train(factory, ds.x, ds.y, keep[:4], checkpoint=tmp_path, **kwargs)
     return tmp_path
 
 
@@ -259,7 +259,7 @@ def test_sigkill_mid_run_then_the_same_command_equals_an_uninterrupted_pool(tmp_
 
 def test_diverged_models_are_recorded_and_left_out_of_the_attacks(setup, monkeypatch, tmp_path):
     ds = setup[0]
-    real_train = shadow.train
+    real_train = engine.train
 
     def diverging(*args, **kw):  # shadow model 2 of the pool diverges
         pool = real_train(*args, **kw)
@@ -269,7 +269,7 @@ def test_diverged_models_are_recorded_and_left_out_of_the_attacks(setup, monkeyp
             pool = dataclasses.replace(pool, logits=logits)
         return pool
 
-    monkeypatch.setattr(shadow, "train", diverging)
+    monkeypatch.setattr(engine, "train", diverging)
     config = audit.AuditConfig(
         dataset="digits", num_shadows=4, epochs=2, n_boot=0, attacks=("loss", "lira_offline")
     )
@@ -294,13 +294,13 @@ def test_diverged_models_are_recorded_and_left_out_of_the_attacks(setup, monkeyp
 
 def test_pool_of_another_optimizer_is_refused(setup, tmp_path):
     ds, factory, keep, kwargs, _ = setup
-    shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+    engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
     for tx in (optax.adam(1e-3), optax.sgd(3e-3)):
         with pytest.raises(pools.PoolError, match="optimizer_sha256"):
-            shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path,
+            engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path,
                          **{**kwargs, "optimizer": tx})  # fmt: skip
     # an equal optimizer built again is the same optimizer
-    again = shadow.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path,
+    again = engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path,
                          **{**kwargs, "optimizer": optax.adam(3e-3)})  # fmt: skip
     assert again.k == 2
 
@@ -321,7 +321,7 @@ def test_optimizer_fingerprint_sees_late_schedule_differences(setup):
 def saved_pool(setup, tmp_path_factory):
     ds, factory, keep, kwargs, _ = setup
     path = tmp_path_factory.mktemp("pool")
-    shadow.train(factory, ds.x, ds.y, keep[:4], checkpoint=path, **kwargs)
+    engine.train(factory, ds.x, ds.y, keep[:4], checkpoint=path, **kwargs)
     return path, pools.load(path)
 
 

@@ -27,10 +27,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from jaxmia import datasets, metrics, models, signals, splits, threat_models
+from jaxmia import datasets, engine, metrics, models, signals, splits, threat_models
 from jaxmia.attacks import label_only, lira, rmia, shokri, threshold
 from jaxmia.defences import perturbation
-from jaxmia.engine import shadow
 
 
 def _settings(max_examples: int) -> settings:
@@ -792,12 +791,12 @@ def test_load_npz_refuses_broken_files(content, name):
 
 N_TRAIN, D, C = 8, 3, 3
 FACTORY = models.mlp((4,), C, D)
-TX = shadow.adam(1e-2)  # one factory and one optimizer: compiled functions are reused
+TX = engine.adam(1e-2)  # one factory and one optimizer: compiled functions are reused
 
 
 def _train(x, y, keep, **kwargs):
     kwargs = {"epochs": 1, "batch_size": N_TRAIN, "optimizer": TX, **kwargs}
-    return shadow.train(FACTORY, x, y, keep, **kwargs)
+    return engine.train(FACTORY, x, y, keep, **kwargs)
 
 
 train_x = hnp.arrays(np.float32, (N_TRAIN, D), elements=st.floats(-3, 3, width=32))
@@ -827,7 +826,7 @@ def test_train_returns_a_consistent_pool(x, y, keep, epochs):
     assert np.all((pool.train_accuracy >= 0) & (pool.train_accuracy <= 1))
     held = (~keep).any(axis=1)
     assert np.all(np.isnan(pool.test_accuracy) == ~held)
-    np.testing.assert_allclose(shadow.predict(pool, x), pool.logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(engine.predict(pool, x), pool.logits, rtol=1e-5, atol=1e-6)
 
 
 @st.composite

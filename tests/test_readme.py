@@ -9,7 +9,7 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 def test_readme_library_example_runs_as_written(tmp_path, monkeypatch, capsys):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     example = blocks[0]
-    assert "shadow.train(" in example and "audit.run(" in example
+    assert "engine.train(" in example and "audit.run(" in example
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 from helpers import tree_max_diff
 
-from jaxmia import models, splits
+from jaxmia import engine, models, splits
 from jaxmia.engine import shadow
 
 
@@ -30,10 +30,10 @@ def setup(small_digits):
 
 def test_vmap_equals_each_model_trained_alone(setup):
     ds, keep, factory, _ = setup
-    keys = shadow.model_keys(7, keep.shape[0])
-    pool = shadow.train(factory, ds.x, ds.y, keep, epochs=3, batch_size=32, optimizer=TX, keys=keys)
+    keys = engine.model_keys(7, keep.shape[0])
+    pool = engine.train(factory, ds.x, ds.y, keep, epochs=3, batch_size=32, optimizer=TX, keys=keys)
     for i in range(keep.shape[0]):
-        alone = shadow.train(
+        alone = engine.train(
             factory,
             ds.x,
             ds.y,
@@ -49,8 +49,8 @@ def test_vmap_equals_each_model_trained_alone(setup):
 
 def test_vmap_equals_sequential_with_dropout(setup):
     ds, keep, _, factory = setup
-    a = shadow.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=1)
-    b = shadow.train(
+    a = engine.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=1)
+    b = engine.train(
         factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=1, mode="sequential"
     )
     assert tree_max_diff(a.params, b.params) < 1e-5
@@ -65,8 +65,8 @@ def test_vmap_equals_sequential_with_dropout(setup):
 
 def test_chunked_equals_unchunked(setup):
     ds, keep, factory, _ = setup
-    full = shadow.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=2)
-    chunked = shadow.train(
+    full = engine.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=2)
+    chunked = engine.train(
         factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=2, chunk_size=3
     )
     assert tree_max_diff(full.params, chunked.params) < 1e-6
@@ -85,7 +85,7 @@ def test_chunked_equals_unchunked(setup):
 def test_progress_counts_models_done(setup, k, chunk, mode, expected, last_chunk):
     ds, keep, factory, _ = setup
     seen = []
-    pool = shadow.train(
+    pool = engine.train(
         factory, ds.x, ds.y, keep[:k], epochs=2, batch_size=32, optimizer=TX, seed=2,
         chunk_size=chunk, mode=mode, progress=lambda *a: seen.append(a),
     )  # fmt: skip
@@ -118,7 +118,7 @@ def test_cli_progress_lines(setup):
 
 def test_same_seed_same_numbers_other_seed_other_numbers(setup):
     ds, keep, factory, _ = setup
-    run = lambda seed: shadow.train(
+    run = lambda seed: engine.train(
         factory, ds.x, ds.y, keep, epochs=1, batch_size=32, optimizer=TX, seed=seed
     )
     a, b, c = run(5), run(5), run(6)
@@ -133,14 +133,14 @@ def test_same_seed_same_numbers_other_seed_other_numbers(setup):
 def test_second_call_with_new_data_does_not_recompile(setup):
     ds, keep, factory, _ = setup
     kwargs = dict(epochs=1, batch_size=32, optimizer=TX)
-    shadow.train(factory, ds.x, ds.y, keep, seed=0, **kwargs)
+    engine.train(factory, ds.x, ds.y, keep, seed=0, **kwargs)
     steps = int(np.ceil(keep.sum(1).max() / 32))
     full = int(np.ceil(keep.sum(1).min() / 32))
     _, epoch_fn = shadow._compiled(factory, TX, 32, steps, full, True, None, None)
     before = epoch_fn._cache_size()
     x2 = np.random.default_rng(1).random(ds.x.shape, dtype=np.float32)
     y2 = np.random.default_rng(2).integers(0, ds.num_classes, ds.n)
-    shadow.train(factory, x2, y2, keep, seed=1, **kwargs)
+    engine.train(factory, x2, y2, keep, seed=1, **kwargs)
     assert before >= 1
     assert epoch_fn._cache_size() == before
 
@@ -148,7 +148,7 @@ def test_second_call_with_new_data_does_not_recompile(setup):
 def test_any_optax_optimizer_and_training_learns(setup):
     ds, keep, factory, _ = setup
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1, momentum=0.9))
-    pool = shadow.train(factory, ds.x, ds.y, keep, epochs=15, batch_size=32, optimizer=tx)
+    pool = engine.train(factory, ds.x, ds.y, keep, epochs=15, batch_size=32, optimizer=tx)
     assert pool.losses.shape == (15, 4)
     assert np.all(pool.losses[-1] < pool.losses[0])
     assert np.all(pool.train_accuracy > 0.9)
@@ -171,8 +171,8 @@ def test_user_model_class_and_predict_shape(setup):
     import functools
 
     factory = functools.partial(TinyNet, 64, ds.num_classes)
-    pool = shadow.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX)
-    logits = shadow.predict(pool, ds.x, batch_size=128)  # 300 = 2 full batches + a padded one
+    pool = engine.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX)
+    logits = engine.predict(pool, ds.x, batch_size=128)  # 300 = 2 full batches + a padded one
     assert logits.shape == (4, ds.n, ds.num_classes)
     for i in range(4):
         np.testing.assert_allclose(logits[i], np.asarray(pool.model(i)(ds.x)), rtol=1e-5, atol=1e-5)
@@ -183,37 +183,37 @@ def test_cnn_trains_under_vmap():
     x = rng.random((40, 8, 8, 1), dtype=np.float32)
     y = (x.mean((1, 2, 3)) > 0.5).astype(np.int64)
     factory = models.cnn((8, 8, 1), 2, channels=(4,), hidden=8)
-    pool = shadow.train(factory, x, y, splits.balanced_keep(2, 40), epochs=1, batch_size=8)
-    assert shadow.predict(pool, x).shape == (2, 40, 2)
+    pool = engine.train(factory, x, y, splits.balanced_keep(2, 40), epochs=1, batch_size=8)
+    assert engine.predict(pool, x).shape == (2, 40, 2)
 
 
 def test_bad_inputs_raise_clear_errors(setup):
     ds, keep, factory, _ = setup
     with pytest.raises(ValueError, match="mismatched lengths"):
-        shadow.train(factory, ds.x[:-1], ds.y, keep, epochs=1)
+        engine.train(factory, ds.x[:-1], ds.y, keep, epochs=1)
     with pytest.raises(ValueError, match="labels must be integers"):
-        shadow.train(factory, ds.x, ds.y.astype(float), keep, epochs=1)
+        engine.train(factory, ds.x, ds.y.astype(float), keep, epochs=1)
     with pytest.raises(ValueError, match="no training examples"):
-        shadow.train(factory, ds.x, ds.y, np.zeros_like(keep), epochs=1)
+        engine.train(factory, ds.x, ds.y, np.zeros_like(keep), epochs=1)
     with pytest.raises(ValueError, match="unknown mode"):
-        shadow.train(factory, ds.x, ds.y, keep, epochs=1, mode="fast")
+        engine.train(factory, ds.x, ds.y, keep, epochs=1, mode="fast")
     for heldout in (np.ones(ds.n - 1, bool), np.ones((keep.shape[0] + 1, ds.n), bool)):
         with pytest.raises(ValueError, match="heldout must be"):
-            shadow.train(factory, ds.x, ds.y, keep, epochs=1, heldout=heldout)
+            engine.train(factory, ds.x, ds.y, keep, epochs=1, heldout=heldout)
 
 
 def test_auto_chunks_fit_the_cache_and_change_nothing(small_digits):
     big = models.mlp((128,), 30, 446)
-    chunk = shadow.auto_chunk_size(big, (446,), 128, 64)
+    chunk = engine.auto_chunk_size(big, (446,), 128, 64)
     assert chunk is not None and 1 < chunk < 64  # 64 such models do not fit in 12 MiB
-    assert shadow.auto_chunk_size(big, (446,), 128, 1) is None
+    assert engine.auto_chunk_size(big, (446,), 128, 1) is None
     assert shadow._vmapped_convs_are_slow(models.cnn((8, 8, 1), 2)) is True
     assert shadow._vmapped_convs_are_slow(big) is False
     ds = small_digits
     keep = splits.balanced_keep(6, ds.n, seed=0)
     factory = factory_for(ds)
-    auto = shadow.train(factory, ds.x, ds.y, keep, epochs=1, batch_size=32, optimizer=TX)
-    forced = shadow.train(
+    auto = engine.train(factory, ds.x, ds.y, keep, epochs=1, batch_size=32, optimizer=TX)
+    forced = engine.train(
         factory, ds.x, ds.y, keep, epochs=1, batch_size=32, optimizer=TX, chunk_size=4
     )
     assert tree_max_diff(auto.params, forced.params) < 1e-6

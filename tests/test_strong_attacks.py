@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from jaxmia import audit, datasets, models, splits
+from jaxmia import audit, datasets, engine, models, splits
 from jaxmia.attacks import lira, rmia
-from jaxmia.engine import shadow
 
 
 def small_case(seed=0, k=8, m=6, q=1):
@@ -189,7 +188,7 @@ def test_audit_a_users_own_model(location, tmp_path):
     # the user's model: trained elsewhere; here with the engine for brevity
     keep = np.zeros(location.n, bool)
     keep[members] = True
-    user = shadow.train(factory, location.x, location.y, keep, epochs=40, seed=123).model(0)
+    user = engine.train(factory, location.x, location.y, keep, epochs=40, seed=123).model(0)
     pair = lambda idx: (location.x[idx], location.y[idx])
     config = audit.AuditConfig(num_shadows=8, epochs=40, n_boot=0, dataset="user location30")
     report = audit.audit_model(

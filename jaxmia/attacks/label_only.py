@@ -24,7 +24,7 @@ Example::
 
     scores, tau = label_only.attack(
         lambda x: target_model(x),                # (n, c) outputs; only the argmax is used
-        lambda x: shadow.predict(pool, x),        # (k, n, c)
+        lambda x: engine.predict(pool, x),        # (k, n, c)
         ds.x, ds.y, pool.keep, None, candidates, n_queries=16,
     )
     auc = metrics.auc(membership, scores)
@@ -279,7 +279,7 @@ def attack(
       target_predict: ``x (m, ...) -> (m, c)`` outputs (logits or probabilities; only the
         argmax is used) or ``(m,)`` integer labels of the target.
       shadow_predict: ``x (p, ...) -> (k, p, c)`` outputs or ``(k, p)`` labels of the shadow
-        pool, e.g. ``lambda x: shadow.predict(pool, x)``.
+        pool, e.g. ``lambda x: engine.predict(pool, x)``.
       x: All examples, shape ``(n, ...)``.
       y: Their labels, shape ``(n,)``.
       keep: ``(k, n)`` bool shadow membership.

@@ -21,8 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jaxmia import models, signals
-from jaxmia.engine import shadow
+from jaxmia import engine, models, signals
 
 PROBABILITY_SIGNALS = frozenset(
     {
@@ -157,17 +156,17 @@ def attack(
     else:
         attack_keep = np.ones((1, x.shape[0]), bool)
     factory = models.mlp(config.hidden, 2, x.shape[1], activation="relu")
-    pool_models = shadow.train(
+    pool_models = engine.train(
         factory,
         x,
         y,
         attack_keep,
         epochs=math.ceil(config.steps / math.ceil(attack_keep.sum(1).max() / config.batch_size)),
         batch_size=config.batch_size,
-        optimizer=shadow.adam(config.learning_rate),
+        optimizer=engine.adam(config.learning_rate),
         seed=seed,
     )
-    logits = shadow.predict(pool_models, xt)  # (1 or c, m, 2)
+    logits = engine.predict(pool_models, xt)  # (1 or c, m, 2)
     which = np.asarray(target_labels) if config.per_class else np.zeros(len(xt), int)
     chosen = logits[which, np.arange(len(xt))]
     return (chosen[:, 1] - chosen[:, 0]).astype(np.float64), 0.0

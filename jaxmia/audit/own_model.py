@@ -7,12 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from jaxmia import datasets, models, splits
+from jaxmia import datasets, engine, models, splits
 from jaxmia.audit.config import AuditConfig, ConfigError, Log, _silent
 from jaxmia.audit.pipeline import run
 from jaxmia.audit.report import AuditReport
 from jaxmia.audit.target import _as_function, _xy, query_model
-from jaxmia.engine import shadow
 
 
 def audit_model(
@@ -25,7 +24,7 @@ def audit_model(
     config: AuditConfig = AuditConfig(num_shadows=16, dataset="user data"),
     outputs: str = "auto",
     log: Log = _silent,
-    progress: shadow.ProgressFn | None = None,
+    progress: engine.ProgressFn | None = None,
     pool_dir: str | os.PathLike | None = None,
 ) -> AuditReport:
     """Audits a model the user trained: how well does each attack tell its members apart?

@@ -26,14 +26,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmia import datasets, metrics, models, signals, splits, threat_models
+from jaxmia import datasets, engine, metrics, models, signals, splits, threat_models
 from jaxmia.attacks import lira
 from jaxmia.audit.attacking import PoolSignals, attack_target
 from jaxmia.audit.config import AuditConfig, ConfigError, Log, _note, _silent, needs, select_attacks
 from jaxmia.audit.report import AuditReport, versions
 from jaxmia.audit.target import query_model
 from jaxmia.defences import training as defences
-from jaxmia.engine import pools, shadow
+from jaxmia.engine import pools
 
 
 def model_factory(
@@ -61,11 +61,11 @@ def describe_model(factory: models.ModelFactory) -> str:
     return f"{getattr(func, '__name__', type(func).__name__)}({args})"
 
 
-def _predict_known(trained: shadow.Pool, x_known: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """``shadow.predict`` over ``trained`` that answers the records ``x_known`` from the
+def _predict_known(trained: engine.Pool, x_known: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``engine.predict`` over ``trained`` that answers the records ``x_known`` from the
     outputs computed (or read from a pool directory) as the models trained; other inputs
     (LiRA's augmented views, label-only queries) query the models."""
-    predict = functools.partial(shadow.predict, trained)
+    predict = functools.partial(engine.predict, trained)
     return lambda x: trained.logits if x is x_known else predict(x)
 
 
@@ -82,8 +82,8 @@ def _split_spec(config: AuditConfig, split: splits.AuditSplit, loo: bool) -> dic
 
 
 def _drop_non_finite(
-    pool: shadow.Pool, split: splits.AuditSplit, targets: int
-) -> tuple[shadow.Pool, splits.AuditSplit, list[int]]:
+    pool: engine.Pool, split: splits.AuditSplit, targets: int
+) -> tuple[engine.Pool, splits.AuditSplit, list[int]]:
     """Removes the shadow models whose outputs on the records are not all finite (a
     diverged model would turn every per-example statistic over the pool into NaN)."""
     finite = np.isfinite(pool.logits.reshape(pool.k, -1)).all(axis=1)
@@ -104,7 +104,7 @@ def _drop_non_finite(
     return pool.select(np.flatnonzero(finite)), split, dropped
 
 
-def _privacy_spent(config: AuditConfig, trained: shadow.Pool) -> dict[str, Any]:
+def _privacy_spent(config: AuditConfig, trained: engine.Pool) -> dict[str, Any]:
     """Epochs run (early stopping) and, under DP-SGD, epsilon at ``config.dp_delta``."""
     out: dict[str, Any] = {}
     epochs_run = int(np.sum(~np.isnan(trained.losses).all(axis=1)))
@@ -157,7 +157,7 @@ def run(
     config: AuditConfig = AuditConfig(),
     *,
     log: Log = _silent,
-    progress: shadow.ProgressFn | None = None,
+    progress: engine.ProgressFn | None = None,
     dataset: datasets.Dataset | None = None,
     split: splits.AuditSplit | None = None,
     target_fn: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -169,7 +169,7 @@ def run(
     Args:
       config: the options.
       log: receives one line per phase (the CLI prints them).
-      progress: receives training progress (:data:`jaxmia.engine.shadow.ProgressFn`), of the
+      progress: receives training progress (:data:`jaxmia.engine.engine.ProgressFn`), of the
         target and then of the shadow pool.
       dataset: use this data instead of loading ``config.dataset``.
       split: use this split instead of drawing one (e.g. a control where the target
@@ -195,14 +195,14 @@ def train_pool(
     pool_dir: str | os.PathLike,
     *,
     log: Log = _silent,
-    progress: shadow.ProgressFn | None = None,
+    progress: engine.ProgressFn | None = None,
     dataset: datasets.Dataset | None = None,
-) -> shadow.Pool:
+) -> engine.Pool:
     """Trains (or resumes, or grows) the shadow pool an audit with ``config`` would train,
     and keeps it in ``pool_dir`` (``jaxmia pool train``); no target, no attacks.
 
     Returns:
-      The :class:`jaxmia.engine.shadow.Pool`.
+      The :class:`jaxmia.engine.engine.Pool`.
     """
     return _run(config, log, progress, dataset, None, None, None, pool_dir, True)
 
@@ -231,7 +231,7 @@ def _pool_blocks(pool_dir: str | os.PathLike, k: int) -> list[int]:
 def _run(
     config: AuditConfig,
     log: Log,
-    progress: shadow.ProgressFn | None,
+    progress: engine.ProgressFn | None,
     dataset: datasets.Dataset | None,
     split: splits.AuditSplit | None,
     target_fn: Callable[[np.ndarray], np.ndarray] | None,
@@ -328,12 +328,12 @@ def _run(
         target_acc = (correct[split.membership].mean(), correct[~split.membership].mean())
     elif not loo and not shadows_only:
         log(f"training the target for {config.epochs} epochs")
-        target = shadow.train(
+        target = engine.train(
             defended_factory(True),
             ds.x,
             ds.y,
             split.target_keep,
-            keys=shadow.model_keys(jax.random.fold_in(root, 1), 1),
+            keys=engine.model_keys(jax.random.fold_in(root, 1), 1),
             progress=progress,
             **train_kwargs(True),
         )
@@ -352,12 +352,12 @@ def _run(
         + (f" (leave-one-out over the first {config.targets})" if loo else "")
     )
     defend_shadows = config.defend_shadows or loo  # in leave-one-out the pool is the target
-    pool = shadow.train(
+    pool = engine.train(
         defended_factory(defend_shadows),
         ds.x,
         ds.y,
         split.shadow_keep,
-        keys=shadow.model_keys(jax.random.fold_in(root, 2), k),
+        keys=engine.model_keys(jax.random.fold_in(root, 2), k),
         chunk_size="auto" if config.chunk_size is None else config.chunk_size,
         heldout=split.shadow_pool,
         progress=progress,
@@ -415,9 +415,9 @@ def _run(
             if iface.kind != "none":
                 answered[key] = np.asarray(pool_predict(x)).argmax(-1)
             elif pool_dir is None:
-                answered[key] = shadow.predict(pool, x, labels=True)
+                answered[key] = engine.predict(pool, x, labels=True)
             else:
-                compute = functools.partial(shadow.predict, pool, labels=True)
+                compute = functools.partial(engine.predict, pool, labels=True)
                 answered[key] = pools.cached_labels(pool_dir, x, pool_rows, compute, key=key)
         return answered[key]
 

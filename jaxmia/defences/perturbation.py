@@ -35,7 +35,7 @@ rounding, one-hot) are mapped to finite pseudo-logits by
 
 Example::
 
-    probs = signals.probabilities(shadow.predict(pool, x))         # (k, n, c)
+    probs = signals.probabilities(engine.predict(pool, x))         # (k, n, c)
     defence = Perturbation("round", decimals=1)
     seen = defence.apply(probs)                                      # what the API returns
     phi = signals.compute("loss", seen, y, from_probs=True)          # (k, n)

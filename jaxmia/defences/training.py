@@ -3,9 +3,9 @@
 * **L2 weight decay** and **dropout**: regularisers that shrink the generalisation gap
   membership inference feeds on (Shokri et al. 2017; Nasr et al. 2018).
 * **Early stopping**: stop each model when its validation loss stops improving
-  (:func:`jaxmia.engine.shadow.train` with ``validation=`` and ``patience=``).
+  (:func:`jaxmia.engine.engine.train` with ``validation=`` and ``patience=``).
 * **DP-SGD** (Abadi et al. 2016): per-example clipping and Gaussian noise
-  (:class:`jaxmia.engine.shadow.DPConfig`), with the privacy budget epsilon at a given delta
+  (:class:`jaxmia.engine.engine.DPConfig`), with the privacy budget epsilon at a given delta
   computed by Google's ``dp-accounting`` (``pip install 'jaxmia[dp]'``).
 
 :class:`Defence` bundles the settings; :func:`optimizer` and :func:`model_factory`
@@ -20,7 +20,7 @@ import math
 
 import optax
 
-from jaxmia.engine import shadow
+from jaxmia import engine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +61,10 @@ class Defence:
         )
 
     @property
-    def dp(self) -> shadow.DPConfig | None:
+    def dp(self) -> engine.DPConfig | None:
         if self.dp_noise is None:
             return None
-        return shadow.DPConfig(l2_clip=self.dp_clip, noise_multiplier=self.dp_noise)
+        return engine.DPConfig(l2_clip=self.dp_clip, noise_multiplier=self.dp_noise)
 
     def describe(self) -> str:
         parts = []
@@ -85,7 +85,7 @@ def optimizer(learning_rate: float, weight_decay: float = 0.0) -> optax.Gradient
     compiled functions are reused)."""
     if weight_decay:
         return optax.adamw(learning_rate, weight_decay=weight_decay)
-    return shadow.adam(learning_rate)
+    return engine.adam(learning_rate)
 
 
 def dp_epsilon(
