@@ -12,10 +12,23 @@ Sources accepted by :func:`load`:
   in ``[0, 1]``);
 * ``"hf:owner/name[:split]"``, a Hugging Face hub dataset (split ``"train"`` by default);
 * a local ``.npz`` file with arrays ``x`` and ``y``, or a ``.csv`` / ``.parquet`` table
-  with one label column and numeric feature columns.
+  with one label column and feature columns.
 
 Features from non-bundled sources go through :func:`normalise_features`; labels that
 are integers but not ``0 .. C-1`` are remapped to it in sorted order.
+
+Tables (csv, parquet, hub) follow what a tabular user expects:
+
+* a text (categorical) feature column is one-hot encoded, one feature per distinct value
+  in sorted order (a column ``colour`` with values ``blue``, ``red`` gives two features);
+* a text label column (e.g. ``income`` with ``<=50K`` and ``>50K``) is a class label,
+  classes in sorted order;
+* missing values are refused, naming the column and the count: jaxmia does not impute,
+  since which records an audit sees decides what it measures. Fill or drop them first
+  (for example ``pandas.read_csv(...).dropna().to_csv(...)``).
+
+A table is read through the ``datasets`` library into a cache keyed on the file's
+content (SHA-256), so a file rewritten in place is never served from a stale cache.
 
 Example::
 
@@ -26,6 +39,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.resources
 import os
 import pathlib
@@ -226,12 +240,27 @@ def _read_table(
     try:
         if _table_is_empty(path, kind):
             raise DatasetError(f"empty dataset: {path} has no rows")
-        hf_ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+        hf_ds = datasets.load_dataset(
+            kind, data_files=str(path), split="train", cache_dir=_table_cache_dir(path)
+        )
     except DatasetError:
         raise
     except (OSError, ValueError, datasets.exceptions.DatasetsError) as e:
         raise DatasetError(f"cannot read {path}: {_short(e)}") from e
     return _hf_to_numpy(hf_ds, label_column, str(path))
+
+
+def _table_cache_dir(path: pathlib.Path) -> str:
+    """The ``datasets`` cache directory of a table: one per content (SHA-256 of the file),
+    since ``datasets`` keys its own cache on the path, size and modification time and
+    serves stale contents for a file rewritten with the same size within one second."""
+    import datasets
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return os.path.join(datasets.config.HF_DATASETS_CACHE, "jaxmia-tables", digest.hexdigest())
 
 
 def _table_is_empty(path: pathlib.Path, kind: str) -> bool:
@@ -307,7 +336,6 @@ def _hf_to_numpy(hf_ds, label_column: str | None, source: str) -> tuple[np.ndarr
       labels ``(n,)``.
     """
     import datasets
-    import pyarrow as pa
 
     columns = list(hf_ds.column_names)
     found = ", ".join(columns) or "none"
@@ -325,24 +353,64 @@ def _hf_to_numpy(hf_ds, label_column: str | None, source: str) -> tuple[np.ndarr
         raise DatasetError(f"{source} has no feature columns besides the label {label_column!r}")
 
     table = hf_ds.with_format("arrow")[:]
-    numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
-    labels = table.column(label_column)
-    if not any(check(labels.type) for check in numeric):
-        raise DatasetError(
-            f"labels are not integers: column {label_column!r} of {source} has type {labels.type}"
-        )
-    y = labels.cast(pa.float64()).to_numpy() if labels.null_count else labels.to_numpy()
-
+    y = _table_labels(table.column(label_column), label_column, source)
     images = [c for c in feature_columns if isinstance(hf_ds.features[c], datasets.Image)]
     if images:
         return _stack_images(hf_ds[images[0]], images[0], source), y
-    for c in feature_columns:
-        if not any(check(table.column(c).type) for check in numeric):
-            raise DatasetError(
-                f"feature column {c!r} of {source} is not numeric (type {table.column(c).type})"
-            )
-    x = np.column_stack([table.column(c).cast(pa.float64()).to_numpy() for c in feature_columns])
-    return x, y
+    columns = [_table_feature(table.column(c), c, source) for c in feature_columns]
+    return np.column_stack(columns), y
+
+
+def _is_numeric(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+
+
+def _is_text(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _missing(column, name: str, source: str, what: str) -> None:
+    """Refuses missing values (jaxmia does not impute), with how to prepare the file."""
+    if column.null_count:
+        raise DatasetError(
+            f"{what} column {name!r} of {source} has {column.null_count} missing value(s); "
+            "jaxmia does not impute: fill or drop them first"
+        )
+
+
+def _table_labels(labels, name: str, source: str) -> np.ndarray:
+    """``(n,)`` raw labels of a table: numbers, or text classes in sorted order."""
+    import pyarrow as pa
+
+    if _is_text(labels.type):
+        _missing(labels, name, source, "label")
+        return np.unique(np.asarray(labels.to_pylist(), dtype=object), return_inverse=True)[1]
+    if not _is_numeric(labels.type):
+        raise DatasetError(
+            f"labels are not integers: column {name!r} of {source} has type {labels.type}"
+        )
+    return labels.cast(pa.float64()).to_numpy() if labels.null_count else labels.to_numpy()
+
+
+def _table_feature(column, name: str, source: str) -> np.ndarray:
+    """``(n,)`` a numeric column or ``(n, v)`` the one-hot code of a text column with
+    ``v`` distinct values (sorted)."""
+    import pyarrow as pa
+
+    if _is_numeric(column.type):
+        _missing(column, name, source, "feature")
+        return column.cast(pa.float64()).to_numpy()[:, None]
+    if _is_text(column.type):
+        _missing(column, name, source, "feature")
+        values, codes = np.unique(np.asarray(column.to_pylist(), dtype=object), return_inverse=True)
+        return (codes.reshape(-1)[:, None] == np.arange(len(values))).astype(np.float64)
+    raise DatasetError(
+        f"feature column {name!r} of {source} is neither numeric nor text (type {column.type})"
+    )
 
 
 def _stack_images(images, column: str, source: str) -> np.ndarray:
