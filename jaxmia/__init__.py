@@ -25,7 +25,7 @@ The package follows the audit's data flow, each layer importing only from those 
 * :mod:`jaxmia.study`, :mod:`jaxmia.cli`: sweeps and the command line.
 
 Everything is loaded on first use, so that ``import jaxmia`` itself loads without JAX.
-Build this reference with ``python -m pdoc jaxmia -o DIR`` (``pip install pdoc``).
+Build this reference with ``python -m pdoc -d google jaxmia -o DIR`` (``pip install pdoc``).
 """
 
 import importlib

@@ -345,3 +345,18 @@ def test_metrics_is_a_package_of_concept_modules():
         home = getattr(obj, "__module__", None)
         if name not in names and home is not None and callable(obj):
             assert home.startswith("jaxmia.metrics."), (name, home)
+
+
+def test_metrics_load_without_jax():
+    """The metrics are host NumPy: importing them (and jaxmia) must not pull in JAX."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(M.__file__).parents[2]
+    code = "import sys; from jaxmia import metrics; print('jax' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
