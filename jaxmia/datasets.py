@@ -50,10 +50,30 @@ import zipfile
 
 import numpy as np
 
+__all__ = [
+    "BUNDLED",
+    "DEFAULT",
+    "LABEL_COLUMNS",
+    "SUFFIXES",
+    "Dataset",
+    "DatasetError",
+    "describe",
+    "load",
+    "normalise_features",
+]
+
 BUNDLED = ("location30", "digits", "mnist")
+"""Names of the datasets shipped in ``jaxmia/data``, readable offline by :func:`load`."""
+
 DEFAULT = "location30"
+"""The dataset an audit uses when none is given."""
+
 LABEL_COLUMNS = ("label", "labels", "y", "target", "class")
+"""Column names taken as the label of a table or hub dataset, first match wins, when no
+``label_column`` is given."""
+
 SUFFIXES = (".npz", ".csv", ".parquet")
+"""File suffixes :func:`load` reads from a local path."""
 
 # Bundled name -> (file in jaxmia/data, divisor that maps its raw values to [0, 1]).
 _BUNDLED_FILES = {

@@ -23,7 +23,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+__all__ = [
+    "SCHEMES",
+    "AuditSplit",
+    "SplitError",
+    "balanced_keep",
+    "disjoint_keep",
+    "grown_balanced_keep",
+    "make_split",
+]
+
 SCHEMES = ("balanced", "disjoint")
+"""The shadow schemes :func:`make_split` accepts (see the module docstring)."""
 
 
 class SplitError(ValueError):

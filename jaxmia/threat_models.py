@@ -23,7 +23,19 @@ import numpy as np
 
 from jaxmia import signals
 
+__all__ = [
+    "ACCESS_LEVELS",
+    "PROVIDES",
+    "AccessError",
+    "allows",
+    "check_access",
+    "observe",
+    "require",
+]
+
 ACCESS_LEVELS: tuple[str, ...] = ("probs", "topk", "label", "loss")
+"""The access levels, from the most to the least revealing query interface (``loss``
+aside, which is white-box)."""
 
 PROVIDES: Mapping[str, frozenset[str]] = {
     "probs": frozenset(signals.SIGNALS),
@@ -41,6 +53,11 @@ class AccessError(ValueError):
 
 
 def check_access(access: str) -> str:
+    """Returns ``access`` if it is one of :data:`ACCESS_LEVELS`.
+
+    Raises:
+      AccessError: naming the access levels, otherwise.
+    """
     if access not in ACCESS_LEVELS:
         raise AccessError(
             f"unknown access level {access!r}; choose one of {', '.join(ACCESS_LEVELS)}"

@@ -160,8 +160,8 @@ def test_bootstrap_matches_loop():
     # The vectorised bootstrap equals point metrics on explicit resamples.
     y, s = _data(3, 300, tied=True)
     fprs = np.array([0.0, 0.01, 0.1])
-    aucs, tprs = M._bootstrap_stats(y, s, fprs, 20, seed=5)
-    idx = M._stratified_bootstrap_indices(y, 20, np.random.default_rng(5))
+    aucs, tprs = M.bootstrap._bootstrap_stats(y, s, fprs, 20, seed=5)
+    idx = M.bootstrap._stratified_bootstrap_indices(y, 20, np.random.default_rng(5))
     assert idx.shape == (20, 300)
     for b in range(20):
         yb, sb = y[idx[b]], s[idx[b]]
@@ -291,3 +291,72 @@ def test_infinite_best_threshold_is_written_as_null():
     json.dumps(d, allow_nan=False)
     assert d["threshold"] is None or np.isfinite(d["threshold"])
     assert M.evaluate(y, s, threshold=np.inf, n_boot=0).to_dict()["threshold"] is None
+
+
+def test_plot_roc_draws_one_curve_per_attack_on_log_axes():
+    from matplotlib.figure import Figure
+
+    y, s = _data(0, 400, tied=False)
+    ax = Figure().subplots()
+    scores = {"good": s, "reversed": -s, "tied": np.round(s)}
+    out = M.plot_roc(y, scores, ax=ax)
+    assert out is ax
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    lines = ax.get_lines()
+    labels = [line.get_label() for line in lines]
+    assert labels == [f"{k} (AUC {M.auc(y, v):.3f})" for k, v in scores.items()] + ["chance"]
+    floor = 1.0 / (2 * int((~y).sum()))
+    for line, v in zip(lines, scores.values(), strict=False):
+        fpr, tpr, _ = M.roc_curve(y, v)
+        np.testing.assert_array_equal(line.get_xdata(), np.maximum(fpr, floor))
+        np.testing.assert_array_equal(line.get_ydata(), np.maximum(tpr, floor))
+    chance = lines[-1]
+    np.testing.assert_array_equal(chance.get_xdata(), chance.get_ydata())
+    assert ax.get_xlim() == pytest.approx((floor, 1.0))
+
+
+def test_plot_roc_without_axes_makes_a_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y, s = _data(1, 50, tied=False)
+    ax = M.plot_roc(y, {"loss": s})
+    try:
+        assert ax.figure is not None and len(ax.get_lines()) == 2
+    finally:
+        plt.close(ax.figure)
+
+
+def test_plot_roc_rejects_bad_input_in_one_line():
+    y, s = _data(2, 20, tied=False)
+    with pytest.raises(ValueError, match="empty"):
+        M.plot_roc(y, {})
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        M.plot_roc(y, {"a": s, "b": s[:-1]})
+
+
+def test_metrics_is_a_package_of_concept_modules():
+    names = {"roc", "bootstrap", "evaluation", "plotting"}
+    assert names <= set(M.__all__)
+    for name in M.__all__:
+        obj = getattr(M, name)
+        home = getattr(obj, "__module__", None)
+        if name not in names and home is not None and callable(obj):
+            assert home.startswith("jaxmia.metrics."), (name, home)
+
+
+def test_metrics_load_without_jax():
+    """The metrics are host NumPy: importing them (and jaxmia) must not pull in JAX."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(M.__file__).parents[2]
+    code = "import sys; from jaxmia import metrics; print('jax' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

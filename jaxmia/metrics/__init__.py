@@ -1,0 +1,63 @@
+"""Evaluation metrics for membership-inference attacks.
+
+Every attack in :mod:`jaxmia` produces per-example membership ``scores`` (float array of
+shape ``(n,)``) where **higher means more likely a member**, together with the ground-truth
+``membership`` (bool or 0/1 array of shape ``(n,)``, ``True`` = member). The functions here
+turn such a pair into the usual summary numbers:
+
+* :mod:`jaxmia.metrics.roc`: the exact ROC curve and its area (:func:`roc_curve`,
+  :func:`auc`), the true-positive rate at a small false-positive rate (:func:`tpr_at_fpr`),
+  the headline metric of Carlini et al. (2022), "Membership Inference Attacks From First
+  Principles", the membership advantage ``max(TPR - FPR)`` of Yeom et al. (2018)
+  (:func:`advantage`), threshold-based metrics (:func:`threshold_metrics`,
+  :func:`best_threshold`);
+* :mod:`jaxmia.metrics.bootstrap`: stratified percentile-bootstrap confidence intervals
+  (:func:`bootstrap_ci`);
+* :mod:`jaxmia.metrics.evaluation`: a one-call summary (:func:`evaluate` ->
+  :class:`AttackMetrics`) and text/Markdown tables (:func:`format_table`,
+  :func:`markdown_table`);
+* :mod:`jaxmia.metrics.plotting`: a log-log ROC plot of several attacks
+  (:func:`plot_roc`, needs matplotlib).
+
+Everything is pure NumPy on the host and runs in ``O(n log n)`` per metric. Example::
+
+    from jaxmia import metrics
+
+    m = metrics.evaluate(membership, scores)          # AttackMetrics
+    print(m.auc, m.tpr_at_fpr[0.001])
+    print(metrics.format_table({"loss": m}))
+"""
+
+from jaxmia.metrics import bootstrap, evaluation, plotting, roc
+from jaxmia.metrics.bootstrap import bootstrap_ci
+from jaxmia.metrics.evaluation import AttackMetrics, evaluate, format_table, markdown_table
+from jaxmia.metrics.plotting import plot_roc
+from jaxmia.metrics.roc import (
+    DEFAULT_FPRS,
+    advantage,
+    auc,
+    best_threshold,
+    roc_curve,
+    threshold_metrics,
+    tpr_at_fpr,
+)
+
+__all__ = [
+    "DEFAULT_FPRS",
+    "AttackMetrics",
+    "advantage",
+    "auc",
+    "best_threshold",
+    "bootstrap",
+    "bootstrap_ci",
+    "evaluate",
+    "evaluation",
+    "format_table",
+    "markdown_table",
+    "plot_roc",
+    "plotting",
+    "roc",
+    "roc_curve",
+    "threshold_metrics",
+    "tpr_at_fpr",
+]
