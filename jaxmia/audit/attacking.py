@@ -18,6 +18,8 @@ from jaxmia.audit.config import (
     needs,
 )
 
+__all__ = ["RMIA_TEMPERATURES", "PoolSignals", "attack_target"]
+
 
 @dataclasses.dataclass(frozen=True)
 class PoolSignals:
