@@ -30,14 +30,16 @@ shokri            signals (features of an attack MLP)      Shokri et al. 2017
 label_only        correct answers to perturbed queries     Choquette-Choo et al. 2021
 ================  =======================================  ==================================
 
-Example (LiRA and RMIA from your own logits, and LiRA over several targets at once)::
+Example: LiRA and RMIA from your own logits ``(k + 1, n, c)`` of ``k + 1`` models on ``n``
+records with labels ``y``, ``keep`` ``(k + 1, n)`` their training sets, model 0 the target;
+then every model the target in turn (leave-one-out), vmapped::
 
-    from jaxmia import attacks, signals
-    phi = signals.logit_scaled_confidence(logits, y)        # (k + 1, n) from (k + 1, n, c)
-    lp = attacks.log_probs(logits, y)                       # (k + 1, n)
-    lira = attacks.lira_online(phi[0], phi[1:], keep)       # model 0 is the target
-    rmia = attacks.rmia_online(lp[0, x], lp[1:, x], keep[:, x],
-                               target_log_p_z=lp[0, z], ref_log_p_z=lp[1:, z])
+    phi = signals.logit_scaled_confidence(logits, y)  # (k + 1, n): LiRA's statistic
+    lp = attacks.log_probs(logits, y)  # (k + 1, n): RMIA's, log Pr(y | x)
+    lira = attacks.lira_online(phi[0], phi[1:], keep[1:])  # model 0 is the target; (n,)
+    rmia = attacks.rmia_online(lp[0], lp[1:], keep[1:], target_log_p_z=lp[0], ref_log_p_z=lp[1:])
+    others = np.array([np.delete(np.arange(len(keep)), t) for t in range(len(keep))])
+    loo = jax.jit(jax.vmap(attacks.lira_online))(phi, phi[others], keep[others])  # (k + 1, n)
 """
 
 from jaxmia.attacks._checks import AttackInputError
