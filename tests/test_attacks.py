@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxmia import audit, datasets, metrics, splits, threat_models
-from jaxmia.attacks import shokri, threshold
+from jaxmia import attacks, audit, datasets, metrics, splits, threat_models
 
 
 def planted_signals(k, n, c, rng, gap):
@@ -24,18 +23,18 @@ def test_attack_classifier_learns_planted_signal(per_class):
     keep, probs = planted_signals(4, 600, c, rng, gap=0.3)
     labels = rng.integers(0, c, 600)
     target_keep, target_probs = planted_signals(2, 600, c, rng, gap=0.3)
-    config = shokri.ShokriConfig(per_class=per_class, steps=1500)
-    scores, tau = shokri.attack(
-        {"sorted_probabilities": probs},
-        keep,
-        None,
-        labels,
+    config = attacks.ShokriConfig(per_class=per_class, steps=1500)
+    scores = attacks.shokri(
         {"sorted_probabilities": target_probs[0]},
-        labels,
-        c,
+        {"sorted_probabilities": probs},
+        keep.astype(int),  # 0/1 integers are accepted
+        labels=labels,
+        target_labels=labels,
+        num_classes=c,
         config=config,
     )
-    assert scores.shape == (600,) and tau == 0.0
+    tau = 0.0  # the attack classifier's threshold: probability 1/2
+    assert scores.shape == (600,)
     assert metrics.auc(target_keep[0], scores) > 0.97
     assert metrics.threshold_metrics(target_keep[0], scores, tau)["accuracy"] > 0.9
 
@@ -45,15 +44,14 @@ def test_attack_classifier_no_signal_is_chance():
     keep, probs = planted_signals(4, 600, 3, rng, gap=0.0)
     target_keep, target_probs = planted_signals(2, 600, 3, rng, gap=0.0)
     labels = rng.integers(0, 3, 600)
-    scores, _ = shokri.attack(
+    scores = attacks.shokri(
+        {"sorted_probabilities": target_probs[0]},
         {"sorted_probabilities": probs},
         keep,
-        None,
-        labels,
-        {"sorted_probabilities": target_probs[0]},
-        labels,
-        3,
-        config=shokri.ShokriConfig(steps=500),
+        labels=labels,
+        target_labels=labels,
+        num_classes=3,
+        config=attacks.ShokriConfig(steps=500),
     )
     assert abs(metrics.auc(target_keep[0], scores) - 0.5) < 0.06
 
@@ -62,16 +60,16 @@ def test_threshold_calibration_maximises_shadow_accuracy():
     rng = np.random.default_rng(2)
     keep = rng.random((3, 200)) < 0.5
     loss = np.where(keep, 0.2, 1.0) + 0.4 * rng.standard_normal((3, 200))
-    tau = threshold.calibrate("loss", loss, keep)
+    tau = attacks.calibrate_threshold(attacks.loss(loss), keep)
     oriented = -loss
     best = max(
         np.mean((oriented >= t) == keep) for t in np.concatenate([oriented.ravel(), [np.inf]])
     )
     assert np.mean((oriented >= tau) == keep) == pytest.approx(best)
-    scores, _ = threshold.attack("loss", loss, keep, None, loss[0])
+    scores = attacks.loss(loss[0], loss[1:], keep[1:])
     assert metrics.auc(keep[0], scores) > 0.8  # low loss -> member: oriented correctly
-    with pytest.raises(ValueError, match="not a scalar signal"):
-        threshold.oriented("probabilities", loss)
+    with pytest.raises(ValueError, match="shadow statistics"):
+        attacks.loss(loss[0], loss[1:, :5], keep[1:])
 
 
 def test_access_levels_are_enforced():

@@ -6,33 +6,33 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmia import datasets, engine, metrics, models, splits
-from jaxmia.attacks import label_only
+from jaxmia import attacks, datasets, engine, metrics, models, splits
+from jaxmia.attacks import robustness
 
 # --------------------------------------------------------------------------- perturbations
 
 
 def test_perturb_inputs_binary_flips_at_rate():
     x = (np.random.default_rng(0).random((400, 50)) < 0.3).astype(np.float32)
-    out = np.asarray(label_only.perturb_inputs(x, jax.random.key(0), n_queries=5, strength=0.1))
+    out = np.asarray(attacks.perturb_inputs(x, jax.random.key(0), n_queries=5, strength=0.1))
     assert out.shape == (5, 400, 50)
     np.testing.assert_array_equal(out[0], x)
     assert set(np.unique(out)) <= {0.0, 1.0}
     rate = np.mean(out[1:] != x)
     assert abs(rate - 0.1) < 0.005  # 80,000 Bernoulli(0.1) draws: std ~0.001
     assert not np.array_equal(out[1], out[2])  # copies differ
-    again = label_only.perturb_inputs(x, jax.random.key(0), n_queries=5, strength=0.1)
+    again = attacks.perturb_inputs(x, jax.random.key(0), n_queries=5, strength=0.1)
     np.testing.assert_array_equal(out, again)
-    longer = label_only.perturb_inputs(x, jax.random.key(0), n_queries=7, strength=0.1)
+    longer = attacks.perturb_inputs(x, jax.random.key(0), n_queries=7, strength=0.1)
     np.testing.assert_array_equal(out, np.asarray(longer)[:5])  # more queries extend
-    other = label_only.perturb_inputs(x, jax.random.key(1), n_queries=5, strength=0.1)
+    other = attacks.perturb_inputs(x, jax.random.key(1), n_queries=5, strength=0.1)
     assert not np.array_equal(out[1:], np.asarray(other)[1:])
 
 
 def test_perturb_inputs_gaussian():
     x = np.random.default_rng(1).standard_normal((300, 20)).astype(np.float32)
-    assert label_only.resolve_kind("auto", x) == "gaussian"
-    out = np.asarray(label_only.perturb_inputs(x, jax.random.key(0), n_queries=4, strength=0.3))
+    assert robustness.resolve_kind("auto", x) == "gaussian"
+    out = np.asarray(attacks.perturb_inputs(x, jax.random.key(0), n_queries=4, strength=0.3))
     assert out.shape == (4, 300, 20)
     np.testing.assert_array_equal(out[0], x)
     assert np.std(out[1:] - x) == pytest.approx(0.3, rel=0.03)
@@ -41,8 +41,8 @@ def test_perturb_inputs_gaussian():
 
 def test_perturb_inputs_images():
     x = np.random.default_rng(2).random((64, 8, 8, 1)).astype(np.float32)
-    assert label_only.resolve_kind("auto", x) == "image"
-    out = np.asarray(label_only.perturb_inputs(x, jax.random.key(0), n_queries=3, kind="shift"))
+    assert robustness.resolve_kind("auto", x) == "image"
+    out = np.asarray(attacks.perturb_inputs(x, jax.random.key(0), n_queries=3, kind="shift"))
     assert out.shape == (3, 64, 8, 8, 1)
     np.testing.assert_array_equal(out[0], x)
     # Every copy is the image shifted by (dy, dx) in [-1, 1]^2, zero-padded.
@@ -51,7 +51,7 @@ def test_perturb_inputs_images():
     for img, copy in enumerate(out[1:].reshape(-1, 8, 8, 1)):
         assert any(np.array_equal(copy, s[img % 64]) for s in shifts)
     mirrored = np.asarray(
-        label_only.perturb_inputs(x, jax.random.key(0), n_queries=2, kind="image", strength=0)
+        attacks.perturb_inputs(x, jax.random.key(0), n_queries=2, kind="image", strength=0)
     )
     flipped = [np.array_equal(m, xi[:, ::-1]) for m, xi in zip(mirrored[1], x, strict=True)]
     kept = [np.array_equal(m, xi) for m, xi in zip(mirrored[1], x, strict=True)]
@@ -71,19 +71,57 @@ def test_perturb_inputs_images():
 def test_perturb_inputs_validation(kwargs, match):
     x = np.zeros((3, 4), np.float32)
     with pytest.raises(ValueError, match=match):
-        label_only.perturb_inputs(x, jax.random.key(0), **kwargs)
+        attacks.perturb_inputs(x, jax.random.key(0), **kwargs)
 
 
-def test_correctness_scores_hand_example():
-    pred = np.array([[0, 1, 2, 3], [0, 1, 0, 3], [0, 2, 0, 0]])  # (q=3, n=4)
-    labels = np.array([0, 1, 2, 3])
-    np.testing.assert_allclose(
-        label_only.correctness_scores(pred, labels), [1, 2 / 3, 1 / 3, 2 / 3]
+def test_label_only_scores_hand_example():
+    correct = np.array([[1, 1, 1], [1, 1, 0], [0, 1, 0], [1, 0, 1]])  # (m=4, q=3), 0/1 ints
+    want = [1, 2 / 3, 1 / 3, 2 / 3]
+    np.testing.assert_allclose(attacks.label_only(correct), want, rtol=1e-6)
+    np.testing.assert_allclose(attacks.label_only(correct.astype(bool)), want, rtol=1e-6)
+    pool = np.stack([correct, np.zeros_like(correct)])  # (k=2, m, q)
+    np.testing.assert_allclose(attacks.label_only(pool), [want, [0, 0, 0, 0]], rtol=1e-6)
+    keep = np.array([[1, 0, 1, 0], [0, 1, 0, 1]])
+    np.testing.assert_allclose(attacks.label_only(correct, pool, keep), want, rtol=1e-6)
+    # tau on the shadows' scores: model 0's members score 1 and 1/3, non-members 2/3
+    tau = attacks.calibrate_threshold(attacks.label_only(pool), keep)
+    assert tau == pytest.approx(1.0)  # accuracy 5/8 (only the 1 is called a member)
+    with pytest.raises(ValueError, match="q >= 1"):
+        attacks.label_only(correct[:, :0])
+    with pytest.raises(ValueError, match="bool or 0/1"):
+        attacks.label_only(correct * 2)
+    with pytest.raises(ValueError, match="bool or 0/1"):
+        attacks.label_only(correct, pool, keep * 0.5)
+    with pytest.raises(ValueError, match="must have shape"):
+        attacks.label_only(correct, pool[:, :3], keep)
+
+
+def test_query_correctness_hand_example():
+    x = np.eye(4, dtype=np.float32)
+    y = np.array([0, 1, 2, 0])
+    logits = lambda v: v * 10.0  # predicts argmax(v): right on rows 0-2, wrong on row 3
+    got = attacks.query_correctness(logits, x, y, n_queries=1)
+    np.testing.assert_array_equal(got, [[True], [True], [True], [False]])
+    labels = lambda v: np.asarray(v.argmax(-1))  # a label-only interface
+    rows = np.array([3, 1])
+    got = attacks.query_correctness(labels, x, y, rows=rows, n_queries=3, strength=0.0)
+    np.testing.assert_array_equal(got, [[False] * 3, [True] * 3])  # flips with rate 0
+    pool = lambda v: np.stack([v * 10.0, -v * 10.0])  # (k=2, r, c)
+    got = attacks.query_correctness(pool, x, y, n_queries=2, strength=0.0)
+    assert got.shape == (2, 4, 2) and got[0, :3].all() and not got[1, :3].any()
+    # an example's copies do not depend on which rows are queried
+    xr = np.random.default_rng(0).standard_normal((50, 6)).astype(np.float32)
+    yr = np.arange(50) % 6
+    f = lambda v: np.asarray(v)
+    full = attacks.query_correctness(f, xr, yr, n_queries=4, kind="gaussian", strength=1.0)
+    part = attacks.query_correctness(
+        f, xr, yr, rows=np.arange(50) % 3 == 0, n_queries=4, kind="gaussian", strength=1.0
     )
-    pool_pred = np.stack([pred, np.zeros_like(pred)], axis=1)  # (q, k=2, n)
-    np.testing.assert_allclose(
-        label_only.correctness_scores(pool_pred, labels), [[1, 2 / 3, 1 / 3, 2 / 3], [1, 0, 0, 0]]
-    )
+    np.testing.assert_array_equal(part, full[::3])
+    with pytest.raises(ValueError, match="must return outputs"):
+        attacks.query_correctness(lambda v: v[:, 0], x, y, n_queries=1)
+    with pytest.raises(ValueError, match="row indices"):
+        attacks.query_correctness(logits, x, y, rows=[7], n_queries=1)
 
 
 # --------------------------------------------------------------------------- end to end
@@ -104,6 +142,15 @@ def overfit():
     return ds, target, target_keep, pool
 
 
+def _label_only(target_predict, pool_predict, ds, keep, candidates, n_queries):
+    """Scores and the threshold calibrated on the pool, through the public protocol."""
+    kw = dict(n_queries=n_queries)
+    target = attacks.query_correctness(target_predict, ds.x, ds.y, rows=candidates, **kw)
+    shadow = attacks.query_correctness(pool_predict, ds.x, ds.y, **kw)
+    tau = attacks.calibrate_threshold(attacks.label_only(shadow), keep)
+    return np.asarray(attacks.label_only(target), np.float64), tau
+
+
 @pytest.mark.slow
 def test_label_only_attack_on_overfit_target(overfit):
     ds, target, target_keep, pool = overfit
@@ -111,18 +158,18 @@ def test_label_only_attack_on_overfit_target(overfit):
     predict_labels = lambda x: engine.predict(target, x)[0].argmax(-1)  # a label-only API
     predict_pool = lambda x: engine.predict(pool, x)
     candidates = np.arange(ds.n)
-    args = (ds.x, ds.y, pool.keep, None, candidates)
-    scores, tau = label_only.attack(predict_target, predict_pool, *args, n_queries=16)
-    assert scores.shape == (ds.n,) and scores.dtype == np.float64
+    args = (ds, pool.keep.astype(int), candidates)  # keep as 0/1 integers is accepted
+    scores, tau = _label_only(predict_target, predict_pool, *args, n_queries=16)
+    assert scores.shape == (ds.n,)
     np.testing.assert_allclose(scores * 16, np.round(scores * 16), atol=1e-5)
     auc = metrics.auc(target_keep, scores)
     assert auc > 0.72  # measured 0.806
     assert 0 < tau <= 1
     assert metrics.threshold_metrics(target_keep, scores, tau)["accuracy"] > 0.7  # 0.781
-    same, _ = label_only.attack(predict_labels, predict_pool, *args, n_queries=16)
+    same, _ = _label_only(predict_labels, predict_pool, *args, n_queries=16)
     np.testing.assert_array_equal(same, scores)
     # The perturbed queries add to the plain gap attack (q = 1, measured AUC 0.670).
-    gap, _ = label_only.attack(predict_target, predict_pool, *args, n_queries=1)
+    gap, _ = _label_only(predict_target, predict_pool, *args, n_queries=1)
     assert set(np.unique(gap)) <= {0.0, 1.0}
     assert auc > metrics.auc(target_keep, gap) + 0.05
 
@@ -133,13 +180,11 @@ def test_label_only_attack_control_is_chance(overfit):
     ds, target, target_keep, pool = overfit
     candidates = np.flatnonzero(~target_keep)
     fake = np.random.default_rng(4).random(candidates.size) < 0.5
-    scores, _ = label_only.attack(
+    scores, _ = _label_only(
         lambda x: engine.predict(target, x)[0],
         lambda x: engine.predict(pool, x),
-        ds.x,
-        ds.y,
+        ds,
         pool.keep,
-        None,
         candidates,
         n_queries=16,
     )

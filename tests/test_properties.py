@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from jaxmia import datasets, engine, metrics, models, signals, splits, threat_models
-from jaxmia.attacks import label_only, lira, rmia, shokri, threshold
+from jaxmia import attacks, datasets, engine, metrics, models, signals, splits, threat_models
+from jaxmia.attacks import classifier
 from jaxmia.defences import perturbation
 
 
@@ -453,44 +453,56 @@ def test_grown_balanced_keep(steps, n):
 
 # --------------------------------------------------------------------------- threshold
 
+# XLA flushes subnormals, so the float32 core maps them to 0
+finite32 = st.floats(-1e6, 1e6, allow_infinity=False, width=32, allow_subnormal=False)
+THRESHOLD_NAMES = ("loss", "confidence", "entropy", "modified_entropy")
+
 
 @FAST
 @given(
-    st.sampled_from(signals.SCALAR_SIGNALS),
-    hnp.arrays(np.float64, (4, 6), elements=finite),
-    hnp.arrays(np.float64, 5, elements=finite),
+    st.sampled_from(THRESHOLD_NAMES),
+    hnp.arrays(np.float32, (4, 6), elements=finite32),
+    hnp.arrays(np.float32, 5, elements=finite32),
     st.integers(0, 100),
 )
 def test_threshold_attack(name, shadow_values, target_values, seed):
+    attack = getattr(attacks, name)
     keep = splits.balanced_keep(4, 6, seed=seed)
-    scores, tau = threshold.attack(name, shadow_values, keep, None, target_values)
-    assert scores.shape == (5,) and scores.dtype == np.float64
+    scores = np.asarray(attack(target_values))
+    assert scores.shape == (5,) and scores.dtype == np.float32
     np.testing.assert_array_equal(scores, signals.MEMBER_SIGN[name] * target_values)
-    oriented = signals.MEMBER_SIGN[name] * shadow_values
-    accuracy = lambda t: np.mean((oriented >= t) == keep)
+    oriented = np.asarray(attack(shadow_values))
+    tau = attacks.calibrate_threshold(oriented, keep.astype(int))  # 0/1 keep accepted
+    accuracy = lambda t: np.mean((oriented >= np.float32(t)) == keep)  # compared in float32
     assert accuracy(tau) == max(accuracy(t) for t in [*oriented.ravel(), np.inf])
 
-    bad = shadow_values.copy()
-    bad[seed % 4, seed % 6] = np.nan
-    _raises(ValueError, "NaN", threshold.attack, name, bad, keep, None, target_values)
-    _raises(ValueError, "NaN", threshold.attack, name, shadow_values, keep, None, [np.nan])
-    _raises(ValueError, r"must both be \(k, n\)", threshold.calibrate, name, shadow_values, keep[0])
-    _raises(ValueError, "pool must be", threshold.calibrate, name, shadow_values, keep, keep[0, :5])
+    bad = oriented.copy()
+    bad[seed % 4, seed % 4] = np.nan
+    _raises(ValueError, "NaN", attacks.calibrate_threshold, bad, keep)
+    _raises(ValueError, "NaN", attack, [np.nan])
+    _raises(ValueError, "NaN", attack, target_values[:4], bad[:, :4], keep[:, :4])
+    _raises(ValueError, "NaN", attack, target_values, bad[:, :5], keep[:, :5])
+    _raises(ValueError, r"must be \(k, n\)", attacks.calibrate_threshold, oriented[0], keep[0])
+    _raises(ValueError, "must have shape", attacks.calibrate_threshold, oriented, keep[:, :5])
+    _raises(
+        ValueError, "pool must be", attacks.calibrate_threshold, oriented, keep, pool=keep[0, :5]
+    )
+    _raises(ValueError, "0/1", attacks.calibrate_threshold, oriented, keep * 2)
     _raises(
         ValueError,
         "both members and non-members",
-        threshold.calibrate,
-        name,
-        shadow_values,
+        attacks.calibrate_threshold,
+        oriented,
         keep | True,
     )
-    _raises(ValueError, "not a scalar signal", threshold.oriented, "probabilities", target_values)
+    _raises(ValueError, "shadow statistics", attack, target_values, shadow_values, keep)
 
 
 # --------------------------------------------------------------------------- LiRA
 
 K, M = 4, 6
 phis = hnp.arrays(np.float32, (K, M), elements=small)
+LIRA = {True: attacks.lira_online, False: attacks.lira_offline}
 
 
 @JIT
@@ -505,10 +517,12 @@ phis = hnp.arrays(np.float32, (K, M), elements=small)
 def test_lira_scores_are_finite(target, shadow_phi, seed, variant):
     online, variance = variant
     keep = splits.balanced_keep(K, M, seed=seed)
-    s = lira.scores(target, shadow_phi, keep, online=online, variance=variance)
-    assert s.shape == (M,) and s.dtype == np.float64 and np.isfinite(s).all()
-    s2 = lira.scores(target[:, None], shadow_phi[..., None], keep, online=online, variance=variance)
+    s = np.asarray(LIRA[online](target, shadow_phi, keep, variance=variance))
+    assert s.shape == (M,) and s.dtype == np.float32 and np.isfinite(s).all()
+    s2 = LIRA[online](target[:, None], shadow_phi[..., None], keep, variance=variance)
     np.testing.assert_allclose(s2, s, rtol=1e-6)  # (m,) is (m, 1)
+    s3 = LIRA[online](target, shadow_phi, keep.astype(np.int32), variance=variance)
+    np.testing.assert_array_equal(s3, s)  # 0/1 integers are bool
 
 
 @JIT
@@ -526,23 +540,38 @@ def test_lira_rejects_non_finite_and_mismatched_inputs(target, shadow_phi, i, ba
         bad_target[i] = bad
     else:
         bad_shadow[i % K, i] = bad
-    _raises(lira.LiRAError, "NaN or infinite", lira.scores, bad_target, bad_shadow, keep)
-    _raises(lira.LiRAError, "does not match", lira.scores, target[:-1], shadow_phi, keep)
-    _raises(
-        lira.LiRAError, "does not match", lira.scores, np.stack([target] * 2, 1), shadow_phi, keep
-    )
-    _raises(lira.LiRAError, "must be", lira.scores, target, shadow_phi, keep[:, :-1])
-    _raises(lira.LiRAError, "must be", lira.scores, target, shadow_phi[0], keep[0])
+    lira = attacks.lira_online
+    _raises(attacks.LiRAError, "NaN or infinite", lira, bad_target, bad_shadow, keep)
+    _raises(attacks.LiRAError, "does not match", lira, target[:-1], shadow_phi, keep)
+    _raises(attacks.LiRAError, "does not match", lira, np.stack([target] * 2, 1), shadow_phi, keep)
+    _raises(attacks.LiRAError, "must", lira, target, shadow_phi, keep[:, :-1])
+    _raises(attacks.LiRAError, "must be", lira, target, shadow_phi[0], keep[0])
+    _raises(attacks.LiRAError, "0/1", lira, target, shadow_phi, keep * 3)
+    _raises(attacks.LiRAError, "0/1", lira, target, shadow_phi, keep * 0.5)
+    _raises(attacks.LiRAError, "variance must be", lira, target, shadow_phi, keep, variance="x")
     # Two models, one per side: too few for per-example variances, and none IN offline.
-    _raises(lira.LiRAError, "at least 2 OUT", lira.scores, target, shadow_phi[:2], keep[:2])
+    _raises(
+        attacks.LiRAError, "at least 2 OUT", lira, target, shadow_phi[:2], keep[:2],
+        variance="per_example",
+    )  # fmt: skip
     no_in = np.zeros_like(keep)
-    _raises(lira.LiRAError, "IN model", lira.scores, target, shadow_phi, no_in, variance="global")
-    assert lira.scores(target[:0], shadow_phi[:, :0], keep[:, :0]).shape == (0,)
+    _raises(attacks.LiRAError, "IN model", lira, target, shadow_phi, no_in, variance="global")
+    assert lira(target[:0], shadow_phi[:, :0], keep[:, :0]).shape == (0,)
 
 
 # --------------------------------------------------------------------------- RMIA
 
 log_probs = st.floats(-30, 0, width=32, allow_subnormal=False)  # XLA flushes subnormals
+
+
+def _rmia(lx, lz, rx, kx, rz, kz, *, online=True, a=0.3, gamma=2.0):
+    """RMIA through the public protocol: Attack-P when there is no reference model."""
+    if rx is None:
+        return attacks.attack_p(lx, target_log_p_z=lz, gamma=gamma)
+    kw = dict(target_log_p_z=lz, ref_log_p_z=rz, keep_z=kz, gamma=gamma)
+    if online:
+        return attacks.rmia_online(lx, rx, kx, **kw)
+    return attacks.rmia_offline(lx, rx, kx, a=a, **kw)
 
 
 @FAST
@@ -557,17 +586,21 @@ log_probs = st.floats(-30, 0, width=32, allow_subnormal=False)  # XLA flushes su
 )
 def test_rmia_scores(lx, lz, rx, rz, seed, online, a):
     kx, kz = splits.balanced_keep(K, M, seed=seed), splits.balanced_keep(K, 5, seed=seed + 1)
-    for s in (rmia.scores(lx, lz), rmia.scores(lx, lz, rx, kx, rz, kz, online=online, a=a)):
-        assert s.shape == (M,) and s.dtype == np.float64
+    for s in (
+        _rmia(lx, lz, None, None, None, None),
+        _rmia(lx, lz, rx, kx, rz, kz, online=online, a=a),
+    ):
+        s = np.asarray(s)
+        assert s.shape == (M,) and s.dtype == np.float32
         assert np.all(s >= 0) and np.all(s < 1 + 1 / 5)
     # Attack-P ranks the candidates by their log-probability.
-    s = rmia.scores(lx, lz)
+    s = np.asarray(_rmia(lx, lz, None, None, None, None))
     higher = lx[:, None] > lx[None]
     assert np.all(s[:, None] > s[None], where=higher)
     # Integer 0/1 keep matrices mean the same as bool ones.
     np.testing.assert_array_equal(
-        rmia.scores(lx, lz, rx, kx.astype(int), rz, kz.astype(int), online=False),
-        rmia.scores(lx, lz, rx, kx, rz, kz, online=False),
+        _rmia(lx, lz, rx, kx.astype(int), rz, kz.astype(int), online=False),
+        _rmia(lx, lz, rx, kx, rz, kz, online=False),
     )
 
 
@@ -578,31 +611,26 @@ def test_rmia_rejects_invalid_inputs(i, bad, where):
     rx, rz = np.full((K, M), -1.5), np.full((K, 5), -1.5)
     kx, kz = splits.balanced_keep(K, M), splits.balanced_keep(K, 5)
     args = [lx, lz, rx, kx, rz, kz]
-    name = ["target_log_p_x", "target_log_p_z", "ref_log_p_x", "ref_log_p_z"][where]
+    name = ["target_log_p", "target_log_p_z", "ref_log_p", "ref_log_p_z"][where]
     j = [0, 1, 2, 4][where]
     args[j] = args[j].copy()
     args[j].reshape(-1)[i % args[j].size] = bad
-    _raises(ValueError, f"{name} has 1 NaN or infinite", rmia.scores, *args)
-    _raises(ValueError, "at least one population record", rmia.scores, lx, lz[:0])
-    _raises(ValueError, "1-D", rmia.scores, rx, lz)
-    _raises(ValueError, "reference arrays must be", rmia.scores, lx, lz, rx[:, :-1], kx, rz, kz)
-    _raises(ValueError, "reference arrays must be", rmia.scores, lx, lz, rx[:2], kx[:2], rz, kz)
-    _raises(
-        ValueError, "reference arrays must be", rmia.scores, lx, lz, rx[:0], kx[:0], rz[:0], kz[:0]
-    )
-    _raises(
-        ValueError, "OUT reference model", rmia.scores, lx, lz, rx, kx | True, rz, kz, online=False
-    )
+    _raises(ValueError, f"{name} has 1 NaN or infinite", _rmia, *args)
+    _raises(ValueError, "at least one population record", _rmia, lx, lz[:0], None, None, None, None)
+    _raises(ValueError, "1-D", _rmia, rx, lz, None, None, None, None)
+    _raises(ValueError, "reference arrays must be", _rmia, lx, lz, rx[:, :-1], kx, rz, kz)
+    _raises(ValueError, "reference arrays must be", _rmia, lx, lz, rx[:2], kx[:2], rz, kz)
+    _raises(ValueError, "reference arrays must be", _rmia, lx, lz, rx[:0], kx[:0], rz[:0], kz[:0])
+    _raises(ValueError, "OUT reference model", _rmia, lx, lz, rx, kx | True, rz, kz, online=False)
+    _raises(ValueError, "0/1", _rmia, lx, lz, rx, kx * 2, rz, kz)
+    _raises(ValueError, "keep_z must have shape", _rmia, lx, lz, rx, kx, rz, kz[:, :2])
     kz_one_in = kz.copy()
     kz_one_in[:, 2] = True  # one population record is a member of every reference model
-    _raises(
-        ValueError, "1 population record", rmia.scores, lx, lz, rx, kx, rz, kz_one_in, online=False
-    )
-    rmia.scores(lx, lz, rx, kx, rz, kz_one_in, online=True)  # online uses IN models too
-    _raises(ValueError, "need log-probabilities and keep", rmia.scores, lx, lz, rx)
-    _raises(ValueError, "a must lie in", rmia.scores, lx, lz, a=1.5)
-    _raises(ValueError, "gamma must be > 0", rmia.scores, lx, lz, gamma=np.nan)
-    assert rmia.scores(lx[:0], lz).shape == (0,)
+    _raises(ValueError, "1 population record", _rmia, lx, lz, rx, kx, rz, kz_one_in, online=False)
+    _rmia(lx, lz, rx, kx, rz, kz_one_in, online=True)  # online uses IN models too
+    _raises(ValueError, "a must lie in", _rmia, lx, lz, rx, kx, rz, kz, online=False, a=1.5)
+    _raises(ValueError, "gamma must be > 0", _rmia, lx, lz, None, None, None, None, gamma=np.nan)
+    assert _rmia(lx[:0], lz, None, None, None, None).shape == (0,)
 
 
 # --------------------------------------------------------------------------- perturbation
@@ -667,15 +695,18 @@ def test_perturbations_reject_invalid_inputs(p, row, bad_k):
     st.sampled_from([math.inf, -1, 1.5]),
 )
 def test_label_only_scores_and_checks(pred, y, bad_shift):
-    s = np.asarray(label_only.correctness_scores(pred, y))
+    correct = (pred == y).T  # (m=5, q=4)
+    s = np.asarray(attacks.label_only(correct))
     assert s.shape == (5,)
-    np.testing.assert_allclose(s, (pred == y).mean(0))
-    _raises(ValueError, "q >= 1", label_only.correctness_scores, pred[:0], y)
+    np.testing.assert_allclose(s, (pred == y).mean(0), rtol=1e-6)
+    np.testing.assert_array_equal(attacks.label_only(correct.astype(np.int8)), s)
+    _raises(ValueError, "q >= 1", attacks.label_only, correct[:, :0])
+    _raises(ValueError, "0/1", attacks.label_only, pred.T + 2)  # labels, not answers
     images = np.zeros((2, 3, 3, 1), np.float32)
     _raises(
         ValueError,
         "whole number of pixels",
-        label_only.perturb_inputs,
+        attacks.perturb_inputs,
         images,
         jax.random.key(0),
         n_queries=2,
@@ -692,14 +723,14 @@ def test_shokri_features_check_labels(labels):
         _raises(
             ValueError,
             r"labels must be in \[0, 3\)",
-            shokri.feature_matrix,
+            classifier.feature_matrix,
             sig,
             ["loss"],
             labels,
             3,
         )
     else:
-        x = shokri.feature_matrix(sig, ["loss"], labels, 3)
+        x = classifier.feature_matrix(sig, ["loss"], labels, 3)
         assert x.shape == (2, 4, 4)
         np.testing.assert_array_equal(x[..., 1:].argmax(-1), np.broadcast_to(labels, (2, 4)))
 

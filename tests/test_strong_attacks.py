@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from jaxmia import audit, datasets, engine, models, splits
-from jaxmia.attacks import lira, rmia
+from jaxmia import attacks, audit, datasets, engine, models, splits
 
 
 def small_case(seed=0, k=8, m=6, q=1):
@@ -41,8 +40,8 @@ def test_lira_matches_scipy(variance, q):
             )
         )
         offline.append(np.mean(-scipy.stats.norm.logsf(x, mu_out, sd_out)))
-    got_on = lira.scores(target_phi, shadow_phi, keep, online=True, variance=variance)
-    got_off = lira.scores(target_phi, shadow_phi, keep, online=False, variance=variance)
+    got_on = attacks.lira_online(target_phi, shadow_phi, keep, variance=variance)
+    got_off = attacks.lira_offline(target_phi, shadow_phi, keep, variance=variance)
     np.testing.assert_allclose(got_on, online, rtol=2e-4, atol=2e-4)
     np.testing.assert_allclose(got_off, offline, rtol=2e-4, atol=2e-4)
 
@@ -64,27 +63,26 @@ def test_lira_multivariate_matches_scipy():
         - scipy.stats.multivariate_normal.logpdf(target_phi[j], mu_out[j], cov_out)
         for j in range(m)
     ]
-    got = lira.scores(target_phi, shadow_phi, keep, combine="multivariate")
+    got = attacks.lira_online(target_phi, shadow_phi, keep, combine="multivariate")
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
     assert mask.any()
 
 
 def test_lira_refuses_pools_it_cannot_use():
     target_phi, shadow_phi, keep = small_case(k=2)
-    with pytest.raises(lira.LiRAError, match="at least 2 OUT"):
-        lira.scores(target_phi, shadow_phi, keep, variance="per_example")
-    assert lira.scores(target_phi, shadow_phi, keep, variance="global").shape == (6,)
+    with pytest.raises(attacks.LiRAError, match="at least 2 OUT"):
+        attacks.lira_online(target_phi, shadow_phi, keep, variance="per_example")
+    assert attacks.lira_online(target_phi, shadow_phi, keep, variance="global").shape == (6,)
+    assert attacks.lira_online(target_phi, shadow_phi, keep).shape == (6,)  # auto: global
     no_in = np.zeros_like(keep)
-    with pytest.raises(lira.LiRAError, match="online LiRA"):
-        lira.scores(target_phi, shadow_phi, no_in, variance="global")
-    assert np.isfinite(
-        lira.scores(target_phi, shadow_phi, no_in, online=False, variance="global")
-    ).all()
+    with pytest.raises(attacks.LiRAError, match="online LiRA"):
+        attacks.lira_online(target_phi, shadow_phi, no_in, variance="global")
+    assert np.isfinite(attacks.lira_offline(target_phi, shadow_phi, no_in, variance="global")).all()
 
 
 def test_augment_images():
     x = np.arange(2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3, 1)
-    views = lira.augment_images(x)
+    views = attacks.augment_images(x)
     assert views.shape == (6, 2, 3, 3, 1)
     np.testing.assert_array_equal(views[0], x)
     np.testing.assert_array_equal(views[1], x[:, :, ::-1])
@@ -115,7 +113,12 @@ def test_rmia_matches_brute_force(online, a):
     lp = lambda *s: np.log(rng.uniform(0.05, 1.0, s))
     lp_x, lp_z, ref_x, ref_z = lp(m), lp(nz), lp(k, m), lp(k, nz)
     want, ratio = brute_force_rmia(lp_x, lp_z, ref_x, keep_x, ref_z, keep_z, online, a, 2.0)
-    got = rmia.scores(lp_x, lp_z, ref_x, keep_x, ref_z, keep_z, online=online, a=a, gamma=2.0)
+    kw = dict(target_log_p_z=lp_z, ref_log_p_z=ref_z, keep_z=keep_z, gamma=2.0)
+    if online:
+        got = attacks.rmia_online(lp_x, ref_x, keep_x, **kw)
+    else:
+        got = attacks.rmia_offline(lp_x, ref_x, keep_x, a=a, **kw)
+    got = np.asarray(got, np.float64)
     np.testing.assert_allclose(np.floor(got * nz + 1e-6) / nz, want, atol=1e-9)
     # ties in the count are broken by the continuous ratio, never across counts
     for i in range(m):
@@ -129,7 +132,7 @@ def test_rmia_matches_brute_force(online, a):
 def test_attack_p_is_population_baseline():
     lp_x = np.log([0.9, 0.5, 0.1])
     lp_z = np.log([0.2, 0.3, 0.6, 0.95])
-    got = rmia.scores(lp_x, lp_z, gamma=1.0)
+    got = np.asarray(attacks.attack_p(lp_x, target_log_p_z=lp_z, gamma=1.0), np.float64)
     np.testing.assert_array_equal(np.floor(got * 4 + 1e-9), [3, 2, 0])
 
 
@@ -142,9 +145,9 @@ def location():
 
 
 def test_online_beats_offline_beats_loss_on_overfit_target(location):
-    attacks = ("loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline")
+    names = ("loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline")
     report = audit.run(
-        audit.AuditConfig(num_shadows=16, epochs=25, n_boot=0, attacks=attacks), dataset=location
+        audit.AuditConfig(num_shadows=16, epochs=25, n_boot=0, attacks=names), dataset=location
     )
     auc = {name: m.auc for name, m in report.metrics.items()}
     assert auc["lira_online"] > auc["lira_offline"] > auc["loss"], auc
@@ -156,13 +159,13 @@ def test_online_beats_offline_beats_loss_on_overfit_target(location):
 def test_leave_one_out_uses_only_the_other_models(monkeypatch, tmp_path):
     ds = datasets.load("digits")
     seen = []
-    original = lira.scores
+    original = attacks.lira_online
 
     def spy(target_phi, shadow_phi, keep, **kw):
         seen.append(np.asarray(keep).copy())
         return original(target_phi, shadow_phi, keep, **kw)
 
-    monkeypatch.setattr(lira, "scores", spy)
+    monkeypatch.setattr(attacks, "lira_online", spy)
     config = audit.AuditConfig(
         dataset="digits", num_shadows=6, targets=3, epochs=3, n_boot=0, attacks=("lira_online",)
     )

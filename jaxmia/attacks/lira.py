@@ -14,31 +14,55 @@ target's ``phi``:
 Means are per-example medians, as in the paper's code. Variances are per example, or
 *global* (the variance of all IN, resp. OUT, values over every example and model: the
 paper's "fixed variance", recommended below ~64 shadow models; it is what makes the
-attack work with 2 models). With several queries per
+attack work with 2 models); the default ``variance="auto"`` takes per-example variances from
+64 shadow models on and global ones below, as the audit does. With several queries per
 example (augmentations such as flips and shifts, ``q`` of them), the per-query scores are
 averaged (``combine="mean"``, the paper's choice), or the queries are treated as one
 ``q``-dimensional Gaussian with a pooled covariance (``combine="multivariate"``).
 
 A variance floor of ``1e-6`` is added to every fitted variance (and to the diagonal of a
-pooled covariance) so that models that agree exactly do not give infinite scores. All
-inputs are arrays; the scoring is jitted.
+pooled covariance) so that models that agree exactly do not give infinite scores.
+:func:`lira_online` and :func:`lira_offline` take NumPy or JAX arrays and return float32 JAX
+arrays; the scoring is a jitted float32 core, and both trace under ``jax.jit`` and
+``jax.vmap``::
+
+    scores = attacks.lira_online(target_phi, shadow_phi, keep)            # (m,)
+    per_target = jax.vmap(attacks.lira_online)(phis, shadow_phis, keeps)  # (t, m)
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr
 
-VARIANCES = ("per_example", "global")
-COMBINES = ("mean", "multivariate")
+from jaxmia.attacks import _checks
+
+__all__ = [
+    "AUTO_PER_EXAMPLE",
+    "COMBINES",
+    "VARIANCES",
+    "LiRAError",
+    "augment_images",
+    "lira_offline",
+    "lira_online",
+    "resolve_variance",
+]
+
+VARIANCES: tuple[str, ...] = ("auto", "per_example", "global")
+"""Variance estimates of LiRA's Gaussians; ``"auto"`` picks by the number of models."""
+COMBINES: tuple[str, ...] = ("mean", "multivariate")
+"""Ways to combine the ``q`` queries of a candidate."""
+AUTO_PER_EXAMPLE = 64
+"""From this many shadow models on, ``variance="auto"`` uses per-example variances."""
 _EPS = 1e-6
 
 
-class LiRAError(ValueError):
+class LiRAError(_checks.AttackInputError):
     """The shadow pool cannot support the requested LiRA variant."""
 
 
@@ -107,62 +131,22 @@ def _scores(target_phi, shadow_phi, keep, online, variance, combine):
     return jnp.mean(lp_in - lp_out, axis=-1)
 
 
-def scores(
-    target_phi: np.ndarray,
-    shadow_phi: np.ndarray,
-    keep: np.ndarray,
-    *,
-    online: bool = True,
-    variance: str = "per_example",
-    combine: str = "mean",
-) -> np.ndarray:
-    """LiRA membership scores of the target's candidates.
-
-    Args:
-      target_phi: ``(m,)`` or ``(m, q)`` the target's logit-scaled confidence on the
-        candidates (``q`` queries per candidate, e.g. augmentations).
-      shadow_phi: ``(k, m)`` or ``(k, m, q)`` the same statistic under each shadow model.
-      keep: ``(k, m)`` bool, which shadow models trained on each candidate.
-      online: use IN and OUT models (needs at least one of each per candidate);
-        ``False`` is the offline attack (OUT models only).
-      variance: ``"per_example"`` (needs two models per side) or ``"global"``.
-      combine: ``"mean"`` or ``"multivariate"`` over the ``q`` queries.
-
-    Returns:
-      ``(m,)`` float64 scores, higher = more likely a member.
-
-    Raises:
-      LiRAError: if the shapes do not match, a value is NaN or infinite, or some
-        candidate has too few IN/OUT models for the variant.
-    """
+def resolve_variance(variance: str, num_shadows: int) -> str:
+    """``"auto"`` resolved for ``num_shadows`` models: ``"per_example"`` from
+    :data:`AUTO_PER_EXAMPLE` models on, ``"global"`` below (Carlini et al. 2022 recommend
+    the fixed, global variance for small pools); other values are returned as they are."""
     if variance not in VARIANCES:
         raise LiRAError(f"variance must be one of {', '.join(VARIANCES)}, got {variance!r}")
-    if combine not in COMBINES:
-        raise LiRAError(f"combine must be one of {', '.join(COMBINES)}, got {combine!r}")
-    keep = np.asarray(keep, bool)
-    shadow_phi = np.asarray(shadow_phi, np.float32)
-    if keep.ndim != 2 or shadow_phi.ndim not in (2, 3) or shadow_phi.shape[:2] != keep.shape:
-        raise LiRAError(
-            f"shadow_phi {shadow_phi.shape} must be (k, m) or (k, m, q) for keep (k, m), "
-            f"got keep {keep.shape}"
-        )
-    shadow_phi = _as_3d(shadow_phi)
-    target_phi = np.asarray(target_phi, np.float32)
-    m, q = shadow_phi.shape[1:]
-    if target_phi.shape != (m, q) and (q > 1 or target_phi.shape != (m,)):
-        raise LiRAError(
-            f"target_phi {target_phi.shape} does not match shadow_phi {shadow_phi.shape}: "
-            f"expected ({m}, {q})" + (f" or ({m},)" if q == 1 else "")
-        )
-    for name, values in (("target_phi", target_phi), ("shadow_phi", shadow_phi)):
-        bad = int(np.size(values) - np.isfinite(values).sum())
-        if bad:
-            raise LiRAError(f"{name} has {bad} NaN or infinite value(s)")
-    if m == 0:
-        return np.zeros(0)
+    if variance == "auto":
+        return "per_example" if num_shadows >= AUTO_PER_EXAMPLE else "global"
+    return variance
+
+
+def _check_counts(keep: np.ndarray, online: bool, variance: str, combine: str) -> None:
+    """Refuses candidates with too few IN/OUT models for the variant (concrete keep)."""
     need = 2 if variance == "per_example" and combine == "mean" else 1
-    n_out = (~keep).sum(axis=0).min()
-    n_in = keep.sum(axis=0).min()
+    n_out = int((~keep).sum(axis=0).min())
+    n_in = int(keep.sum(axis=0).min())
     if n_out < need:
         raise LiRAError(
             f"LiRA ({variance} variance) needs at least {need} OUT model(s) for every "
@@ -173,15 +157,97 @@ def scores(
             f"online LiRA ({variance} variance) needs at least {need} IN model(s) for every "
             f"candidate, some have {n_in}: use a balanced shadow pool or the offline attack"
         )
-    out = _scores(
-        jnp.asarray(target_phi),
-        shadow_phi,
-        jnp.asarray(keep),
-        online,
-        variance,
-        combine,
-    )
-    return np.asarray(out, dtype=np.float64)
+
+
+def _lira(target_phi, shadow_phi, keep, *, online, variance, combine) -> jax.Array:
+    """Checks (shapes always, values when concrete), then the jitted float32 core."""
+    if combine not in COMBINES:
+        raise LiRAError(f"combine must be one of {', '.join(COMBINES)}, got {combine!r}")
+    s_shape, t_shape = np.shape(shadow_phi), np.shape(target_phi)
+    if len(s_shape) not in (2, 3):
+        raise LiRAError(f"shadow_phi must be (k, m) or (k, m, q), got shape {s_shape}")
+    keep = _checks.as_keep("keep", keep, s_shape[:2], LiRAError)
+    variance = resolve_variance(variance, s_shape[0])
+    m, q = s_shape[1], (s_shape[2] if len(s_shape) == 3 else 1)
+    if t_shape != (m, q) and (q > 1 or t_shape != (m,)):
+        raise LiRAError(
+            f"target_phi {t_shape} does not match shadow_phi {s_shape}: "
+            f"expected ({m}, {q})" + (f" or ({m},)" if q == 1 else "")
+        )
+    target_phi = _checks.as_float("target_phi", target_phi, LiRAError)
+    shadow_phi = _as_3d(_checks.as_float("shadow_phi", shadow_phi, LiRAError))
+    if m == 0:
+        return jnp.zeros(0, jnp.float32)
+    if _checks.is_concrete(keep):
+        _check_counts(np.asarray(keep), online, variance, combine)
+    return _scores(target_phi, shadow_phi, keep, online, variance, combine)
+
+
+def lira_online(
+    target_phi: Any,
+    shadow_phi: Any,
+    keep: Any,
+    *,
+    variance: str = "auto",
+    combine: str = "mean",
+) -> jax.Array:
+    """Online LiRA (Carlini et al. 2022): IN and OUT Gaussians per candidate.
+
+    Score ``log N(phi; mu_in, s_in^2) - log N(phi; mu_out, s_out^2)`` (averaged over the
+    ``q`` queries, or one ``q``-dimensional Gaussian with ``combine="multivariate"``).
+    Accepts NumPy or JAX arrays; traces under ``jax.jit`` and ``jax.vmap`` (e.g. over
+    targets; pass ``variance``/``combine`` with ``functools.partial`` or as static
+    arguments). Value checks run only on concrete inputs.
+
+    Args:
+      target_phi: ``(m,)`` or ``(m, q)`` the target's logit-scaled confidence on the
+        candidates (:func:`jaxmia.signals.logit_scaled_confidence`; ``q`` queries per
+        candidate, e.g. augmentations).
+      shadow_phi: ``(k, m)`` or ``(k, m, q)`` the same statistic under each shadow model.
+      keep: ``(k, m)`` bool or 0/1, which shadow models trained on each candidate.
+      variance: ``"auto"`` (per example from 64 shadow models on, global below),
+        ``"per_example"`` (needs two models per side) or ``"global"``.
+      combine: ``"mean"`` or ``"multivariate"`` over the ``q`` queries.
+
+    Returns:
+      ``(m,)`` float32 scores, higher = more likely a member.
+
+    Raises:
+      LiRAError: if the shapes do not match, a value is NaN or infinite, ``keep`` is not
+        bool or 0/1, or some candidate has too few IN/OUT models for the variant.
+    """
+    return _lira(target_phi, shadow_phi, keep, online=True, variance=variance, combine=combine)
+
+
+def lira_offline(
+    target_phi: Any,
+    shadow_phi: Any,
+    keep: Any,
+    *,
+    variance: str = "auto",
+    combine: str = "mean",
+) -> jax.Array:
+    """Offline LiRA (Carlini et al. 2022): OUT models only.
+
+    Score ``-log Pr[Z > phi]`` with ``Z ~ N(mu_out, s_out^2)``, large when ``phi`` is
+    improbably high for a non-member (with ``combine="multivariate"``, ``-log N(phi;
+    mu_out, cov_out)``). Same arguments, shapes and tracing as :func:`lira_online`; the IN
+    models in ``keep`` are ignored.
+
+    Args:
+      target_phi: ``(m,)`` or ``(m, q)`` the target's logit-scaled confidence.
+      shadow_phi: ``(k, m)`` or ``(k, m, q)`` the shadow models' statistic.
+      keep: ``(k, m)`` bool or 0/1 shadow membership.
+      variance: ``"auto"``, ``"per_example"`` or ``"global"``.
+      combine: ``"mean"`` or ``"multivariate"``.
+
+    Returns:
+      ``(m,)`` float32 scores, higher = more likely a member.
+
+    Raises:
+      LiRAError: as :func:`lira_online` (only OUT models are counted).
+    """
+    return _lira(target_phi, shadow_phi, keep, online=False, variance=variance, combine=combine)
 
 
 def augment_images(

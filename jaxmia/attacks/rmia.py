@@ -21,18 +21,46 @@ all, where TPR at low FPR is decided). Ties are broken by the continuous ratio
 scaled into ``[0, 1)``, which never reorders records with different counts. Without it,
 a widely used implementation reports TPR 0 at 1% FPR on Location-30 at AUC 0.93.
 
-Everything is computed from log-probabilities (``-loss``) in log space; functions are
-jitted.
+Everything is computed from log-probabilities (``-loss``, :func:`log_probs`) in log space,
+in float32; :func:`rmia_online`, :func:`rmia_offline` and :func:`attack_p` take NumPy or
+JAX arrays and trace under ``jax.jit`` and ``jax.vmap`` (the population arrays are keyword
+arguments, which ``jax.vmap`` maps along axis 0 like the positional ones).
+:func:`calibrate_rmia` chooses the softmax temperature and the offline ``a`` on the
+reference models alone.
+
+Example::
+
+    lp = lambda logits: attacks.log_probs(logits, y)                 # (..., n)
+    scores = attacks.rmia_online(lp(target_logits)[x], lp(ref_logits)[:, x], keep[:, x],
+                                 target_log_p_z=lp(target_logits)[z],
+                                 ref_log_p_z=lp(ref_logits)[:, z])
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxmia import metrics, signals
+from jaxmia.attacks import _checks
+
+__all__ = [
+    "A_GRID",
+    "RMIACalibration",
+    "attack_p",
+    "calibrate_rmia",
+    "log_prior",
+    "log_probs",
+    "rmia_offline",
+    "rmia_online",
+]
+
+A_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+"""Values of the offline ``a`` tried by :func:`calibrate_rmia`."""
 
 
 @functools.partial(jax.jit, static_argnames=("online",))
@@ -67,124 +95,254 @@ def _dominance(log_ratio_x: jax.Array, log_ratio_z: jax.Array, log_gamma: float)
     return (count + rank) / log_ratio_z.shape[0]
 
 
-def _finite(name: str, values: np.ndarray, ndim: int) -> jax.Array:
-    """``values`` as a float32 array, checked to be ``ndim``-D and finite."""
-    a = np.asarray(values, np.float32)
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D array, got shape {a.shape}")
-    bad = int(a.size - np.isfinite(a).sum())
-    if bad:
-        raise ValueError(f"{name} has {bad} NaN or infinite log-probabilities")
-    return jnp.asarray(a)
-
-
-def scores(
-    target_log_p_x: np.ndarray,
-    target_log_p_z: np.ndarray,
-    ref_log_p_x: np.ndarray | None = None,
-    ref_keep_x: np.ndarray | None = None,
-    ref_log_p_z: np.ndarray | None = None,
-    ref_keep_z: np.ndarray | None = None,
-    *,
-    online: bool = True,
-    a: float = 0.3,
-    gamma: float = 2.0,
-) -> np.ndarray:
-    """RMIA membership scores.
+def log_probs(logits: Any, labels: Any, *, temperature: float = 1.0) -> jax.Array:
+    """``log Pr(y | x)`` of the softmax at ``temperature``: RMIA's statistic.
 
     Args:
-      target_log_p_x: ``(m,)`` ``log Pr(x | theta)`` of the target on the candidates
-        (``-loss``).
-      target_log_p_z: ``(nz,)`` the same on the population records ``z``.
-      ref_log_p_x: ``(k, m)`` reference models on the candidates; ``None`` for Attack-P.
-      ref_keep_x: ``(k, m)`` bool, reference membership of the candidates.
-      ref_log_p_z: ``(k, nz)`` reference models on the population.
-      ref_keep_z: ``(k, nz)`` bool, reference membership of the population.
-      online: use IN and OUT reference models; else OUT only with the ``a`` scaling.
-      a: offline scaling of ``Pr_OUT(x)``, in ``[0, 1]``.
-      gamma: likelihood-ratio threshold (``>= 1``... any positive value).
+      logits: ``(..., n, c)`` model outputs.
+      labels: ``(n,)`` true labels.
+      temperature: the softmax temperature ``T`` (logits are divided by it).
 
     Returns:
-      ``(m,)`` float64 scores in ``[0, 1 + 1/nz)`` (the count of dominated records plus
-      the tie-break, over ``nz``), higher = more likely a member.
+      ``(..., n)`` float32 log-probabilities of the true labels (``-loss``).
+    """
+    return -signals.loss(logits / temperature, labels)
+
+
+def _check_x_z(name: str, x: Any, z: Any, lead: tuple[int, ...]) -> None:
+    """Static shape checks of a candidate array ``lead + (m,)`` and population ``lead + (nz,)``."""
+    for which, a in ((name, x), (f"{name}_z", z)):
+        if np.ndim(a) != len(lead) + 1 or np.shape(a)[:-1] != lead:
+            want = "(k, ...)" if lead else "1-D"
+            raise _checks.AttackInputError(
+                f"{which} must be {want} with shape {(*lead, 'n')}, got {np.shape(a)}"
+            )
+
+
+def _rmia(
+    target_log_p, ref_log_p, keep, target_log_p_z, ref_log_p_z, keep_z, *, online, a, gamma
+) -> jax.Array:
+    """Checks (shapes always, values when concrete), then the jitted float32 pieces."""
+    _check_x_z("target_log_p", target_log_p, target_log_p_z, ())
+    if np.shape(target_log_p_z)[0] == 0:
+        raise _checks.AttackInputError("RMIA needs at least one population record z")
+    if _checks.is_concrete(a) and not 0.0 <= a <= 1.0:
+        raise _checks.AttackInputError(f"RMIA's a must lie in [0, 1], got {a}")
+    if _checks.is_concrete(gamma):
+        if not gamma > 0:
+            raise _checks.AttackInputError(f"RMIA's gamma must be > 0, got {gamma}")
+        log_gamma = float(np.log(gamma))
+    else:
+        log_gamma = jnp.log(gamma)
+    lx = _checks.as_float("target_log_p", target_log_p)
+    lz = _checks.as_float("target_log_p_z", target_log_p_z)
+    if ref_log_p is None:
+        return _dominance(lx, lz, log_gamma)
+    k, m, nz = np.shape(ref_log_p)[0] if np.ndim(ref_log_p) else 0, lx.shape[0], lz.shape[0]
+    if k == 0 or np.shape(ref_log_p) != (k, m) or np.shape(ref_log_p_z) != (k, nz):
+        raise _checks.AttackInputError(
+            f"reference arrays must be (k, m) for m = {m} candidates and (k, nz) for "
+            f"nz = {nz} population records, k >= 1; got ref_log_p {np.shape(ref_log_p)}, "
+            f"ref_log_p_z {np.shape(ref_log_p_z)}"
+        )
+    kx = _checks.as_keep("keep", keep, (k, m))
+    kz = jnp.ones((k, nz), bool) if keep_z is None else _checks.as_keep("keep_z", keep_z, (k, nz))
+    rx = _checks.as_float("ref_log_p", ref_log_p)
+    rz = _checks.as_float("ref_log_p_z", ref_log_p_z)
+    if not online and _checks.is_concrete(kx, kz):
+        for what, kk in (("candidate", kx), ("population record", kz)):
+            lacking = int(kk.shape[1] - np.asarray(~kk).any(axis=0).sum())
+            if lacking:
+                raise _checks.AttackInputError(
+                    f"offline RMIA needs at least one OUT reference model per {what}; "
+                    f"{lacking} {what}(s) are members of every reference model"
+                )
+    lx = lx - log_prior(rx, kx, online, a)
+    lz = lz - log_prior(rz, kz, online, a)
+    return _dominance(lx, lz, log_gamma)
+
+
+def rmia_online(
+    target_log_p: Any,
+    ref_log_p: Any,
+    keep: Any,
+    *,
+    target_log_p_z: Any,
+    ref_log_p_z: Any,
+    keep_z: Any = None,
+    gamma: float = 2.0,
+) -> jax.Array:
+    """Online RMIA (Zarifzadeh et al. 2024): ``Pr(x)`` averages all reference models.
+
+    Args:
+      target_log_p: ``(m,)`` ``log Pr(x | theta)`` of the target on the candidates
+        (:func:`log_probs`, i.e. ``-loss``).
+      ref_log_p: ``(k, m)`` the same under each reference (shadow) model.
+      keep: ``(k, m)`` bool or 0/1 reference membership of the candidates (checked; the
+        online prior uses every model).
+      target_log_p_z: ``(nz,)`` the target on the population records ``z``.
+      ref_log_p_z: ``(k, nz)`` the reference models on the population.
+      keep_z: optional ``(k, nz)`` reference membership of the population (checked).
+      gamma: likelihood-ratio threshold, ``> 0``.
+
+    Returns:
+      ``(m,)`` float32 scores in ``[0, 1 + 1/nz)`` (dominated population fraction plus the
+      tie-break), higher = more likely a member.
 
     Raises:
-      ValueError: On invalid ``a`` or ``gamma``, mismatched shapes, no population record,
-        no reference model, NaN or infinite log-probabilities, or (offline) a candidate
-        or population record without OUT reference models.
+      AttackInputError: on mismatched shapes, no population record or reference model,
+        NaN or infinite log-probabilities, a bad ``keep``, or ``gamma <= 0``.
     """
-    if not 0.0 <= a <= 1.0:
-        raise ValueError(f"RMIA's a must lie in [0, 1], got {a}")
-    if not gamma > 0:
-        raise ValueError(f"RMIA's gamma must be > 0, got {gamma}")
-    lx = _finite("target_log_p_x", target_log_p_x, 1)
-    lz = _finite("target_log_p_z", target_log_p_z, 1)
-    if lz.size == 0:
-        raise ValueError("RMIA needs at least one population record z")
-    if ref_log_p_x is not None:
-        if ref_log_p_z is None or ref_keep_x is None or ref_keep_z is None:
-            raise ValueError("reference models need log-probabilities and keep for x and z")
-        rx = _finite("ref_log_p_x", ref_log_p_x, 2)
-        rz = _finite("ref_log_p_z", ref_log_p_z, 2)
-        kx, kz = np.asarray(ref_keep_x, bool), np.asarray(ref_keep_z, bool)
-        k, m, nz = rx.shape[0], lx.size, lz.size
-        if k == 0 or not rx.shape == kx.shape == (k, m) or not rz.shape == kz.shape == (k, nz):
-            raise ValueError(
-                f"reference arrays must be (k, m) for m = {m} candidates and (k, nz) for "
-                f"nz = {nz} population records, k >= 1; got ref_log_p_x {rx.shape}, "
-                f"ref_keep_x {kx.shape}, ref_log_p_z {rz.shape}, ref_keep_z {kz.shape}"
-            )
-        if not online:
-            for what, keep in (("candidate", kx), ("population record", kz)):
-                lacking = int(keep.shape[1] - (~keep).any(axis=0).sum())
-                if lacking:
-                    raise ValueError(
-                        f"offline RMIA needs at least one OUT reference model per {what}; "
-                        f"{lacking} {what}(s) are members of every reference model"
-                    )
-        lx = lx - log_prior(rx, jnp.asarray(kx), online, a)
-        lz = lz - log_prior(rz, jnp.asarray(kz), online, a)
-    return np.asarray(_dominance(lx, lz, float(np.log(gamma))), dtype=np.float64)
+    return _rmia(
+        target_log_p, ref_log_p, keep, target_log_p_z, ref_log_p_z, keep_z,
+        online=True, a=0.0, gamma=gamma,
+    )  # fmt: skip
 
 
-def calibrate(
-    log_p_at: Callable[[float], np.ndarray],
-    keep: np.ndarray,
+def rmia_offline(
+    target_log_p: Any,
+    ref_log_p: Any,
+    keep: Any,
     *,
+    target_log_p_z: Any,
+    ref_log_p_z: Any,
+    keep_z: Any,
+    a: float = 0.3,
+    gamma: float = 2.0,
+) -> jax.Array:
+    """Offline RMIA (Zarifzadeh et al. 2024): OUT reference models only.
+
+    ``Pr(x) = ((1 + a) Pr_OUT(x) + (1 - a)) / 2`` accounts for the missing IN models;
+    choose ``a`` with :func:`calibrate_rmia`. Every candidate and population record needs
+    at least one OUT reference model.
+
+    Args:
+      target_log_p: ``(m,)`` the target's ``log Pr(x | theta)`` on the candidates.
+      ref_log_p: ``(k, m)`` the reference models on the candidates.
+      keep: ``(k, m)`` bool or 0/1 reference membership of the candidates.
+      target_log_p_z: ``(nz,)`` the target on the population.
+      ref_log_p_z: ``(k, nz)`` the reference models on the population.
+      keep_z: ``(k, nz)`` bool or 0/1 reference membership of the population.
+      a: offline scaling of ``Pr_OUT(x)``, in ``[0, 1]``.
+      gamma: likelihood-ratio threshold, ``> 0``.
+
+    Returns:
+      ``(m,)`` float32 scores, higher = more likely a member.
+
+    Raises:
+      AttackInputError: as :func:`rmia_online`, or ``a`` outside ``[0, 1]``, or a record
+        without OUT reference models.
+    """
+    return _rmia(
+        target_log_p, ref_log_p, keep, target_log_p_z, ref_log_p_z, keep_z,
+        online=False, a=a, gamma=gamma,
+    )  # fmt: skip
+
+
+def attack_p(
+    target_log_p: Any,
+    ref_log_p: Any = None,
+    keep: Any = None,
+    *,
+    target_log_p_z: Any,
+    gamma: float = 2.0,
+) -> jax.Array:
+    """Attack-P (Ye et al. 2022, "Enhanced Membership Inference Attacks against Machine
+    Learning Models", CCS): the population attack, RMIA's score with ``Pr(x) = 1``.
+
+    No reference model: ``x`` scores the fraction of population records ``z`` with
+    ``Pr(x | theta) / Pr(z | theta) >= gamma`` (ties broken as in RMIA).
+
+    Args:
+      target_log_p: ``(m,)`` the target's ``log Pr(x | theta)`` on the candidates.
+      ref_log_p: unused (accepted so that every attack is called alike); must be ``None``
+        or ``(k, m)``.
+      keep: unused; ``None`` or ``(k, m)`` bool or 0/1.
+      target_log_p_z: ``(nz,)`` the target on the population records.
+      gamma: likelihood-ratio threshold, ``> 0``.
+
+    Returns:
+      ``(m,)`` float32 scores, higher = more likely a member.
+    """
+    m = np.shape(target_log_p)[:1]
+    if ref_log_p is not None and (np.ndim(ref_log_p) != 2 or np.shape(ref_log_p)[1:] != m):
+        raise _checks.AttackInputError(f"ref_log_p must be (k, *{m}), got {np.shape(ref_log_p)}")
+    if keep is not None:
+        _checks.as_keep("keep", keep, np.shape(ref_log_p) if ref_log_p is not None else None)
+    return _rmia(
+        target_log_p, None, None, target_log_p_z, None, None, online=True, a=0.0, gamma=gamma
+    )
+
+
+class RMIACalibration(NamedTuple):
+    """RMIA's settings chosen on the reference models.
+
+    Attributes:
+      temperature: the softmax temperature.
+      a: the offline scaling ``a`` (``None`` for the online attack, which has none).
+    """
+
+    temperature: float
+    a: float | None
+
+
+def _log_p_at(ref: Any, labels: Any, temperatures: tuple[float, ...]):
+    """``T -> (k, n)`` log-probabilities: of logits at ``T``, or given ones (``T = 1``)."""
+    if labels is None:
+        if np.ndim(ref) != 2:
+            raise _checks.AttackInputError(
+                f"without labels, give (k, n) log-probabilities; got shape {np.shape(ref)}"
+            )
+        if tuple(temperatures) != (1.0,):
+            raise _checks.AttackInputError(
+                "temperatures other than 1 need the reference logits (k, n, c) and labels"
+            )
+        return lambda t: np.asarray(ref)
+    if np.ndim(ref) != 3:
+        raise _checks.AttackInputError(f"ref_logits must be (k, n, c), got {np.shape(ref)}")
+    return lambda t: np.asarray(log_probs(ref, labels, temperature=t))
+
+
+def calibrate_rmia(
+    ref_logits: Any,
+    keep: Any,
+    *,
+    labels: Any = None,
     online: bool,
     temperatures: tuple[float, ...] = (1.0,),
-    a_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    a_grid: tuple[float, ...] = A_GRID,
     pseudo_targets: int = 2,
-) -> tuple[float, float]:
-    """Chooses the softmax temperature and offline ``a`` on the reference models alone.
+) -> RMIACalibration:
+    """Chooses RMIA's softmax temperature and offline ``a`` on the reference models alone.
 
     As in Zarifzadeh et al. 2024 (who tune ``a`` this way), each of the first
     ``pseudo_targets`` reference models in turn plays the target and the others the
-    references; the setting with the highest mean AUC over the pseudo-targets wins. The
-    target's own membership is never used.
+    references (its candidates also serve as the population); the setting with the highest
+    mean AUC over the pseudo-targets wins (the first in grid order on ties). The target's
+    own membership is never used. Host-side (NumPy); not traceable.
 
     Args:
-      log_p_at: ``T -> (k, n)`` log-probabilities of the reference models with the
-        softmax at temperature ``T``.
-      keep: ``(k, n)`` bool reference membership.
-      online: calibrate the online attack (``a`` unused) or the offline one.
+      ref_logits: ``(k, n, c)`` reference logits with ``labels``, or ``(k, n)``
+        log-probabilities with ``labels=None`` (then only ``T = 1`` is possible).
+      keep: ``(k, n)`` bool or 0/1 reference membership.
+      labels: ``(n,)`` true labels, for logits.
+      online: calibrate the online attack (temperature only) or the offline one.
       temperatures: candidate temperatures.
       a_grid: candidate values of ``a`` (offline only).
       pseudo_targets: how many reference models serve as pseudo-targets.
 
     Returns:
-      ``(temperature, a)``.
+      :class:`RMIACalibration` ``(temperature, a)``; ``a`` is ``None`` when online.
     """
-    from jaxmia import metrics
-
-    keep = np.asarray(keep, bool)
+    log_p_at = _log_p_at(ref_logits, labels, temperatures)
+    keep = np.asarray(_checks.as_keep("keep", keep, np.shape(ref_logits)[:2]))
     k = keep.shape[0]
-    grid = [(t, a) for t in temperatures for a in ((0.3,) if online else a_grid)]
+    grid = [(t, a) for t in temperatures for a in ((None,) if online else a_grid)]
     if k < 2 or len(grid) == 1:
-        return grid[0]
+        return RMIACalibration(*grid[0])
     totals = np.zeros(len(grid))
     for temperature in temperatures:
-        log_p = np.asarray(log_p_at(temperature))
+        log_p = log_p_at(temperature)
         for t in range(min(pseudo_targets, k)):
             others = np.arange(k) != t
             usable = np.ones(keep.shape[1], bool) if online else (~keep[others]).any(axis=0)
@@ -195,6 +353,8 @@ def calibrate(
             for j, (tj, a) in enumerate(grid):
                 if tj != temperature:
                     continue
-                s = scores(log_p[t, usable], log_p[t, usable], lp, kp, lp, kp, online=online, a=a)
-                totals[j] += metrics.auc(member, s)
-    return grid[int(np.argmax(totals))]
+                attack = rmia_online if online else functools.partial(rmia_offline, a=a)
+                lt = log_p[t, usable]
+                s = attack(lt, lp, kp, target_log_p_z=lt, ref_log_p_z=lp, keep_z=kp)
+                totals[j] += metrics.auc(member, np.asarray(s, np.float64))
+    return RMIACalibration(*grid[int(np.argmax(totals))])

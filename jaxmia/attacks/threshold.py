@@ -1,81 +1,162 @@
 """Threshold attacks on one scalar signal, calibrated on shadow models.
 
-The attacker predicts "member" when ``sign * signal >= tau``, where ``sign`` orients the
-signal so that higher means member (:data:`jaxmia.signals.MEMBER_SIGN`): low loss (Yeom
+The attacker predicts "member" when ``score >= tau``, where the score is the signal
+oriented so that higher means member (:data:`jaxmia.signals.MEMBER_SIGN`): low loss (Yeom
 et al. 2018, "Privacy Risk in Machine Learning: Analyzing the Connection to
-Overfitting"), high confidence, low entropy or low modified entropy (Song & Mittal 2021,
-"Systematic Evaluation of Privacy Risks of Machine Learning Models"). The score is the
-oriented signal itself, so the ROC does not depend on ``tau``; ``tau`` is the threshold
-that maximises accuracy over the shadow models' members and non-members, and only sets
-the accuracy, precision and recall reported at the operating point.
+Overfitting", CSF), high confidence, low entropy or low modified entropy (Song & Mittal
+2021, "Systematic Evaluation of Privacy Risks of Machine Learning Models", USENIX
+Security). The score is the oriented signal itself, so the ROC does not depend on ``tau``;
+``tau`` (:func:`calibrate_threshold`) is the threshold that maximises accuracy over the
+shadow models' members and non-members, and only sets the accuracy, precision and recall
+reported at the operating point.
+
+Every attack follows the protocol of :mod:`jaxmia.attacks`: ``attack(target_stat,
+shadow_stats, keep) -> (m,) scores``. The shadow statistics do not change a threshold
+attack's scores; they are optional and only checked, so that every attack can be called
+alike. The scores are computed elementwise in float32 and trace under ``jax.jit`` and
+``jax.vmap``.
+
+Example::
+
+    scores = attacks.loss(signals.loss(target_logits, y))              # (m,)
+    tau = attacks.calibrate_threshold(attacks.loss(shadow_loss), keep)  # float
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxmia import metrics, signals
+from jaxmia.attacks import _checks
+
+__all__ = ["calibrate_threshold", "confidence", "entropy", "loss", "modified_entropy"]
 
 
-def oriented(name: str, values: np.ndarray) -> np.ndarray:
-    """``MEMBER_SIGN[name] * values``: higher means more likely a member."""
-    try:
-        sign = signals.MEMBER_SIGN[name]
-    except KeyError:
-        raise ValueError(
-            f"{name!r} is not a scalar signal; threshold attacks take one of "
-            f"{', '.join(signals.SCALAR_SIGNALS)}"
-        ) from None
-    values = np.asarray(values, dtype=np.float64)
-    if np.isnan(values).any():
-        raise ValueError(f"the {name} signal has {int(np.isnan(values).sum())} NaN value(s)")
-    return sign * values
+def _check_shadows(target: Any, shadow: Any, keep: Any) -> None:
+    """Checks the optional ``(k, m)`` shadow statistics and ``keep`` against the target."""
+    if shadow is None and keep is None:
+        return
+    if shadow is None or keep is None:
+        raise _checks.AttackInputError("give both the shadow statistics and keep, or neither")
+    expected = (np.shape(shadow)[0] if np.ndim(shadow) else 0, *np.shape(target))
+    if np.shape(shadow) != expected:
+        raise _checks.AttackInputError(
+            f"shadow statistics {np.shape(shadow)} must be (k, *{np.shape(target)})"
+        )
+    _checks.as_keep("keep", keep, expected)
+    _checks.as_float("shadow statistics", shadow)
 
 
-def calibrate(
-    name: str, shadow_values: np.ndarray, keep: np.ndarray, pool: np.ndarray | None = None
-) -> float:
-    """Accuracy-maximising threshold on the shadow models' oriented signal.
+def _oriented(signal: str, target: Any, shadow: Any, keep: Any) -> jax.Array:
+    _check_shadows(target, shadow, keep)
+    values = _checks.as_float(f"the {signal} signal", target)
+    return jnp.float32(signals.MEMBER_SIGN[signal]) * values
+
+
+def loss(target_loss: Any, shadow_loss: Any = None, keep: Any = None) -> jax.Array:
+    """The loss attack of Yeom et al. 2018: score ``-loss`` (members have low loss).
 
     Args:
-      name: the scalar signal.
-      shadow_values: ``(k, n)`` signal of every shadow model on every example.
-      keep: ``(k, n)`` bool shadow membership.
+      target_loss: ``(m,)`` (or any shape) the target's cross-entropy on the candidates,
+        e.g. :func:`jaxmia.signals.loss`.
+      shadow_loss: optional ``(k, m)`` shadow losses; unused by the scores (calibrate the
+        threshold with :func:`calibrate_threshold`), only checked.
+      keep: optional ``(k, m)`` bool or 0/1 shadow membership, checked with ``shadow_loss``.
+
+    Returns:
+      ``(m,)`` float32 scores, higher = member.
+    """
+    return _oriented("loss", target_loss, shadow_loss, keep)
+
+
+def confidence(
+    target_confidence: Any, shadow_confidence: Any = None, keep: Any = None
+) -> jax.Array:
+    """The confidence attack: score = the top predicted probability (Song & Mittal 2021).
+
+    Args:
+      target_confidence: ``(m,)`` the target's largest predicted probability.
+      shadow_confidence: optional ``(k, m)``; checked, unused by the scores.
+      keep: optional ``(k, m)`` bool or 0/1 shadow membership.
+
+    Returns:
+      ``(m,)`` float32 scores, higher = member.
+    """
+    return _oriented("confidence", target_confidence, shadow_confidence, keep)
+
+
+def entropy(target_entropy: Any, shadow_entropy: Any = None, keep: Any = None) -> jax.Array:
+    """The entropy attack of Song & Mittal 2021: score ``-entropy`` of the prediction.
+
+    Args:
+      target_entropy: ``(m,)`` entropy of the target's predicted distribution.
+      shadow_entropy: optional ``(k, m)``; checked, unused by the scores.
+      keep: optional ``(k, m)`` bool or 0/1 shadow membership.
+
+    Returns:
+      ``(m,)`` float32 scores, higher = member.
+    """
+    return _oriented("entropy", target_entropy, shadow_entropy, keep)
+
+
+def modified_entropy(
+    target_mentropy: Any, shadow_mentropy: Any = None, keep: Any = None
+) -> jax.Array:
+    """The modified-entropy attack of Song & Mittal 2021: score ``-Mentr`` (label-aware).
+
+    Args:
+      target_mentropy: ``(m,)`` modified entropy of the target's prediction
+        (:func:`jaxmia.signals.modified_entropy`).
+      shadow_mentropy: optional ``(k, m)``; checked, unused by the scores.
+      keep: optional ``(k, m)`` bool or 0/1 shadow membership.
+
+    Returns:
+      ``(m,)`` float32 scores, higher = member.
+    """
+    return _oriented("modified_entropy", target_mentropy, shadow_mentropy, keep)
+
+
+def calibrate_threshold(shadow_scores: Any, keep: Any, *, pool: Any = None) -> float:
+    """Accuracy-maximising threshold on the shadow models' scores.
+
+    Give the scores the attack assigns on the shadow models, e.g.
+    ``attacks.loss(shadow_loss)`` or ``attacks.label_only(shadow_correct)``. Runs on the
+    host (NumPy), with :func:`jaxmia.metrics.best_threshold`; not traceable.
+
+    Args:
+      shadow_scores: ``(k, n)`` scores of every shadow model on every example.
+      keep: ``(k, n)`` bool or 0/1 shadow membership.
       pool: ``(n,)`` bool examples that count (default: all).
 
     Returns:
-      ``tau`` such that ``oriented(name, v) >= tau`` predicts "member".
+      ``tau`` such that ``score >= tau`` predicts "member", a Python float: an observed
+      score, or (to predict no member) the next float above the largest score, in the
+      scores' precision (float32 scores compare alike in float32 and float64).
+
+    Raises:
+      AttackInputError: on mismatched shapes, NaN scores or a bad ``keep``.
     """
-    shadow_values, keep = np.asarray(shadow_values), np.asarray(keep)
-    if keep.ndim != 2 or shadow_values.shape != keep.shape:
-        raise ValueError(
-            f"shadow values {shadow_values.shape} and keep {keep.shape} must both be (k, n)"
+    shadow_scores = np.asarray(shadow_scores)
+    if shadow_scores.ndim != 2:
+        raise _checks.AttackInputError(
+            f"shadow scores must be (k, n), got shape {shadow_scores.shape}"
         )
+    keep = np.asarray(_checks.as_keep("keep", keep, shadow_scores.shape))
+    nan = int(np.isnan(shadow_scores).sum())
+    if nan:
+        raise _checks.AttackInputError(f"the shadow scores have {nan} NaN value(s)")
     cols = slice(None) if pool is None else np.asarray(pool, bool)
     if pool is not None and cols.shape != keep.shape[1:]:
-        raise ValueError(f"pool must be a ({keep.shape[1]},) bool mask, got shape {cols.shape}")
-    return metrics.best_threshold(
-        keep[:, cols].ravel(), oriented(name, shadow_values[:, cols]).ravel()
-    )
-
-
-def attack(
-    name: str,
-    shadow_values: np.ndarray,
-    keep: np.ndarray,
-    pool: np.ndarray | None,
-    target_values: np.ndarray,
-) -> tuple[np.ndarray, float]:
-    """Scores the target's candidates with the threshold attack on signal ``name``.
-
-    Args:
-      name: the scalar signal (``loss``, ``confidence``, ``entropy``, ...).
-      shadow_values: ``(k, n)`` shadow signal, for calibration.
-      keep: ``(k, n)`` bool shadow membership.
-      pool: ``(n,)`` bool usable shadow examples, or ``None`` for all.
-      target_values: ``(m,)`` the target's signal on the candidates.
-
-    Returns:
-      ``(scores, tau)``: ``(m,)`` membership scores and the calibrated threshold.
-    """
-    return oriented(name, target_values), calibrate(name, shadow_values, keep, pool)
+        raise _checks.AttackInputError(
+            f"pool must be a ({keep.shape[1]},) bool mask, got shape {cols.shape}"
+        )
+    tau = metrics.best_threshold(keep[:, cols].ravel(), shadow_scores[:, cols].ravel())
+    if shadow_scores.dtype == np.float32 and float(np.float32(tau)) != tau:
+        # "predict nobody" (just above the largest score, in float64) would round down to
+        # that score when compared in float32: take the next float32 instead
+        tau = float(np.nextafter(np.float32(tau), np.float32(np.inf)))
+    return tau

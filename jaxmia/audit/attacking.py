@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from jaxmia import signals
-from jaxmia.attacks import label_only, lira, rmia, shokri, threshold
+from jaxmia import attacks as attacks_lib
+from jaxmia.attacks import classifier, lira
 from jaxmia.audit.config import (
     THRESHOLD_ATTACKS,
     AuditConfig,
@@ -17,6 +17,8 @@ from jaxmia.audit.config import (
     _silent,
     needs,
 )
+
+__all__ = ["RMIA_TEMPERATURES", "PoolSignals", "attack_target"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,129 +93,133 @@ def attack_target(
       accuracy is reported at the best threshold on the target (optimistic).
     """
     out: dict[str, tuple[np.ndarray, float | None]] = {}
-    k = shadows.keep.shape[0]
     keep_c = shadows.keep[:, candidates]
-    variance = config.lira_variance
-    if variance == "auto":
-        variance = "per_example" if k >= 64 else "global"
-    population = np.flatnonzero(shadows.pool)
-    if config.population_size is not None and config.population_size < population.size:
-        rng = np.random.default_rng([config.seed, 23])
-        population = np.sort(rng.choice(population, config.population_size, replace=False))
     for name in attacks:
         log(f"attack: {name}")
         if name == "shokri":
-            out[name] = shokri.attack(
+            scores = attacks_lib.shokri(
+                target_sig,
                 shadows.signals,
                 shadows.keep,
-                shadows.pool,
-                labels,
-                target_sig,
-                labels[candidates],
-                num_classes,
-                config=shokri.ShokriConfig(
+                labels=labels,
+                target_labels=labels[candidates],
+                num_classes=num_classes,
+                pool=shadows.pool,
+                config=classifier.ShokriConfig(
                     features=needs(name, config.effective_access), per_class=config.per_class
                 ),
                 seed=config.seed,
             )
+            out[name] = (scores, classifier.THRESHOLD)
         elif name == "label_only":
-            target_query, shadow_query, x = queries
-            out[name] = label_only.attack(
-                target_query,
-                shadow_query,
-                x,
-                labels,
-                shadows.keep,
-                shadows.pool,
-                candidates,
-                n_queries=config.label_queries,
-                seed=config.seed,
-            )
+            out[name] = _label_only(shadows, candidates, labels, config, queries)
         elif name in THRESHOLD_ATTACKS:
             sig = THRESHOLD_ATTACKS[name]
-            out[name] = threshold.attack(
-                sig, shadows.signals[sig], shadows.keep, shadows.pool, target_sig[sig]
+            attack = getattr(attacks_lib, name)
+            tau = attacks_lib.calibrate_threshold(
+                np.asarray(attack(shadows.signals[sig])), shadows.keep, pool=shadows.pool
             )
+            out[name] = (_host(attack(target_sig[sig])), tau)
         elif name.startswith("lira"):
-            online = name == "lira_online"
-            s = lira.scores(
-                target_phi, shadows.phi[:, candidates], keep_c, online=online, variance=variance
-            )
-            out[name] = (s, None)
+            k = shadows.keep.shape[0]
+            variance = lira.resolve_variance(config.lira_variance, k)
+            attack = attacks_lib.lira_online if name == "lira_online" else attacks_lib.lira_offline
+            s = attack(target_phi, shadows.phi[:, candidates], keep_c, variance=variance)
+            out[name] = (_host(s), None)
             _note(notes, f"LiRA variance: {variance} ({k} shadow models)")
         else:
-            z = population
-            if name == "rmia_offline":  # Pr_OUT(z) needs a reference model without z
-                z = population[(~shadows.keep[:, population]).any(axis=0)]
-                if z.size < population.size:
-                    _note(
-                        notes,
-                        f"RMIA offline: {population.size - z.size} of {population.size} "
-                        "population records are members of every shadow model and are "
-                        "left out of the population",
-                    )
-            lp_x, lp_z, ref_x, ref_z, a = _rmia_inputs(
-                name, shadows, target_all, target_logits_all, candidates, z, labels, config, notes
+            out[name] = (
+                _rmia(
+                    name, shadows, target_all, target_logits_all, candidates, labels, config, notes
+                ),
+                None,
             )
-            s = rmia.scores(
-                lp_x,
-                lp_z,
-                ref_x,
-                keep_c if ref_x is not None else None,
-                ref_z,
-                shadows.keep[:, z] if ref_z is not None else None,
-                online=name == "rmia_online",
-                a=a,
-                gamma=config.rmia_gamma,
-            )
-            out[name] = (s, None)
     return out
+
+
+def _host(scores) -> np.ndarray:
+    """Scores as a float64 NumPy array, the form the metrics and the report keep."""
+    return np.asarray(scores, dtype=np.float64)
+
+
+def _label_only(shadows, candidates, labels, config, queries) -> tuple[np.ndarray, float]:
+    """Label-only scores of the candidates and the threshold calibrated on the pool."""
+    target_query, shadow_query, x = queries
+    kw = dict(n_queries=config.label_queries, seed=config.seed)
+    cols = np.flatnonzero(shadows.pool)
+    target = attacks_lib.query_correctness(target_query, x, labels, rows=candidates, **kw)
+    shadow = attacks_lib.query_correctness(shadow_query, x, labels, rows=cols, **kw)
+    tau = attacks_lib.calibrate_threshold(
+        np.asarray(attacks_lib.label_only(shadow), np.float64), shadows.keep[:, cols]
+    )
+    return _host(attacks_lib.label_only(target)), tau
+
+
+def _population(name, shadows, config, notes) -> np.ndarray:
+    """RMIA's population ``z``: pool records (subsampled to ``population_size``); offline,
+    only those with an OUT reference model."""
+    population = np.flatnonzero(shadows.pool)
+    if config.population_size is not None and config.population_size < population.size:
+        rng = np.random.default_rng([config.seed, 23])
+        population = np.sort(rng.choice(population, config.population_size, replace=False))
+    if name != "rmia_offline":
+        return population
+    z = population[(~shadows.keep[:, population]).any(axis=0)]
+    if z.size < population.size:
+        _note(
+            notes,
+            f"RMIA offline: {population.size - z.size} of {population.size} "
+            "population records are members of every shadow model and are "
+            "left out of the population",
+        )
+    return z
 
 
 RMIA_TEMPERATURES = (1.0, 1.5, 2.0, 3.0)
 """Softmax temperatures tried when RMIA is calibrated on the reference models."""
 
 
-def _rmia_inputs(
-    name, shadows, target_all, target_logits_all, candidates, population, labels, config, notes
-):
-    """RMIA's log-probabilities of the target and the references on candidates ``x``
-    and population ``z`` at the temperature calibrated on the references, and ``a``."""
+def _rmia(name, shadows, target_all, target_logits_all, candidates, labels, config, notes):
+    """RMIA (online, offline) or Attack-P scores of the candidates, with the softmax
+    temperature and ``a`` calibrated on the reference models."""
+    z = _population(name, shadows, config, notes)
+    gamma = config.rmia_gamma
     if name == "attack_p":
         lp = -target_all["loss"]
-        return lp[candidates], lp[population], None, None, 0.0
+        return _host(attacks_lib.attack_p(lp[candidates], target_log_p_z=lp[z], gamma=gamma))
     online = name == "rmia_online"
     if shadows.logits is not None:
-
-        def log_p_at(temperature, logits=shadows.logits):
-            return -np.asarray(signals.loss(logits / temperature, labels))
-
-        temperatures = RMIA_TEMPERATURES
+        ref, ref_labels, temperatures = shadows.logits, labels, RMIA_TEMPERATURES
     else:  # only the loss is visible: the temperature stays 1
-
-        def log_p_at(temperature):
-            return -shadows.signals["loss"]
-
-        temperatures = (1.0,)
+        ref, ref_labels, temperatures = -shadows.signals["loss"], None, (1.0,)
     pool = shadows.pool
     fixed_a = {} if config.rmia_a is None else {"a_grid": (config.rmia_a,)}
-    temperature, a = rmia.calibrate(
-        lambda t: log_p_at(t)[:, pool],
+    temperature, a = attacks_lib.calibrate_rmia(
+        ref[:, pool],
         shadows.keep[:, pool],
+        labels=None if ref_labels is None else ref_labels[pool],
         online=online,
         temperatures=temperatures,
         **fixed_a,
     )
-    notes_key = "online" if online else "offline"
     _note(
         notes,
-        f"RMIA {notes_key}: softmax temperature {temperature}"
+        f"RMIA {'online' if online else 'offline'}: softmax temperature {temperature}"
         + ("" if online else f", a = {a}")
         + " (calibrated on the reference models)",
     )
-    ref = log_p_at(temperature)
+    if ref_labels is not None:
+        ref = np.asarray(attacks_lib.log_probs(shadows.logits, labels, temperature=temperature))
     if target_logits_all is not None:
-        lp = -np.asarray(signals.loss(target_logits_all / temperature, labels))
+        lp = np.asarray(attacks_lib.log_probs(target_logits_all, labels, temperature=temperature))
     else:
         lp = -target_all["loss"]
-    return lp[candidates], lp[population], ref[:, candidates], ref[:, population], a
+    keep = shadows.keep
+    kw = dict(target_log_p_z=lp[z], ref_log_p_z=ref[:, z], keep_z=keep[:, z], gamma=gamma)
+    if online:
+        s = attacks_lib.rmia_online(lp[candidates], ref[:, candidates], keep[:, candidates], **kw)
+    else:
+        s = attacks_lib.rmia_offline(
+            lp[candidates], ref[:, candidates], keep[:, candidates], a=a, **kw
+        )
+    return _host(s)

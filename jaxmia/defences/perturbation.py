@@ -25,7 +25,7 @@ or noisy vectors are still probability vectors (``"probs"``, degraded), a top-k 
 are then refused by :func:`jaxmia.threat_models.require` -- e.g. the entropy threshold attack
 or the Shokri attack model on ``sorted_probabilities`` behind a label-only interface -- while
 the label-only attack of Choquette-Choo et al. 2021 ("Label-Only Membership Inference
-Attacks", ICML; :mod:`jaxmia.attacks.label_only`) still applies. Choquette-Choo et al.
+Attacks", ICML; :func:`jaxmia.attacks.label_only`) still applies. Choquette-Choo et al.
 show that such confidence masking alone gives little protection against it.
 
 Signals can be computed from perturbed outputs with

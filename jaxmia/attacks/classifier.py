@@ -18,10 +18,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from jaxmia import engine, models, signals
+from jaxmia.attacks import _checks
+
+__all__ = ["PROBABILITY_SIGNALS", "THRESHOLD", "ShokriConfig", "feature_matrix", "shokri"]
 
 PROBABILITY_SIGNALS = frozenset(
     {
@@ -32,7 +36,10 @@ PROBABILITY_SIGNALS = frozenset(
         "true_class_probability",
     }
 )
+"""Signals that enter the attack features on a log scale."""
 LOG_FLOOR = 1e-30
+THRESHOLD = 0.0
+"""The attack classifier's decision threshold on its log-odds (probability 1/2)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,36 +109,45 @@ def _balanced_rows(keep: np.ndarray, pool: np.ndarray, rng: np.random.Generator)
     return np.concatenate(models_idx), np.concatenate(examples_idx)
 
 
-def attack(
-    shadow_sig: Mapping[str, np.ndarray],
-    keep: np.ndarray,
-    pool: np.ndarray | None,
-    labels: np.ndarray,
-    target_sig: Mapping[str, np.ndarray],
-    target_labels: np.ndarray,
-    num_classes: int,
+def shokri(
+    target_signals: Mapping[str, Any],
+    shadow_signals: Mapping[str, Any],
+    keep: Any,
     *,
+    labels: Any,
+    target_labels: Any,
+    num_classes: int,
+    pool: Any = None,
     config: ShokriConfig = ShokriConfig(),
     seed: int = 0,
-) -> tuple[np.ndarray, float]:
-    """Trains the attack classifier on shadow outputs and scores the target's candidates.
+) -> np.ndarray:
+    """The attack of Shokri et al. 2017: an attack classifier trained on shadow outputs.
+
+    Trains the attack MLP (Flax, through :func:`jaxmia.engine.train`) on the shadow
+    models' signals of their members and non-members, then scores the target's
+    candidates. Its decision threshold is :data:`THRESHOLD` (predicted probability 1/2).
+    Runs on the host and trains a model, so it is not traceable by ``jax.jit``.
 
     Args:
-      shadow_sig: ``{signal: (k, n, ...)}`` shadow-model signals on all ``n`` examples.
-      keep: ``(k, n)`` bool shadow membership.
-      pool: ``(n,)`` bool examples usable for training (default all).
-      labels: ``(n,)`` true labels.
-      target_sig: ``{signal: (m, ...)}`` the target's signals on the candidates.
+      target_signals: ``{signal: (m, ...)}`` the target's signals on the candidates
+        (at least the signals of ``config.features``).
+      shadow_signals: ``{signal: (k, n, ...)}`` shadow-model signals on all ``n`` examples.
+      keep: ``(k, n)`` bool or 0/1 shadow membership.
+      labels: ``(n,)`` true labels of the shadow examples.
       target_labels: ``(m,)`` true labels of the candidates.
       num_classes: number of classes ``c``.
+      pool: ``(n,)`` bool examples usable for training (default all).
       config: :class:`ShokriConfig`.
       seed: seeds row sampling and the attack model.
 
     Returns:
-      ``(scores, threshold)``: ``(m,)`` member log-odds from the attack classifier, and
-      its decision threshold ``0`` (predicted probability 1/2).
+      ``(m,)`` float64 member log-odds from the attack classifier, higher = member.
+
+    Raises:
+      AttackInputError: if ``keep`` is not a ``(k, n)`` bool or 0/1 array.
     """
-    keep = np.asarray(keep, bool)
+    labels = np.asarray(labels)
+    keep = np.asarray(_checks.as_keep("keep", keep, (*np.shape(keep)[:1], *labels.shape)))
     pool = np.ones(keep.shape[1], bool) if pool is None else np.asarray(pool, bool)
     rng = np.random.default_rng([seed, 17])
     mi, ei = _balanced_rows(keep, pool, rng)
@@ -139,11 +155,11 @@ def attack(
         sub = rng.choice(mi.size, config.max_rows, replace=False)
         mi, ei = mi[sub], ei[sub]
     use_label = config.include_label and not config.per_class
-    rows = {name: np.asarray(shadow_sig[name])[mi, ei] for name in config.features}
+    rows = {name: np.asarray(shadow_signals[name])[mi, ei] for name in config.features}
     x = feature_matrix(rows, config.features, labels[ei] if use_label else None, num_classes)
     y = keep[mi, ei].astype(np.int32)
     xt = feature_matrix(
-        target_sig, config.features, target_labels if use_label else None, num_classes
+        target_signals, config.features, target_labels if use_label else None, num_classes
     )
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
     x, xt = (x - mean) / std, (xt - mean) / std
@@ -169,4 +185,4 @@ def attack(
     logits = engine.predict(pool_models, xt)  # (1 or c, m, 2)
     which = np.asarray(target_labels) if config.per_class else np.zeros(len(xt), int)
     chosen = logits[which, np.arange(len(xt))]
-    return (chosen[:, 1] - chosen[:, 0]).astype(np.float64), 0.0
+    return (chosen[:, 1] - chosen[:, 0]).astype(np.float64)

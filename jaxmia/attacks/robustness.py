@@ -6,15 +6,17 @@ Choquette-Choo et al. 2021, "Label-Only Membership Inference Attacks" (ICML), it
 target on ``q`` slightly perturbed copies of each candidate -- the original first, then
 random bit flips, Gaussian noise or image augmentations (:func:`perturb_inputs`) -- and scores
 the candidate by the fraction of copies that are still classified correctly
-(:func:`correctness_scores`): a model tends to be right, and robustly right, around its
+(:func:`label_only`): a model tends to be right, and robustly right, around its
 training points. With ``q = 1`` (no perturbation) this is the gap attack of Yeom et al. 2018
 ("Privacy Risk in Machine Learning: Analyzing the Connection to Overfitting", CSF), whose
 only information is whether the prediction is correct; the perturbed queries refine it.
 
-The decision threshold is calibrated on shadow models exactly like
-:mod:`jaxmia.attacks.threshold`: the shadow pool answers the same perturbed queries and the
-threshold maximises the accuracy of ``fraction >= tau`` over the shadows' members and
-non-members (:func:`jaxmia.metrics.best_threshold`).
+The attack follows the protocol of :mod:`jaxmia.attacks` on arrays of answers:
+:func:`query_correctness` asks a model (the target, or a shadow pool) the perturbed queries
+and returns which answers are correct, ``(m, q)`` or ``(k, m, q)``; :func:`label_only` turns
+the target's answers into scores. The decision threshold is calibrated on the shadow models
+exactly like the threshold attacks (:func:`jaxmia.attacks.calibrate_threshold`): it
+maximises the accuracy of ``fraction >= tau`` over the shadows' members and non-members.
 
 Scores take only ``q + 1`` values ``0, 1/q, ..., 1``, so many candidates tie (most members
 score exactly 1). Ties are kept, not broken by any other signal: the ROC then has at most
@@ -22,12 +24,10 @@ score exactly 1). Ties are kept, not broken by any other signal: the ROC then ha
 
 Example::
 
-    scores, tau = label_only.attack(
-        lambda x: target_model(x),                # (n, c) outputs; only the argmax is used
-        lambda x: engine.predict(pool, x),        # (k, n, c)
-        ds.x, ds.y, pool.keep, None, candidates, n_queries=16,
-    )
-    auc = metrics.auc(membership, scores)
+    target = attacks.query_correctness(target_model, x, y, rows=candidates)   # (m, q)
+    shadow = attacks.query_correctness(lambda v: engine.predict(pool, v), x, y)  # (k, n, q)
+    scores = attacks.label_only(target)                                        # (m,)
+    tau = attacks.calibrate_threshold(attacks.label_only(shadow), pool.keep)
 """
 
 from __future__ import annotations
@@ -36,21 +36,22 @@ import functools
 import math
 import numbers
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxmia import metrics
+from jaxmia.attacks import _checks
 
 __all__ = [
     "DEFAULT_STRENGTH",
     "KINDS",
     "NEEDS",
-    "attack",
-    "correctness_scores",
+    "label_only",
     "perturb_inputs",
+    "query_correctness",
     "resolve_kind",
 ]
 
@@ -217,113 +218,110 @@ def perturb_inputs(
 # --------------------------------------------------------------------------- scores
 
 
-@jax.jit
-def correctness_scores(pred_labels: ArrayLike, labels: ArrayLike) -> jax.Array:
-    """Fraction of the ``q`` queries whose predicted label is the true one.
-
-    Args:
-      pred_labels: Integer predicted labels, shape ``(q, ..., n)`` -- e.g. ``(q, n)`` for the
-        target or ``(q, k, n)`` for a pool of ``k`` models.
-      labels: True labels, shape ``(n,)`` (broadcast against ``(..., n)``).
-
-    Returns:
-      Float32 membership scores in ``{0, 1/q, ..., 1}``, shape ``(..., n)``; higher means
-      more likely a member.
-
-    Raises:
-      ValueError: If there is no query (``q = 0``).
-    """
-    if jnp.ndim(pred_labels) == 0 or jnp.shape(pred_labels)[0] == 0:
-        raise ValueError(
-            f"need predictions shaped (q, ..., n), q >= 1, got {jnp.shape(pred_labels)}"
-        )
-    correct = jnp.asarray(pred_labels) == jnp.asarray(labels)
-    return jnp.mean(correct, axis=0, dtype=jnp.float32)
-
-
-def _predicted_labels(out: ArrayLike, shape: tuple[int, ...], who: str) -> np.ndarray:
-    """Predicted labels of shape ``shape`` from outputs ``shape + (c,)`` or labels ``shape``."""
+def _labels_of(out: ArrayLike, rows: int, who: str) -> np.ndarray:
+    """Predicted labels ``(..., rows)`` from outputs ``(..., rows, c)`` or integer labels."""
     out = np.asarray(out)
-    if out.shape[:-1] == shape and out.ndim == len(shape) + 1:
-        return out.argmax(axis=-1)
-    if out.shape == shape and np.issubdtype(out.dtype, np.integer):
+    if np.issubdtype(out.dtype, np.integer) and out.ndim >= 1 and out.shape[-1] == rows:
         return out
+    if np.issubdtype(out.dtype, np.floating) and out.ndim >= 2 and out.shape[-2] == rows:
+        return out.argmax(axis=-1)
     raise ValueError(
-        f"{who} must return outputs shaped {(*shape, 'c')} or integer labels shaped {shape}, "
-        f"got {out.shape} {out.dtype}"
+        f"{who} must return outputs shaped (..., {rows}, c) or integer labels shaped "
+        f"(..., {rows}), got {out.shape} {out.dtype}"
     )
 
 
-def attack(
-    target_predict: Callable[[np.ndarray], ArrayLike],
-    shadow_predict: Callable[[np.ndarray], ArrayLike],
+def query_correctness(
+    predict: Callable[[np.ndarray], ArrayLike],
     x: ArrayLike,
     y: ArrayLike,
-    keep: ArrayLike,
-    pool: ArrayLike | None,
-    candidates: ArrayLike,
     *,
+    rows: ArrayLike | None = None,
     n_queries: int = 16,
-    strength: float | None = None,
     kind: str = "auto",
+    strength: float | None = None,
     seed: int = 0,
-) -> tuple[np.ndarray, float]:
-    """Scores the target's candidates with the label-only attack of Choquette-Choo et al.
+) -> np.ndarray:
+    """Queries a model on perturbed copies of examples and records which answers are right.
 
-    Every example is queried ``n_queries`` times (:func:`perturb_inputs`, the same copies
-    for the target and the shadows). The target's score of a candidate is the fraction of
-    its copies it classifies correctly; the threshold is the accuracy-maximising one on the
-    shadow models' fractions over the pool examples, against their membership ``keep``.
+    The copies are those of :func:`perturb_inputs` with ``jax.random.key(seed)``, drawn for
+    *all* of ``x`` and then restricted to ``rows``, so an example's copies do not depend on
+    which rows are queried: the target (on its candidates) and the shadow pool (on the
+    calibration examples) answer the same copies.
 
     Args:
-      target_predict: ``x (m, ...) -> (m, c)`` outputs (logits or probabilities; only the
-        argmax is used) or ``(m,)`` integer labels of the target.
-      shadow_predict: ``x (p, ...) -> (k, p, c)`` outputs or ``(k, p)`` labels of the shadow
-        pool, e.g. ``lambda x: engine.predict(pool, x)``.
-      x: All examples, shape ``(n, ...)``.
-      y: Their labels, shape ``(n,)``.
-      keep: ``(k, n)`` bool shadow membership.
-      pool: ``(n,)`` bool examples whose shadow answers calibrate the threshold, or ``None``
-        for all.
-      candidates: ``(m,)`` indices into ``x`` (or an ``(n,)`` bool mask) of the target's
-        candidates.
-      n_queries: Queries per example ``q >= 1``, the original included.
-      strength: Perturbation strength (see :func:`perturb_inputs`); ``None`` for the default.
-      kind: One of :data:`KINDS`.
-      seed: Seed of the perturbations.
+      predict: ``x (r, ...) -> (r, c)`` outputs (logits or probabilities; only the argmax
+        is used) or ``(r,)`` integer labels; or, for a pool of ``k`` models,
+        ``(k, r, c)`` / ``(k, r)``, e.g. ``lambda x: engine.predict(pool, x)``.
+      x: all examples, ``(n, ...)``.
+      y: their integer labels, ``(n,)``.
+      rows: ``(r,)`` indices into ``x`` (or an ``(n,)`` bool mask) to query; default all.
+      n_queries: queries per example ``q >= 1``, the original included.
+      kind: one of :data:`KINDS`.
+      strength: perturbation strength (see :func:`perturb_inputs`); ``None`` for the default.
+      seed: seed of the perturbations.
 
     Returns:
-      ``(scores, tau)``: ``(m,)`` float64 fractions of correct answers (higher = member) and
-      the calibrated threshold (``scores >= tau`` predicts "member").
+      ``(..., r, q)`` bool: whether each copy was classified correctly (copy 0 = the
+      original), ``(r, q)`` for one model or ``(k, r, q)`` for a pool.
 
     Raises:
-      ValueError: On inconsistent shapes, invalid parameters, or predict functions that
-        return neither outputs nor labels of the expected shape.
+      ValueError: on inconsistent shapes, invalid parameters, or a ``predict`` that returns
+        neither outputs nor labels of the expected shape.
     """
     n_queries = _check_queries(n_queries)
-    x, y, keep = np.asarray(x), np.asarray(y), np.asarray(keep)
+    x, y = np.asarray(x), np.asarray(y)
     n = x.shape[0]
     if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y must hold {n} integer labels, got {y.shape} {y.dtype}")
-    if keep.ndim != 2 or keep.shape[1] != n or keep.dtype != bool:
-        raise ValueError(f"keep must be a (k, {n}) bool array, got {keep.shape} {keep.dtype}")
-    cols = np.arange(n) if pool is None else np.flatnonzero(np.broadcast_to(pool, (n,)))
-    cand = np.asarray(candidates)
-    cand = np.flatnonzero(cand) if cand.dtype == bool else cand.astype(np.int64).reshape(-1)
-    if cand.size and (cand.min() < -n or cand.max() >= n):
-        raise ValueError(f"candidate indices must be in [0, {n}), got {cand.min()}..{cand.max()}")
+    if rows is None:
+        idx = np.arange(n)
+    else:
+        idx = np.asarray(rows)
+        idx = np.flatnonzero(np.broadcast_to(idx, (n,))) if idx.dtype == bool else idx
+        idx = idx.astype(np.int64).reshape(-1)
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise ValueError(f"row indices must be in [0, {n}), got {idx.min()}..{idx.max()}")
     kind = resolve_kind(kind, x)
     strength = _check_strength(kind, strength)
+    answers = []
+    for xq in _copies(x, jax.random.key(seed), n_queries, kind, strength):
+        answers.append(_labels_of(predict(np.asarray(xq)[idx]), idx.size, "predict") == y[idx])
+    return np.stack(answers, axis=-1)
 
-    k = keep.shape[0]
-    target_pred = np.empty((n_queries, cand.size), np.int64)
-    shadow_pred = np.empty((n_queries, k, cols.size), np.int64)
-    key = jax.random.key(seed)
-    for i, xq in enumerate(_copies(x, key, n_queries, kind, strength)):
-        xq = np.asarray(xq)
-        target_pred[i] = _predicted_labels(target_predict(xq[cand]), (cand.size,), "target")
-        shadow_pred[i] = _predicted_labels(shadow_predict(xq[cols]), (k, cols.size), "shadow")
-    scores = np.asarray(correctness_scores(target_pred, y[cand]), np.float64)
-    shadow_scores = np.asarray(correctness_scores(shadow_pred, y[cols]), np.float64)
-    tau = metrics.best_threshold(keep[:, cols].ravel(), shadow_scores.ravel())
-    return scores, tau
+
+def label_only(
+    target_correct: ArrayLike, shadow_correct: Any = None, keep: Any = None
+) -> jax.Array:
+    """The label-only attack of Choquette-Choo et al. 2021: fraction of correct answers.
+
+    A candidate's score is the fraction of its ``q`` perturbed queries
+    (:func:`query_correctness`) that the target classifies correctly. The shadow
+    statistics do not change the scores; calibrate the threshold with
+    ``attacks.calibrate_threshold(attacks.label_only(shadow_correct), keep)``. Traces
+    under ``jax.jit`` and ``jax.vmap``.
+
+    Args:
+      target_correct: ``(m, q)`` bool or 0/1 (or ``(..., m, q)``): whether each query of
+        each candidate was answered correctly.
+      shadow_correct: optional ``(k, m, q)`` the same for the shadow models; only checked.
+      keep: optional ``(k, m)`` bool or 0/1 shadow membership; only checked.
+
+    Returns:
+      ``(m,)`` float32 scores in ``{0, 1/q, ..., 1}``, higher = more likely a member.
+
+    Raises:
+      AttackInputError: on a ``target_correct`` without queries, mismatched shapes, or
+        answers or ``keep`` that are not bool or 0/1.
+    """
+    shape = np.shape(target_correct)
+    if len(shape) < 1 or shape[-1] == 0:
+        raise _checks.AttackInputError(f"need answers shaped (m, q), q >= 1, got {shape}")
+    correct = _checks.as_keep("target_correct", target_correct)
+    if shadow_correct is not None or keep is not None:
+        if shadow_correct is None or keep is None:
+            raise _checks.AttackInputError("give both shadow_correct and keep, or neither")
+        k = np.shape(shadow_correct)[0] if np.ndim(shadow_correct) else 0
+        _checks.as_keep("shadow_correct", shadow_correct, (k, *shape))
+        _checks.as_keep("keep", keep, (k, *shape[:-1]))
+    return jnp.mean(correct, axis=-1, dtype=jnp.float32)
