@@ -12,11 +12,6 @@ import pytest
 
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
 
-JITTED_FLOAT32 = frozenset({"lira_online", "lira_offline"})
-"""Attacks whose arithmetic moved from float64 on the host into a jitted float32 core
-(issue 12): their AUC may move by 1e-4 and TPRs by 0.5 points; every other number of the
-committed runs reproduces bit for bit."""
-
 
 def jaxmia(args, env) -> float:
     start = time.perf_counter()
@@ -25,14 +20,9 @@ def jaxmia(args, env) -> float:
 
 
 def assert_reproduces(name: str, got: dict, committed: dict) -> None:
-    """``got`` (an attack's metrics) equals the committed ``committed``: bit for bit, or
-    within the stated tolerance for the attacks in :data:`JITTED_FLOAT32`."""
-    if name not in JITTED_FLOAT32:
-        assert got == committed, name
-        return
-    assert abs(got["auc"] - committed["auc"]) <= 1e-4, (name, got["auc"], committed["auc"])
-    for fpr, tpr in committed["tpr_at_fpr"].items():
-        assert abs(got["tpr_at_fpr"][fpr] - tpr) <= 0.005, (name, fpr, got["tpr_at_fpr"], tpr)
+    """``got`` (an attack's metrics) equals the committed ``committed`` bit for bit: the
+    library redesign (issue 12) changed no arithmetic of any attack."""
+    assert got == committed, name
 
 
 def committed(run: str) -> dict:
