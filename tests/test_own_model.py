@@ -5,12 +5,11 @@ import functools
 import json
 
 import jax
-
 import numpy as np
 import optax
 import pytest
 
-from jaxmia import audit, datasets, engine, models
+from jaxmia import audit, datasets, engine, models, splits
 from jaxmia.audit.setup import describe_model
 
 
@@ -98,10 +97,12 @@ def test_a_users_pool_defines_the_shadows(digits_parts, monkeypatch):
     _, (members, nonmembers, population) = digits_parts
     x = np.concatenate([members[0], nonmembers[0], population[0]])
     y = np.concatenate([members[1], nonmembers[1], population[1]])
-    keep = np.random.default_rng(2).random((4, x.shape[0])) < 0.5
+    keep = splits.balanced_keep(4, x.shape[0], seed=2)
     pool = engine.train(models.mlp((32,), 10, 64), x, y, keep, epochs=2, seed=5)
     monkeypatch.setattr(engine, "train", lambda *a, **k: pytest.fail("retrained the pool"))
-    report = audit.audit_model(linear_model, members, nonmembers, population, config=QUICK, pool=pool)
+    report = audit.audit_model(
+        linear_model, members, nonmembers, population, config=QUICK, pool=pool
+    )
     assert "the user's pool of 4 models" in report.shadows
     assert np.isfinite(report.scores["lira_online"]).all()
     with pytest.raises(audit.ConfigError, match=r"pool.*\(4, 1000\).*1797 records"):
