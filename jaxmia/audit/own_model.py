@@ -87,16 +87,7 @@ def audit_model(
       ConfigError: inconsistent records, outputs or pool (one line).
     """
     fn = _as_function(model)
-    parts = [_xy(n, d) for n, d in (("members", members), ("nonmembers", nonmembers))]
-    parts.append(_xy("population", population))
-    shapes = {p[0].shape[1:] for p in parts}
-    if len(shapes) != 1:
-        raise ConfigError(f"members, nonmembers and population differ in input shape: {shapes}")
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts]).astype(np.int32)
-    if not np.isfinite(x).all():
-        raise ConfigError("inputs contain NaN or infinite values")
-    counts = [len(p[0]) for p in parts]
+    x, y, counts = _records(members, nonmembers, population)
     probe = query_model(fn, x[:1024], outputs="logits")
     reading = output_kind(probe, outputs)
     config = _user_config(config, batch_size, pool)
@@ -115,6 +106,21 @@ def audit_model(
         shadow_training=ShadowTraining(optimizer=optimizer, loss_fn=loss_fn, pool=pool),
     )
     return _describe(report, ds, counts, reading)
+
+
+def _records(*pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``x (n, ...)``, ``y (n,)`` int32 of the members, non-members and population
+    records, in that order, and their counts; one-line errors for inconsistent pairs."""
+    names = ("members", "nonmembers", "population")
+    parts = [_xy(name, pair) for name, pair in zip(names, pairs, strict=True)]
+    shapes = {p[0].shape[1:] for p in parts}
+    if len(shapes) != 1:
+        raise ConfigError(f"members, nonmembers and population differ in input shape: {shapes}")
+    x = np.concatenate([p[0] for p in parts])
+    if not np.isfinite(x).all():
+        raise ConfigError("inputs contain NaN or infinite values")
+    y = np.concatenate([p[1] for p in parts]).astype(np.int32)
+    return x, y, [len(p[0]) for p in parts]
 
 
 def _user_config(

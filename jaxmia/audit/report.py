@@ -234,7 +234,7 @@ def _setting(report: AuditReport) -> list[str]:
         f"- target: {report.target or report.model}; train accuracy {ta['train']:.3f}, test "
         f"accuracy {ta['test']:.3f} (generalisation gap {ta['train'] - ta['test']:.3f})"
         + (" (mean over the targets)" if report.per_target else ""),
-        f"- shadow models: {report.shadows or c.num_shadows}; train accuracy "
+        f"- shadows: {report.shadows or f'{c.num_shadows} shadow models'}; train accuracy "
         f"{sa['train_mean']:.3f} ± {sa['train_std']:.3f}, test accuracy "
         f"{sa['test_mean']:.3f} ± {sa['test_std']:.3f}",
         f"- attacker access: `{c.effective_access}`"
