@@ -57,9 +57,10 @@ def test_report_describes_the_users_data_and_model(digits_parts, tmp_path):
 def test_probabilities_are_named_as_read(digits_parts):
     _, (members, nonmembers, population) = digits_parts
     probs = lambda x: np.asarray(jax.nn.softmax(linear_model(x)))
-    config = dataclasses.replace(QUICK, attacks=("loss",))
+    config = dataclasses.replace(QUICK, attacks=("loss",), dataset="my digits")
     report = audit.audit_model(probs, members, nonmembers, population, config=config)
     assert "probabilities" in report.target
+    assert report.dataset.startswith("my digits: 1797 records")  # the user's own label
 
 
 class MyNet:
@@ -110,3 +111,9 @@ def test_a_users_pool_defines_the_shadows(digits_parts, monkeypatch):
             linear_model, members, nonmembers, population, config=QUICK,
             pool=dataclasses.replace(pool, keep=keep[:, :1000]),
         )  # fmt: skip
+    with pytest.raises(audit.ConfigError, match="pool= is a trained pool"):
+        audit.audit_model(
+            linear_model, members, nonmembers, population, pool=pool, pool_dir="elsewhere"
+        )
+    with pytest.raises(audit.ConfigError, match="pool's models output 10 classes, the model 3"):
+        audit.audit_model(lambda x: x[:, :3], members, nonmembers, population, pool=pool)

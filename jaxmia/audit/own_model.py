@@ -74,7 +74,8 @@ def audit_model(
         :func:`jaxmia.engine.train`).
       pool: a :class:`jaxmia.engine.Pool` the user trained on these ``n`` records (in the
         order above): its ``(k, n)`` keep matrix defines the shadows' membership and
-        nothing is trained.
+        nothing is trained (so not with ``optimizer``, ``batch_size``, ``loss_fn`` or
+        ``pool_dir``).
       log, progress: as in :func:`jaxmia.audit.run`.
       pool_dir: keep the shadow pool there (as in :func:`jaxmia.audit.run`): auditing
         another model on the same records (a retrained or defended version) then
@@ -90,6 +91,8 @@ def audit_model(
     x, y, counts = _records(members, nonmembers, population)
     probe = query_model(fn, x[:1024], outputs="logits")
     reading = output_kind(probe, outputs)
+    if pool is not None:
+        _check_pool(pool, probe.shape[1], x, optimizer, batch_size, loss_fn, pool_dir)
     config = _user_config(config, batch_size, pool)
     num_classes = max(int(y.max()) + 1, probe.shape[1])
     ds = datasets.Dataset(x=x, y=y, num_classes=num_classes, name=config.dataset)
@@ -121,6 +124,19 @@ def _records(*pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndar
         raise ConfigError("inputs contain NaN or infinite values")
     y = np.concatenate([p[1] for p in parts]).astype(np.int32)
     return x, y, [len(p[0]) for p in parts]
+
+
+def _check_pool(pool: engine.Pool, classes: int, x: np.ndarray, *training: Any) -> None:
+    """A one-line error for a user's pool that does not fit: settings that would train
+    one (``optimizer``, ``batch_size``, ``loss_fn``, ``pool_dir``), or other classes."""
+    if any(t is not None for t in training):
+        raise ConfigError(
+            "pool= is a trained pool: optimizer=, batch_size=, loss_fn= and pool_dir= are "
+            "for training one; pass either"
+        )
+    pool_classes = engine.predict(pool, x[:1]).shape[-1]
+    if pool_classes != classes:
+        raise ConfigError(f"the pool's models output {pool_classes} classes, the model {classes}")
 
 
 def _user_config(

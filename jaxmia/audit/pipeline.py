@@ -4,6 +4,18 @@
 signals the chosen access level provides, runs every attack that it allows, and scores
 them with :mod:`jaxmia.metrics`. ``jaxmia audit`` is a thin command line over it.
 
+The audit is a short list of phases, each a function with typed inputs and outputs
+(frozen dataclasses) that a test can call alone:
+
+1. :func:`jaxmia.audit.setup.prepare` -> ``Setup`` (data, split, architecture, keys);
+2. :func:`jaxmia.audit.training.train_target` -> ``TargetRun`` (or the user's model);
+3. :func:`jaxmia.audit.training.train_shadows` -> ``engine.Pool``, then
+   :func:`~jaxmia.audit.training.keep_finite` -> ``Shadows``;
+4. :func:`jaxmia.audit.extraction.extract` -> ``Extracted`` (the signals);
+5. :func:`jaxmia.audit.scoring.attack_all` -> ``Scored``, then
+   :func:`~jaxmia.audit.scoring.evaluate` (the metrics);
+6. :func:`assemble` -> :class:`jaxmia.audit.AuditReport`.
+
 Example::
 
     import jaxmia
@@ -20,7 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jaxmia import datasets, engine, models, splits
+from jaxmia import datasets, engine, metrics, models, splits
 from jaxmia.audit.config import AuditConfig, Log, _silent
 from jaxmia.audit.extraction import extract
 from jaxmia.audit.report import AuditReport, versions
@@ -30,7 +42,6 @@ from jaxmia.audit.setup import (
     ShadowTraining,
     describe_model,
     describe_training,
-    model_factory,
     prepare,
 )
 from jaxmia.audit.training import (
@@ -42,7 +53,7 @@ from jaxmia.audit.training import (
     train_target,
 )
 
-__all__ = ["describe_model", "model_factory", "run", "train_pool"]
+__all__ = ["assemble", "run", "train_pool"]
 
 
 def run(
@@ -190,12 +201,14 @@ def assemble(
     target: TargetRun | None,
     shadows: Shadows,
     scored: Scored,
-    results: dict,
-    per_target: dict,
+    results: dict[str, metrics.AttackMetrics],
+    per_target: dict[str, list[metrics.AttackMetrics]],
     notes: list[str],
     timings: dict[str, float],
 ) -> AuditReport:
-    """The :class:`AuditReport` of the phases' results (scores pooled over targets)."""
+    """The :class:`AuditReport` of the phases' results: scores ``(t * m,)`` pooled over
+    the ``t`` targets, their metrics (``results``; ``per_target`` in leave-one-out), the
+    accuracies, privacy, and what was audited (data, target, shadows)."""
     config, ds, pool = setup.config, setup.ds, shadows.pool
     privacy = {"defence": config.defence.describe(), "interface": config.interface.describe()}
     if target is not None:

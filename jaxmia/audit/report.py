@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmia import metrics
+from jaxmia import datasets, metrics
 from jaxmia.audit.config import AuditConfig
 
 __all__ = [
@@ -39,7 +39,8 @@ class AuditReport:
     Attributes:
       config: the :class:`AuditConfig`.
       dataset: one-line description of the data.
-      model: description of the target/shadow architecture.
+      model: the architecture jaxmia trained (the shadows', and the target's where
+        jaxmia trained it), e.g. ``MLP(hidden=(128,), ...)``.
       metrics: ``{attack: AttackMetrics}`` (pooled over targets in leave-one-out mode).
       scores: ``{attack: (m,) scores}`` on the candidates, higher = member.
       candidates: ``(m,)`` indices of the candidates in the dataset.
@@ -302,7 +303,7 @@ def _run_section(report: AuditReport) -> list[str]:
     if report.reproducible:
         from jaxmia.cli import command_for  # the CLI's flags (cli imports audit lazily)
 
-        given = "" if c.dataset in ("location30", "digits", "mnist") else " (data given in Python)"
+        given = "" if c.dataset in datasets.BUNDLED else " (data given in Python)"
         lines += [f"Command: `{command_for(c)}`{given}", ""]
     return [
         *lines,
