@@ -1,4 +1,11 @@
-"""The end-to-end audit: configuration, the pipeline's phases and the report."""
+"""The end-to-end audit: configuration, the pipeline's phases and the report.
+
+The pipeline (:func:`run`) is a short list of phases, each a module with typed inputs
+and outputs: :mod:`~jaxmia.audit.setup` (data, split, architecture, keys),
+:mod:`~jaxmia.audit.training` (target and shadow pool), :mod:`~jaxmia.audit.extraction`
+(the signals an attacker observes), :mod:`~jaxmia.audit.scoring` (every attack against
+every target, then the metrics) and :mod:`~jaxmia.audit.report`.
+"""
 
 from jaxmia.audit.config import (
     ATTACKS,

@@ -1,17 +1,31 @@
-"""Auditing a model the user trained (:func:`audit_model`)."""
+"""Auditing a model the user trained (:func:`audit_model`).
+
+The user gives the model (an NNX module or any function to logits or probabilities) and
+three sets of records: its members, its non-members and further population records.
+jaxmia trains the shadow pool on them (or takes the user's pool), runs every attack the
+access level allows, and reports what it audited in the user's terms: the records and
+their counts, the user's own model (not trained by jaxmia) and how its outputs were read,
+and how the shadows were trained; no command line, since none reproduces it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import optax
 
 from jaxmia import datasets, engine, models, splits
 from jaxmia.audit.config import AuditConfig, ConfigError, Log, _silent
-from jaxmia.audit.pipeline import run
+from jaxmia.audit.pipeline import _run
 from jaxmia.audit.report import AuditReport
-from jaxmia.audit.target import _as_function, _xy, query_model
+from jaxmia.audit.setup import ShadowTraining
+from jaxmia.audit.target import _as_function, _xy, output_kind, query_model
+
+__all__ = ["audit_model"]
 
 
 def audit_model(
@@ -23,6 +37,10 @@ def audit_model(
     factory: models.ModelFactory | None = None,
     config: AuditConfig = AuditConfig(num_shadows=16, dataset="user data"),
     outputs: str = "auto",
+    optimizer: optax.GradientTransformation | None = None,
+    batch_size: int | None = None,
+    loss_fn: Callable[..., Any] | None = None,
+    pool: engine.Pool | None = None,
     log: Log = _silent,
     progress: engine.ProgressFn | None = None,
     pool_dir: str | os.PathLike | None = None,
@@ -34,7 +52,8 @@ def audit_model(
     ``config.scheme="disjoint"`` the shadows train on the population only and the online
     attacks are skipped), then runs every attack the access level allows against
     ``model``. Inputs are used as given (no normalisation), so pass them preprocessed the
-    way the model expects.
+    way the model expects. The records are numbered members, non-members, population, in
+    that order (``n`` in all; the ``m`` members and non-members are the candidates).
 
     Args:
       model: a Flax NNX module (evaluated in eval mode) or any function mapping a batch
@@ -44,55 +63,148 @@ def audit_model(
       population: ``(x, y)`` further records from the same distribution.
       factory: the shadow architecture, ``factory(rngs=...) -> nnx.Module``; default:
         an MLP with ``config.hidden``.
-      config: audit options (``dataset`` is only a label here).
-      outputs: what ``model`` returns: ``logits``, ``probs`` or ``auto``.
-      log, progress: as in :func:`run`.
-      pool_dir: keep the shadow pool there (as in :func:`run`): auditing another model
-        on the same records (a retrained or defended version) then reuses it.
+      config: audit options for the shadows and attacks (``dataset`` is only a label
+        here; left at its default it reads "user data").
+      outputs: what ``model`` returns: ``logits``, ``probs`` or ``auto`` (decided once,
+        on the model's outputs on the first records, and named in the report).
+      optimizer: the shadows' optax transformation (e.g. the one that trained ``model``)
+        instead of Adam at ``config.learning_rate``.
+      batch_size: the shadows' batch size instead of ``config.batch_size``.
+      loss_fn: the shadows' per-example loss instead of cross-entropy (passed to
+        :func:`jaxmia.engine.train`).
+      pool: a :class:`jaxmia.engine.Pool` the user trained on these ``n`` records (in the
+        order above): its ``(k, n)`` keep matrix defines the shadows' membership and
+        nothing is trained (so not with ``optimizer``, ``batch_size``, ``loss_fn`` or
+        ``pool_dir``).
+      log, progress: as in :func:`jaxmia.audit.run`.
+      pool_dir: keep the shadow pool there (as in :func:`jaxmia.audit.run`): auditing
+        another model on the same records (a retrained or defended version) then
+        reuses it.
 
     Returns:
-      An :class:`AuditReport` over the member and non-member candidates.
+      An :class:`AuditReport` over the ``m`` member and non-member candidates.
+
+    Raises:
+      ConfigError: inconsistent records, outputs or pool (one line).
     """
     fn = _as_function(model)
-    parts = [_xy(n, d) for n, d in (("members", members), ("nonmembers", nonmembers))]
-    parts.append(_xy("population", population))
-    shapes = {p[0].shape[1:] for p in parts}
-    if len(shapes) != 1:
-        raise ConfigError(f"members, nonmembers and population differ in input shape: {shapes}")
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts]).astype(np.int32)
-    if not np.isfinite(x).all():
-        raise ConfigError("inputs contain NaN or infinite values")
-    n_m, n_nm = len(parts[0][0]), len(parts[1][0])
-    probe = query_model(fn, x[:2], outputs=outputs)
+    x, y, counts = _records(members, nonmembers, population)
+    probe = query_model(fn, x[:1024], outputs="logits")
+    reading = output_kind(probe, outputs)
+    if pool is not None:
+        _check_pool(pool, probe.shape[1], x, optimizer, batch_size, loss_fn, pool_dir)
+    config = _user_config(config, batch_size, pool)
     num_classes = max(int(y.max()) + 1, probe.shape[1])
     ds = datasets.Dataset(x=x, y=y, num_classes=num_classes, name=config.dataset)
-    n, m = len(x), n_m + n_nm
-    membership = np.arange(m) < n_m
-    target_keep = np.zeros(n, bool)
-    target_keep[:n_m] = True
-    if config.scheme == "balanced":
-        shadow_keep = splits.balanced_keep(config.num_shadows, n, seed=config.seed)
-        pool = np.ones(n, bool)
-    else:
-        shadow_keep = np.zeros((config.num_shadows, n), bool)
-        shadow_keep[:, m:] = splits.balanced_keep(config.num_shadows, n - m, seed=config.seed)
-        pool = np.arange(n) >= m
-    split = splits.AuditSplit(
-        target_keep=target_keep,
-        candidates=np.arange(m),
-        membership=membership,
-        shadow_keep=shadow_keep,
-        shadow_pool=pool,
-        scheme=config.scheme,
-    )
-    return run(
+    split = _user_split(config, counts, pool)
+    report = _run(
         config,
         log=log,
         progress=progress,
         dataset=ds,
         split=split,
-        target_fn=lambda b: query_model(fn, b, outputs=outputs),
+        target_fn=lambda b: query_model(fn, b, outputs=reading),
         factory=factory,
         pool_dir=pool_dir,
+        shadow_training=ShadowTraining(optimizer=optimizer, loss_fn=loss_fn, pool=pool),
+    )
+    return _describe(report, ds, counts, reading)
+
+
+def _records(*pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``x (n, ...)``, ``y (n,)`` int32 of the members, non-members and population
+    records, in that order, and their counts; one-line errors for inconsistent pairs."""
+    names = ("members", "nonmembers", "population")
+    parts = [_xy(name, pair) for name, pair in zip(names, pairs, strict=True)]
+    shapes = {p[0].shape[1:] for p in parts}
+    if len(shapes) != 1:
+        raise ConfigError(f"members, nonmembers and population differ in input shape: {shapes}")
+    x = np.concatenate([p[0] for p in parts])
+    if not np.isfinite(x).all():
+        raise ConfigError("inputs contain NaN or infinite values")
+    y = np.concatenate([p[1] for p in parts]).astype(np.int32)
+    return x, y, [len(p[0]) for p in parts]
+
+
+def _check_pool(pool: engine.Pool, classes: int, x: np.ndarray, *training: Any) -> None:
+    """A one-line error for a user's pool that does not fit: settings that would train
+    one (``optimizer``, ``batch_size``, ``loss_fn``, ``pool_dir``), or other classes."""
+    if any(t is not None for t in training):
+        raise ConfigError(
+            "pool= is a trained pool: optimizer=, batch_size=, loss_fn= and pool_dir= are "
+            "for training one; pass either"
+        )
+    pool_classes = engine.predict(pool, x[:1]).shape[-1]
+    if pool_classes != classes:
+        raise ConfigError(f"the pool's models output {pool_classes} classes, the model {classes}")
+
+
+def _user_config(
+    config: AuditConfig, batch_size: int | None, pool: engine.Pool | None
+) -> AuditConfig:
+    """The config as the audit runs it: labelled "user data" unless the user named the
+    data, the shadows' batch size, and the user's pool's size."""
+    changes: dict[str, Any] = {}
+    if config.dataset == AuditConfig().dataset:
+        changes["dataset"] = "user data"
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
+    if pool is not None:
+        changes["num_shadows"] = pool.k
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def _user_split(
+    config: AuditConfig, counts: list[int], pool: engine.Pool | None
+) -> splits.AuditSplit:
+    """Target membership: the members; candidates: members and non-members; shadow
+    membership: balanced over all records (or over the population, ``disjoint``), or the
+    user's pool's keep matrix."""
+    n, m = sum(counts), counts[0] + counts[1]
+    target_keep = np.arange(n) < counts[0]
+    shadow_pool = np.ones(n, bool) if config.scheme == "balanced" else np.arange(n) >= m
+    if pool is not None:
+        keep = np.asarray(pool.keep)
+        if keep.ndim != 2 or keep.shape[1] != n:
+            raise ConfigError(
+                f"the pool's keep matrix is {keep.shape}; it must be (k, {n}) for the {n} "
+                "records (members, non-members, population, in that order)"
+            )
+        shadow_keep = keep.astype(bool)
+    elif config.scheme == "balanced":
+        shadow_keep = splits.balanced_keep(config.num_shadows, n, seed=config.seed)
+    else:
+        shadow_keep = np.zeros((config.num_shadows, n), bool)
+        shadow_keep[:, m:] = splits.balanced_keep(config.num_shadows, n - m, seed=config.seed)
+    return splits.AuditSplit(
+        target_keep=target_keep,
+        candidates=np.arange(m),
+        membership=target_keep[:m],
+        shadow_keep=shadow_keep,
+        shadow_pool=shadow_pool,
+        scheme=config.scheme,
+    )
+
+
+def _describe(
+    report: AuditReport, ds: datasets.Dataset, counts: list[int], reading: str
+) -> AuditReport:
+    """The report in the user's terms: their records and counts, their model and how its
+    outputs were read, and no command line (none reproduces an audit from Python)."""
+    n_m, n_nm, n_pop = counts
+    outputs = "logits" if reading == "logits" else "probabilities"
+    return dataclasses.replace(
+        report,
+        dataset=(
+            f"{ds.name}: {ds.n} records: {n_m} members, {n_nm} non-members, {n_pop} "
+            f"population; input shape {ds.input_shape}, {ds.num_classes} classes"
+        ),
+        data={
+            **report.data,
+            "members": n_m,
+            "non_members": n_nm,
+            "population": n_pop,
+        },
+        target=f"{report.target}; outputs read as {outputs}",
+        reproducible=False,
     )

@@ -17,8 +17,19 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmia import metrics
+from jaxmia import datasets, metrics
 from jaxmia.audit.config import AuditConfig
+
+__all__ = [
+    "AuditReport",
+    "line_cycle",
+    "markdown",
+    "plot_roc",
+    "plot_signals",
+    "prepare_output_dir",
+    "versions",
+    "write",
+]
 
 
 @dataclasses.dataclass
@@ -28,7 +39,8 @@ class AuditReport:
     Attributes:
       config: the :class:`AuditConfig`.
       dataset: one-line description of the data.
-      model: description of the target/shadow architecture.
+      model: the architecture jaxmia trained (the shadows', and the target's where
+        jaxmia trained it), e.g. ``MLP(hidden=(128,), ...)``.
       metrics: ``{attack: AttackMetrics}`` (pooled over targets in leave-one-out mode).
       scores: ``{attack: (m,) scores}`` on the candidates, higher = member.
       candidates: ``(m,)`` indices of the candidates in the dataset.
@@ -44,6 +56,14 @@ class AuditReport:
       notes: settings chosen on the way (LiRA variance, RMIA ``a``, skipped attacks).
       timings: seconds per phase.
       versions: library versions and the machine.
+      data: ``{"name", "records", "input_shape", "classes", ...}`` the records audited
+        (:func:`jaxmia.audit.audit_model` adds the members, non-members and population).
+      target: how the target came about (trained by jaxmia and how, the user's own model
+        and how its outputs were read, or the leave-one-out shadow models).
+      shadows: how the shadow models came about (how many, architecture and training,
+        or the user's pool).
+      reproducible: whether ``jaxmia audit`` with the config's flags reruns this audit
+        (``False`` for a model and data given in Python: no command line is printed).
     """
 
     config: AuditConfig
@@ -62,6 +82,10 @@ class AuditReport:
     notes: list[str]
     timings: dict[str, float]
     versions: dict[str, str]
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    target: str = ""
+    shadows: str = ""
+    reproducible: bool = True
 
     def table(self) -> str:
         """The metrics as an aligned text table."""
@@ -71,7 +95,10 @@ class AuditReport:
         """JSON-ready summary (what ``metrics.json`` holds)."""
         return {
             "dataset": self.dataset,
+            "data": self.data,
             "model": self.model,
+            "target": self.target,
+            "shadows": self.shadows,
             "attacks": {name: m.to_dict() for name, m in self.metrics.items()},
             "per_target": {name: [m.to_dict() for m in ms] for name, ms in self.per_target.items()},
             "target_accuracy": self.target_accuracy,
@@ -91,6 +118,7 @@ class AuditReport:
 
 
 def versions() -> dict[str, str]:
+    """``{package: version}`` of Python, jaxmia and its JAX stack, and the devices."""
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for pkg in ("jaxmia", "jax", "jaxlib", "flax", "optax", "numpy"):
         try:
@@ -196,78 +224,106 @@ def plot_signals(report: AuditReport, path: pathlib.Path) -> bool:
     return True
 
 
-def markdown(report: AuditReport, plots: dict[str, str]) -> str:
-    """The report.md text."""
-    c = report.config
+def _setting(report: AuditReport) -> list[str]:
+    """report.md's "Setting" lines: data, split, target, shadows, access, defences."""
+    c, privacy = report.config, report.privacy
     ta, sa = report.target_accuracy, report.shadow_accuracy
     lines = [
-        "# jaxmia membership-inference audit",
-        "",
-        "## Setting",
-        "",
         f"- data: {report.dataset}",
         f"- split: {c.scheme}; {report.membership.sum()} members and "
         f"{(~report.membership).sum()} non-members among the candidates",
-        f"- target{'s (leave-one-out, mean)' if report.per_target else ''}: train accuracy "
-        f"{ta['train']:.3f}, test accuracy {ta['test']:.3f} "
-        f"(generalisation gap {ta['train'] - ta['test']:.3f})",
-        f"- shadow models: {c.num_shadows}; train accuracy {sa['train_mean']:.3f} "
-        f"± {sa['train_std']:.3f}, test accuracy {sa['test_mean']:.3f} ± {sa['test_std']:.3f}",
-        f"- model: {report.model}; {c.epochs} epochs, batch "
-        f"{c.batch_size}, Adam {c.learning_rate}; seed {c.seed}",
+        f"- target: {report.target or report.model}; train accuracy {ta['train']:.3f}, test "
+        f"accuracy {ta['test']:.3f} (generalisation gap {ta['train'] - ta['test']:.3f})"
+        + (" (mean over the targets)" if report.per_target else ""),
+        f"- shadows: {report.shadows or f'{c.num_shadows} shadow models'}; train accuracy "
+        f"{sa['train_mean']:.3f} ± {sa['train_std']:.3f}, test accuracy "
+        f"{sa['test_mean']:.3f} ± {sa['test_std']:.3f}",
         f"- attacker access: `{c.effective_access}`"
         + (f" (top {c.top_k})" if c.effective_access == "topk" else "")
-        + f"; target interface: {report.privacy.get('interface', 'none')}",
-        f"- defences of the target: {report.privacy.get('defence', 'none')}"
+        + f"; target interface: {privacy.get('interface', 'none')}",
+        f"- defences of the target: {privacy.get('defence', 'none')}"
         + (" (shadows trained alike)" if c.defend_shadows else ""),
-        *(
-            [
-                f"- DP-SGD: epsilon {report.privacy['epsilon']:.3g} at delta "
-                f"{report.privacy['delta']:g} ({report.privacy['steps']} steps, sample rate "
-                f"{report.privacy['sample_rate']:.3g}; {report.privacy['accounting']})"
-            ]
-            if "epsilon" in report.privacy
-            else []
-        ),
-        "",
-        "## Results",
-        "",
+    ]
+    if "epsilon" in privacy:
+        lines.append(
+            f"- DP-SGD: epsilon {privacy['epsilon']:.3g} at delta {privacy['delta']:g} "
+            f"({privacy['steps']} steps, sample rate {privacy['sample_rate']:.3g}; "
+            f"{privacy['accounting']})"
+        )
+    return lines
+
+
+def _results(report: AuditReport) -> list[str]:
+    """report.md's "Results": the table, the bootstrap intervals (where computed) and,
+    in leave-one-out, mean ± std over the targets."""
+    intervals = [(name, m) for name, m in report.metrics.items() if m.auc_ci is not None]
+    lines = [
         "Scores are oriented so that higher means member; AUC 0.5 is chance. Accuracy, "
-        "precision and recall are at the threshold calibrated on the shadow models. "
-        "Brackets: 95% bootstrap intervals.",
+        "precision and recall are at the threshold calibrated on the shadow models."
+        + (" Brackets: 95% bootstrap intervals." if intervals else ""),
         "",
         metrics.markdown_table(report.metrics),
         "",
     ]
-    ci_rows = []
-    for name, m in report.metrics.items():
-        if m.auc_ci is None:
-            continue
+    for name, m in intervals:
         tprs = "; ".join(
             f"TPR@{f:g} [{lo:.4f}, {hi:.4f}]" for f, (lo, hi) in (m.tpr_at_fpr_ci or {}).items()
         )
-        ci_rows.append(
+        lines.append(
             f"- {name}: AUC [{m.auc_ci[0]:.4f}, {m.auc_ci[1]:.4f}]; {tprs}; "
             f"precision {m.precision:.3f}, recall {m.recall:.3f}"
         )
-    lines += [*ci_rows, ""]
+    lines.append("")
     if report.per_target:
+        fprs = report.config.fprs
         lines += [
             "### Per target (leave-one-out)",
             "",
             "Mean ± std over the targets; the table above pools every target's candidates.",
             "",
-            "| attack | AUC | " + " | ".join(f"TPR@{f:g}" for f in c.fprs) + " |",
-            "| :--- | ---: | " + " | ".join("---:" for _ in c.fprs) + " |",
+            "| attack | AUC | " + " | ".join(f"TPR@{f:g}" for f in fprs) + " |",
+            "| :--- | ---: | " + " | ".join("---:" for _ in fprs) + " |",
         ]
         for name, ms in report.per_target.items():
             aucs = np.array([m.auc for m in ms])
             cells = [f"{aucs.mean():.4f} ± {aucs.std():.4f}"]
-            for f in c.fprs:
+            for f in fprs:
                 v = np.array([m.tpr_at_fpr[f] for m in ms])
                 cells.append(f"{v.mean():.4f} ± {v.std():.4f}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    return lines
+
+
+def _run_section(report: AuditReport) -> list[str]:
+    """report.md's "Run": the command (where ``jaxmia audit`` reproduces the audit),
+    timings, versions and the config."""
+    c = report.config
+    lines = ["## Run", ""]
+    if report.reproducible:
+        from jaxmia.cli import command_for  # the CLI's flags (cli imports audit lazily)
+
+        given = "" if c.dataset in datasets.BUNDLED else " (data given in Python)"
+        lines += [f"Command: `{command_for(c)}`{given}", ""]
+    return [
+        *lines,
+        "Timings (seconds): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()),
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()),
+        "",
+        "Config:",
+        "",
+        "```json",
+        json.dumps(c.to_dict(), indent=2),
+        "```",
+        "",
+    ]
+
+
+def markdown(report: AuditReport, plots: dict[str, str]) -> str:
+    """The report.md text: setting, results, notes, plots (``{title: file}``), run."""
+    lines = ["# jaxmia membership-inference audit", "", "## Setting", "", *_setting(report)]
+    lines += ["", "## Results", "", *_results(report)]
     if report.notes:
         lines += ["Notes:", "", *[f"- {n}" for n in report.notes], ""]
     if plots:
@@ -276,32 +332,7 @@ def markdown(report: AuditReport, plots: dict[str, str]) -> str:
         lines += [""]
     else:
         lines += ["Plots skipped: install matplotlib (`pip install 'jaxmia[plot]'`).", ""]
-    from jaxmia.cli import command_for
-
-    lines += [
-        "## Run",
-        "",
-        f"Command: `{command_for(c)}`"
-        + (" (data given in Python)" if c.dataset not in ("location30", "digits", "mnist") else ""),
-        "",
-        "Timings (seconds): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()),
-        "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()),
-        "",
-        "Config:",
-        "",
-        "```json",
-        json.dumps(report.config.to_dict(), indent=2),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _reproducible(dataset: str) -> bool:
-    from jaxmia.datasets import BUNDLED
-
-    return dataset in BUNDLED or dataset.startswith("hf:") or os.path.exists(dataset)
+    return "\n".join([*lines, *_run_section(report)])
 
 
 def write(report: AuditReport, output_dir: str | os.PathLike) -> dict[str, str]:

@@ -1,4 +1,9 @@
-"""The target's query interface: a user's model or function, queried in batches."""
+"""The target's query interface: a user's model or function, queried in batches.
+
+:func:`query_model` turns any model (an NNX module or a function to logits or
+probabilities) into ``(n, c)`` logits, checking the outputs once at the boundary;
+:func:`output_kind` says how the outputs are read.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,24 @@ from flax import nnx
 
 from jaxmia import signals
 from jaxmia.audit.config import ConfigError
+
+__all__ = ["output_kind", "query_model"]
+
+
+def output_kind(out: np.ndarray, outputs: str = "auto") -> str:
+    """``"logits"`` or ``"probs"``: how ``(n, c)`` model outputs ``out`` are read.
+
+    Args:
+      out: ``(n, c)`` the model's outputs.
+      outputs: ``logits``, ``probs``, or ``auto``: probabilities if every row is
+        non-negative and sums to 1, else logits.
+    """
+    if outputs not in ("auto", "logits", "probs"):
+        raise ConfigError(f"outputs must be auto, logits or probs, got {outputs!r}")
+    if outputs != "auto":
+        return outputs
+    looks_like_probs = bool((out >= 0).all() and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
+    return "probs" if looks_like_probs else "logits"
 
 
 def query_model(
@@ -37,14 +60,14 @@ def query_model(
         raise ConfigError(f"the model must return (n, classes) outputs, got shape {out.shape}")
     if not np.isfinite(out).all():
         raise ConfigError("the model returned NaN or infinite outputs")
-    looks_like_probs = bool((out >= 0).all() and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
-    if outputs == "probs" or (outputs == "auto" and looks_like_probs):
+    if output_kind(out, outputs) == "probs":
         return np.asarray(signals.log_probs_from_probs(out))
     return out
 
 
 def _as_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """A jitted ``x -> outputs`` for an NNX module (in evaluation mode), or ``model``."""
+    """``x (b, ...) -> (b, c)``: a jitted function of an NNX module (in evaluation
+    mode), or ``model`` itself."""
     if isinstance(model, nnx.Module):
         graphdef, state = nnx.split(model)
         clone = nnx.merge(graphdef, state)
@@ -58,6 +81,7 @@ def _as_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _xy(name: str, data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(x (n, ...) float32, y (n,) int)`` of a pair ``data``, or a one-line error."""
     try:
         x, y = data
     except (TypeError, ValueError):

@@ -1,0 +1,170 @@
+"""The audit's signal phase (:func:`extract`): what the attacker observes of the target
+and of every shadow model, through the access level and the target's output interface.
+
+The signals are computed once on all ``n`` records: ``(k, n, ...)`` for the pool
+(:class:`jaxmia.audit.attacking.PoolSignals`) and ``(n, ...)`` for the target
+(:class:`TargetSignals`); the attacks then read the candidates' rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from jaxmia import engine, signals, threat_models
+from jaxmia.audit.attacking import PoolSignals
+from jaxmia.audit.config import ConfigError, needs
+from jaxmia.audit.setup import Setup
+from jaxmia.audit.training import Shadows, TargetRun, predict_known
+from jaxmia.engine import pools
+
+__all__ = ["Extracted", "PoolLabels", "TargetSignals", "extract", "through_interface"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetSignals:
+    """The target's signals on all ``n`` records.
+
+    Attributes:
+      all: ``{signal: (n, ...)}`` through the access level.
+      phi: ``(n, q)`` LiRA's logit-scaled confidence per query, or ``None``.
+      logits: ``(n, c)`` logits where RMIA needs them under ``probs`` access, else ``None``.
+      query: ``x (b, ...) -> (b, c)`` the target's outputs as its interface returns them
+        (the label-only attack's queries).
+    """
+
+    all: dict[str, np.ndarray]
+    phi: np.ndarray | None
+    logits: np.ndarray | None
+    query: Callable[[np.ndarray], np.ndarray]
+
+
+class PoolLabels:
+    """``x (p, ...) -> (k, p)`` the pool's predicted labels on the label-only queries:
+    computed once per input, and kept in the pool directory when the outputs are
+    unperturbed (:func:`jaxmia.engine.pools.cached_labels`)."""
+
+    def __init__(self, setup: Setup, shadows: Shadows, predict: Callable[[np.ndarray], np.ndarray]):
+        self._pool, self._rows, self._predict = shadows.pool, shadows.rows, predict
+        self._dir, self._perturbed = setup.pool_dir, setup.config.interface.kind != "none"
+        self._answered: dict[str, np.ndarray] = {}
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        key = pools.answers_key(x, self._rows)
+        if key not in self._answered:
+            if self._perturbed:
+                self._answered[key] = np.asarray(self._predict(x)).argmax(-1)
+            elif self._dir is None:
+                self._answered[key] = engine.predict(self._pool, x, labels=True)
+            else:
+                compute = functools.partial(engine.predict, self._pool, labels=True)
+                self._answered[key] = pools.cached_labels(
+                    self._dir, x, self._rows, compute, key=key
+                )
+        return self._answered[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Extracted:
+    """Every signal the attacks read.
+
+    Attributes:
+      shadows: the pool's signals (:class:`PoolSignals`, ``(k, n, ...)``).
+      target: the target's (:class:`TargetSignals`), or ``None`` in leave-one-out.
+      plot_signals: the signals the report plots (confidence, loss) where provided.
+      pool_labels: the pool's labels on any queries (:class:`PoolLabels`).
+    """
+
+    shadows: PoolSignals
+    target: TargetSignals | None
+    plot_signals: frozenset[str]
+    pool_labels: PoolLabels
+
+
+def through_interface(
+    setup: Setup, predict: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict`` as the target's query interface returns it (as log-probabilities):
+    the config's output perturbation with the key ``fold_in(root, 3)``."""
+    iface = setup.config.interface
+    if iface.kind == "none":
+        return predict
+    key = jax.random.fold_in(setup.root, 3)
+    return lambda x: np.asarray(
+        signals.log_probs_from_probs(iface.apply(jax.nn.softmax(predict(x)), key))
+    )
+
+
+def _phi(
+    predict: Callable[[np.ndarray], np.ndarray],
+    views: np.ndarray,
+    y: np.ndarray,
+    access: str,
+    first: np.ndarray,
+) -> np.ndarray:
+    """``(..., n, q)`` logit-scaled confidence of the outputs on every view; ``first``
+    holds the outputs on ``views[0]`` (the records themselves), already computed."""
+    outputs = [first, *(predict(v) for v in views[1:])]
+    per_view = [
+        threat_models.observe(o, y, access, ["logit_scaled_confidence"])["logit_scaled_confidence"]
+        for o in outputs
+    ]
+    return np.stack(per_view, axis=-1)
+
+
+def extract(setup: Setup, target: TargetRun | None, shadows: Shadows) -> Extracted:
+    """The pool's and the target's signals on all records, as the attacks need them.
+
+    Raises:
+      ConfigError: the target's outputs are not finite (it diverged in training).
+    """
+    config, ds, attacks = setup.config, setup.ds, setup.attacks
+    access = config.effective_access
+    needed = {s for a in attacks for s in needs(a, access)}
+    if any(a.startswith(("rmia", "attack_p")) for a in attacks):
+        needed.add("loss")
+    plot_signals = {"confidence", "loss"} & threat_models.PROVIDES[access]
+    use_lira = any(a.startswith("lira") for a in attacks)
+    keep_logits = access == "probs" and any(a.startswith("rmia") for a in attacks)
+    pool_predict = through_interface(setup, predict_known(shadows.pool, ds.x))
+    shadow_logits = pool_predict(ds.x)
+    pool_signals = PoolSignals(
+        signals=threat_models.observe(
+            shadow_logits,
+            ds.y,
+            access,
+            needed | (plot_signals if setup.loo else set()),
+            top_k=config.top_k,
+        ),
+        phi=_phi(pool_predict, setup.views, ds.y, access, shadow_logits) if use_lira else None,
+        logits=shadow_logits if keep_logits else None,
+        keep=shadows.split.shadow_keep,
+        pool=shadows.split.shadow_pool,
+    )
+    target_signals = None
+    if target is not None:
+        predict = through_interface(setup, target.predict)
+        logits = predict(ds.x)[0]
+        if not np.isfinite(logits).all():
+            raise ConfigError(
+                "the target model's outputs are not finite: it diverged in training "
+                "(try a lower --lr)"
+            )
+        target_signals = TargetSignals(
+            all=threat_models.observe(
+                logits, ds.y, access, needed | plot_signals, top_k=config.top_k
+            ),
+            phi=_phi(predict, setup.views, ds.y, access, logits[None])[0] if use_lira else None,
+            logits=logits if keep_logits else None,
+            query=lambda x: predict(x)[0],
+        )
+    return Extracted(
+        shadows=pool_signals,
+        target=target_signals,
+        plot_signals=frozenset(plot_signals),
+        pool_labels=PoolLabels(setup, shadows, pool_predict),
+    )

@@ -1,0 +1,168 @@
+"""The audit's attack and metric phases: every attack against every target
+(:func:`attack_all`), then the metrics of the pooled scores (:func:`evaluate`).
+
+One target (the trained or the user's model) or, in leave-one-out, each of the first
+``config.targets`` shadow models in turn against the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from jaxmia import metrics
+from jaxmia.audit.attacking import PoolSignals, attack_target
+from jaxmia.audit.config import Log, _note, _silent
+from jaxmia.audit.extraction import Extracted, TargetSignals
+from jaxmia.audit.setup import Setup
+from jaxmia.audit.training import Shadows, TargetRun
+
+__all__ = ["Scored", "attack_all", "evaluate", "evaluate_per_target"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    """Every attack's scores on every target's candidates.
+
+    Attributes:
+      scores: ``{attack: [(m,) scores per target]}``, higher = member.
+      taus: ``{attack: [threshold per target]}``; ``None`` where none was calibrated.
+      membership: ``[(m,) bool]`` per target, the candidates' true membership.
+      candidates: ``[(m,)]`` per target, the candidates' record indices.
+      accuracy: ``(t, 2)`` each target's train and test accuracy.
+      plot: ``{signal: (m,)}`` the first target's confidence/loss on its candidates.
+    """
+
+    scores: dict[str, list[np.ndarray]]
+    taus: dict[str, list[float | None]]
+    membership: list[np.ndarray]
+    candidates: list[np.ndarray]
+    accuracy: np.ndarray
+    plot: dict[str, np.ndarray]
+
+    @property
+    def target_index(self) -> np.ndarray:
+        """``(t * m,)`` which target each pooled row was scored against."""
+        return np.concatenate([np.full(c.size, t) for t, c in enumerate(self.candidates)])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    """One target as :func:`attack_target` reads it."""
+
+    others: PoolSignals
+    membership: np.ndarray
+    signals: TargetSignals
+    accuracy: tuple[float, float]
+    queries: tuple[Callable, Callable, np.ndarray]
+
+
+def _targets(
+    setup: Setup, extracted: Extracted, target: TargetRun | None, shadows: Shadows
+) -> list[_Target]:
+    """The targets: the audited model against the whole pool, or (leave-one-out) shadow
+    model ``t`` against the others, for ``t < config.targets``."""
+    pool, labels, x = extracted.shadows, extracted.pool_labels, setup.ds.x
+    if not setup.loo:
+        queries = (extracted.target.query, labels, x)
+        return [_Target(pool, setup.split.membership, extracted.target, target.accuracy, queries)]
+    out = []
+    for t in range(setup.config.targets):
+        own = TargetSignals(
+            all={name: v[t] for name, v in pool.signals.items()},
+            phi=None if pool.phi is None else pool.phi[t],
+            logits=None if pool.logits is None else pool.logits[t],
+            query=lambda x, t=t: labels(x)[t],
+        )
+        queries = (own.query, lambda x, t=t: np.delete(labels(x), t, axis=0), x)
+        accuracy = (shadows.pool.train_accuracy[t], shadows.pool.test_accuracy[t])
+        membership = shadows.split.shadow_keep[t, setup.split.candidates]
+        out.append(_Target(pool.without(t), membership, own, accuracy, queries))
+    return out
+
+
+def attack_all(
+    setup: Setup,
+    extracted: Extracted,
+    target: TargetRun | None,
+    shadows: Shadows,
+    notes: list[str],
+    log: Log = _silent,
+) -> Scored:
+    """Runs every attack (:func:`jaxmia.audit.attacking.attack_target`) against every
+    target on its ``m`` candidates; ``notes`` receives the settings chosen on the way."""
+    config, cand, ds = setup.config, setup.split.candidates, setup.ds
+    if config.attacks is None and config.scheme != "balanced":
+        notes.append("online LiRA/RMIA skipped: the disjoint scheme has no IN models")
+    scores: dict[str, list[np.ndarray]] = {a: [] for a in setup.attacks}
+    taus: dict[str, list[float | None]] = {a: [] for a in setup.attacks}
+    targets = _targets(setup, extracted, target, shadows)
+    for t, one in enumerate(targets):
+        if setup.loo:
+            log(f"target {t + 1}/{config.targets} (leave-one-out)")
+        sig = one.signals
+        results = attack_target(
+            setup.attacks,
+            one.others,
+            {name: v[cand] for name, v in sig.all.items()},
+            None if sig.phi is None else sig.phi[cand],
+            sig.all,
+            sig.logits,
+            cand,
+            ds.y,
+            ds.num_classes,
+            config,
+            notes,
+            log=log if t == 0 else _silent,
+            queries=one.queries,
+        )
+        for name, (s, tau) in results.items():
+            scores[name].append(s)
+            taus[name].append(tau)
+    return Scored(
+        scores=scores,
+        taus=taus,
+        membership=[one.membership for one in targets],
+        candidates=[cand for _ in targets],
+        accuracy=np.asarray([one.accuracy for one in targets], dtype=np.float64),
+        plot={name: targets[0].signals.all[name][cand] for name in extracted.plot_signals},
+    )
+
+
+def evaluate(setup: Setup, scored: Scored, notes: list[str]) -> dict[str, metrics.AttackMetrics]:
+    """``{attack: AttackMetrics}`` of the scores pooled over the targets, at the median
+    of the targets' calibrated thresholds, with ``config.n_boot`` bootstrap intervals."""
+    config = setup.config
+    membership = np.concatenate(scored.membership)
+    results = {}
+    for name, per_target in scored.scores.items():
+        known = [t for t in scored.taus[name] if t is not None]
+        tau = float(np.median(known)) if known else None
+        if tau is None:
+            _note(notes, f"{name}: accuracy at the best threshold on the target (optimistic)")
+        results[name] = metrics.evaluate(
+            membership,
+            np.concatenate(per_target),
+            threshold=tau,
+            fprs=config.fprs,
+            n_boot=config.n_boot,
+            seed=config.seed,
+        )
+    return results
+
+
+def evaluate_per_target(setup: Setup, scored: Scored) -> dict[str, list[metrics.AttackMetrics]]:
+    """``{attack: [AttackMetrics per target]}`` in leave-one-out (no intervals); ``{}``
+    for a single target."""
+    if not setup.loo:
+        return {}
+    fprs = setup.config.fprs
+    return {
+        name: [
+            metrics.evaluate(member, s, threshold=tau, fprs=fprs, n_boot=0)
+            for member, s, tau in zip(scored.membership, scores, scored.taus[name], strict=True)
+        ]
+        for name, scores in scored.scores.items()
+    }

@@ -1,0 +1,277 @@
+"""The audit's first phase: data, split, architecture and keys (:func:`prepare`).
+
+Everything later phases read but never change is gathered in one frozen :class:`Setup`:
+the dataset, the split (target and shadow keep matrices), the attacks to run, the
+architecture, the validation records of early stopping, and the root PRNG key. The
+helpers here turn a :class:`Setup` into the arguments of :func:`jaxmia.engine.train`
+(:func:`train_options`, :func:`defended_factory`) and into the descriptions a report
+prints (:func:`describe_model`, :func:`describe_training`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from jaxmia import datasets, engine, models, splits
+from jaxmia.attacks import lira
+from jaxmia.audit.config import AuditConfig, ConfigError, Log, _silent, select_attacks
+from jaxmia.defences import training as defences
+from jaxmia.engine import pools
+
+__all__ = [
+    "Setup",
+    "ShadowTraining",
+    "defended_factory",
+    "describe_model",
+    "describe_training",
+    "model_factory",
+    "prepare",
+    "train_options",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class ShadowTraining:
+    """How the shadow models train where the user says so (:func:`jaxmia.audit.audit_model`).
+
+    Attributes:
+      optimizer: the shadows' optax transformation instead of the config's Adam.
+      loss_fn: the shadows' per-example loss instead of cross-entropy (passed to
+        :func:`jaxmia.engine.train` only when given).
+      pool: a :class:`jaxmia.engine.Pool` the user trained on the audit's ``n`` records
+        (``keep`` of shape ``(k, n)``): used as the shadows instead of training them.
+    """
+
+    optimizer: optax.GradientTransformation | None = None
+    loss_fn: Callable[..., Any] | None = None
+    pool: engine.Pool | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What every phase of an audit reads (built once by :func:`prepare`).
+
+    Attributes:
+      config: the audit options.
+      ds: the records: ``x`` ``(n, *input_shape)``, ``y`` ``(n,)``.
+      split: target and shadow membership (``shadow_keep`` ``(k, n)``).
+      attacks: the attacks to run (:func:`jaxmia.audit.select_attacks`).
+      factory: the target/shadow architecture without training-time defences.
+      user_factory: whether ``factory`` came from the caller (then no dropout variant).
+      views: ``(q, n, ...)`` the inputs LiRA queries (the records, or augmentations).
+      blocks: block ends of a balanced pool kept on disk (grown pools), else ``None``.
+      validation: ``(x_val, y_val)`` for early stopping, else ``None``.
+      root: the root PRNG key; ``fold_in(root, 1)`` the target's, ``2`` the shadows',
+        ``3`` the output interface's.
+      pool_dir: where the shadow pool is kept, or ``None``.
+      shadow_training: the user's settings for the shadows (:class:`ShadowTraining`).
+    """
+
+    config: AuditConfig
+    ds: datasets.Dataset
+    split: splits.AuditSplit
+    attacks: tuple[str, ...]
+    factory: models.ModelFactory
+    user_factory: bool
+    views: np.ndarray
+    blocks: list[int] | None
+    validation: tuple[np.ndarray, np.ndarray] | None
+    root: jax.Array
+    pool_dir: str | os.PathLike | None
+    shadow_training: ShadowTraining = ShadowTraining()
+
+    @property
+    def loo(self) -> bool:
+        """Leave-one-out: the first ``config.targets`` shadow models are the targets."""
+        return self.config.targets > 0
+
+
+def model_factory(
+    config: AuditConfig, ds: datasets.Dataset, dropout: float = 0.0
+) -> models.ModelFactory:
+    """The target/shadow architecture named by the config (with ``dropout``)."""
+    kind = config.model
+    if kind == "auto":
+        kind = "cnn" if len(ds.input_shape) == 3 else "mlp"
+    if kind == "cnn":
+        if len(ds.input_shape) != 3:
+            raise ConfigError(f"model 'cnn' needs images (h, w, channels), got {ds.input_shape}")
+        return models.cnn(ds.input_shape, ds.num_classes, dropout=dropout)
+    in_features = int(np.prod(ds.input_shape))
+    return models.mlp(
+        config.hidden, ds.num_classes, in_features, activation=config.activation, dropout=dropout
+    )
+
+
+def describe_model(factory: models.ModelFactory) -> str:
+    """``MLP(hidden=(128,), ...)``-style summary of a factory: the class or function name
+    with the positional and keyword arguments a ``functools.partial`` binds
+    (``partial(MyNet, 64, 128, 10)`` is ``MyNet(64, 128, 10)``)."""
+    func = getattr(factory, "func", factory)
+    args = [repr(a) for a in getattr(factory, "args", ()) or ()]
+    kwargs = getattr(factory, "keywords", {}) or {}
+    args += [f"{k}={v}" for k, v in kwargs.items()]
+    return f"{getattr(func, '__name__', type(func).__name__)}({', '.join(args)})"
+
+
+def defended_factory(setup: Setup, defended: bool) -> models.ModelFactory:
+    """The architecture with the defence's dropout where ``defended`` (config models)."""
+    dropout = setup.config.defence.dropout
+    if defended and dropout and not setup.user_factory:
+        return model_factory(setup.config, setup.ds, dropout=dropout)
+    return setup.factory
+
+
+def train_options(setup: Setup, defended: bool, *, shadows: bool = False) -> dict[str, Any]:
+    """Keyword arguments of :func:`jaxmia.engine.train`: epochs, batch size, optimizer,
+    and (``defended``) DP-SGD and early stopping; for the ``shadows``, the user's
+    optimizer and loss where :class:`ShadowTraining` gives them."""
+    config, defence = setup.config, setup.config.defence
+    user = setup.shadow_training if shadows else ShadowTraining()
+    tx = user.optimizer
+    if tx is None:
+        tx = defences.optimizer(config.learning_rate, defence.weight_decay if defended else 0.0)
+    kw: dict[str, Any] = dict(epochs=config.epochs, batch_size=config.batch_size, optimizer=tx)
+    if user.loss_fn is not None:
+        kw["loss_fn"] = user.loss_fn
+    if defended:
+        kw.update(dp=defence.dp, validation=setup.validation, patience=defence.early_stopping)
+    return kw
+
+
+def describe_training(setup: Setup, defended: bool, *, shadows: bool = False) -> str:
+    """``"MLP(...), 30 epochs, batch 128, Adam 0.001; seed 0"``: how jaxmia trains the
+    target (or the ``shadows``, with the user's optimizer or loss where given)."""
+    config = setup.config
+    user = setup.shadow_training if shadows else ShadowTraining()
+    optimizer = f"Adam {config.learning_rate}"
+    if user.optimizer is not None:
+        optimizer = f"optimizer given by the user ({type(user.optimizer).__name__})"
+    loss = "" if user.loss_fn is None else ", loss given by the user"
+    model = describe_model(defended_factory(setup, defended))
+    return (
+        f"{model}; {config.epochs} epochs, batch {config.batch_size}, {optimizer}{loss}; "
+        f"seed {config.seed}"
+    )
+
+
+def prepare(
+    config: AuditConfig,
+    *,
+    dataset: datasets.Dataset | None = None,
+    split: splits.AuditSplit | None = None,
+    factory: models.ModelFactory | None = None,
+    pool_dir: str | os.PathLike | None = None,
+    shadow_training: ShadowTraining = ShadowTraining(),
+    log: Log = _silent,
+) -> Setup:
+    """Loads the data, draws the split (or grows a kept pool's), picks the architecture,
+    the early-stopping validation records and the root key.
+
+    Args:
+      config: the audit options.
+      dataset: use this data instead of loading ``config.dataset``.
+      split: use this split instead of drawing one.
+      factory: the architecture instead of the config's.
+      pool_dir: the pool directory (its saved blocks decide a grown balanced split).
+      shadow_training: the user's settings for the shadows.
+      log: receives the ``data: ...`` line.
+
+    Returns:
+      The :class:`Setup`.
+    """
+    attacks = select_attacks(config)
+    ds = datasets.load(config.dataset) if dataset is None else dataset
+    blocks = None
+    if split is None and pool_dir is not None and (config.targets or config.scheme == "balanced"):
+        blocks = _pool_blocks(pool_dir, config.num_shadows)
+    if split is None:
+        split = _draw_split(config, ds.n, blocks)
+    views = _queries(config, ds)
+    log(f"data: {datasets.describe(ds)}; {split.scheme} split, {split.candidates.size} candidates")
+    validation = None
+    if config.defence.early_stopping:
+        heldout = np.flatnonzero(~split.target_keep)
+        rng = np.random.default_rng([config.seed, 31])
+        val = np.sort(rng.choice(heldout, size=max(1, heldout.size // 10), replace=False))
+        validation = (ds.x[val], ds.y[val])
+    return Setup(
+        config=config,
+        ds=ds,
+        split=split,
+        attacks=attacks,
+        factory=model_factory(config, ds) if factory is None else factory,
+        user_factory=factory is not None,
+        views=views,
+        blocks=blocks,
+        validation=validation,
+        root=jax.random.key(config.seed),
+        pool_dir=pool_dir,
+        shadow_training=shadow_training,
+    )
+
+
+def _draw_split(config: AuditConfig, n: int, blocks: list[int] | None) -> splits.AuditSplit:
+    """The split of ``n`` records: balanced over all of them in leave-one-out (the
+    first model is the first target), else :func:`jaxmia.splits.make_split`; a grown
+    balanced pool's keep matrix is its blocks'."""
+    if config.targets:
+        keep = splits.grown_balanced_keep(blocks or [config.num_shadows], n, seed=config.seed)
+        return splits.AuditSplit(
+            target_keep=keep[0],
+            candidates=np.arange(n),
+            membership=keep[0],
+            shadow_keep=keep,
+            shadow_pool=np.ones(n, bool),
+            scheme="balanced",
+        )
+    split = splits.make_split(
+        n,
+        config.num_shadows,
+        scheme=config.scheme,
+        target_size=config.target_size,
+        shadow_size=config.shadow_size,
+        seed=config.seed,
+    )
+    if blocks is not None and len(blocks) > 1:
+        keep = splits.grown_balanced_keep(blocks, n, seed=config.seed)
+        split = dataclasses.replace(split, shadow_keep=keep)
+    return split
+
+
+def _pool_blocks(pool_dir: str | os.PathLike, k: int) -> list[int]:
+    """Block ends of the balanced pool of ``k`` models kept in ``pool_dir``: ``[k]`` for a
+    new pool; the saved blocks up to ``k``; or those plus a new block ending at ``k``."""
+    path = pathlib.Path(pool_dir)
+    if not (path / pools.MANIFEST).is_file():
+        return [k]
+    manifest = pools.read_manifest(path)
+    if manifest["k"] == 0:
+        return [k]
+    blocks = [int(b) for b in manifest.get("meta", {}).get("blocks", [manifest["k"]])]
+    if k in blocks:
+        return [b for b in blocks if b <= k]
+    if k > blocks[-1]:
+        return [*blocks, k]
+    raise ConfigError(
+        f"the shadow pool at {path} holds balanced blocks of models ending at "
+        f"{', '.join(map(str, blocks))}; ask for one of those numbers of shadows, or more "
+        f"than {blocks[-1]} to grow it"
+    )
+
+
+def _queries(config: AuditConfig, ds: datasets.Dataset) -> np.ndarray:
+    """``(q, n, ...)`` the inputs LiRA queries: the records, or their augmentations."""
+    if not config.augment:
+        return ds.x[None]
+    if len(ds.input_shape) != 3:
+        raise ConfigError(f"augment needs image data (h, w, channels), got {ds.input_shape}")
+    return lira.augment_images(ds.x)

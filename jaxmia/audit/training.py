@@ -1,0 +1,238 @@
+"""The audit's training phases: the target (:func:`train_target`) and the shadow pool
+(:func:`train_shadows`), then the pool less its diverged models (:func:`keep_finite`).
+
+Both train with :func:`jaxmia.engine.train` from the keys of the :class:`Setup`: the
+target from ``fold_in(root, 1)``, the ``k`` shadows from ``fold_in(root, 2)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxmia import engine, splits
+from jaxmia.audit.config import AuditConfig, ConfigError, Log, _note, _silent
+from jaxmia.audit.setup import Setup, defended_factory, describe_model, train_options
+from jaxmia.audit.target import query_model
+from jaxmia.defences import training as defences
+
+__all__ = [
+    "Shadows",
+    "TargetRun",
+    "checkpoint_spec",
+    "keep_finite",
+    "predict_known",
+    "privacy_spent",
+    "train_shadows",
+    "train_target",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetRun:
+    """The audited target (a model jaxmia trained, or the user's function).
+
+    Attributes:
+      predict: ``x (b, ...) -> (1, b, c)`` the target's logits (log-probabilities for a
+        model returning probabilities), before the output interface.
+      accuracy: ``(train, test)`` accuracy on its members and non-members.
+      privacy: epochs run and, under DP-SGD, epsilon (:func:`privacy_spent`); empty for
+        the user's model.
+      trained: whether jaxmia trained it (else it is the user's ``target_fn``).
+    """
+
+    predict: Callable[[np.ndarray], np.ndarray]
+    accuracy: tuple[float, float]
+    privacy: dict[str, Any]
+    trained: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Shadows:
+    """The shadow pool the attacks read, less the models that diverged.
+
+    Attributes:
+      pool: the :class:`jaxmia.engine.Pool` of ``k`` finite models (``logits`` ``(k, n, c)``).
+      split: the split with ``shadow_keep`` ``(k, n)`` of those models.
+      dropped: indices of the models left out (outputs not finite).
+      rows: ``(k,)`` the kept models' rows in the pool directory.
+    """
+
+    pool: engine.Pool
+    split: splits.AuditSplit
+    dropped: tuple[int, ...]
+    rows: np.ndarray
+
+
+def privacy_spent(config: AuditConfig, trained: engine.Pool) -> dict[str, Any]:
+    """Epochs run (early stopping) and, under DP-SGD, epsilon at ``config.dp_delta``."""
+    out: dict[str, Any] = {}
+    epochs_run = int(np.sum(~np.isnan(trained.losses).all(axis=1)))
+    if trained.best_epoch is not None:
+        out["best_epoch"] = [int(e) for e in trained.best_epoch[:8]]
+    if config.dp_noise is None:
+        return out
+    members = int(trained.keep.sum(axis=1).max())
+    steps = epochs_run * math.ceil(members / config.batch_size)
+    sample_rate = config.batch_size / members
+    out.update(
+        epsilon=defences.dp_epsilon(config.dp_noise, sample_rate, steps, config.dp_delta),
+        delta=config.dp_delta,
+        noise_multiplier=config.dp_noise,
+        l2_clip=config.dp_clip,
+        steps=steps,
+        sample_rate=sample_rate,
+        accounting="RDP, Poisson subsampling assumed (dp-accounting)",
+    )
+    return out
+
+
+def predict_known(trained: engine.Pool, x_known: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``x -> (k, b, c)``: :func:`jaxmia.engine.predict` over ``trained`` that answers the
+    records ``x_known`` from the outputs computed (or read from a pool directory) as the
+    models trained; other inputs (LiRA's augmented views, label-only queries) query the
+    models."""
+    predict = functools.partial(engine.predict, trained)
+    return lambda x: trained.logits if x is x_known else predict(x)
+
+
+def train_target(
+    setup: Setup,
+    target_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    *,
+    progress: engine.ProgressFn | None = None,
+    log: Log = _silent,
+) -> TargetRun | None:
+    """Trains the target on ``split.target_keep`` (with the config's defences), or wraps
+    the user's ``target_fn`` (``x (b, ...) -> (b, c)`` logits); ``None`` in leave-one-out,
+    where the shadow models are the targets."""
+    config, ds, split = setup.config, setup.ds, setup.split
+    if target_fn is not None:
+        predict = lambda x: query_model(target_fn, x, outputs="logits")[None]
+        correct = predict(ds.x[split.candidates])[0].argmax(-1) == ds.y[split.candidates]
+        accuracy = (correct[split.membership].mean(), correct[~split.membership].mean())
+        run = TargetRun(predict=predict, accuracy=accuracy, privacy={}, trained=False)
+    elif setup.loo:
+        return None
+    else:
+        log(f"training the target for {config.epochs} epochs")
+        target = engine.train(
+            defended_factory(setup, True),
+            ds.x,
+            ds.y,
+            split.target_keep,
+            keys=engine.model_keys(jax.random.fold_in(setup.root, 1), 1),
+            progress=progress,
+            **train_options(setup, True),
+        )
+        accuracy = (target.train_accuracy[0], target.test_accuracy[0])
+        privacy = privacy_spent(config, target)
+        run = TargetRun(predict_known(target, ds.x), accuracy, privacy, trained=True)
+    log(f"target: train accuracy {run.accuracy[0]:.3f}, test accuracy {run.accuracy[1]:.3f}")
+    if "epsilon" in run.privacy:
+        log(f"target: DP-SGD epsilon {run.privacy['epsilon']:.3g} at delta {config.dp_delta:g}")
+    return run
+
+
+def checkpoint_spec(setup: Setup, defended: bool) -> dict[str, Any]:
+    """JSON-able pool settings the engine cannot see, compared when a kept pool is reused:
+    the architecture, learning rate, defence, seed and what decides the keep matrix."""
+    config, split = setup.config, setup.split
+    defence = config.defence.describe()
+    if setup.loo or split.scheme == "balanced":
+        split_spec: dict[str, Any] = {"scheme": "balanced"}
+    else:
+        split_spec = {
+            "scheme": split.scheme,
+            "target_size": config.target_size,
+            "shadow_size": config.shadow_size,
+        }
+    return {
+        "model": describe_model(defended_factory(setup, defended)),
+        "learning_rate": config.learning_rate,
+        "defence": defence if defended and defence != "none" else None,
+        "seed": config.seed,
+        "split": split_spec,
+    }
+
+
+def train_shadows(
+    setup: Setup, *, progress: engine.ProgressFn | None = None, log: Log = _silent
+) -> engine.Pool:
+    """Trains (or reads from ``setup.pool_dir``, or takes the user's) the ``k`` shadow
+    models on the rows of ``split.shadow_keep``; returns the pool with its ``(k, n, c)``
+    logits on the records."""
+    config, ds, split = setup.config, setup.ds, setup.split
+    given = setup.shadow_training.pool
+    if given is not None:
+        log(f"shadows: the user's pool of {given.k} models")
+        if given.logits is None or given.logits.shape[:2] != (given.k, ds.n):
+            given = dataclasses.replace(given, logits=engine.predict(given, ds.x))
+        return given
+    k = split.shadow_keep.shape[0]
+    log(
+        f"training {k} shadow models for {config.epochs} epochs"
+        + (f" (leave-one-out over the first {config.targets})" if setup.loo else "")
+    )
+    defended = config.defend_shadows or setup.loo  # in leave-one-out the pool is the target
+    pool = engine.train(
+        defended_factory(setup, defended),
+        ds.x,
+        ds.y,
+        split.shadow_keep,
+        keys=engine.model_keys(jax.random.fold_in(setup.root, 2), k),
+        chunk_size="auto" if config.chunk_size is None else config.chunk_size,
+        heldout=split.shadow_pool,
+        progress=progress,
+        checkpoint=setup.pool_dir,
+        checkpoint_spec=checkpoint_spec(setup, defended),
+        checkpoint_meta={"dataset": ds.name, **({"blocks": setup.blocks} if setup.blocks else {})},
+        **train_options(setup, defended, shadows=True),
+    )
+    log(
+        f"shadows: train accuracy {np.nanmean(pool.train_accuracy):.3f}, "
+        f"test accuracy {np.nanmean(pool.test_accuracy):.3f}"
+        + (f"; pool kept in {setup.pool_dir}" if setup.pool_dir is not None else "")
+    )
+    return pool
+
+
+def keep_finite(setup: Setup, pool: engine.Pool, notes: list[str], log: Log = _silent) -> Shadows:
+    """Removes the shadow models whose outputs on the records are not all finite (a
+    diverged model would turn every per-example statistic over the pool into NaN), and
+    says so in ``notes``.
+
+    Raises:
+      ConfigError: fewer than two models are left, or a leave-one-out target diverged.
+    """
+    split, targets = setup.split, setup.config.targets
+    finite = np.isfinite(pool.logits.reshape(pool.k, -1)).all(axis=1)
+    dropped = np.flatnonzero(~finite).tolist()
+    rows = np.flatnonzero(finite)
+    if not dropped:
+        return Shadows(pool, split, (), rows)
+    if finite.sum() < 2:
+        raise ConfigError(
+            f"{len(dropped)} of {pool.k} shadow models diverged in training (outputs not "
+            "finite); try a lower --lr"
+        )
+    if targets and min(dropped) < targets:
+        raise ConfigError(
+            f"leave-one-out target model {min(dropped)} diverged in training (outputs not "
+            "finite); try a lower --lr"
+        )
+    shown = ", ".join(map(str, dropped[:10])) + (", ..." if len(dropped) > 10 else "")
+    _note(
+        notes,
+        f"dropped {len(dropped)} of {pool.k} shadow models whose outputs are not finite "
+        f"(models {shown}): they diverged in training; a lower learning rate may help",
+    )
+    log("warning: " + notes[-1])
+    split = dataclasses.replace(split, shadow_keep=split.shadow_keep[finite])
+    return Shadows(pool.select(rows), split, tuple(dropped), rows)

@@ -1,0 +1,119 @@
+"""audit_model (jaxmia/audit/own_model.py): a model the user trained, described truthfully."""
+
+import dataclasses
+import functools
+import json
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from jaxmia import audit, datasets, engine, models, splits
+from jaxmia.audit.setup import describe_model
+
+
+@pytest.fixture(scope="module")
+def digits_parts():
+    """The user's digits arrays: 600 members, 600 non-members, 597 population records."""
+    ds = datasets.load("digits")
+    perm = np.random.default_rng(0).permutation(ds.n)
+    parts = perm[:600], perm[600:1200], perm[1200:]
+    return ds, [(ds.x[i], ds.y[i]) for i in parts]
+
+
+def linear_model(x):
+    """The user's model: a fixed linear map from (b, 64) inputs to (b, 10) logits."""
+    w = np.random.default_rng(1).normal(size=(64, 10)).astype(np.float32)
+    return np.asarray(x) @ w
+
+
+QUICK = audit.AuditConfig(num_shadows=4, epochs=2, n_boot=0, attacks=("loss", "lira_online"))
+
+
+def test_report_describes_the_users_data_and_model(digits_parts, tmp_path):
+    _, (members, nonmembers, population) = digits_parts
+    report = audit.audit_model(linear_model, members, nonmembers, population, config=QUICK)
+    report.write(tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    setting = text.split("## Results")[0]
+    assert "location30" not in text
+    assert "1797 records: 600 members, 600 non-members, 597 population" in setting
+    assert "input shape (64,), 10 classes" in setting
+    target = next(line for line in setting.splitlines() if line.startswith("- target"))
+    assert "not trained by jaxmia" in target and "logits" in target
+    assert "epochs" not in target and "Adam" not in target
+    shadows = next(line for line in setting.splitlines() if line.startswith("- shadow"))
+    assert "4 shadow models" in shadows and "2 epochs, batch 128, Adam 0.001" in shadows
+    assert "Command:" not in text and "jaxmia audit" not in text
+    assert "bootstrap" not in text  # n_boot=0: no intervals were computed
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert "location30" not in json.dumps(m)
+    assert m["data"]["members"] == 600 and m["data"]["population"] == 597
+    assert "not trained by jaxmia" in m["target"] and "logits" in m["target"]
+    assert "2 epochs" in m["shadows"]
+
+
+def test_probabilities_are_named_as_read(digits_parts):
+    _, (members, nonmembers, population) = digits_parts
+    probs = lambda x: np.asarray(jax.nn.softmax(linear_model(x)))
+    config = dataclasses.replace(QUICK, attacks=("loss",), dataset="my digits")
+    report = audit.audit_model(probs, members, nonmembers, population, config=config)
+    assert "probabilities" in report.target
+    assert report.dataset.startswith("my digits: 1797 records")  # the user's own label
+
+
+class MyNet:
+    """Stands in for a user's NNX class (only its name and arguments are read)."""
+
+
+def test_describe_model_shows_positional_arguments():
+    assert describe_model(functools.partial(MyNet, 64, 128, 10)) == "MyNet(64, 128, 10)"
+    assert describe_model(functools.partial(MyNet, 64, dropout=0.5)) == "MyNet(64, dropout=0.5)"
+    assert describe_model(MyNet) == "MyNet()"
+    assert describe_model(models.mlp((128,), 30, 446)).startswith("MLP(in_features=446")
+
+
+def test_shadows_take_the_users_optimizer_and_batch_size(digits_parts, monkeypatch):
+    _, (members, nonmembers, population) = digits_parts
+    seen = []
+    original = engine.train
+
+    def spy(*args, **kw):
+        seen.append(kw)
+        return original(*args, **kw)
+
+    monkeypatch.setattr(engine, "train", spy)
+    tx = optax.sgd(0.05)
+    report = audit.audit_model(
+        linear_model, members, nonmembers, population,
+        config=QUICK, optimizer=tx, batch_size=64,
+    )  # fmt: skip
+    assert seen[-1]["optimizer"] is tx and seen[-1]["batch_size"] == 64
+    assert "batch 64" in report.shadows and "optimizer given" in report.shadows
+    assert "Adam" not in report.shadows
+
+
+def test_a_users_pool_defines_the_shadows(digits_parts, monkeypatch):
+    _, (members, nonmembers, population) = digits_parts
+    x = np.concatenate([members[0], nonmembers[0], population[0]])
+    y = np.concatenate([members[1], nonmembers[1], population[1]])
+    keep = splits.balanced_keep(4, x.shape[0], seed=2)
+    pool = engine.train(models.mlp((32,), 10, 64), x, y, keep, epochs=2, seed=5)
+    monkeypatch.setattr(engine, "train", lambda *a, **k: pytest.fail("retrained the pool"))
+    report = audit.audit_model(
+        linear_model, members, nonmembers, population, config=QUICK, pool=pool
+    )
+    assert "the user's pool of 4 models" in report.shadows
+    assert np.isfinite(report.scores["lira_online"]).all()
+    with pytest.raises(audit.ConfigError, match=r"pool.*\(4, 1000\).*1797 records"):
+        audit.audit_model(
+            linear_model, members, nonmembers, population, config=QUICK,
+            pool=dataclasses.replace(pool, keep=keep[:, :1000]),
+        )  # fmt: skip
+    with pytest.raises(audit.ConfigError, match="pool= is a trained pool"):
+        audit.audit_model(
+            linear_model, members, nonmembers, population, pool=pool, pool_dir="elsewhere"
+        )
+    with pytest.raises(audit.ConfigError, match="pool's models output 10 classes, the model 3"):
+        audit.audit_model(lambda x: x[:, :3], members, nonmembers, population, pool=pool)
