@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from jaxmia import metrics
-from jaxmia.audit.config import AuditConfig
+from jaxmia.audit.config import AuditConfig, command_for
 
 
 @dataclasses.dataclass
@@ -276,8 +276,6 @@ def markdown(report: AuditReport, plots: dict[str, str]) -> str:
         lines += [""]
     else:
         lines += ["Plots skipped: install matplotlib (`pip install 'jaxmia[plot]'`).", ""]
-    from jaxmia.cli import command_for
-
     lines += [
         "## Run",
         "",
