@@ -110,9 +110,9 @@ class _Range(NamedTuple):
 
     def __str__(self) -> str:
         if self.high is None:
-            return f"{'>' if self.open_low else '>='} {self.low:g}"
+            return f"{'>' if self.open_low else '>='} {self.low}"
         ends = "(["[not self.open_low], ")]"[not self.open_high]
-        return f"in {ends[0]}{self.low:g}, {self.high:g}{ends[1]}"
+        return f"in {ends[0]}{self.low}, {self.high}{ends[1]}"
 
 
 _POS, _NAT, _POSITIVE_REAL = _Range(1), _Range(0), _Range(0, open_low=True)
@@ -147,7 +147,7 @@ def _scalar_ok(value, kind: type) -> bool:
     if isinstance(value, bool):  # a bool is not a number
         return False
     if kind is int:
-        return isinstance(value, int) and -INT64_MAX - 1 <= value <= INT64_MAX
+        return isinstance(value, int)
     if kind is float:
         return isinstance(value, int | float) and math.isfinite(value)
     return isinstance(value, str) and value != ""
@@ -156,6 +156,7 @@ def _scalar_ok(value, kind: type) -> bool:
 def _check_value(name: str, value, hint, meta: Mapping[str, Any]):
     """``value`` as the field ``name`` stores it (lists become tuples), or a ConfigError."""
     kind, many, optional = _kind(hint)
+    given = value  # as the user wrote it, for the message
     if value is None and optional:
         return None
     if many and isinstance(value, list):
@@ -168,15 +169,17 @@ def _check_value(name: str, value, hint, meta: Mapping[str, Any]):
     if optional:
         word += " or none"
     if many and not (isinstance(value, tuple) and value):
-        raise ConfigError(f"{name} must be {word}, got {value!r}")
+        raise ConfigError(f"{name} must be {word}, got {given!r}")
     for v in value if many else (value,):
         if not _scalar_ok(v, kind):
-            raise ConfigError(f"{name} must be {word}, got {value!r}")
+            raise ConfigError(f"{name} must be {word}, got {given!r}")
         choices, bounds = meta.get("choices"), meta.get("bounds")
         if choices is not None and v not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {v!r}")
         if bounds is not None and v not in bounds:
-            raise ConfigError(f"{name} must be {word.split(' or ')[0]} {bounds}, got {value!r}")
+            raise ConfigError(f"{name} must be {word.split(' or ')[0]} {bounds}, got {given!r}")
+        if kind is int and not -INT64_MAX - 1 <= v <= INT64_MAX:
+            raise ConfigError(f"{name} must be a 64-bit integer, got {given!r}")
     return value
 
 
@@ -271,9 +274,9 @@ class AttackConfig(_Section):
         a = tuple(self.attacks) if isinstance(self.attacks, list) else self.attacks
         if isinstance(a, tuple) and all(isinstance(x, str) for x in a):
             unknown = [x for x in a if x not in ATTACKS]
-            if unknown or not a:
+            if unknown:  # an empty list: refused by the generic check
                 raise ConfigError(
-                    f"unknown attack(s) {', '.join(unknown) or '(none given)'}; "
+                    f"attacks: unknown attack(s) {', '.join(unknown)}; "
                     f"choose from {', '.join(ATTACKS)}"
                 )
         super().__post_init__()
@@ -382,10 +385,12 @@ class AuditConfig:
                 raise ConfigError(f"{name} must be a {cls.__name__}, got {section!r}")
             hints = typing.get_type_hints(cls)
             changes = {
-                f.name: _check_value(f.name, settings[f.name], hints[f.name], f.metadata)
-                for f in dataclasses.fields(cls)
-                if f.name in settings
+                f.name: settings[f.name] for f in dataclasses.fields(cls) if f.name in settings
             }
+            if not issubclass(cls, _Section):  # a lower layer's class: its types checked here
+                for f in dataclasses.fields(cls):
+                    if f.name in changes:
+                        changes[f.name] = _check_value(f.name, changes[f.name], hints[f.name], {})
             if changes:
                 section = _as_config_error(dataclasses.replace, section, **changes)
             object.__setattr__(self, name, section)
