@@ -242,3 +242,22 @@ def test_study_values_are_checked_before_the_first_audit(monkeypatch, tmp_path, 
             "-o", str(tmp_path)]  # fmt: skip
     assert cli.main(args) == 2
     assert "dropout=1.5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"weight_decay": 0.01, "defend_shadows": True},
+        {"dropout": 0.2, "defend_shadows": True, "seed": 3},
+        {"scheme": "disjoint", "target_size": 400, "shadow_size": 300},
+    ],
+)
+def test_pool_spec_equals_the_spec_the_pipeline_writes(settings, tmp_path):
+    from jaxmia.engine import pools
+
+    c = audit.AuditConfig(dataset="digits", num_shadows=2, epochs=1, **settings)
+    audit.train_pool(c, tmp_path / "pool")
+    written = pools.read_manifest(tmp_path / "pool")["spec"]
+    spec = cfg.pool_spec(c, model=written["model"])
+    assert {k: written[k] for k in spec} == json.loads(json.dumps(spec))

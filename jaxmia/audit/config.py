@@ -15,7 +15,6 @@ TOML keys and the keys of ``metrics.json``'s ``"config"``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import shlex
 import tomllib
 import typing
@@ -24,6 +23,20 @@ from typing import Any, NamedTuple
 
 from jaxmia import datasets, models, splits, threat_models
 from jaxmia.attacks import lira
+from jaxmia.audit.fields import (
+    INT64_MAX,
+    NAT,
+    POS,
+    POSITIVE_REAL,
+    UNIT,
+    ConfigError,
+    Range,
+    Section,
+    as_config_error,
+    check_value,
+    kind_of,
+    opt,
+)
 from jaxmia.defences import perturbation
 from jaxmia.defences import training as defences
 
@@ -89,186 +102,69 @@ ATTACKS: tuple[str, ...] = (
 reads only the predicted labels."""
 
 
-class ConfigError(ValueError):
-    """An audit setting has a bad value (the message names the key, the value and what is
-    allowed, on one line)."""
-
-
-class _Range(NamedTuple):
-    """The interval ``[low, high]``, each end open when asked; ``None``: unbounded."""
-
-    low: float
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-
-    def __contains__(self, v) -> bool:
-        above = v > self.low if self.open_low else v >= self.low
-        return above and (
-            self.high is None or (v < self.high if self.open_high else v <= self.high)
-        )
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return f"{'>' if self.open_low else '>='} {self.low}"
-        ends = "(["[not self.open_low], ")]"[not self.open_high]
-        return f"in {ends[0]}{self.low}, {self.high}{ends[1]}"
-
-
-_POS, _NAT, _POSITIVE_REAL = _Range(1), _Range(0), _Range(0, open_low=True)
-_UNIT = _Range(0, 1, True, True)
-INT64_MAX = 2**63 - 1
-
-
-def _opt(default, help: str, pool: str = "never", f=None, *, c=None, b=None):
-    """A config field with its metadata: ``help``, ``pool``, ``flags`` (``f``), ``choices``
-    (``c``) and ``bounds`` (``b``, a :class:`_Range`)."""
-    metadata = dict(help=help, pool=pool, flags=f, choices=c, bounds=b)
-    return dataclasses.field(default=default, metadata=metadata)
-
-
-def _kind(hint) -> tuple[type, bool, bool]:
-    """``(scalar type, is a tuple, may be None)`` of a field's type hint."""
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    if optional:
-        hint = next(a for a in args if a is not type(None))
-    if typing.get_origin(hint) is tuple:
-        return typing.get_args(hint)[0], True, optional
-    return hint, False, optional
-
-
-_WORDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
-
-
-def _scalar_ok(value, kind: type) -> bool:
-    if kind is bool:
-        return isinstance(value, bool)
-    if isinstance(value, bool):  # a bool is not a number
-        return False
-    if kind is int:
-        return isinstance(value, int)
-    if kind is float:
-        return isinstance(value, int | float) and math.isfinite(value)
-    return isinstance(value, str) and value != ""
-
-
-def _check_value(name: str, value, hint, meta: Mapping[str, Any]):
-    """``value`` as the field ``name`` stores it (lists become tuples), or a ConfigError."""
-    kind, many, optional = _kind(hint)
-    given = value  # as the user wrote it, for the message
-    if value is None and optional:
-        return None
-    if many and isinstance(value, list):
-        value = tuple(value)
-    if many and _scalar_ok(value, kind):
-        value = (value,)
-    word = _WORDS[kind] if kind is not str else "a non-empty string"
-    if many:
-        word = f"a non-empty list of {word.split(' ', 1)[1]}s".replace("trues or false", "bools")
-    if optional:
-        word += " or none"
-    if many and not (isinstance(value, tuple) and value):
-        raise ConfigError(f"{name} must be {word}, got {given!r}")
-    for v in value if many else (value,):
-        if not _scalar_ok(v, kind):
-            raise ConfigError(f"{name} must be {word}, got {given!r}")
-        choices, bounds = meta.get("choices"), meta.get("bounds")
-        if choices is not None and v not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {v!r}")
-        if bounds is not None and v not in bounds:
-            raise ConfigError(f"{name} must be {word.split(' or ')[0]} {bounds}, got {given!r}")
-        if kind is int and not -INT64_MAX - 1 <= v <= INT64_MAX:
-            raise ConfigError(f"{name} must be a 64-bit integer, got {given!r}")
-    return value
-
-
-def _as_config_error(check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``check(*args, **kwargs)``, its ValueError raised as a ConfigError."""
-    try:
-        return check(*args, **kwargs)
-    except ConfigError:
-        raise
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-class _Section:
-    """Checks (and normalises) every field from its type hint and metadata."""
-
-    def __post_init__(self):
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = _check_value(f.name, getattr(self, f.name), hints[f.name], f.metadata)
-            object.__setattr__(self, f.name, value)
-
-
 @dataclasses.dataclass(frozen=True)
-class DataConfig(_Section):
+class DataConfig(Section):
     """The data and its split into the target's and the shadow models' training sets."""
 
-    dataset: str = _opt(datasets.DEFAULT, "bundled name (location30, digits, mnist), a "
-                        ".npz/.csv/.parquet file, or hf:owner/name", "always")  # fmt: skip
-    num_shadows: int = _opt(64, "number of shadow models k", "always", ("--shadows",), b=_POS)
-    scheme: str = _opt("balanced", "shadow split: balanced (every record IN half of the "
-                       "shadows) or disjoint", "always", c=splits.SCHEMES)  # fmt: skip
-    seed: int = _opt(0, "seeds the splits and every model", "always", b=_Range(0, INT64_MAX))
-    target_size: int | None = _opt(None, "target training-set size (default: half the data, "
-                                   "a quarter for disjoint)", "disjoint", b=_POS)  # fmt: skip
-    shadow_size: int | None = _opt(None, "shadow training-set size (disjoint)", "disjoint", b=_POS)
-    targets: int = _opt(0, "leave-one-out: this many pool models serve in turn as the target, "
-                        "attacked with the others (0: off)", "always", b=_NAT)  # fmt: skip
+    dataset: str = opt(
+        datasets.DEFAULT, "bundled name, a .npz/.csv/.parquet file or hf:owner/name", "always"
+    )
+    num_shadows: int = opt(64, "number of shadow models k", "always", ("--shadows",), b=POS)
+    scheme: str = opt("balanced", "shadow split", "always", c=splits.SCHEMES)
+    seed: int = opt(0, "seeds the splits and every model", "always", b=Range(0, INT64_MAX))
+    target_size: int | None = opt(None, "target training-set size", "disjoint", b=POS)
+    shadow_size: int | None = opt(None, "shadow training-set size (disjoint)", "disjoint", b=POS)
+    targets: int = opt(
+        0, "leave-one-out: evaluate this many pool models as targets", "always", b=NAT
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingConfig(_Section):
+class TrainingConfig(Section):
     """The architecture and training recipe of the target and of every shadow model."""
 
-    model: str = _opt(
+    model: str = opt(
         "auto", "auto (CNN for images), mlp or cnn", "always", c=("auto", "mlp", "cnn")
     )
-    hidden: tuple[int, ...] = _opt(
-        (128,), "MLP hidden widths, e.g. 128 or 256,128", "always", b=_POS
-    )
-    activation: str = _opt("tanh", "MLP activation", "always", c=tuple(models.ACTIVATIONS))
-    epochs: int = _opt(30, "training epochs of target and shadows", "always", b=_POS)
-    batch_size: int = _opt(128, "training batch size", "always", b=_POS)
-    learning_rate: float = _opt(1e-3, "Adam learning rate", "always", ("--lr",), b=_POSITIVE_REAL)
-    chunk_size: int | None = _opt(None, "train at most this many shadows at a time", b=_POS)
-    defend_shadows: bool = _opt(False, "train the shadows with the target's defences", "always")
+    hidden: tuple[int, ...] = opt((128,), "MLP hidden widths, e.g. 128 or 256,128", "always", b=POS)
+    activation: str = opt("tanh", "MLP activation", "always", c=tuple(models.ACTIVATIONS))
+    epochs: int = opt(30, "training epochs of target and shadows", "always", b=POS)
+    batch_size: int = opt(128, "training batch size", "always", b=POS)
+    learning_rate: float = opt(1e-3, "Adam learning rate", "always", ("--lr",), b=POSITIVE_REAL)
+    chunk_size: int | None = opt(None, "train at most this many shadows at a time", b=POS)
+    defend_shadows: bool = opt(False, "train the shadows with the target's defences", "always")
 
 
 @dataclasses.dataclass(frozen=True)
-class QueryConfig(_Section):
+class QueryConfig(Section):
     """The target's query interface: what the attacker sees (:attr:`AuditConfig.interface`)."""
 
-    access: str = _opt("probs", "attacker access", c=threat_models.ACCESS_LEVELS)
-    top_k: int = _opt(3, "probabilities returned under --access topk", b=_POS)
-    perturbation: str = _opt(
-        "none", "target outputs (the shadows seen alike)", c=perturbation.KINDS
-    )
-    decimals: int = _opt(2, "rounding of --perturbation round", b=_NAT)
-    noise_sigma: float = _opt(0.0, "std of --perturbation noise", b=_NAT)
+    access: str = opt("probs", "attacker access", c=threat_models.ACCESS_LEVELS)
+    top_k: int = opt(3, "probabilities returned under --access topk", b=POS)
+    perturbation: str = opt("none", "target outputs (the shadows seen alike)", c=perturbation.KINDS)
+    decimals: int = opt(2, "rounding of --perturbation round", b=NAT)
+    noise_sigma: float = opt(0.0, "std of --perturbation noise", b=NAT)
 
     def __post_init__(self):
         if isinstance(self.access, str):  # its own message: "unknown access level"
-            _as_config_error(threat_models.check_access, self.access)
+            as_config_error(threat_models.check_access, self.access)
         super().__post_init__()
 
 
 @dataclasses.dataclass(frozen=True)
-class AttackConfig(_Section):
+class AttackConfig(Section):
     """Which attacks run, and their options."""
 
-    attacks: tuple[str, ...] | None = _opt(None, "comma-separated attacks (default: all allowed)")
-    per_class: bool = _opt(False, "one Shokri attack model per class")
-    lira_variance: str = _opt("auto", "LiRA variance (auto: per example from 64 shadows on)",
-                              c=("auto", *lira.VARIANCES))  # fmt: skip
-    augment: bool = _opt(False, "query LiRA with flipped and shifted images (image data only)")
-    rmia_a: float | None = _opt(None, "offline RMIA's a (default: calibrated)", b=_Range(0, 1))
-    rmia_gamma: float = _opt(2.0, "RMIA's likelihood-ratio threshold gamma", b=_POSITIVE_REAL)
-    population_size: int | None = _opt(None, "RMIA population records z (default: all)", b=_POS)
-    label_queries: int = _opt(16, "perturbed queries of the label-only attack", b=_POS)
+    attacks: tuple[str, ...] | None = opt(None, "comma-separated attacks (default: all allowed)")
+    per_class: bool = opt(False, "one Shokri attack model per class")
+    lira_variance: str = opt(
+        "auto", "LiRA variance (auto: per example from 64 shadows on)", c=("auto", *lira.VARIANCES)
+    )
+    augment: bool = opt(False, "query LiRA with flipped and shifted images (image data only)")
+    rmia_a: float | None = opt(None, "offline RMIA's a (default: calibrated)", b=Range(0, 1))
+    rmia_gamma: float = opt(2.0, "RMIA's likelihood-ratio threshold gamma", b=POSITIVE_REAL)
+    population_size: int | None = opt(None, "RMIA population records z (default: all)", b=POS)
+    label_queries: int = opt(16, "perturbed queries of the label-only attack", b=POS)
 
     def __post_init__(self):
         a = tuple(self.attacks) if isinstance(self.attacks, list) else self.attacks
@@ -283,12 +179,12 @@ class AttackConfig(_Section):
 
 
 @dataclasses.dataclass(frozen=True)
-class OutputConfig(_Section):
+class OutputConfig(Section):
     """What the report states and where it goes."""
 
-    fprs: tuple[float, ...] = _opt((0.001, 0.01), "FPRs for TPR@FPR, e.g. 0.001,0.01", b=_UNIT)
-    n_boot: int = _opt(200, "bootstrap resamples for confidence intervals", b=_NAT)
-    output_dir: str = _opt("jaxmia-audit", "where to write the report", f=("--output-dir", "-o"))
+    fprs: tuple[float, ...] = opt((0.001, 0.01), "FPRs for TPR@FPR, e.g. 0.001,0.01", b=UNIT)
+    n_boot: int = opt(200, "bootstrap resamples for confidence intervals", b=NAT)
+    output_dir: str = opt("jaxmia-audit", "where to write the report", f=("--output-dir", "-o"))
 
 
 SECTIONS: dict[str, type] = {
@@ -335,11 +231,19 @@ def _collect() -> dict[str, Option]:
         for f in dataclasses.fields(cls):
             meta = f.metadata
             flags = meta.get("flags") or ("--" + f.name.replace("_", "-"),)
-            kind, many, optional = _kind(hints[f.name])
+            kind, many, optional = kind_of(hints[f.name])
             found[f.name] = Option(
-                f.name, section, kind, many, optional, f.default, tuple(flags),
-                meta["help"], meta.get("choices"), meta["pool"],
-            )  # fmt: skip
+                f.name,
+                section,
+                kind,
+                many,
+                optional,
+                f.default,
+                tuple(flags),
+                meta["help"],
+                meta.get("choices"),
+                meta["pool"],
+            )
     assert sorted(found) == sorted(_ORDER), "every setting has its place in _ORDER"
     return {name: found[name] for name in _ORDER}
 
@@ -387,12 +291,12 @@ class AuditConfig:
             changes = {
                 f.name: settings[f.name] for f in dataclasses.fields(cls) if f.name in settings
             }
-            if not issubclass(cls, _Section):  # a lower layer's class: its types checked here
+            if not issubclass(cls, Section):  # a lower layer's class: its types checked here
                 for f in dataclasses.fields(cls):
                     if f.name in changes:
-                        changes[f.name] = _check_value(f.name, changes[f.name], hints[f.name], {})
+                        changes[f.name] = check_value(f.name, changes[f.name], hints[f.name], {})
             if changes:
-                section = _as_config_error(dataclasses.replace, section, **changes)
+                section = as_config_error(dataclasses.replace, section, **changes)
             object.__setattr__(self, name, section)
         self._check_together()
 
