@@ -63,6 +63,18 @@ def test_sections_and_flat_names_agree():
         c.replace(epochs=0)
 
 
+def test_numpy_numbers_are_stored_as_python_numbers():
+    import numpy as np
+
+    c = audit.AuditConfig(
+        num_shadows=np.int64(8), learning_rate=np.float32(0.5), fprs=[np.float64(0.1)]
+    )
+    assert type(c.num_shadows) is int and type(c.learning_rate) is float
+    assert json.dumps(c.to_dict())  # metrics.json can hold them
+    with pytest.raises(audit.ConfigError, match="per_class must be true or false"):
+        audit.AuditConfig(per_class=np.int64(1))
+
+
 def test_to_dict_is_todays_flat_dict_and_round_trips():
     d = audit.AuditConfig().to_dict()
     assert list(d) == cfg._ORDER and d["fprs"] == [0.001, 0.01] and d["hidden"] == [128]

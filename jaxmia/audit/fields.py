@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -98,14 +99,25 @@ def _scalar_ok(value, kind: type) -> bool:
     return isinstance(value, str) and value != ""
 
 
+def _plain(v, kind: type):
+    """A NumPy integer or float as the Python number it equals; other values unchanged."""
+    if kind in (int, float) and isinstance(v, numbers.Integral) and type(v) not in (int, bool):
+        return int(v)
+    if kind is float and isinstance(v, numbers.Real) and not isinstance(v, int | float):
+        return float(v)
+    return v
+
+
 def check_value(name: str, value, hint, meta: Mapping[str, Any]):
     """``value`` as the field ``name`` stores it (lists become tuples), or a ConfigError."""
     kind, many, optional = kind_of(hint)
     given = value  # as the user wrote it, for the message
     if value is None and optional:
         return None
-    if many and isinstance(value, list):
-        value = tuple(value)
+    if many and isinstance(value, list | tuple):
+        value = tuple(_plain(v, kind) for v in value)
+    else:
+        value = _plain(value, kind)
     if many and _scalar_ok(value, kind):
         value = (value,)
     word = _WORDS[kind] if kind is not str else "a non-empty string"
