@@ -60,10 +60,16 @@ class Range(NamedTuple):
         return f"in {ends[0]}{self.low}, {self.high}{ends[1]}"
 
 
-# integers >= 1 and >= 0, numbers > 0, numbers in (0, 1); the largest 64-bit integer
-POS, NAT, POSITIVE_REAL = Range(1), Range(0), Range(0, open_low=True)
+POS = Range(1)
+"""Bounds of a count: ``>= 1``."""
+NAT = Range(0)
+"""Bounds of a non-negative setting: ``>= 0``."""
+POSITIVE_REAL = Range(0, open_low=True)
+"""Bounds of a positive number: ``> 0``."""
 UNIT = Range(0, 1, True, True)
+"""Bounds of a rate: ``(0, 1)``."""
 INT64_MAX = 2**63 - 1
+"""The largest integer a setting may hold (NumPy's int64; seeds, sizes)."""
 
 
 def opt(default, help: str, pool: str = "never", f=None, *, c=None, b=None):
