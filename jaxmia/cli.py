@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Progress:
-    """Training progress on stderr (:data:`jaxmia.engine.engine.ProgressFn`): one updating line
+    """Training progress on stderr (:data:`jaxmia.engine.ProgressFn`): one updating line
     on a terminal, a line per quarter otherwise. Each training run (the target, then
     the shadow pool) starts a new line, after the log line that names it."""
 

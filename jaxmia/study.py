@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jaxmia import audit, datasets
-from jaxmia.audit import config
+from jaxmia.audit import config, report
 
 __all__ = [
     "DEFENCE_FACTORS",
@@ -212,24 +212,24 @@ def run(
         pool_dir = (
             None if pool_root is None else pathlib.Path(pool_root) / pool_name(factor, value, base)
         )
-        report = audit.run(settings, dataset=ds, pool_dir=pool_dir)
+        audited = audit.run(settings, dataset=ds, pool_dir=pool_dir)
         seconds = round(time.perf_counter() - start, 2)
-        eps = report.privacy.get("epsilon")
-        for attack, m in report.metrics.items():
+        eps = audited.privacy.get("epsilon")
+        for attack, m in audited.metrics.items():
             row = {
                 "value": value,
                 "attack": attack,
                 "auc": m.auc,
                 **{f"tpr@{f:g}": t for f, t in m.tpr_at_fpr.items()},
-                "target_train_acc": report.target_accuracy["train"],
-                "target_test_acc": report.target_accuracy["test"],
+                "target_train_acc": audited.target_accuracy["train"],
+                "target_test_acc": audited.target_accuracy["test"],
                 "epsilon": None if eps is None or math.isinf(eps) else eps,
                 "seconds": seconds,
             }
             rows.append(row)
         log(
-            f"  target test accuracy {report.target_accuracy['test']:.3f}; "
-            + ", ".join(f"{a} {m.auc:.3f}" for a, m in report.metrics.items())
+            f"  target test accuracy {audited.target_accuracy['test']:.3f}; "
+            + ", ".join(f"{a} {m.auc:.3f}" for a, m in audited.metrics.items())
         )
     return StudyResult(factor=factor, values=values, rows=rows, base=base)
 
@@ -261,8 +261,6 @@ def plot(result: StudyResult, path: str | os.PathLike) -> None:
     """Metric versus factor, one line per attack (AUC and TPR at each FPR); for a defence
     factor, a last panel of privacy (AUC) versus utility (target test accuracy)."""
     from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
-
-    from jaxmia.audit import report
 
     tpr_cols = [c for c in result.rows[0] if c.startswith("tpr@")]
     panels = ["auc", *tpr_cols]
@@ -305,8 +303,6 @@ def plot(result: StudyResult, path: str | os.PathLike) -> None:
 
 def write(result: StudyResult, output_dir: str | os.PathLike) -> dict[str, str]:
     """Writes study.json, study.csv and (with matplotlib) study.png."""
-    from jaxmia.audit import report
-
     out = report.prepare_output_dir(output_dir)
     written = {}
     path = out / "study.json"

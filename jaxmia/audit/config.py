@@ -355,9 +355,12 @@ class AuditConfig:
 
 def _flat(option: Option) -> property:
     """The flat read access ``config.<name>`` to a section's field."""
-    return property(
-        lambda self: getattr(getattr(self, option.section), option.name), doc=option.help
-    )
+
+    def get(self: AuditConfig) -> Any:
+        return getattr(getattr(self, option.section), option.name)
+
+    get.__name__, get.__doc__ = option.name, option.help
+    return property(get, doc=option.help)
 
 
 for _option in _OPTIONS.values():

@@ -3,9 +3,9 @@
 * **L2 weight decay** and **dropout**: regularisers that shrink the generalisation gap
   membership inference feeds on (Shokri et al. 2017; Nasr et al. 2018).
 * **Early stopping**: stop each model when its validation loss stops improving
-  (:func:`jaxmia.engine.engine.train` with ``validation=`` and ``patience=``).
+  (:func:`jaxmia.engine.train` with ``validation=`` and ``patience=``).
 * **DP-SGD** (Abadi et al. 2016): per-example clipping and Gaussian noise
-  (:class:`jaxmia.engine.engine.DPConfig`), with the privacy budget epsilon at a given delta
+  (:class:`jaxmia.engine.DPConfig`), with the privacy budget epsilon at a given delta
   computed by Google's ``dp-accounting`` (``pip install 'jaxmia[dp]'``).
 
 :class:`Defence` bundles the settings; :func:`optimizer` and :attr:`Defence.dp`
@@ -50,7 +50,7 @@ class Defence:
     :class:`jaxmia.audit.AuditConfig`); each field's ``metadata["help"]`` says what it does.
 
     Every value is checked whatever the others are: finite real numbers (never a bool), in
-    range, DP-SGD without dropout. A :class:`ValueError` names the setting and the value.
+    range, DP-SGD without dropout. A ``ValueError`` names the setting and the value.
     """
 
     weight_decay: float = _setting(0.0, "defence: L2 weight decay of the target (AdamW)")
