@@ -13,9 +13,18 @@ import os
 import pathlib
 import sys
 import time
-import tomllib
 from collections.abc import Sequence
 from typing import Any, NoReturn
+
+__all__ = [
+    "COMPILATION_CACHE_BYTES",
+    "Progress",
+    "build_parser",
+    "main",
+    "repair_compilation_cache",
+    "use_compilation_cache",
+    "use_cpu_cores",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,70 +103,8 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
-# (flag, config field, type, help); defaults come from AuditConfig.
-_AUDIT_OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
-    (
-        "--dataset",
-        "dataset",
-        str,
-        "bundled name (location30, digits, mnist), a .npz/.csv/.parquet file, or hf:owner/name",
-    ),
-    ("--shadows", "num_shadows", int, "number of shadow models"),
-    ("--scheme", "scheme", str, "shadow split: balanced or disjoint"),
-    ("--model", "model", str, "auto, mlp or cnn"),
-    ("--hidden", "hidden", _ints, "MLP hidden widths, e.g. 128 or 256,128"),
-    ("--activation", "activation", str, "MLP activation"),
-    ("--epochs", "epochs", int, "training epochs of target and shadows"),
-    ("--batch-size", "batch_size", int, "training batch size"),
-    ("--lr", "learning_rate", float, "Adam learning rate"),
-    ("--seed", "seed", int, "random seed"),
-    ("--target-size", "target_size", int, "target training-set size"),
-    ("--shadow-size", "shadow_size", int, "shadow training-set size (disjoint scheme)"),
-    ("--chunk-size", "chunk_size", int, "train at most this many shadows at a time"),
-    ("--access", "access", str, "attacker access: probs, topk, label or loss"),
-    ("--top-k", "top_k", int, "probabilities returned under --access topk"),
-    ("--attacks", "attacks", _names, "comma-separated attacks (default: all allowed)"),
-    ("--targets", "targets", int, "leave-one-out: evaluate this many pool models as targets"),
-    ("--lira-variance", "lira_variance", str, "LiRA variance: auto, per_example or global"),
-    ("--rmia-a", "rmia_a", float, "offline RMIA's a (default: calibrated)"),
-    ("--rmia-gamma", "rmia_gamma", float, "RMIA's likelihood-ratio threshold gamma"),
-    ("--population-size", "population_size", int, "RMIA population records z"),
-    ("--weight-decay", "weight_decay", float, "defence: L2 weight decay of the target"),
-    ("--dropout", "dropout", float, "defence: dropout rate of the target"),
-    ("--early-stopping", "early_stopping", int, "defence: patience in epochs (0: off)"),
-    ("--dp-noise", "dp_noise", float, "defence: DP-SGD noise multiplier"),
-    ("--dp-clip", "dp_clip", float, "DP-SGD per-example clipping norm"),
-    ("--dp-delta", "dp_delta", float, "delta of the reported DP epsilon"),
-    ("--perturbation", "perturbation", str, "target outputs: none, topk, round, noise, label"),
-    ("--decimals", "decimals", int, "rounding of --perturbation round"),
-    ("--noise-sigma", "noise_sigma", float, "std of --perturbation noise"),
-    ("--label-queries", "label_queries", int, "perturbed queries of the label-only attack"),
-    ("--fprs", "fprs", _floats, "FPRs for TPR@FPR, e.g. 0.001,0.01"),
-    ("--n-boot", "n_boot", int, "bootstrap resamples for confidence intervals"),
-    ("--output-dir", "output_dir", str, "where to write the report"),
-)
-
-
-def command_for(config: Any) -> str:
-    """The ``jaxmia audit`` command line that reproduces ``config``."""
-    from jaxmia.audit import AuditConfig
-
-    defaults = AuditConfig()
-    parts = ["jaxmia", "audit"]
-    for flag, field, _, _ in _AUDIT_OPTIONS:
-        value = getattr(config, field)
-        if value == getattr(defaults, field) or value is None:
-            continue
-        shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-        parts += [flag, shown]
-    for flag, field in (
-        ("--per-class", "per_class"),
-        ("--augment", "augment"),
-        ("--defend-shadows", "defend_shadows"),
-    ):
-        if getattr(config, field):
-            parts.append(flag)
-    return " ".join(parts)
+_PARSE = {int: (int, _ints), float: (float, _floats), str: (str, _names)}
+"""How a flag's text becomes a setting of each kind: one value, or comma-separated."""
 
 
 def _add_pool_option(parser: argparse.ArgumentParser, default: str) -> None:
@@ -177,36 +124,29 @@ def _add_pool_option(parser: argparse.ArgumentParser, default: str) -> None:
     )
 
 
-def _add_audit_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
-    for flag, field, kind, text in _AUDIT_OPTIONS:
-        default = getattr(defaults, field)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        suffix = "" if default is None else f" (default: {shown})"
-        parser.add_argument(flag, dest=field, type=kind, default=None, help=text + suffix)
-    parser.add_argument(
-        "--per-class",
-        dest="per_class",
-        action="store_true",
-        default=None,
-        help="one Shokri attack model per class",
-    )
-    parser.add_argument(
-        "--augment",
-        dest="augment",
-        action="store_true",
-        default=None,
-        help="query LiRA with flipped and shifted images (image data only)",
-    )
-    parser.add_argument(
-        "--defend-shadows",
-        dest="defend_shadows",
-        action="store_true",
-        default=None,
-        help="train the shadows with the target's defences",
-    )
-    parser.add_argument(
-        "-o", dest="output_dir", type=str, default=None, help="same as --output-dir"
-    )
+def _add_audit_options(parser: argparse.ArgumentParser) -> None:
+    """A flag for every setting of :class:`jaxmia.audit.AuditConfig`, generated from its
+    fields' metadata (:func:`jaxmia.audit.config.options`), plus the run's own flags."""
+    from jaxmia.audit import config
+
+    for option in config.options():
+        default = option.default
+        shown = ",".join(map(str, default)) if option.many and default else default
+        text = option.help
+        if option.choices:
+            text += f"; one of {', '.join(option.choices)}"
+        text += "" if default is None else f" (default: {shown})"
+        if option.kind is bool:
+            parser.add_argument(
+                *option.flags, dest=option.name, action=argparse.BooleanOptionalAction,
+                default=None, help=text,
+            )  # fmt: skip
+            continue
+        kind = _PARSE[option.kind][option.many]
+        metavar = option.name.upper()
+        parser.add_argument(
+            *option.flags, dest=option.name, type=kind, default=None, help=text, metavar=metavar
+        )
     parser.add_argument("--config", type=str, default=None, help="TOML file with the same options")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -217,9 +157,10 @@ def _add_audit_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jaxmia.audit import ATTACKS, AuditConfig
+    """The ``jaxmia`` parser: ``audit``, ``study`` and ``pool train`` take a flag per audit
+    setting; ``pool info`` describes a pool."""
+    from jaxmia.audit import ATTACKS
 
-    defaults = AuditConfig()
     parser = _Parser(prog="jaxmia", description="JAX-accelerated membership inference audits.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     audit = sub.add_parser(
@@ -229,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"({', '.join(ATTACKS)}) and write metrics.json, scores.npz, roc.png, signals.png "
         "and report.md.",
     )
-    _add_audit_options(audit, defaults)
+    _add_audit_options(audit)
     _add_pool_option(audit, "default: OUTPUT_DIR/pool")
     study = sub.add_parser(
         "study",
@@ -250,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="delete this study's shadow pools (OUTPUT_DIR/pools) first and train them anew",
     )
-    _add_audit_options(study, defaults)
+    _add_audit_options(study)
     pool = sub.add_parser(
         "pool",
         help="train, resume or grow a shadow pool on disk, or describe one",
@@ -263,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train (or resume, or grow) the shadow pool of an audit and keep it in "
         "--pool DIR; 'jaxmia audit --pool DIR' with the same options then reuses it.",
     )
-    _add_audit_options(train, defaults)
+    _add_audit_options(train)
     _add_pool_option(train, "required")
     info = pool_sub.add_parser("info", help="describe a shadow pool directory")
     info.add_argument("dir", help="the pool directory")
@@ -271,22 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_config_file(path: str) -> dict[str, Any]:
-    """Options from a TOML file: top-level keys, or an ``[audit]`` table."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"no such config file: {path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"cannot parse config file {path}: {e}") from None
-    except OSError as e:
-        raise ValueError(f"cannot read config file {path}: {e.strerror}") from None
-    return dict(data.get("audit", data))
-
-
 class Progress:
-    """Training progress on stderr (:data:`jaxmia.engine.engine.ProgressFn`): one updating line
+    """Training progress on stderr (:data:`jaxmia.engine.ProgressFn`): one updating line
     on a terminal, a line per quarter otherwise. Each training run (the target, then
     the shadow pool) starts a new line, after the log line that names it."""
 
@@ -393,14 +320,13 @@ def repair_compilation_cache(path: str | os.PathLike) -> list[str]:
 
 
 def _config_values(args: argparse.Namespace) -> dict[str, Any]:
-    """Audit options from --config, overridden by the flags given."""
-    values = load_config_file(args.config) if args.config else {}
-    for _, field, _, _ in _AUDIT_OPTIONS:
-        if getattr(args, field) is not None:
-            values[field] = getattr(args, field)
-    for flag in ("per_class", "augment", "defend_shadows"):
-        if getattr(args, flag):
-            values[flag] = True
+    """Audit settings from --config, overridden by the flags given."""
+    from jaxmia.audit import config
+
+    values = config.read_toml(args.config) if args.config else {}
+    for option in config.options():
+        if getattr(args, option.name) is not None:
+            values[option.name] = getattr(args, option.name)
     return values
 
 
@@ -413,7 +339,7 @@ def _study(args: argparse.Namespace) -> int:
     values = _config_values(args)
     values.setdefault("output_dir", "jaxmia-study")
     base = audit.AuditConfig.from_dict(values)
-    factor_values = study.parse_values(args.factor, args.values)
+    factor_values = study.parse_values(args.factor, args.values, base)
     report.prepare_output_dir(base.output_dir)
     log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     pool_root = None if args.coordinator else os.path.join(base.output_dir, "pools")
@@ -512,6 +438,9 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``jaxmia`` with the words ``argv`` (default: the command line); returns the
+    exit status (2 after a user mistake, reported in one line)."""
+    use_cpu_cores()  # before the parser, whose settings import JAX
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

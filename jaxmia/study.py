@@ -31,6 +31,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jaxmia import audit, datasets
+from jaxmia.audit import config, report
+
+__all__ = [
+    "DEFENCE_FACTORS",
+    "FACTORS",
+    "StudyError",
+    "StudyResult",
+    "load",
+    "parse_values",
+    "plot",
+    "pool_name",
+    "run",
+    "table",
+    "write",
+]
 
 FACTORS: dict[str, str] = {
     "shadows": "num_shadows",
@@ -47,35 +62,42 @@ FACTORS: dict[str, str] = {
 """Study factors and the audit option each sets (``classes`` subsets the data)."""
 
 DEFENCE_FACTORS = frozenset({"weight_decay", "dropout", "dp_noise", "perturbation"})
-
-
-POOL_NEUTRAL_FACTORS = frozenset({"access", "perturbation"})
-"""Factors that never change the shadow pool: they act on the target's outputs only."""
-
-SHADOW_DEFENCE_FACTORS = frozenset({"weight_decay", "dropout", "dp_noise"})
-"""Training defences: they change the shadow pool only when the shadows are defended too
-(``defend_shadows``, or leave-one-out, where the pool is the target)."""
+"""Factors that are defences (plotted against the target's utility too)."""
 
 
 def pool_name(factor: str, value: Any, base: audit.AuditConfig) -> str:
     """The directory under ``pool_root`` that holds the shadow pool of one study value:
-    ``<factor>-<value>``, or ``<factor>-all`` for every value of a factor that leaves
-    the pool unchanged, so that such a study trains its shadow models once."""
-    neutral = (
-        factor in POOL_NEUTRAL_FACTORS
-        or (factor in SHADOW_DEFENCE_FACTORS and not (base.defend_shadows or base.targets))
-        # balanced shadows train on halves of all the data, whatever the target's size
-        or (factor == "target_size" and base.scheme == "balanced" and not base.targets)
-    )
-    return f"{factor}-all" if neutral else f"{factor}-{value}"
+    ``<factor>-<value>``, or ``<factor>-all`` for every value of a factor that cannot
+    change the pool of ``base`` (the setting's ``pool`` metadata,
+    :func:`jaxmia.audit.config.changes_pool`), so that such a study trains its shadow
+    models once."""
+    shared = not config.changes_pool(FACTORS[factor], base)
+    return f"{factor}-all" if shared else f"{factor}-{value}"
 
 
 class StudyError(ValueError):
     """A bad factor or value."""
 
 
-def parse_values(factor: str, values: Sequence[Any]) -> list[Any]:
-    """Converts the values of ``factor`` to the types the audit expects."""
+def _convert(factor: str, v: Any) -> Any:
+    """One value of ``factor`` as the audit setting takes it."""
+    if factor in ("access", "perturbation"):
+        return str(v)
+    if factor == "dp_noise":
+        return None if str(v).lower() in ("none", "0", "0.0") else float(v)
+    if factor in ("weight_decay", "dropout"):
+        return float(v)
+    if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+        raise ValueError(v)
+    return int(v)
+
+
+def parse_values(
+    factor: str, values: Sequence[Any], base: audit.AuditConfig | None = None
+) -> list[Any]:
+    """Converts the values of ``factor`` to the types the audit expects and checks them
+    all (duplicates refused; with ``base``, each audit's settings too), before any audit
+    runs."""
     if factor not in FACTORS:
         raise StudyError(f"unknown factor {factor!r}; choose one of {', '.join(FACTORS)}")
     if not values:
@@ -83,17 +105,29 @@ def parse_values(factor: str, values: Sequence[Any]) -> list[Any]:
     out = []
     for v in values:
         try:
-            if factor in ("access", "perturbation"):
-                out.append(str(v))
-            elif factor == "dp_noise":
-                out.append(None if str(v).lower() in ("none", "0", "0.0") else float(v))
-            elif factor in ("weight_decay", "dropout"):
-                out.append(float(v))
-            else:
-                out.append(int(v))
-        except ValueError:
+            out.append(_convert(factor, v))
+        except (TypeError, ValueError):
             raise StudyError(f"bad value {v!r} for factor {factor}") from None
+    repeated = sorted({str(v) for v in out if out.count(v) > 1})
+    if repeated:
+        raise StudyError(f"factor {factor} repeats the value(s) {', '.join(repeated)}")
+    for value in out if base is not None else ():
+        _config_for(factor, value, base)
     return out
+
+
+def _config_for(factor: str, value: Any, base: audit.AuditConfig) -> audit.AuditConfig:
+    """The audit settings of one study value (``classes`` subsets the data instead)."""
+    if factor == "classes":
+        if value < 2:
+            raise StudyError(f"classes must be at least 2, got {value}")
+        return base
+    if factor == "width":
+        value = (value,)
+    try:
+        return base.replace(**{FACTORS[factor]: value})
+    except ValueError as e:
+        raise StudyError(f"{factor}={value}: {e}") from None
 
 
 def _subset_classes(ds: datasets.Dataset, c: int) -> datasets.Dataset:
@@ -121,12 +155,15 @@ class StudyResult:
     base: audit.AuditConfig
 
     def attacks(self) -> list[str]:
+        """The attacks, in the order of the rows."""
         return list(dict.fromkeys(r["attack"] for r in self.rows))
 
     def series(self, attack: str, column: str) -> list[Any]:
+        """``column`` of ``attack``'s rows, one per value."""
         return [r[column] for r in self.rows if r["attack"] == attack]
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON-able contents of ``study.json``."""
         return {
             "factor": self.factor,
             "values": self.values,
@@ -161,45 +198,38 @@ def run(
     Returns:
       A :class:`StudyResult`.
     """
-    values = parse_values(factor, values)
     base = audit.AuditConfig() if base is None else base
+    values = parse_values(factor, values, base)
     data = datasets.load(base.dataset)
-    rows = []
+    runs = []  # every value checked before the first audit
     for value in values:
-        ds = data
-        if factor == "classes":
-            ds = _subset_classes(data, value)
-            config = base
-        elif factor == "width":
-            config = dataclasses.replace(base, hidden=(value,))
-        else:
-            try:
-                config = dataclasses.replace(base, **{FACTORS[factor]: value})
-            except ValueError as e:
-                raise StudyError(f"{factor}={value}: {e}") from None
+        ds = _subset_classes(data, value) if factor == "classes" else data
+        runs.append((value, _config_for(factor, value, base), ds))
+    rows = []
+    for value, settings, ds in runs:
         start = time.perf_counter()
         log(f"{factor} = {value}")
         pool_dir = (
             None if pool_root is None else pathlib.Path(pool_root) / pool_name(factor, value, base)
         )
-        report = audit.run(config, dataset=ds, pool_dir=pool_dir)
+        audited = audit.run(settings, dataset=ds, pool_dir=pool_dir)
         seconds = round(time.perf_counter() - start, 2)
-        eps = report.privacy.get("epsilon")
-        for attack, m in report.metrics.items():
+        eps = audited.privacy.get("epsilon")
+        for attack, m in audited.metrics.items():
             row = {
                 "value": value,
                 "attack": attack,
                 "auc": m.auc,
                 **{f"tpr@{f:g}": t for f, t in m.tpr_at_fpr.items()},
-                "target_train_acc": report.target_accuracy["train"],
-                "target_test_acc": report.target_accuracy["test"],
+                "target_train_acc": audited.target_accuracy["train"],
+                "target_test_acc": audited.target_accuracy["test"],
                 "epsilon": None if eps is None or math.isinf(eps) else eps,
                 "seconds": seconds,
             }
             rows.append(row)
         log(
-            f"  target test accuracy {report.target_accuracy['test']:.3f}; "
-            + ", ".join(f"{a} {m.auc:.3f}" for a, m in report.metrics.items())
+            f"  target test accuracy {audited.target_accuracy['test']:.3f}; "
+            + ", ".join(f"{a} {m.auc:.3f}" for a, m in audited.metrics.items())
         )
     return StudyResult(factor=factor, values=values, rows=rows, base=base)
 
@@ -231,8 +261,6 @@ def plot(result: StudyResult, path: str | os.PathLike) -> None:
     """Metric versus factor, one line per attack (AUC and TPR at each FPR); for a defence
     factor, a last panel of privacy (AUC) versus utility (target test accuracy)."""
     from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
-
-    from jaxmia.audit import report
 
     tpr_cols = [c for c in result.rows[0] if c.startswith("tpr@")]
     panels = ["auc", *tpr_cols]
@@ -275,8 +303,6 @@ def plot(result: StudyResult, path: str | os.PathLike) -> None:
 
 def write(result: StudyResult, output_dir: str | os.PathLike) -> dict[str, str]:
     """Writes study.json, study.csv and (with matplotlib) study.png."""
-    from jaxmia.audit import report
-
     out = report.prepare_output_dir(output_dir)
     written = {}
     path = out / "study.json"

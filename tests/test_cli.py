@@ -321,3 +321,49 @@ def test_study_retrain_replaces_its_pools(tmp_path, capsys):
         manifest = pools.read_manifest(tmp_path / "pools" / f"epochs-{value}")
         assert manifest["spec"]["learning_rate"] == 0.01
     assert (tmp_path / "pools" / "other").is_dir()
+
+
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ('learning_rate = "0.01"\n', "learning_rate must be a finite number, got '0.01'"),
+        ("audit = 5\n", "must be a table ([audit]), got 5"),
+        ('epochs = 2\n[audit]\ndataset = "digits"\n', "key(s) epochs in"),
+        ('per_class = "no"\n', "per_class must be true or false, got 'no'"),
+        ("learning_rate = true\n", "learning_rate must be a finite number, got True"),
+        ("hidden = [1.5]\n", "hidden must be a non-empty list of integers, got [1.5]"),
+        ("attacks = [1, 2]\n", "attacks must be a non-empty list of non-empty strings"),
+        ("dataset = 5\n", "dataset must be a non-empty string, got 5"),
+    ],
+)
+def test_config_file_values_of_wrong_types_exit_2_before_training(
+    toml, message, tmp_path, capsys, monkeypatch
+):
+    # these crashed with a TypeError traceback, or were accepted (per_class="no" turned
+    # per-class on, learning_rate=true trained at 1.0, hidden=[1.5] gave width 1, keys
+    # beside an [audit] table were ignored)
+    monkeypatch.setattr(audit, "run", lambda *a, **k: pytest.fail("trained"))
+    config = tmp_path / "c.toml"
+    config.write_text(toml)
+    rc, _, err = run_cli(["audit", "--config", str(config), "-o", str(tmp_path / "o")], capsys)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and message in lines[0], err
+
+
+def test_a_flag_turns_off_a_switch_of_the_config_file(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("per_class = true\naugment = true\n")
+    args = cli.build_parser().parse_args(["audit", "--config", str(config), "--no-per-class"])
+    settings = audit.AuditConfig.from_dict(cli._config_values(args))
+    assert settings.per_class is False and settings.augment is True
+
+
+@pytest.mark.parametrize("command", [["audit"], ["study"], ["pool", "train"]])
+def test_help_shows_every_setting_with_its_default(command, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([*command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--shadows NUM_SHADOWS number of shadow models k (default: 64)" in out
+    assert "--lr LEARNING_RATE Adam learning rate (default: 0.001)" in out
+    assert "--fprs FPRS FPRs for TPR@FPR, e.g. 0.001,0.01 (default: 0.001,0.01)" in out
+    assert "--output-dir OUTPUT_DIR, -o OUTPUT_DIR" in out and "--defend-shadows" in out

@@ -3,6 +3,7 @@ output perturbation inside the audit, and studies."""
 
 import dataclasses
 import json
+import re
 
 import dp_accounting
 import jax
@@ -120,6 +121,39 @@ def test_bad_defence_options_are_refused():
         audit.AuditConfig(perturbation="blur")
     with pytest.raises(audit.ConfigError, match="not to --access loss"):
         audit.AuditConfig(perturbation="round", access="loss")
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number >= 0, got nan"),
+        ({"dp_noise": float("inf")}, "dp_noise must be a finite number >= 0, got inf"),
+        ({"dp_noise": -1.0}, "dp_noise must be a finite number >= 0, got -1.0"),
+        ({"dp_clip": 0.0}, "dp_clip must be a finite number > 0, got 0.0"),
+        ({"dp_delta": 1.0}, "dp_delta must be a finite number > 0 and < 1, got 1.0"),
+        ({"dropout": True}, "dropout must be a finite number >= 0 and < 1, got True"),
+        ({"early_stopping": 1.5}, "early_stopping must be an integer >= 0, got 1.5"),
+    ],
+)
+def test_a_defence_refuses_meaningless_values_in_one_line(settings, message):
+    # NaN weight decay was accepted, infinite DP noise failed inside the accountant and
+    # negative noise only once training had begun
+    with pytest.raises(ValueError) as e:
+        defences.Defence(**settings)
+    assert str(e.value) == message
+    ((name, value),) = settings.items()
+    with pytest.raises(
+        audit.ConfigError, match=f"^{name} must be .*, got {re.escape(repr(value))}$"
+    ):
+        audit.AuditConfig(**settings)
+
+
+def test_the_defence_section_is_the_defence():
+    config = audit.AuditConfig(weight_decay=0.01, dp_noise=None, early_stopping=2)
+    assert config.defence == defences.Defence(weight_decay=0.01, early_stopping=2)
+    assert config.defence is config.defence  # a section, not rebuilt on every read
+    assert not hasattr(config.defence, "active")
+    assert {f.name for f in dataclasses.fields(defences.Defence)} <= set(config.to_dict())
 
 
 STUDY_BASE = audit.AuditConfig(

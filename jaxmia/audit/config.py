@@ -1,15 +1,67 @@
-"""Audit configuration: every option of an audit, and which attacks it runs."""
+"""Audit configuration: one frozen dataclass per concern, and which attacks an audit runs.
+
+:class:`AuditConfig` is composed of :class:`DataConfig`, :class:`TrainingConfig`,
+:class:`jaxmia.defences.training.Defence`, :class:`QueryConfig`, :class:`AttackConfig` and
+:class:`OutputConfig`. Their fields are the single source of every setting's default, check
+and help text: each field's metadata holds ``help``, ``flags`` (the CLI flags where they
+are not ``--field-name``), ``choices``, ``bounds`` and ``pool`` (whether the setting changes
+the shadow pool: ``always``, ``never``, ``defended`` = when the shadows are defended, or
+``disjoint`` = in the disjoint scheme). ``jaxmia audit``'s flags, the TOML keys
+(:func:`read_toml`), :func:`command_for` and :func:`changes_pool` are generated from them.
+Settings read and write flat (``AuditConfig(epochs=20).epochs``); the flat names are the
+TOML keys and the keys of ``metrics.json``'s ``"config"``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import shlex
+import tomllib
+import typing
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from jaxmia import datasets, models, splits, threat_models
 from jaxmia.attacks import lira
+from jaxmia.audit.fields import (
+    INT64_MAX,
+    NAT,
+    POS,
+    POSITIVE_REAL,
+    UNIT,
+    ConfigError,
+    Range,
+    Section,
+    as_config_error,
+    check_value,
+    kind_of,
+    opt,
+)
 from jaxmia.defences import perturbation
 from jaxmia.defences import training as defences
+
+__all__ = [
+    "ATTACKS",
+    "LIKELIHOOD_ATTACKS",
+    "ONLINE_ATTACKS",
+    "SHOKRI_FEATURES",
+    "THRESHOLD_ATTACKS",
+    "AttackConfig",
+    "AuditConfig",
+    "ConfigError",
+    "DataConfig",
+    "Option",
+    "OutputConfig",
+    "QueryConfig",
+    "TrainingConfig",
+    "changes_pool",
+    "command_for",
+    "needs",
+    "options",
+    "pool_spec",
+    "read_toml",
+    "select_attacks",
+]
 
 THRESHOLD_ATTACKS: Mapping[str, str] = {
     "loss": "loss",
@@ -50,153 +102,210 @@ ATTACKS: tuple[str, ...] = (
 reads only the predicted labels."""
 
 
-class ConfigError(ValueError):
-    """An audit option has a bad value."""
+@dataclasses.dataclass(frozen=True)
+class DataConfig(Section):
+    """The data and its split into the target's and the shadow models' training sets."""
+
+    dataset: str = opt(
+        datasets.DEFAULT, "bundled name, a .npz/.csv/.parquet file or hf:owner/name", "always"
+    )
+    num_shadows: int = opt(64, "number of shadow models k", "always", ("--shadows",), b=POS)
+    scheme: str = opt("balanced", "shadow split", "always", c=splits.SCHEMES)
+    seed: int = opt(0, "seeds the splits and every model", "always", b=Range(0, INT64_MAX))
+    target_size: int | None = opt(None, "target training-set size", "disjoint", b=POS)
+    shadow_size: int | None = opt(None, "shadow training-set size (disjoint)", "disjoint", b=POS)
+    targets: int = opt(
+        0, "leave-one-out: evaluate this many pool models as targets", "always", b=NAT
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class AuditConfig:
-    """Every option of an audit; ``jaxmia audit --help`` documents the same names.
+class TrainingConfig(Section):
+    """The architecture and training recipe of the target and of every shadow model."""
 
-    Attributes:
-      dataset: bundled name (``location30``, ``digits``, ``mnist``), a local
-        ``.npz``/``.csv``/``.parquet`` path or ``hf:owner/name``.
-      num_shadows: number of shadow models ``k``.
-      scheme: ``balanced`` (every example IN half of the shadows) or ``disjoint``.
-      model: ``mlp``, ``cnn`` or ``auto`` (CNN for images, MLP otherwise).
-      hidden: MLP hidden widths.
-      activation: MLP activation.
-      epochs: training epochs of the target and of every shadow model.
-      batch_size: training batch size.
-      learning_rate: Adam learning rate.
-      seed: seeds the splits and every model.
-      target_size: size of the target's training set (default: half the data for
-        ``balanced``, a quarter for ``disjoint``).
-      shadow_size: size of each shadow training set (``disjoint`` only).
-      chunk_size: train at most this many shadow models at a time (memory bound;
-        default: chosen for the CPU cache, all at once on accelerators).
-      access: what the attacker sees: ``probs``, ``topk``, ``label`` or ``loss``.
-      top_k: probabilities returned by the ``topk`` interface.
-      attacks: attacks to run (default: all that the access level allows).
-      per_class: one Shokri attack model per class.
-      targets: leave-one-out evaluation: instead of training a separate target, each of
-        the first ``targets`` models of the balanced pool serves in turn as the target,
-        attacked with the other ``num_shadows - 1``; metrics are pooled and per target.
-      lira_variance: ``per_example``, ``global`` or ``auto`` (per example from 64
-        shadow models on, global below, as Carlini et al. 2022 recommend).
-      augment: query LiRA with augmented images (flip and 1-pixel shifts; images only).
-      rmia_a: offline RMIA's ``a`` (default: calibrated on the reference models).
-      rmia_gamma: RMIA's likelihood-ratio threshold ``gamma``.
-      population_size: RMIA population records ``z`` drawn from the shadow pool's data
-        (default: all of it).
-      weight_decay: defence: L2 weight decay of the target (AdamW).
-      dropout: defence: dropout rate of the target's hidden layers.
-      early_stopping: defence: patience in epochs on a validation split of the target's
-        non-members (0: off).
-      dp_noise: defence: DP-SGD noise multiplier (``None``: no DP-SGD).
-      dp_clip: DP-SGD per-example clipping norm.
-      dp_delta: delta at which the DP-SGD epsilon is reported.
-      defend_shadows: train the shadow models with the same defences (the attacker
-        knows the training recipe) instead of undefended.
-      perturbation: output perturbation of the target's interface: ``none``, ``topk``
-        (the ``top_k`` largest probabilities), ``round`` (to ``decimals``), ``noise``
-        (Gaussian, ``noise_sigma``) or ``label`` (predicted label only). The attacker
-        sees the shadows through the same interface.
-      decimals: rounding of the ``round`` perturbation.
-      noise_sigma: standard deviation of the ``noise`` perturbation.
-      label_queries: perturbed queries per record of the label-only attack.
-      fprs: false-positive rates at which TPR is reported.
-      n_boot: bootstrap resamples for confidence intervals (0: none).
-      output_dir: where ``jaxmia audit`` writes the report.
-    """
+    model: str = opt(
+        "auto", "auto (CNN for images), mlp or cnn", "always", c=("auto", "mlp", "cnn")
+    )
+    hidden: tuple[int, ...] = opt((128,), "MLP hidden widths, e.g. 128 or 256,128", "always", b=POS)
+    activation: str = opt("tanh", "MLP activation", "always", c=tuple(models.ACTIVATIONS))
+    epochs: int = opt(30, "training epochs of target and shadows", "always", b=POS)
+    batch_size: int = opt(128, "training batch size", "always", b=POS)
+    learning_rate: float = opt(1e-3, "Adam learning rate", "always", ("--lr",), b=POSITIVE_REAL)
+    chunk_size: int | None = opt(None, "train at most this many shadows at a time", b=POS)
+    defend_shadows: bool = opt(False, "train the shadows with the target's defences", "always")
 
-    dataset: str = datasets.DEFAULT
-    num_shadows: int = 64
-    scheme: str = "balanced"
-    model: str = "auto"
-    hidden: tuple[int, ...] = (128,)
-    activation: str = "tanh"
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    seed: int = 0
-    target_size: int | None = None
-    shadow_size: int | None = None
-    chunk_size: int | None = None
-    access: str = "probs"
-    top_k: int = 3
-    attacks: tuple[str, ...] | None = None
-    per_class: bool = False
-    targets: int = 0
-    lira_variance: str = "auto"
-    augment: bool = False
-    rmia_a: float | None = None
-    rmia_gamma: float = 2.0
-    population_size: int | None = None
-    weight_decay: float = 0.0
-    dropout: float = 0.0
-    early_stopping: int = 0
-    dp_noise: float | None = None
-    dp_clip: float = 1.0
-    dp_delta: float = 1e-5
-    defend_shadows: bool = False
-    perturbation: str = "none"
-    decimals: int = 2
-    noise_sigma: float = 0.0
-    label_queries: int = 16
-    fprs: tuple[float, ...] = (0.001, 0.01)
-    n_boot: int = 200
-    output_dir: str = "jaxmia-audit"
+
+@dataclasses.dataclass(frozen=True)
+class QueryConfig(Section):
+    """The target's query interface: what the attacker sees (:attr:`AuditConfig.interface`)."""
+
+    access: str = opt("probs", "attacker access", c=threat_models.ACCESS_LEVELS)
+    top_k: int = opt(3, "probabilities returned under --access topk", b=POS)
+    perturbation: str = opt("none", "target outputs (the shadows seen alike)", c=perturbation.KINDS)
+    decimals: int = opt(2, "rounding of --perturbation round", b=NAT)
+    noise_sigma: float = opt(0.0, "std of --perturbation noise", b=NAT)
 
     def __post_init__(self):
-        def positive(name, minimum=1):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if isinstance(self.access, str):  # its own message: "unknown access level"
+            as_config_error(threat_models.check_access, self.access)
+        super().__post_init__()
 
-        for name in ("num_shadows", "epochs", "batch_size", "top_k"):
-            positive(name)
-        positive("n_boot", 0)
-        positive("targets", 0)
-        for name in ("target_size", "shadow_size", "chunk_size", "population_size"):
-            if getattr(self, name) is not None:
-                positive(name)
-        if self.scheme not in splits.SCHEMES:
-            raise ConfigError(
-                f"scheme must be one of {', '.join(splits.SCHEMES)}, got {self.scheme!r}"
+
+@dataclasses.dataclass(frozen=True)
+class AttackConfig(Section):
+    """Which attacks run, and their options."""
+
+    attacks: tuple[str, ...] | None = opt(None, "comma-separated attacks (default: all allowed)")
+    per_class: bool = opt(False, "one Shokri attack model per class")
+    lira_variance: str = opt(
+        "auto", "LiRA variance (auto: per example from 64 shadows on)", c=("auto", *lira.VARIANCES)
+    )
+    augment: bool = opt(False, "query LiRA with flipped and shifted images (image data only)")
+    rmia_a: float | None = opt(None, "offline RMIA's a (default: calibrated)", b=Range(0, 1))
+    rmia_gamma: float = opt(2.0, "RMIA's likelihood-ratio threshold gamma", b=POSITIVE_REAL)
+    population_size: int | None = opt(None, "RMIA population records z (default: all)", b=POS)
+    label_queries: int = opt(16, "perturbed queries of the label-only attack", b=POS)
+
+    def __post_init__(self):
+        a = tuple(self.attacks) if isinstance(self.attacks, list) else self.attacks
+        if isinstance(a, tuple) and all(isinstance(x, str) for x in a):
+            unknown = [x for x in a if x not in ATTACKS]
+            if unknown:  # an empty list: refused by the generic check
+                raise ConfigError(
+                    f"attacks: unknown attack(s) {', '.join(unknown)}; "
+                    f"choose from {', '.join(ATTACKS)}"
+                )
+        super().__post_init__()
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig(Section):
+    """What the report states and where it goes."""
+
+    fprs: tuple[float, ...] = opt((0.001, 0.01), "FPRs for TPR@FPR, e.g. 0.001,0.01", b=UNIT)
+    n_boot: int = opt(200, "bootstrap resamples for confidence intervals", b=NAT)
+    output_dir: str = opt("jaxmia-audit", "where to write the report", f=("--output-dir", "-o"))
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "training": TrainingConfig,
+    "defence": defences.Defence,
+    "query": QueryConfig,
+    "attack": AttackConfig,
+    "output": OutputConfig,
+}
+"""The sections of :class:`AuditConfig`: attribute name and class."""
+
+_ORDER = (
+    "dataset num_shadows scheme model hidden activation epochs batch_size learning_rate seed "
+    "target_size shadow_size chunk_size access top_k attacks per_class targets lira_variance "
+    "augment rmia_a rmia_gamma population_size weight_decay dropout early_stopping dp_noise "
+    "dp_clip dp_delta defend_shadows perturbation decimals noise_sigma label_queries fprs "
+    "n_boot output_dir"
+).split()
+# the order of metrics.json's "config" and of the CLI flags, as before the sections
+
+
+class Option(NamedTuple):
+    """One flat setting as the CLI, TOML and :func:`command_for` see it: its section, scalar
+    ``kind`` (of each element when ``many``), whether it may be ``None``, its default, CLI
+    ``flags``, ``help``, ``choices`` and ``pool`` (module docstring)."""
+
+    name: str
+    section: str
+    kind: type
+    many: bool
+    optional: bool
+    default: Any
+    flags: tuple[str, ...]
+    help: str
+    choices: tuple[str, ...] | None
+    pool: str
+
+
+def _collect() -> dict[str, Option]:
+    found = {}
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            flags = meta.get("flags") or ("--" + f.name.replace("_", "-"),)
+            kind, many, optional = kind_of(hints[f.name])
+            found[f.name] = Option(
+                f.name,
+                section,
+                kind,
+                many,
+                optional,
+                f.default,
+                tuple(flags),
+                meta["help"],
+                meta.get("choices"),
+                meta["pool"],
             )
-        if self.model not in ("auto", "mlp", "cnn"):
-            raise ConfigError(f"model must be auto, mlp or cnn, got {self.model!r}")
-        if self.activation not in models.ACTIVATIONS:
+    assert sorted(found) == sorted(_ORDER), "every setting has its place in _ORDER"
+    return {name: found[name] for name in _ORDER}
+
+
+_OPTIONS = _collect()
+
+
+def options() -> tuple[Option, ...]:
+    """Every flat setting of :class:`AuditConfig`, in the order of ``metrics.json``."""
+    return tuple(_OPTIONS.values())
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class AuditConfig:
+    """Every setting of an audit, in one section per concern (:data:`SECTIONS`).
+
+    Built from flat settings, ``AuditConfig(num_shadows=16, epochs=20)``, from sections,
+    ``AuditConfig(training=TrainingConfig(epochs=20))``, or both (flat settings win); read
+    flat, ``config.epochs``, or by section, ``config.training.epochs``. Every value is
+    checked here, before any training: a :class:`ConfigError` names the setting, the value
+    and what is allowed. ``jaxmia audit --help`` lists the settings with their help text.
+    """
+
+    data: DataConfig
+    training: TrainingConfig
+    defence: defences.Defence
+    query: QueryConfig
+    attack: AttackConfig
+    output: OutputConfig
+
+    def __init__(self, **settings: Any):
+        unknown = sorted(set(settings) - set(_OPTIONS) - set(SECTIONS))
+        if unknown:
             raise ConfigError(
-                f"activation must be one of {', '.join(models.ACTIVATIONS)}, "
-                f"got {self.activation!r}"
+                f"unknown option(s) {', '.join(unknown)}; "
+                f"valid options: {', '.join(sorted(_OPTIONS))}"
             )
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            raise ConfigError(f"hidden widths must be positive integers, got {self.hidden!r}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not self.fprs or any(not 0 < f < 1 for f in self.fprs):
-            raise ConfigError(f"fprs must lie in (0, 1), got {self.fprs!r}")
-        threat_models.check_access(self.access)
-        try:
-            self.defence  # noqa: B018  (validates the defence settings)
-            self.interface  # noqa: B018
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        for name, cls in SECTIONS.items():
+            section = settings.get(name)
+            if section is None:
+                section = cls()
+            elif not isinstance(section, cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}, got {section!r}")
+            hints = typing.get_type_hints(cls)
+            changes = {
+                f.name: settings[f.name] for f in dataclasses.fields(cls) if f.name in settings
+            }
+            if not issubclass(cls, Section):  # a lower layer's class: its types checked here
+                for f in dataclasses.fields(cls):
+                    if f.name in changes:
+                        changes[f.name] = check_value(f.name, changes[f.name], hints[f.name], {})
+            if changes:
+                section = as_config_error(dataclasses.replace, section, **changes)
+            object.__setattr__(self, name, section)
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Checks of settings that depend on each other."""
         if self.perturbation != "none" and self.access == "loss":
             raise ConfigError(
                 "output perturbation applies to a probability interface, not to --access loss"
             )
-        positive("label_queries")
-        if self.lira_variance not in ("auto", *lira.VARIANCES):
-            raise ConfigError(
-                f"lira_variance must be auto, per_example or global, got {self.lira_variance!r}"
-            )
-        if self.rmia_a is not None and not 0 <= self.rmia_a <= 1:
-            raise ConfigError(f"rmia_a must lie in [0, 1], got {self.rmia_a!r}")
-        if not self.rmia_gamma > 0:
-            raise ConfigError(f"rmia_gamma must be > 0, got {self.rmia_gamma!r}")
         if self.targets:
             if self.scheme != "balanced":
                 raise ConfigError("leave-one-out targets need the balanced scheme")
@@ -206,25 +315,10 @@ class AuditConfig:
                 )
             if self.num_shadows < 3:
                 raise ConfigError("leave-one-out targets need a pool of at least 3 models")
-        if self.attacks is not None:
-            unknown = [a for a in self.attacks if a not in ATTACKS]
-            if unknown or not self.attacks:
-                raise ConfigError(
-                    f"unknown attack(s) {', '.join(unknown) or '(none given)'}; "
-                    f"choose from {', '.join(ATTACKS)}"
-                )
 
-    @property
-    def defence(self) -> defences.Defence:
-        """The training-time defences of the target."""
-        return defences.Defence(
-            weight_decay=self.weight_decay,
-            dropout=self.dropout,
-            early_stopping=self.early_stopping,
-            dp_noise=self.dp_noise,
-            dp_clip=self.dp_clip,
-            dp_delta=self.dp_delta,
-        )
+    def replace(self, **changes: Any) -> AuditConfig:
+        """A copy with the flat settings (or sections) ``changes``, checked anew."""
+        return AuditConfig(**{name: getattr(self, name) for name in SECTIONS}, **changes)
 
     @property
     def interface(self) -> perturbation.Perturbation:
@@ -244,25 +338,113 @@ class AuditConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AuditConfig:
-        """Builds a config from plain values (a TOML table, JSON), checking the names."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(unknown)}; "
-                f"valid options: {', '.join(sorted(fields))}"
-            )
-        values = dict(values)
-        for name in ("hidden", "attacks", "fprs"):
-            if values.get(name) is not None:
-                v = values[name]
-                values[name] = tuple(v) if isinstance(v, list | tuple) else (v,)
+        """A config from flat settings (a TOML table, ``metrics.json``'s ``"config"``);
+        lists become tuples, and a number where a list belongs a list of one."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"audit settings must be a table, got {values!r}")
+        sections = sorted(set(values) & set(SECTIONS))
+        if sections:
+            raise ConfigError(f"unknown option(s) {', '.join(sections)}; use the flat names")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-        }
+        """The flat settings, tuples as lists (the inverse of :meth:`from_dict`)."""
+        values = {name: getattr(self, name) for name in _OPTIONS}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _flat(option: Option) -> property:
+    """The flat read access ``config.<name>`` to a section's field."""
+
+    def get(self: AuditConfig) -> Any:
+        return getattr(getattr(self, option.section), option.name)
+
+    get.__name__, get.__doc__ = option.name, option.help
+    return property(get, doc=option.help)
+
+
+for _option in _OPTIONS.values():
+    setattr(AuditConfig, _option.name, _flat(_option))
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """The flat settings of a TOML file: top-level keys, or an ``[audit]`` table (then
+    nothing else); :meth:`AuditConfig.from_dict` checks them."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"no such config file: {path}") from None
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {getattr(e, 'strerror', e)}") from None
+    if "audit" not in data:
+        return data
+    if not isinstance(data["audit"], dict):
+        raise ConfigError(f"audit in {path} must be a table ([audit]), got {data['audit']!r}")
+    beside = sorted(set(data) - {"audit"})
+    if beside:
+        raise ConfigError(
+            f"key(s) {', '.join(beside)} in {path} lie outside the [audit] table; move them into it"
+        )
+    return dict(data["audit"])
+
+
+def command_for(config: AuditConfig) -> str:
+    """The ``jaxmia audit`` command line that reproduces ``config``: a flag for every
+    setting that differs from its default (switches last)."""
+    parts, switches = ["jaxmia", "audit"], []
+    for option in _OPTIONS.values():
+        value = getattr(config, option.name)
+        if value == option.default or value is None:
+            continue
+        if option.kind is bool:
+            switches.append(option.flags[0] if value else "--no-" + option.flags[0][2:])
+            continue
+        shown = ",".join(map(str, value)) if option.many else str(value)
+        parts += [option.flags[0], shlex.quote(shown)]
+    return " ".join(parts + switches)
+
+
+def shadows_defended(config: AuditConfig) -> bool:
+    """Whether the shadow models train with the target's defences (``defend_shadows``, or
+    leave-one-out, where the pool holds the targets)."""
+    return config.defend_shadows or config.targets > 0
+
+
+def changes_pool(name: str, config: AuditConfig) -> bool:
+    """Whether the setting ``name`` can change the shadow pool of ``config`` (from its
+    ``pool`` metadata); a name that is no setting (a study's ``classes``) is assumed to."""
+    option = _OPTIONS.get(name)
+    if option is None or option.pool == "always":
+        return True
+    if option.pool == "defended":
+        return shadows_defended(config)
+    if option.pool == "disjoint":
+        return config.scheme == "disjoint" and not config.targets
+    return False
+
+
+def pool_spec(config: AuditConfig, *, model: str, scheme: str | None = None) -> dict[str, Any]:
+    """The settings a shadow pool records beyond those the engine sees (``checkpoint_spec``
+    of :func:`jaxmia.engine.train`); a pool of another spec is refused.
+
+    Args:
+      config: the audit's settings.
+      model: the shadow models' description (``pipeline.describe_model`` of their factory).
+      scheme: the split's scheme when the split is given (default: ``config.scheme``).
+    """
+    defence = config.defence.describe()
+    scheme = config.scheme if scheme is None else scheme
+    split: dict[str, Any] = {"scheme": "balanced"}
+    if not config.targets and scheme != "balanced":
+        split = dict(scheme=scheme, target_size=config.target_size, shadow_size=config.shadow_size)
+    return {
+        "model": model,
+        "learning_rate": config.learning_rate,
+        "defence": defence if shadows_defended(config) and defence != "none" else None,
+        "seed": config.seed,
+        "split": split,
+    }
 
 
 def needs(attack: str, access: str) -> tuple[str, ...]:

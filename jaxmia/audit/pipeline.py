@@ -172,7 +172,10 @@ def _run(
     results = evaluate(setup, scored, notes)
     per_target = evaluate_per_target(setup, scored)
     clock.lap("metrics")
-    return assemble(setup, target, shadows, scored, results, per_target, notes, clock.timings)
+    report = assemble(setup, target, shadows, scored, results, per_target, notes, clock.timings)
+    # `jaxmia audit` with the config's flags reruns it only if nothing came from Python
+    report.reproducible = dataset is None and split is None and factory is None
+    return report
 
 
 def _describe_target(setup: Setup, target: TargetRun | None) -> str:

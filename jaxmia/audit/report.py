@@ -17,8 +17,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmia import datasets, metrics
-from jaxmia.audit.config import AuditConfig
+from jaxmia import metrics
+from jaxmia.audit.config import AuditConfig, command_for
 
 __all__ = [
     "AuditReport",
@@ -301,10 +301,7 @@ def _run_section(report: AuditReport) -> list[str]:
     c = report.config
     lines = ["## Run", ""]
     if report.reproducible:
-        from jaxmia.cli import command_for  # the CLI's flags (cli imports audit lazily)
-
-        given = "" if c.dataset in datasets.BUNDLED else " (data given in Python)"
-        lines += [f"Command: `{command_for(c)}`{given}", ""]
+        lines += [f"Command: `{command_for(c)}`", ""]
     return [
         *lines,
         "Timings (seconds): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()),

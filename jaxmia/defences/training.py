@@ -3,12 +3,12 @@
 * **L2 weight decay** and **dropout**: regularisers that shrink the generalisation gap
   membership inference feeds on (Shokri et al. 2017; Nasr et al. 2018).
 * **Early stopping**: stop each model when its validation loss stops improving
-  (:func:`jaxmia.engine.engine.train` with ``validation=`` and ``patience=``).
+  (:func:`jaxmia.engine.train` with ``validation=`` and ``patience=``).
 * **DP-SGD** (Abadi et al. 2016): per-example clipping and Gaussian noise
-  (:class:`jaxmia.engine.engine.DPConfig`), with the privacy budget epsilon at a given delta
+  (:class:`jaxmia.engine.DPConfig`), with the privacy budget epsilon at a given delta
   computed by Google's ``dp-accounting`` (``pip install 'jaxmia[dp]'``).
 
-:class:`Defence` bundles the settings; :func:`optimizer` and :func:`model_factory`
+:class:`Defence` bundles the settings; :func:`optimizer` and :attr:`Defence.dp`
 turn them into what the shadow engine takes.
 """
 
@@ -22,51 +22,68 @@ import optax
 
 from jaxmia import engine
 
+__all__ = ["Defence", "dp_epsilon", "optimizer"]
+
+
+def _setting(default, help: str, *, pool: str = "defended", flag: str | None = None):
+    """A :class:`Defence` field with the metadata that ``jaxmia.audit.config`` reads (help
+    text, CLI flag, whether it changes a shadow pool)."""
+    metadata = {"help": help, "pool": pool, "flags": (flag,) if flag else None}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _check_number(name: str, value, low: float, *, above: bool = False, high=None) -> None:
+    """Refuses ``value`` unless it is a finite real number (not a bool) ``>= low`` (``> low``
+    with ``above``) and, given ``high``, ``< high``."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = number and math.isfinite(value) and (value > low if above else value >= low)
+    if ok and high is not None:
+        ok = value < high
+    if not ok:
+        bound = f"{'>' if above else '>='} {low:g}" + (f" and < {high:g}" if high else "")
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
 
 @dataclasses.dataclass(frozen=True)
 class Defence:
-    """Training-time defences of a model.
+    """Training-time defences of a model (the ``defence`` section of
+    :class:`jaxmia.audit.AuditConfig`); each field's ``metadata["help"]`` says what it does.
 
-    Attributes:
-      weight_decay: L2 penalty coefficient (decoupled, as in AdamW); 0 for none.
-      dropout: dropout rate of the MLP's hidden layers.
-      early_stopping: patience in epochs (0: train every epoch).
-      dp_noise: DP-SGD noise multiplier (``None``: no DP-SGD).
-      dp_clip: DP-SGD per-example L2 clipping norm.
-      dp_delta: the delta at which epsilon is reported.
+    Every value is checked whatever the others are: finite real numbers (never a bool), in
+    range, DP-SGD without dropout. A ``ValueError`` names the setting and the value.
     """
 
-    weight_decay: float = 0.0
-    dropout: float = 0.0
-    early_stopping: int = 0
-    dp_noise: float | None = None
-    dp_clip: float = 1.0
-    dp_delta: float = 1e-5
+    weight_decay: float = _setting(0.0, "defence: L2 weight decay of the target (AdamW)")
+    dropout: float = _setting(0.0, "defence: dropout rate of the target's hidden layers")
+    early_stopping: int = _setting(
+        0, "defence: patience in epochs on a validation split of non-members (0: off)"
+    )
+    dp_noise: float | None = _setting(None, "defence: DP-SGD noise multiplier (default: no DP-SGD)")
+    dp_clip: float = _setting(1.0, "DP-SGD per-example L2 clipping norm")
+    dp_delta: float = _setting(1e-5, "delta at which the DP-SGD epsilon is reported", pool="never")
 
     def __post_init__(self):
-        if self.weight_decay < 0 or not 0 <= self.dropout < 1 or self.early_stopping < 0:
-            raise ValueError(
-                "need weight_decay >= 0, 0 <= dropout < 1 and early_stopping >= 0, got "
-                f"{self.weight_decay}, {self.dropout}, {self.early_stopping}"
-            )
+        _check_number("weight_decay", self.weight_decay, 0)
+        _check_number("dropout", self.dropout, 0, high=1)
+        es = self.early_stopping
+        if isinstance(es, bool) or not isinstance(es, int) or es < 0:
+            raise ValueError(f"early_stopping must be an integer >= 0, got {es!r}")
+        if self.dp_noise is not None:
+            _check_number("dp_noise", self.dp_noise, 0)
+        _check_number("dp_clip", self.dp_clip, 0, above=True)
+        _check_number("dp_delta", self.dp_delta, 0, above=True, high=1)
         if self.dp_noise is not None and self.dropout:
             raise ValueError("DP-SGD is supported for models without dropout")
-        if not 0 < self.dp_delta < 1:
-            raise ValueError(f"dp_delta must lie in (0, 1), got {self.dp_delta}")
-
-    @property
-    def active(self) -> bool:
-        return bool(
-            self.weight_decay or self.dropout or self.early_stopping or self.dp_noise is not None
-        )
 
     @property
     def dp(self) -> engine.DPConfig | None:
+        """The engine's DP-SGD settings, or ``None`` without DP-SGD."""
         if self.dp_noise is None:
             return None
         return engine.DPConfig(l2_clip=self.dp_clip, noise_multiplier=self.dp_noise)
 
     def describe(self) -> str:
+        """The defences in words, e.g. ``"L2 weight decay 0.01, dropout 0.5"`` (``"none"``)."""
         parts = []
         if self.weight_decay:
             parts.append(f"L2 weight decay {self.weight_decay:g}")
