@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from jaxmia import engine, splits
-from jaxmia.audit.config import AuditConfig, ConfigError, Log, _note, _silent
+from jaxmia.audit.config import AuditConfig, ConfigError, Log, _note, _silent, pool_spec
 from jaxmia.audit.setup import Setup, defended_factory, describe_model, train_options
 from jaxmia.audit.target import query_model
 from jaxmia.defences import training as defences
@@ -141,25 +141,10 @@ def train_target(
 
 
 def checkpoint_spec(setup: Setup, defended: bool) -> dict[str, Any]:
-    """JSON-able pool settings the engine cannot see, compared when a kept pool is reused:
-    the architecture, learning rate, defence, seed and what decides the keep matrix."""
-    config, split = setup.config, setup.split
-    defence = config.defence.describe()
-    if setup.loo or split.scheme == "balanced":
-        split_spec: dict[str, Any] = {"scheme": "balanced"}
-    else:
-        split_spec = {
-            "scheme": split.scheme,
-            "target_size": config.target_size,
-            "shadow_size": config.shadow_size,
-        }
-    return {
-        "model": describe_model(defended_factory(setup, defended)),
-        "learning_rate": config.learning_rate,
-        "defence": defence if defended and defence != "none" else None,
-        "seed": config.seed,
-        "split": split_spec,
-    }
+    """JSON-able pool settings the engine cannot see, compared when a kept pool is reused
+    (:func:`jaxmia.audit.config.pool_spec`, the one place that says what changes a pool)."""
+    model = describe_model(defended_factory(setup, defended))
+    return pool_spec(setup.config, model=model, scheme=setup.split.scheme)
 
 
 def train_shadows(
