@@ -23,8 +23,17 @@ MODES = ("vmap", "sequential")
 ``"sequential"`` (the same jitted per-model function in a Python loop)."""
 
 
+def output_width(factory: ModelFactory, input_shape: tuple[int, ...], y: np.ndarray) -> int:
+    """The model's number of outputs ``c`` for inputs of ``input_shape``; refuses labels
+    ``y`` ``(n,)`` that are not ``< c``."""
+    classes = _output_width(factory, input_shape)
+    if y.size and y.max() >= classes:
+        raise ValueError(f"labels must be < {classes} (the model's outputs), got {y.max()}")
+    return classes
+
+
 @cache_by_structure()
-def output_width(factory: ModelFactory, input_shape: tuple[int, ...]) -> int:
+def _output_width(factory: ModelFactory, input_shape: tuple[int, ...]) -> int:
     """The model's number of outputs for inputs of ``input_shape``, from shapes alone
     (cached); a clear error when the model does not take such inputs."""
     try:
@@ -102,8 +111,8 @@ def check_heldout(heldout, keep: np.ndarray) -> np.ndarray | None:
     return as_mask(heldout, "heldout")
 
 
-def check_loss(loss_fn: LossFn, classes: int, batch_size: int) -> None:
-    """Refuses a ``loss_fn`` that is not ``(logits (b, c), labels (b,)) -> (b,)``."""
+def check_loss(loss_fn: LossFn, classes: int, batch_size: int) -> LossFn:
+    """``loss_fn``, refused unless it maps ``(logits (b, c), labels (b,)) -> (b,)``."""
     if not callable(loss_fn):
         raise ValueError(f"loss_fn must be callable, got {loss_fn!r}")
     b = max(1, min(batch_size, 4))
@@ -115,3 +124,4 @@ def check_loss(loss_fn: LossFn, classes: int, batch_size: int) -> None:
         raise ValueError(f"loss_fn(logits (b, c), labels (b,)) failed: {e}") from None
     if shape != (b,):
         raise ValueError(f"loss_fn must return per-example losses (b,) = ({b},), got {shape}")
+    return loss_fn

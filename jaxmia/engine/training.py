@@ -5,9 +5,26 @@ with a leading axis ``k``. One training epoch of one model is a pure function
 (:func:`jaxmia.engine.kernel.epoch_one`, a ``lax.scan`` over its steps); :func:`train`
 ``jax.vmap``s it over models and ``jax.jit``s the whole epoch, so a pool of 64 shadow
 models costs a few large batched matrix products per step instead of 64 small ones.
-Models are trained in chunks (:func:`jaxmia.engine.placement.auto_chunk_size`), sharded
-over the devices, optionally checkpointed to a pool directory
-(:mod:`jaxmia.engine.pools`) and early-stopped on a validation set.
+
+Chunks: ``chunk_size`` bounds how many models train at once; the result is the same as
+without chunks. ``"auto"`` keeps each chunk's working set near the CPU's cache on CPU
+backends (measured 1.3x faster than one chunk of 64 models on Location-30, see
+benchmarks/README.md), trains convolutional models one at a time on CPU (vmapped
+convolutions are slow there), and trains all models at once on accelerators.
+
+Devices: with a mesh (``"auto"``: every device when there are several), ``k`` (or the
+chunk) is padded to a multiple of the device count with copies of the last model, which
+are dropped afterwards, so the result does not depend on the devices.
+
+Checkpoints: with ``checkpoint=DIR`` every finished chunk of models is saved to the pool
+directory atomically, with its outputs on ``x``. A later call with the same settings
+resumes after the saved models (an interrupted run loses at most one chunk), takes a
+finished pool whole, or trains only the models beyond it (a pool grown from 64 to 128
+models). A pool trained with other settings, data, keep rows or keys raises
+:class:`jaxmia.engine.pools.PoolError`.
+
+Compiled programs are cached by structure (:mod:`jaxmia.engine.caching`): an equal
+factory, optimizer or loss built anew reuses them, and the cache is bounded.
 
 Example::
 
@@ -385,78 +402,52 @@ def train(
     checkpoint_meta: Mapping[str, Any] | None = None,
     loss_fn: LossFn | None = None,
 ) -> Pool:
-    """Trains one model per row of ``keep``, all at once.
+    """Trains one model per row of ``keep``, all at once (see the module docstring).
 
     Args:
-      factory: builds a model, called as ``factory(rngs=nnx.Rngs(...))``. The module
-        gets a ``params``, a ``dropout`` and a ``default`` stream (every other stream
-        name falls back to ``default``), each its own per model.
-      x: ``(n, *input_shape)`` float32 features.
-      y: ``(n,)`` integer labels.
-      keep: ``(k, n)`` bool (or 0/1) keep matrix (or ``(n,)`` for one model, e.g. the
-        target).
+      factory: builds a model as ``factory(rngs=nnx.Rngs(...))``; it gets per-model
+        ``params``, ``dropout`` and ``default`` streams (other names fall back to it).
+      x: ``(n, *input_shape)`` float32 features; y: ``(n,)`` integer labels.
+      keep: ``(k, n)`` bool or 0/1 keep matrix (``(n,)`` for one model, e.g. a target).
       epochs: passes over each model's members.
-      batch_size: examples per step; each model's last batch of an epoch is partial.
-        Model ``i`` takes ``steps_per_epoch(keep, batch_size)[i]`` optimizer steps per
-        epoch (:func:`jaxmia.engine.kernel.steps_per_epoch`); size an optax schedule
-        with it, e.g. ``optax.cosine_decay_schedule(1e-3, epochs * steps)``.
-      optimizer: any optax transformation (default ``optax.adam(1e-3)``). Compiled
-        programs are cached by structure: an equal optimizer (or factory, or loss)
-        built anew reuses them.
-      seed: seeds the per-model keys ``jax.random.split(key(seed), k)``.
-      keys: ``(k,)`` explicit per-model keys instead of ``seed``.
+      batch_size: examples per step. Model ``i`` takes
+        ``steps_per_epoch(keep, batch_size)[i]`` optimizer steps per epoch
+        (:func:`jaxmia.engine.steps_per_epoch`): size optax schedules with it, e.g.
+        ``optax.cosine_decay_schedule(1e-3, epochs * steps)``.
+      optimizer: any optax transformation (default ``optax.adam(1e-3)``).
+      seed, keys: per-model keys ``jax.random.split(key(seed), k)``, or these ``(k,)``.
       mode: ``"vmap"`` (the engine) or ``"sequential"`` (the same jitted per-model
-        function in a Python loop over models: the reference and the baseline).
-      chunk_size: train at most this many models at a time to bound memory; the result
-        is the same as without chunks. ``"auto"`` (the default) keeps each chunk's
-        working set near the CPU's cache on CPU backends (measured 1.3x faster than one
-        chunk of 64 models on Location-30, see benchmarks/README.md), trains
-        convolutional models one at a time on CPU (vmapped convolutions are slow there),
-        and trains all models at once on accelerators; ``None`` always trains all at
-        once.
-      heldout: ``(k, n)`` or ``(n,)`` bool (or 0/1) examples for the held-out accuracy
+        function in a Python loop: the reference and the baseline).
+      chunk_size: models at a time (the result does not change); ``"auto"`` fits the
+        CPU cache, ``None`` all at once.
+      heldout: ``(k, n)`` or ``(n,)`` bool or 0/1 examples for the held-out accuracy
         (default: each model's non-members).
       progress: :data:`ProgressFn`, called after every epoch and every finished chunk.
       mesh: shard the models over this mesh (:func:`jaxmia.engine.model_mesh`);
-        ``"auto"`` uses every device when there are several, ``None`` one device. ``k``
-        (or the chunk) is padded to a multiple of the device count with copies of the
-        last model, which are dropped afterwards, so the result does not depend on the
-        devices.
-      dp: train with DP-SGD (:class:`DPConfig`); models with stateful layers
-        (dropout) are not supported then.
-      validation: ``(x_val, y_val)`` for early stopping.
-      patience: with ``validation``, stop a chunk once no model's validation loss has
-        improved for this many epochs, and keep each model's best epoch (0: off).
-      checkpoint: a pool directory (:mod:`jaxmia.engine.pools`): every finished chunk of
-        models is saved there atomically, with its outputs on ``x``. A later call with
-        the same settings resumes after the saved models (an interrupted run loses at
-        most one chunk), takes a finished pool whole, or trains only the models beyond
-        it (a pool grown from 64 to 128 models). A pool trained with other settings,
-        data, keep rows or keys raises :class:`jaxmia.engine.pools.PoolError`.
-      checkpoint_spec: JSON-able settings the engine cannot see (the optimizer, the
-        split), added to the pool's spec and compared like it.
-      checkpoint_meta: JSON-able notes kept in the pool's manifest, not compared.
-      loss_fn: per-example training loss ``(logits (b, c), labels (b,)) -> (b,)``
-        (default: softmax cross-entropy), averaged over each batch's members; used by
-        plain and DP-SGD training and for the early-stopping validation loss.
+        ``"auto"`` every device, ``None`` one.
+      dp: train with DP-SGD (:class:`DPConfig`); not with stateful layers (dropout).
+      validation, patience: early stopping on ``(x_val, y_val)``: stop a chunk once no
+        model has improved for ``patience`` epochs; keep each model's best (0: off).
+      checkpoint: a pool directory (:mod:`jaxmia.engine.pools`) to save every chunk to
+        and resume from; another command's pool raises ``pools.PoolError``.
+      checkpoint_spec, checkpoint_meta: JSON-able settings the engine cannot see
+        (compared like the spec), and notes kept in the manifest (not compared).
+      loss_fn: per-example loss ``(logits (b, c), labels (b,)) -> (b,)``, default
+        softmax cross-entropy; for plain and DP-SGD steps and the validation loss.
 
     Returns:
-      A :class:`Pool` with the stacked parameters and per-model accuracies.
+      A :class:`Pool` of the ``k`` models, their accuracies, losses and logits on ``x``.
     """
     check_settings(mode, epochs, batch_size)
     x, y, keep = check_inputs(x, y, keep)
-    classes = output_width(factory, tuple(x.shape[1:]))
-    if y.max() >= classes:
-        raise ValueError(f"labels must be < {classes} (the model's outputs), got {y.max()}")
-    heldout = check_heldout(heldout, keep)
-    loss_fn = cross_entropy if loss_fn is None else loss_fn
-    check_loss(loss_fn, classes, batch_size)
+    classes = output_width(factory, tuple(x.shape[1:]), y)
+    loss_fn = check_loss(cross_entropy if loss_fn is None else loss_fn, classes, batch_size)
     tx = optimizer if optimizer is not None else adam(1e-3)
-    keys = model_keys(seed, keep.shape[0]) if keys is None else keys
     run = _prepare(
-        factory, x, y, keep, heldout, epochs=epochs, batch_size=batch_size, tx=tx, keys=keys,
-        mode=mode, chunk_size=chunk_size, mesh=mesh, dp=dp, loss_fn=loss_fn,
-        validation=validation, patience=patience, progress=progress,
+        factory, x, y, keep, check_heldout(heldout, keep), epochs=epochs, batch_size=batch_size,
+        tx=tx, keys=model_keys(seed, keep.shape[0]) if keys is None else keys, mode=mode,
+        chunk_size=chunk_size, mesh=mesh, dp=dp, loss_fn=loss_fn, validation=validation,
+        patience=patience, progress=progress,
     )  # fmt: skip
     trained, seconds, store, first = _Trained(), np.zeros(epochs), None, 0
     if checkpoint is not None:
