@@ -3,7 +3,9 @@
 The shadow engine accepts any *model factory*: a callable ``factory(rngs=rngs) -> nnx.Module``
 whose module maps a batch of inputs ``(b, *input_shape)`` to logits ``(b, c)``. A Flax NNX
 class whose constructor takes ``rngs=`` works through :func:`functools.partial`, so users
-can bring their own architecture; the engine never looks inside the module.
+can bring their own architecture; the engine never looks inside the module. The module
+gets ``params``, ``dropout`` and ``default`` RNG streams (any other stream name, e.g.
+``rngs.noise()``, falls back to ``default`` in Flax NNX).
 
 Example::
 
@@ -22,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+__all__ = ["ACTIVATIONS", "CNN", "MLP", "ModelFactory", "cnn", "mlp"]
+
 ModelFactory = Callable[..., nnx.Module]
 """A callable that builds a fresh model when called as ``factory(rngs=nnx.Rngs(...))``."""
 
@@ -32,6 +36,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": jax.nn.sigmoid,
     "elu": jax.nn.elu,
 }
+"""The activations :class:`MLP` and :class:`CNN` accept, by name."""
 
 
 def _activation(name: str) -> Callable[[jax.Array], jax.Array]:
@@ -71,6 +76,7 @@ class MLP(nnx.Module):
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Logits ``(b, num_classes)`` of inputs ``(b, ...)`` (flattened to ``(b, d)``)."""
         x = x.reshape(x.shape[0], -1)
         for layer in self.hidden:
             x = self.act(layer(x))
@@ -112,6 +118,7 @@ class CNN(nnx.Module):
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Logits ``(b, num_classes)`` of images ``(b, h, w, ch)``."""
         for conv in self.convs:
             x = self.act(conv(x))
             x = nnx.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
@@ -129,24 +136,18 @@ def mlp(
     activation: str = "tanh",
     dropout: float = 0.0,
 ) -> ModelFactory:
-    """Returns a factory ``rngs -> MLP`` with the given layout.
+    """A factory ``rngs -> MLP``: inputs ``(b, in_features)``, hidden widths ``hidden``,
+    logits ``(b, num_classes)``.
 
-    Equal layouts return the same factory object, so the shadow engine reuses its
-    compiled functions across calls.
+    Equal layouts give equal factories (``functools.partial`` of :class:`MLP`); the
+    shadow engine caches its compiled programs by structure, so they share them.
     """
     _activation(activation)
-    return _mlp(
-        tuple(int(h) for h in hidden), int(num_classes), int(in_features), activation, dropout
-    )
-
-
-@functools.cache
-def _mlp(hidden, num_classes, in_features, activation, dropout) -> ModelFactory:
     return functools.partial(
         MLP,
-        in_features=in_features,
-        hidden=hidden,
-        num_classes=num_classes,
+        in_features=int(in_features),
+        hidden=tuple(int(h) for h in hidden),
+        num_classes=int(num_classes),
         activation=activation,
         dropout=dropout,
     )
@@ -160,30 +161,13 @@ def cnn(
     hidden: int = 64,
     dropout: float = 0.0,
 ) -> ModelFactory:
-    """Returns a factory ``rngs -> CNN`` for images of ``input_shape`` (h, w, ch); equal
-    layouts return the same factory object."""
-    return _cnn(tuple(input_shape), int(num_classes), tuple(channels), int(hidden), dropout)
-
-
-@functools.cache
-def _cnn(input_shape, num_classes, channels, hidden, dropout) -> ModelFactory:
+    """A factory ``rngs -> CNN`` for images ``(b, h, w, ch)`` of ``input_shape``, logits
+    ``(b, num_classes)``; equal layouts give equal factories."""
     return functools.partial(
         CNN,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        channels=channels,
-        hidden=hidden,
+        input_shape=tuple(input_shape),
+        num_classes=int(num_classes),
+        channels=tuple(channels),
+        hidden=int(hidden),
         dropout=dropout,
     )
-
-
-def default_model(
-    input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (128,)
-) -> ModelFactory:
-    """An MLP for flat inputs, a CNN for images (inputs of rank 3)."""
-    if len(input_shape) == 3:
-        return cnn(input_shape, num_classes)
-    in_features = 1
-    for s in input_shape:
-        in_features *= int(s)
-    return mlp(hidden, num_classes, in_features)

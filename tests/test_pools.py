@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxmia import audit, engine, models, splits
-from jaxmia.engine import pools, shadow
+from jaxmia.engine import files, fingerprint, pools
 
 TX = optax.adam(3e-3)
 
@@ -208,7 +208,7 @@ def test_loading_never_executes_code_from_the_file(setup, tmp_path):
     with zipfile.ZipFile(chunk) as zf:
         assert any(b"touch" in zf.read(n) for n in zf.namelist())  # the payload is there
     # even with the checksum updated to match, the object array is refused unread
-    manifest["chunks"][0]["sha256"] = pools._sha256(chunk)
+    manifest["chunks"][0]["sha256"] = files.sha256(chunk)
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(pools.PoolError, match="cannot read"):
         pools.load(path)
@@ -311,7 +311,7 @@ def test_optimizer_fingerprint_sees_late_schedule_differences(setup):
     def decayed_at(step):  # the same rate until `step`, a tenth of it after
         return optax.adam(optax.piecewise_constant_schedule(3e-3, {step: 0.1}))
 
-    digest = shadow._optimizer_digest
+    digest = fingerprint.optimizer_digest
     assert digest(factory, decayed_at(500)) == digest(factory, decayed_at(500))
     # equal for the first 500 updates, so two updates alone cannot tell them apart
     assert digest(factory, decayed_at(500)) != digest(factory, decayed_at(5000))
@@ -385,8 +385,8 @@ def test_the_pool_lock_excludes_another_process(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import pathlib, sys, time\n"
-         "from jaxmia import pools\n"
-         "with pools._locked(pathlib.Path(sys.argv[1])):\n"
+         "from jaxmia.engine import files\n"
+         "with files.locked(pathlib.Path(sys.argv[1])):\n"
          "    print('held', flush=True)\n"
          "    time.sleep(1.5)\n",
          str(tmp_path)],
@@ -394,7 +394,7 @@ def test_the_pool_lock_excludes_another_process(tmp_path):
     )  # fmt: skip
     assert holder.stdout.readline().strip() == "held"
     start = time.perf_counter()
-    with pools._locked(tmp_path):
+    with files.locked(tmp_path):
         waited = time.perf_counter() - start  # until the other process let go, 1.5 s
     holder.wait()
     assert waited > 1.0

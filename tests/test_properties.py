@@ -903,8 +903,9 @@ def broken_training_inputs(draw):
         return x, y, keep, kwargs, "labels must be >= 0"
     if kind == "float labels":
         return x, y.astype(np.float64), keep, kwargs, "labels must be integers"
-    if kind == "keep dtype":
-        return x, y, keep.astype(draw(st.sampled_from([np.int64, np.float32]))), kwargs, "bool"
+    if kind == "keep dtype":  # 0/1 integers are a keep matrix (issue 12); 0/2 or floats not
+        bad = draw(st.sampled_from([keep.astype(np.int64) * 2, keep.astype(np.float32)]))
+        return x, y, bad, kwargs, "bools or 0/1 integers"
     if kind == "keep shape":
         keep = draw(st.sampled_from([keep[:, 1:], keep[None], np.ones((2, N_TRAIN + 1), bool)]))
         return x, y, keep, kwargs, "keep|mismatched lengths"

@@ -9,7 +9,7 @@ from flax import nnx
 from helpers import tree_max_diff
 
 from jaxmia import engine, models, splits
-from jaxmia.engine import shadow
+from jaxmia.engine import kernel, placement, training
 
 
 def factory_for(ds, dropout=0.0):
@@ -136,7 +136,7 @@ def test_second_call_with_new_data_does_not_recompile(setup):
     engine.train(factory, ds.x, ds.y, keep, seed=0, **kwargs)
     steps = int(np.ceil(keep.sum(1).max() / 32))
     full = int(np.ceil(keep.sum(1).min() / 32))
-    _, epoch_fn = shadow._compiled(factory, TX, 32, steps, full, True, None, None)
+    _, epoch_fn = training.compiled(factory, TX, 32, steps, full, True, None, None)
     before = epoch_fn._cache_size()
     x2 = np.random.default_rng(1).random(ds.x.shape, dtype=np.float32)
     y2 = np.random.default_rng(2).integers(0, ds.num_classes, ds.n)
@@ -207,8 +207,8 @@ def test_auto_chunks_fit_the_cache_and_change_nothing(small_digits):
     chunk = engine.auto_chunk_size(big, (446,), 128, 64)
     assert chunk is not None and 1 < chunk < 64  # 64 such models do not fit in 12 MiB
     assert engine.auto_chunk_size(big, (446,), 128, 1) is None
-    assert shadow._vmapped_convs_are_slow(models.cnn((8, 8, 1), 2)) is True
-    assert shadow._vmapped_convs_are_slow(big) is False
+    assert placement.vmapped_convs_are_slow(models.cnn((8, 8, 1), 2)) is True
+    assert placement.vmapped_convs_are_slow(big) is False
     ds = small_digits
     keep = splits.balanced_keep(6, ds.n, seed=0)
     factory = factory_for(ds)
@@ -223,7 +223,7 @@ def test_auto_chunks_fit_the_cache_and_change_nothing(small_digits):
 def test_member_order_is_a_permutation_with_members_first(n):
     rng = np.random.default_rng(n)
     keep = rng.random(n) < 0.5
-    order = np.asarray(shadow.member_order(jax.random.key(3), jnp.asarray(keep)))
+    order = np.asarray(kernel.member_order(jax.random.key(3), jnp.asarray(keep)))
     assert order.dtype == np.int32
     np.testing.assert_array_equal(np.sort(order), np.arange(n))
     m = int(keep.sum())
@@ -237,7 +237,7 @@ def test_member_order_is_uniform_enough():
     keep = np.zeros(n, bool)
     keep[::2] = True
     orders = jax.vmap(
-        lambda e: shadow.member_order(jax.random.fold_in(jax.random.key(0), e), jnp.asarray(keep))
+        lambda e: kernel.member_order(jax.random.fold_in(jax.random.key(0), e), jnp.asarray(keep))
     )(jnp.arange(400))
     orders = np.asarray(orders)[:, : keep.sum()]
     assert len({tuple(o[:20]) for o in orders}) == 400

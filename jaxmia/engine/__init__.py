@@ -1,29 +1,27 @@
 """The shadow-model engine: k models trained at once (``jax.vmap`` over models, ``jax.jit``
 over whole epochs, sharded over devices), pools of them on disk, several hosts.
 
-The public API is re-exported here (``engine.train``, ``engine.predict``, ...); the
-submodules hold the implementation.
+The public API is re-exported here (``engine.train``, ``engine.predict``, ...). The
+submodules, lowest first: ``caching`` (compiled programs cached by structure),
+``dpsgd`` (DP-SGD), ``kernel`` (one model's init and epoch), ``fingerprint`` (digests
+of model, optimizer, loss), ``placement`` (mesh, chunks), ``inference`` (predict),
+``checks`` (input checks), ``early_stopping``, ``pools`` and ``answers`` (pools on
+disk), ``checkpointing`` (what training writes there), ``training`` (:func:`train`),
+``distributed`` (several hosts).
 """
 
 from jaxmia.engine import distributed, pools
-from jaxmia.engine.shadow import (
-    MODES,
-    DPConfig,
-    Pool,
-    ProgressFn,
-    accuracies,
-    adam,
-    apply,
-    auto_chunk_size,
-    model_keys,
-    model_mesh,
-    predict,
-    train,
-)
+from jaxmia.engine.checks import MODES
+from jaxmia.engine.dpsgd import DPConfig
+from jaxmia.engine.inference import accuracies, apply, predict
+from jaxmia.engine.kernel import LossFn, steps_per_epoch
+from jaxmia.engine.placement import auto_chunk_size, model_mesh
+from jaxmia.engine.training import Pool, ProgressFn, adam, model_keys, train
 
 __all__ = [
     "MODES",
     "DPConfig",
+    "LossFn",
     "Pool",
     "ProgressFn",
     "accuracies",
@@ -35,5 +33,6 @@ __all__ = [
     "model_mesh",
     "pools",
     "predict",
+    "steps_per_epoch",
     "train",
 ]

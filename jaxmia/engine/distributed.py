@@ -1,7 +1,7 @@
 """Several hosts: one shadow pool over every device of every process.
 
 JAX's own multi-process runtime (:func:`jax.distributed.initialize`) joins the
-processes; :func:`jaxmia.engine.shadow.train` then shards the ``k`` models over the global mesh
+processes; :func:`jaxmia.engine.train` then shards the ``k`` models over the global mesh
 of all their devices, and every process ends with the whole pool. Run the same command
 on each host, with the same data, seed and options, changing only ``process_id``::
 
@@ -15,6 +15,8 @@ collectives.
 from __future__ import annotations
 
 import jax
+
+__all__ = ["initialize", "is_main_process"]
 
 
 def initialize(coordinator: str, num_processes: int, process_id: int) -> None:

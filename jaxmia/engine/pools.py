@@ -1,7 +1,7 @@
 """Shadow pools on disk: save, resume after a crash, reuse for many audits, grow.
 
 Training hundreds of shadow models is the expensive part of an audit, so a pool is kept
-as a directory that :func:`jaxmia.engine.shadow.train` writes chunk by chunk (``checkpoint=``)
+as a directory that :func:`jaxmia.engine.train` writes chunk by chunk (``checkpoint=``)
 and that later audits read back without retraining (``jaxmia audit --pool DIR``).
 
 Format ``jaxmia-pool``, version 1 (readable with NumPy and ``json`` alone; nothing in
@@ -55,124 +55,58 @@ of interleaving.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import pathlib
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
+from jaxmia.engine.answers import ANSWERS, answers_key, cached_labels
+from jaxmia.engine.files import LOCK, atomic_write, locked, sha256
+from jaxmia.engine.fingerprint import data_fingerprint, spec_differences
+
+__all__ = [
+    "ANSWERS",
+    "FORMAT",
+    "MANIFEST",
+    "RETRAIN",
+    "SIGNALS",
+    "VERSION",
+    "ChunkStore",
+    "PoolError",
+    "StoredModels",
+    "answers_key",
+    "cached_labels",
+    "data_fingerprint",
+    "info",
+    "load",
+    "read_manifest",
+    "remove",
+    "spec_differences",
+]
+
 FORMAT = "jaxmia-pool"
+"""The ``format`` field of a pool's manifest."""
 VERSION = 1
+"""The format version this code writes and reads."""
 MANIFEST = "manifest.json"
-ANSWERS = "answers"
+"""The manifest's file name inside a pool directory."""
 SIGNALS = ("logits", "loss", "logit_scaled_confidence")
+"""The per-model signals every chunk holds on all ``n`` training-data records."""
+RETRAIN = (
+    "use another pool directory, or train this one anew (--retrain on the command line, "
+    "jaxmia.engine.pools.remove in Python)"
+)
+"""The advice every refusal of an existing pool ends with."""
 
 
 class PoolError(ValueError):
     """A pool directory that cannot be used: missing, damaged, or not this command's."""
-
-
-def data_fingerprint(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """``n``, the input shape and SHA-256 digests of the float32 features and int32
-    labels: two datasets with equal fingerprints hold the same arrays."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    y = np.ascontiguousarray(y, dtype=np.int32)
-    return {
-        "n": int(x.shape[0]),
-        "input_shape": list(x.shape[1:]),
-        "x_sha256": hashlib.sha256(x.tobytes()).hexdigest(),
-        "y_sha256": hashlib.sha256(y.tobytes()).hexdigest(),
-    }
-
-
-def leaf_name(path: Sequence[Any]) -> str:
-    """``"layers/0/kernel"``-style name of a pytree path."""
-    parts = []
-    for entry in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(entry, attr):
-                parts.append(str(getattr(entry, attr)))
-                break
-        else:
-            parts.append(str(entry))
-    return "/".join(parts)
-
-
-def _is_key(leaf: Any) -> bool:
-    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
-
-
-def flatten(kind: str, tree: Any) -> list[tuple[str, str, np.ndarray]]:
-    """``[(name, kind, host array)]`` of a stacked state; keys become key data."""
-    out = []
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        if _is_key(leaf):
-            out.append((f"{kind}/{leaf_name(path)}", "key", np.asarray(jax.random.key_data(leaf))))
-        else:
-            out.append((f"{kind}/{leaf_name(path)}", kind, np.asarray(leaf)))
-    return out
-
-
-def unflatten(shapes: Sequence[Any], leaves: Mapping[str, np.ndarray]) -> tuple[Any, ...]:
-    """The inverse of :func:`flatten`: ``(params, rest)`` with the structure of
-    ``shapes`` (one model's state, e.g. from ``jax.eval_shape``) from named leaves."""
-    trees = []
-    for kind, tree in zip(("params", "rest"), shapes, strict=True):
-        flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-        out = []
-        for path, shape in flat:
-            name = f"{kind}/{leaf_name(path)}"
-            if name not in leaves:
-                raise PoolError(f"the saved pool has no variable {name}")
-            a = jnp.asarray(leaves[name])
-            out.append(jax.random.wrap_key_data(a) if _is_key(shape) else a)
-        trees.append(jax.tree.unflatten(treedef, out))
-    return tuple(trees)
-
-
-def _fsync_dir(path: pathlib.Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: pathlib.Path, write) -> None:
-    """Writes ``path`` through ``write(file)`` to a temporary name, syncs it, renames it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _jsonable(value: Any) -> Any:
@@ -224,27 +158,12 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
-def spec_differences(
-    stored: Mapping[str, Any], wanted: Mapping[str, Any], prefix: str = ""
-) -> list[str]:
-    """``["epochs: pool 30, this command 10", ...]`` for every field that differs."""
-    out = []
-    for key in sorted(set(stored) | set(wanted)):
-        a, b = stored.get(key, "(absent)"), wanted.get(key, "(absent)")
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += spec_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            show = lambda v: (v[:12] + "...") if isinstance(v, str) and len(v) > 16 else v
-            out.append(f"{prefix}{key}: pool {show(a)}, this command {show(b)}")
-    return out
-
-
 def _read_chunk(path: pathlib.Path, chunk: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Every array of one chunk file, after checking its SHA-256 against the manifest."""
     file = path / chunk["file"]
     if not file.is_file():
         raise PoolError(f"damaged shadow pool at {path}: {chunk['file']} is missing")
-    if _sha256(file) != chunk.get("sha256"):
+    if sha256(file) != chunk.get("sha256"):
         raise PoolError(
             f"damaged shadow pool at {path}: {chunk['file']} does not match the checksum in "
             f"{MANIFEST} (truncated or modified); delete the pool or that chunk's entry"
@@ -311,7 +230,7 @@ def load(path: str | os.PathLike, count: int | None = None) -> StoredModels:
 
 
 class ChunkStore:
-    """A pool directory that :func:`jaxmia.engine.shadow.train` writes one chunk at a time.
+    """A pool directory that :func:`jaxmia.engine.train` writes one chunk at a time.
 
     Args:
       path: the directory (created if needed).
@@ -334,7 +253,7 @@ class ChunkStore:
             raise PoolError(
                 f"cannot create shadow pool directory {self.path}: {e.strerror}"
             ) from None
-        with _locked(self.path):
+        with locked(self.path):
             self._open()
 
     def _open(self) -> None:
@@ -407,9 +326,10 @@ class ChunkStore:
         leaves: Sequence[tuple[str, str, np.ndarray]],
         arrays: Mapping[str, np.ndarray],
     ) -> None:
-        """Appends models ``[start, start + m)``: their leaves (from :func:`flatten`) and
-        per-model records (``keep``, ``keys``, ``losses``, accuracies, signals)."""
-        with _locked(self.path):
+        """Appends models ``[start, start + m)``: their leaves ``[(name, kind, (m, ...))]``
+        (:func:`jaxmia.engine.checkpointing.flatten`) and per-model records (``keep``,
+        ``keys``, ``losses``, accuracies, signals)."""
+        with locked(self.path):
             on_disk = read_manifest(self.path)
             if on_disk["chunks"] != self.manifest["chunks"]:
                 raise PoolError(
@@ -426,7 +346,7 @@ class ChunkStore:
         file = self.path / f"chunk-{start:06d}-{stop:06d}.npz"
         payload = {name: np.ascontiguousarray(a) for name, _, a in leaves}
         payload.update({name: np.ascontiguousarray(a) for name, a in arrays.items()})
-        _atomic_write(file, lambda f: np.savez(f, **payload))
+        atomic_write(file, lambda f: np.savez(f, **payload))
         logits = arrays["logits"].reshape(m, -1)
         bad = np.flatnonzero(~np.isfinite(logits).all(axis=1)) + start
         manifest = dict(self.manifest)
@@ -440,7 +360,7 @@ class ChunkStore:
                 "file": file.name,
                 "start": start,
                 "stop": stop,
-                "sha256": _sha256(file),
+                "sha256": sha256(file),
                 "bytes": file.stat().st_size,
             },
         ]
@@ -455,79 +375,7 @@ class ChunkStore:
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         manifest["updated"] = _now()
         text = json.dumps(manifest, indent=2) + "\n"
-        _atomic_write(self.path / MANIFEST, lambda f: f.write(text.encode()))
-
-
-def answers_key(x: np.ndarray, models: np.ndarray) -> str:
-    """Digest of float32 inputs ``x`` (shape and values) and model indices ``models``:
-    the name of their answers in ``DIR/answers/``."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    digest = hashlib.sha256(str(x.shape).encode())
-    digest.update(x.tobytes())
-    digest.update(np.ascontiguousarray(models, dtype=np.int64).tobytes())
-    return digest.hexdigest()[:32]
-
-
-def cached_labels(
-    path: str | os.PathLike,
-    x: np.ndarray,
-    models: np.ndarray,
-    compute: Callable[[np.ndarray], np.ndarray],
-    *,
-    key: str | None = None,
-) -> np.ndarray:
-    """Predicted labels of the pool's models ``models`` on inputs ``x``, computed once.
-
-    Args:
-      path: the pool directory.
-      x: ``(p, ...)`` inputs.
-      models: ``(m,)`` indices of the pool models that ``compute`` runs.
-      compute: ``x -> (m, p)`` integer labels.
-      key: ``answers_key(x, models)`` if the caller has it already.
-
-    Returns:
-      ``(m, p)`` labels (int16 when they fit), read from ``DIR/answers/`` when an earlier
-      call stored them for the same inputs and models.
-    """
-    key = answers_key(x, models) if key is None else key
-    file = pathlib.Path(path) / ANSWERS / f"labels-{key}.npz"
-    if file.is_file():
-        try:
-            with np.load(file, allow_pickle=False) as data:
-                labels, check = data["labels"], str(data["sha256"])
-            if labels.shape == (np.size(models), x.shape[0]) and check == _digest(labels):
-                return labels
-        except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError):
-            pass  # a damaged cache entry is recomputed
-    labels = np.asarray(compute(x))
-    if labels.size and labels.min() >= -(2**15) and labels.max() < 2**15:
-        labels = labels.astype(np.int16)
-    file.parent.mkdir(exist_ok=True)
-    _atomic_write(file, lambda f: np.savez(f, labels=labels, sha256=np.array(_digest(labels))))
-    return labels
-
-
-def _digest(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
-
-
-LOCK = ".lock"
-
-RETRAIN = (
-    "use another pool directory, or train this one anew (--retrain on the command line, "
-    "jaxmia.engine.pools.remove in Python)"
-)
-
-
-@contextlib.contextmanager
-def _locked(path: pathlib.Path):
-    """Holds an exclusive lock on ``path/.lock`` (``filelock``: ``flock`` on POSIX,
-    ``msvcrt.locking`` on Windows; the OS releases it if the process dies, so a killed
-    run never leaves the pool locked)."""
-    import filelock
-
-    with filelock.FileLock(path / LOCK, thread_local=False):
-        yield
+        atomic_write(self.path / MANIFEST, lambda f: f.write(text.encode()))
 
 
 def remove(path: str | os.PathLike) -> bool:
@@ -561,7 +409,7 @@ def remove(path: str | os.PathLike) -> bool:
             found = FORMAT
         if found != FORMAT:
             raise PoolError(f"{path} is not a jaxmia shadow pool; nothing removed")
-    with _locked(path):
+    with locked(path):
         for f in path.iterdir():
             if f.is_file() and f.name != LOCK:
                 f.unlink()

@@ -1,0 +1,166 @@
+"""What :func:`jaxmia.engine.train` writes to a pool directory and compares on resume.
+
+The pool's spec (everything that determines its models besides their keep rows and
+keys) and each chunk's records (keep rows, keys, losses, accuracies, the signals the
+attacks need); the directory format itself is :mod:`jaxmia.engine.pools`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxmia import signals
+from jaxmia.engine import pools
+from jaxmia.engine.dpsgd import DPConfig
+from jaxmia.engine.fingerprint import (
+    data_fingerprint,
+    loss_digest,
+    optimizer_digest,
+    structure_digest,
+)
+from jaxmia.engine.inference import accuracies
+from jaxmia.engine.kernel import LossFn, cross_entropy
+from jaxmia.models import ModelFactory
+
+__all__ = [
+    "early_stopping_spec",
+    "flatten",
+    "leaf_name",
+    "pool_spec",
+    "save_chunk",
+    "signals_on",
+    "unflatten",
+]
+
+
+def leaf_name(path: Sequence[Any]) -> str:
+    """``"layers/0/kernel"``-style name of a pytree path."""
+    parts = []
+    for entry in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+        else:
+            parts.append(str(entry))
+    return "/".join(parts)
+
+
+def _is_key(leaf: Any) -> bool:
+    """Whether ``leaf`` is an array of typed PRNG keys."""
+    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def flatten(kind: str, tree: Any) -> list[tuple[str, str, np.ndarray]]:
+    """``[(name, kind, host array)]`` of a stacked state; keys become key data."""
+    out = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if _is_key(leaf):
+            out.append((f"{kind}/{leaf_name(path)}", "key", np.asarray(jax.random.key_data(leaf))))
+        else:
+            out.append((f"{kind}/{leaf_name(path)}", kind, np.asarray(leaf)))
+    return out
+
+
+def unflatten(shapes: Sequence[Any], leaves: Mapping[str, np.ndarray]) -> tuple[Any, ...]:
+    """The inverse of :func:`flatten`: ``(params, rest)`` with the structure of
+    ``shapes`` (one model's state, e.g. from ``jax.eval_shape``) from named leaves."""
+    trees = []
+    for kind, tree in zip(("params", "rest"), shapes, strict=True):
+        flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+        out = []
+        for path, shape in flat:
+            name = f"{kind}/{leaf_name(path)}"
+            if name not in leaves:
+                raise pools.PoolError(f"the saved pool has no variable {name}")
+            a = jnp.asarray(leaves[name])
+            out.append(jax.random.wrap_key_data(a) if _is_key(shape) else a)
+        trees.append(jax.tree.unflatten(treedef, out))
+    return tuple(trees)
+
+
+def early_stopping_spec(validation, patience: int) -> dict[str, Any] | None:
+    """The early-stopping part of a pool's spec: patience and the validation data's
+    fingerprint (None when off)."""
+    if validation is None or patience <= 0:
+        return None
+    x_val, y_val = validation
+    return {"patience": patience, "validation": data_fingerprint(x_val, y_val)}
+
+
+def pool_spec(
+    factory: ModelFactory,
+    tx: optax.GradientTransformation,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    dp: DPConfig | None,
+    loss_fn: LossFn,
+    classes: int,
+    validation,
+    patience: int,
+    extra: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The spec of a pool: data and architecture fingerprints, optimizer digest, epochs,
+    batch size, DP-SGD, early stopping, the loss (only when it is not the default
+    cross-entropy, so that pools of the default loss keep their spec) and ``extra``."""
+    spec = {
+        "data": data_fingerprint(x, y),
+        "architecture_sha256": structure_digest(factory),
+        "optimizer_sha256": optimizer_digest(factory, tx),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "dp": None if dp is None else dataclasses.asdict(dp),
+        "early_stopping": early_stopping_spec(validation, patience),
+    }
+    if loss_fn is not cross_entropy:
+        spec["loss_sha256"] = loss_digest(loss_fn, classes)
+    return {**spec, **(extra or {})}
+
+
+def signals_on(logits: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-model signals a pool keeps: ``logits`` ``(m, n, c)``, ``loss`` and
+    ``logit_scaled_confidence`` ``(m, n)``."""
+    labels = np.broadcast_to(y, logits.shape[:2])
+    return {
+        "logits": logits,
+        "loss": np.asarray(signals.loss(logits, labels)),
+        "logit_scaled_confidence": np.asarray(signals.logit_scaled_confidence(logits, labels)),
+    }
+
+
+def save_chunk(store: pools.ChunkStore, start: int, params, rest, logits: np.ndarray, y: np.ndarray,
+               keep: np.ndarray, heldout: np.ndarray | None, key_data: np.ndarray,
+               losses: np.ndarray, best_epoch: np.ndarray | None) -> None:  # fmt: skip
+    """Saves models ``[start, start + m)`` with their records.
+
+    Args:
+      store: the pool directory.
+      start: the chunk's first model.
+      params, rest: the chunk's stacked state (leading axis ``m``).
+      logits: ``(m, n, c)`` outputs on the training data; y: ``(n,)`` labels.
+      keep: ``(m, n)`` members; heldout: ``(m, n)`` held-out examples or None.
+      key_data: ``(m, 2)`` uint32 keys; losses: ``(epochs, m)``.
+      best_epoch: ``(m,)`` under early stopping, else None.
+    """
+    train_acc, test_acc = accuracies(logits, y, keep, heldout)
+    records = {
+        "keep": keep,
+        "keys": key_data,
+        "losses": losses,
+        "train_accuracy": train_acc,
+        "test_accuracy": test_acc,
+        **signals_on(logits, y),
+    }
+    if best_epoch is not None:
+        records["best_epoch"] = best_epoch
+    store.save_chunk(start, flatten("params", params) + flatten("rest", rest), records)

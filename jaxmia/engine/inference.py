@@ -1,0 +1,122 @@
+"""Running trained models: logits or labels of every model on every example, accuracies.
+
+The ``k`` stacked models are ``jax.vmap``ped over and sharded over the local devices, as
+in training; inputs go through in fixed-size padded batches, so any ``n`` uses one
+compiled program.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxmia.engine.caching import cache_by_structure
+from jaxmia.engine.kernel import as_mask
+from jaxmia.engine.placement import MODEL_AXIS, auto_mesh
+
+__all__ = ["accuracies", "apply", "apply_fn", "predict"]
+
+
+@cache_by_structure()
+def apply_fn(graphdef, labels: bool = False):
+    """The jitted ``(params, rest, x (b, ...)) -> (k, b, c)`` logits of stacked models
+    (``(k, b)`` int32 labels with ``labels=True``), cached per graph structure."""
+
+    def f(params, rest, x):
+        out = nnx.merge(graphdef, params, rest)(x)
+        return jnp.argmax(out, axis=-1).astype(jnp.int32) if labels else out
+
+    return jax.jit(jax.vmap(f, in_axes=(0, 0, None)))
+
+
+def apply(
+    graphdef, params, rest, x: np.ndarray, *, batch_size: int = 2048, labels: bool = False
+) -> np.ndarray:
+    """Outputs of stacked models ``(graphdef, params, rest)`` on ``x``.
+
+    Args:
+      graphdef: the models' ``nnx.GraphDef`` (evaluation mode).
+      params, rest: ``nnx.State`` of the ``k`` models, every leaf with leading axis ``k``.
+      x: ``(n, *input_shape)`` inputs.
+      batch_size: examples per jitted call (the last batch is padded).
+      labels: return argmax labels instead of logits.
+
+    Returns:
+      ``(k, n, c)`` float32 logits, or ``(k, n)`` int32 labels (NumPy). With several
+      local devices the models are sharded over them (padded with copies of the last
+      model to a multiple of the device count), as in training.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    n = x.shape[0]
+    k = int(jax.tree.leaves(params)[0].shape[0])
+    fn = apply_fn(graphdef, labels)
+    mesh = auto_mesh(k) if jax.process_count() == 1 else None
+    if mesh is not None:
+        pad = -k % mesh.size
+        grow = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a
+        params, rest = jax.device_put(
+            jax.tree.map(grow, (params, rest)), NamedSharding(mesh, P(MODEL_AXIS))
+        )
+    b = min(batch_size, max(n, 1))
+    out = []
+    for start in range(0, n, b):
+        xb = x[start : start + b]
+        if xb.shape[0] < b:
+            xb = np.concatenate([xb, np.zeros((b - xb.shape[0], *x.shape[1:]), x.dtype)])
+        out.append(np.asarray(fn(params, rest, jnp.asarray(xb)))[:k])
+    return np.concatenate(out, axis=1)[:, :n]
+
+
+def predict(
+    pool: Any, x: np.ndarray, *, batch_size: int = 2048, labels: bool = False
+) -> np.ndarray:
+    """Logits (or predicted labels) of every model of the pool on every example.
+
+    Args:
+      pool: a trained :class:`jaxmia.engine.Pool` of ``k`` models.
+      x: ``(n, *input_shape)`` inputs.
+      batch_size: examples per jitted call; the last batch is padded, so any ``n`` uses
+        one compiled function.
+      labels: return the argmax labels ``(k, n)`` (int32) instead, computed on the device.
+
+    Returns:
+      ``(k, n, c)`` float32 logits, or ``(k, n)`` labels (NumPy, on the host).
+    """
+    return apply(pool.graphdef, pool.params, pool.rest, x, batch_size=batch_size, labels=labels)
+
+
+def accuracies(
+    logits: np.ndarray, y: np.ndarray, keep: np.ndarray, heldout: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model accuracy on members and on held-out examples.
+
+    Args:
+      logits: ``(k, n, c)``.
+      y: ``(n,)`` labels.
+      keep: ``(k, n)`` bool (or 0/1) members.
+      heldout: ``(k, n)`` or ``(n,)`` bool (or 0/1) held-out examples (default
+        ``~keep``); members are never counted as held out.
+
+    Returns:
+      ``(train_accuracy, test_accuracy)``, each ``(k,)``; NaN where a model has no
+      examples in that set.
+    """
+    keep = as_mask(keep)
+    correct = np.asarray(logits).argmax(-1) == np.asarray(y)[None]
+    if heldout is None:
+        heldout = ~keep
+    else:
+        heldout = np.broadcast_to(as_mask(heldout, "heldout"), keep.shape) & ~keep
+
+    def mean_over(mask):
+        total = mask.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, (correct & mask).sum(axis=1) / total, np.nan)
+
+    return mean_over(keep), mean_over(heldout)
