@@ -381,16 +381,14 @@ def _hf_to_numpy(hf_ds, label_column: str | None, source: str) -> tuple[np.ndarr
     return np.column_stack(columns), y
 
 
-def _is_numeric(kind) -> bool:
+def _kind(arrow_type) -> str | None:
+    """``"numeric"``, ``"text"`` or None for other arrow column types."""
     import pyarrow as pa
 
-    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
-
-
-def _is_text(kind) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    t = pa.types
+    if t.is_integer(arrow_type) or t.is_floating(arrow_type) or t.is_boolean(arrow_type):
+        return "numeric"
+    return "text" if t.is_string(arrow_type) or t.is_large_string(arrow_type) else None
 
 
 def _missing(column, name: str, source: str, what: str) -> None:
@@ -406,10 +404,10 @@ def _table_labels(labels, name: str, source: str) -> np.ndarray:
     """``(n,)`` raw labels of a table: numbers, or text classes in sorted order."""
     import pyarrow as pa
 
-    if _is_text(labels.type):
+    if _kind(labels.type) == "text":
         _missing(labels, name, source, "label")
         return np.unique(np.asarray(labels.to_pylist(), dtype=object), return_inverse=True)[1]
-    if not _is_numeric(labels.type):
+    if _kind(labels.type) != "numeric":
         raise DatasetError(
             f"labels are not integers: column {name!r} of {source} has type {labels.type}"
         )
@@ -421,10 +419,10 @@ def _table_feature(column, name: str, source: str) -> np.ndarray:
     ``v`` distinct values (sorted)."""
     import pyarrow as pa
 
-    if _is_numeric(column.type):
+    if _kind(column.type) == "numeric":
         _missing(column, name, source, "feature")
         return column.cast(pa.float64()).to_numpy()[:, None]
-    if _is_text(column.type):
+    if _kind(column.type) == "text":
         _missing(column, name, source, "feature")
         values, codes = np.unique(np.asarray(column.to_pylist(), dtype=object), return_inverse=True)
         return (codes.reshape(-1)[:, None] == np.arange(len(values))).astype(np.float64)

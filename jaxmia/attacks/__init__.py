@@ -42,6 +42,7 @@ then every model the target in turn (leave-one-out), vmapped::
     loo = jax.jit(jax.vmap(attacks.lira_online))(phi, phi[others], keep[others])  # (k + 1, n)
 """
 
+from jaxmia.attacks import classifier, lira, rmia, robustness, threshold
 from jaxmia.attacks._checks import AttackInputError
 from jaxmia.attacks.classifier import ShokriConfig, shokri
 from jaxmia.attacks.lira import LiRAError, augment_images, lira_offline, lira_online
@@ -71,9 +72,11 @@ __all__ = [
     "augment_images",
     "calibrate_rmia",
     "calibrate_threshold",
+    "classifier",
     "confidence",
     "entropy",
     "label_only",
+    "lira",
     "lira_offline",
     "lira_online",
     "log_probs",
@@ -81,7 +84,10 @@ __all__ = [
     "modified_entropy",
     "perturb_inputs",
     "query_correctness",
+    "rmia",
     "rmia_offline",
     "rmia_online",
+    "robustness",
     "shokri",
+    "threshold",
 ]

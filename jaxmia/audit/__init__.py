@@ -7,6 +7,19 @@ and outputs: :mod:`~jaxmia.audit.setup` (data, split, architecture, keys),
 every target, then the metrics) and :mod:`~jaxmia.audit.report`.
 """
 
+from jaxmia.audit import (
+    attacking,
+    config,
+    extraction,
+    fields,
+    own_model,
+    pipeline,
+    report,
+    scoring,
+    setup,
+    target,
+    training,
+)
 from jaxmia.audit.config import (
     ATTACKS,
     LIKELIHOOD_ATTACKS,
@@ -26,10 +39,21 @@ __all__ = [
     "AuditConfig",
     "AuditReport",
     "ConfigError",
+    "attacking",
     "audit_model",
+    "config",
+    "extraction",
+    "fields",
     "needs",
+    "own_model",
+    "pipeline",
     "query_model",
+    "report",
     "run",
+    "scoring",
     "select_attacks",
+    "setup",
+    "target",
     "train_pool",
+    "training",
 ]

@@ -217,7 +217,7 @@ class Option(NamedTuple):
     kind: type
     many: bool
     optional: bool
-    default: Any
+    default: object
     flags: tuple[str, ...]
     help: str
     choices: tuple[str, ...] | None

@@ -72,7 +72,7 @@ def run(
     Args:
       config: the options.
       log: receives one line per phase (the CLI prints them).
-      progress: receives training progress (:data:`jaxmia.engine.engine.ProgressFn`), of the
+      progress: receives training progress (:data:`jaxmia.engine.ProgressFn`), of the
         target and then of the shadow pool.
       dataset: use this data instead of loading ``config.dataset``.
       split: use this split instead of drawing one (e.g. a control where the target
@@ -114,7 +114,7 @@ def train_pool(
     and keeps it in ``pool_dir`` (``jaxmia pool train``); no target, no attacks.
 
     Returns:
-      The :class:`jaxmia.engine.engine.Pool`.
+      The :class:`jaxmia.engine.Pool`.
     """
     setup = prepare(config, dataset=dataset, pool_dir=pool_dir, log=log)
     return train_shadows(setup, progress=progress, log=log)

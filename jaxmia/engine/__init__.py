@@ -10,7 +10,22 @@ disk), ``checkpointing`` (what training writes there), ``training`` (:func:`trai
 ``distributed`` (several hosts).
 """
 
-from jaxmia.engine import distributed, pools
+from jaxmia.engine import (
+    answers,
+    caching,
+    checkpointing,
+    checks,
+    distributed,
+    dpsgd,
+    early_stopping,
+    files,
+    fingerprint,
+    inference,
+    kernel,
+    placement,
+    pools,
+    training,
+)
 from jaxmia.engine.checks import MODES
 from jaxmia.engine.dpsgd import DPConfig
 from jaxmia.engine.inference import accuracies, apply, predict
@@ -26,13 +41,25 @@ __all__ = [
     "ProgressFn",
     "accuracies",
     "adam",
+    "answers",
     "apply",
     "auto_chunk_size",
+    "caching",
+    "checkpointing",
+    "checks",
     "distributed",
+    "dpsgd",
+    "early_stopping",
+    "files",
+    "fingerprint",
+    "inference",
+    "kernel",
     "model_keys",
     "model_mesh",
+    "placement",
     "pools",
     "predict",
     "steps_per_epoch",
     "train",
+    "training",
 ]
