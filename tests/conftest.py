@@ -1,12 +1,15 @@
-"""Shared fixtures: tiny real data from the bundled datasets."""
+"""Shared fixtures: tiny real data from the bundled datasets, and a small shadow pool."""
 
 import os
 import tempfile
+from typing import Any, NamedTuple
 
 import numpy as np
+import optax
 import pytest
 
-from jaxmia import datasets
+from jaxmia import datasets, engine, models, splits
+from jaxmia.engine import pools
 
 
 def pytest_configure(config):
@@ -26,3 +29,58 @@ def small_digits(digits):
     """A 300-example slice of digits, enough for engine equivalence checks."""
     idx = np.random.default_rng(0).permutation(digits.n)[:300]
     return digits.subset(idx)
+
+
+@pytest.fixture(scope="session")
+def location():
+    """The bundled Location-30, (5010, 446) binary features, 30 classes."""
+    return datasets.load("location30")
+
+
+class Tiny(NamedTuple):
+    """The first 64 examples of ``small_digits`` and a one-layer MLP for them."""
+
+    ds: datasets.Dataset
+    factory: Any
+
+
+@pytest.fixture(scope="session")
+def tiny(small_digits) -> Tiny:
+    ds = small_digits.subset(np.arange(64))
+    return Tiny(ds, models.mlp((16,), ds.num_classes, 64))
+
+
+class SmallPool(NamedTuple):
+    """Six MLPs on ``small_digits`` trained in chunks of two, and how they were trained."""
+
+    ds: datasets.Dataset
+    factory: Any
+    keep: np.ndarray
+    kwargs: dict
+    pool: engine.Pool
+
+
+@pytest.fixture(scope="session")
+def small_pool(small_digits) -> SmallPool:
+    ds = small_digits
+    factory = models.mlp((32,), ds.num_classes, int(np.prod(ds.input_shape)))
+    keep = splits.balanced_keep(6, ds.n, seed=4)
+    kwargs = dict(epochs=2, batch_size=32, optimizer=optax.adam(3e-3), seed=9, chunk_size=2)
+    return SmallPool(ds, factory, keep, kwargs, engine.train(factory, ds.x, ds.y, keep, **kwargs))
+
+
+class SavedPool(NamedTuple):
+    """The first four models of ``small_pool`` saved to ``path`` (two chunks of two), and
+    the pool read back from it."""
+
+    path: Any
+    keep: np.ndarray
+    stored: Any
+
+
+@pytest.fixture(scope="session")
+def saved_pool(small_pool, tmp_path_factory) -> SavedPool:
+    s = small_pool
+    path = tmp_path_factory.mktemp("pool")
+    engine.train(s.factory, s.ds.x, s.ds.y, s.keep[:4], checkpoint=path, **s.kwargs)
+    return SavedPool(path, s.keep[:4], pools.load(path))

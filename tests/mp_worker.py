@@ -1,4 +1,4 @@
-"""One process of the two-process pool test (run by tests/test_distributed.py)."""
+"""One process of the two-process pool test (run by tests/test_engine_distributed.py)."""
 
 import sys
 

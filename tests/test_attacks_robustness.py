@@ -1,6 +1,9 @@
-"""Label-only attack: perturbed queries, correctness scores, an overfit target and a control."""
+"""Label-only attack (jaxmia/attacks/robustness.py): perturbed queries, correctness scores,
+an overfit target and a control."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -127,10 +130,18 @@ def test_query_correctness_hand_example():
 # --------------------------------------------------------------------------- end to end
 
 
-@pytest.fixture(scope="module")
-def overfit():
+class Overfit(NamedTuple):
     """Location-30: a target trained on half the data and 4 balanced shadow models."""
-    ds = datasets.load("location30")
+
+    ds: datasets.Dataset
+    target: engine.Pool
+    target_keep: np.ndarray
+    pool: engine.Pool
+
+
+@pytest.fixture(scope="module")
+def overfit(location) -> Overfit:
+    ds = location
     n = ds.n
     factory = models.mlp((128,), ds.num_classes, ds.x.shape[1])
     target_keep = np.zeros(n, bool)
@@ -139,7 +150,7 @@ def overfit():
     shadow_keep = splits.balanced_keep(4, n, seed=2)
     pool = engine.train(factory, ds.x, ds.y, shadow_keep, epochs=40, seed=3)
     assert target.train_accuracy[0] > 0.99 and target.test_accuracy[0] < 0.75  # overfit
-    return ds, target, target_keep, pool
+    return Overfit(ds, target, target_keep, pool)
 
 
 def _label_only(target_predict, pool_predict, ds, keep, candidates, n_queries):
@@ -153,38 +164,40 @@ def _label_only(target_predict, pool_predict, ds, keep, candidates, n_queries):
 
 @pytest.mark.slow
 def test_label_only_attack_on_overfit_target(overfit):
-    ds, target, target_keep, pool = overfit
-    predict_target = lambda x: engine.predict(target, x)[0]
-    predict_labels = lambda x: engine.predict(target, x)[0].argmax(-1)  # a label-only API
-    predict_pool = lambda x: engine.predict(pool, x)
-    candidates = np.arange(ds.n)
-    args = (ds, pool.keep.astype(int), candidates)  # keep as 0/1 integers is accepted
+    predict_target = lambda x: engine.predict(overfit.target, x)[0]
+    predict_labels = lambda x: engine.predict(overfit.target, x)[0].argmax(-1)  # a label-only API
+    predict_pool = lambda x: engine.predict(overfit.pool, x)
+    candidates = np.arange(overfit.ds.n)
+    args = (
+        overfit.ds,
+        overfit.pool.keep.astype(int),
+        candidates,
+    )  # keep as 0/1 integers is accepted
     scores, tau = _label_only(predict_target, predict_pool, *args, n_queries=16)
-    assert scores.shape == (ds.n,)
+    assert scores.shape == (overfit.ds.n,)
     np.testing.assert_allclose(scores * 16, np.round(scores * 16), atol=1e-5)
-    auc = metrics.auc(target_keep, scores)
+    auc = metrics.auc(overfit.target_keep, scores)
     assert auc > 0.72  # measured 0.806
     assert 0 < tau <= 1
-    assert metrics.threshold_metrics(target_keep, scores, tau)["accuracy"] > 0.7  # 0.781
+    assert metrics.threshold_metrics(overfit.target_keep, scores, tau)["accuracy"] > 0.7  # 0.781
     same, _ = _label_only(predict_labels, predict_pool, *args, n_queries=16)
     np.testing.assert_array_equal(same, scores)
     # The perturbed queries add to the plain gap attack (q = 1, measured AUC 0.670).
     gap, _ = _label_only(predict_target, predict_pool, *args, n_queries=1)
     assert set(np.unique(gap)) <= {0.0, 1.0}
-    assert auc > metrics.auc(target_keep, gap) + 0.05
+    assert auc > metrics.auc(overfit.target_keep, gap) + 0.05
 
 
 @pytest.mark.slow
 def test_label_only_attack_control_is_chance(overfit):
     """Candidates the target never saw, half of them labelled "member" at random."""
-    ds, target, target_keep, pool = overfit
-    candidates = np.flatnonzero(~target_keep)
+    candidates = np.flatnonzero(~overfit.target_keep)
     fake = np.random.default_rng(4).random(candidates.size) < 0.5
     scores, _ = _label_only(
-        lambda x: engine.predict(target, x)[0],
-        lambda x: engine.predict(pool, x),
-        ds,
-        pool.keep,
+        lambda x: engine.predict(overfit.target, x)[0],
+        lambda x: engine.predict(overfit.pool, x),
+        overfit.ds,
+        overfit.pool.keep,
         candidates,
         n_queries=16,
     )

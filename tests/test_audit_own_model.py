@@ -3,23 +3,31 @@
 import dataclasses
 import functools
 import json
+from typing import NamedTuple
 
 import jax
 import numpy as np
 import optax
 import pytest
 
-from jaxmia import audit, datasets, engine, models, splits
+from jaxmia import audit, engine, models, splits
 from jaxmia.audit.setup import describe_model
 
 
+class Parts(NamedTuple):
+    """The user's digits arrays: 600 members, 600 non-members, 597 population records,
+    each an ``(x, y)`` pair."""
+
+    members: tuple
+    nonmembers: tuple
+    population: tuple
+
+
 @pytest.fixture(scope="module")
-def digits_parts():
-    """The user's digits arrays: 600 members, 600 non-members, 597 population records."""
-    ds = datasets.load("digits")
-    perm = np.random.default_rng(0).permutation(ds.n)
-    parts = perm[:600], perm[600:1200], perm[1200:]
-    return ds, [(ds.x[i], ds.y[i]) for i in parts]
+def parts(digits) -> Parts:
+    perm = np.random.default_rng(0).permutation(digits.n)
+    rows = perm[:600], perm[600:1200], perm[1200:]
+    return Parts(*[(digits.x[i], digits.y[i]) for i in rows])
 
 
 def linear_model(x):
@@ -31,9 +39,10 @@ def linear_model(x):
 QUICK = audit.AuditConfig(num_shadows=4, epochs=2, n_boot=0, attacks=("loss", "lira_online"))
 
 
-def test_report_describes_the_users_data_and_model(digits_parts, tmp_path):
-    _, (members, nonmembers, population) = digits_parts
-    report = audit.audit_model(linear_model, members, nonmembers, population, config=QUICK)
+def test_report_describes_the_users_data_and_model(parts, tmp_path):
+    report = audit.audit_model(
+        linear_model, parts.members, parts.nonmembers, parts.population, config=QUICK
+    )
     report.write(tmp_path)
     text = (tmp_path / "report.md").read_text()
     setting = text.split("## Results")[0]
@@ -54,11 +63,12 @@ def test_report_describes_the_users_data_and_model(digits_parts, tmp_path):
     assert "2 epochs" in m["shadows"]
 
 
-def test_probabilities_are_named_as_read(digits_parts):
-    _, (members, nonmembers, population) = digits_parts
+def test_probabilities_are_named_as_read(parts):
     probs = lambda x: np.asarray(jax.nn.softmax(linear_model(x)))
     config = dataclasses.replace(QUICK, attacks=("loss",), dataset="my digits")
-    report = audit.audit_model(probs, members, nonmembers, population, config=config)
+    report = audit.audit_model(
+        probs, parts.members, parts.nonmembers, parts.population, config=config
+    )
     assert "probabilities" in report.target
     assert report.dataset.startswith("my digits: 1797 records")  # the user's own label
 
@@ -74,8 +84,7 @@ def test_describe_model_shows_positional_arguments():
     assert describe_model(models.mlp((128,), 30, 446)).startswith("MLP(in_features=446")
 
 
-def test_shadows_take_the_users_optimizer_and_batch_size(digits_parts, monkeypatch):
-    _, (members, nonmembers, population) = digits_parts
+def test_shadows_take_the_users_optimizer_and_batch_size(parts, monkeypatch):
     seen = []
     original = engine.train
 
@@ -86,7 +95,7 @@ def test_shadows_take_the_users_optimizer_and_batch_size(digits_parts, monkeypat
     monkeypatch.setattr(engine, "train", spy)
     tx = optax.sgd(0.05)
     report = audit.audit_model(
-        linear_model, members, nonmembers, population,
+        linear_model, parts.members, parts.nonmembers, parts.population,
         config=QUICK, optimizer=tx, batch_size=64,
     )  # fmt: skip
     assert seen[-1]["optimizer"] is tx and seen[-1]["batch_size"] == 64
@@ -94,26 +103,69 @@ def test_shadows_take_the_users_optimizer_and_batch_size(digits_parts, monkeypat
     assert "Adam" not in report.shadows
 
 
-def test_a_users_pool_defines_the_shadows(digits_parts, monkeypatch):
-    _, (members, nonmembers, population) = digits_parts
-    x = np.concatenate([members[0], nonmembers[0], population[0]])
-    y = np.concatenate([members[1], nonmembers[1], population[1]])
+def test_a_users_pool_defines_the_shadows(parts, monkeypatch):
+    x = np.concatenate([parts.members[0], parts.nonmembers[0], parts.population[0]])
+    y = np.concatenate([parts.members[1], parts.nonmembers[1], parts.population[1]])
     keep = splits.balanced_keep(4, x.shape[0], seed=2)
     pool = engine.train(models.mlp((32,), 10, 64), x, y, keep, epochs=2, seed=5)
     monkeypatch.setattr(engine, "train", lambda *a, **k: pytest.fail("retrained the pool"))
     report = audit.audit_model(
-        linear_model, members, nonmembers, population, config=QUICK, pool=pool
+        linear_model, parts.members, parts.nonmembers, parts.population, config=QUICK, pool=pool
     )
     assert "the user's pool of 4 models" in report.shadows
     assert np.isfinite(report.scores["lira_online"]).all()
     with pytest.raises(audit.ConfigError, match=r"pool.*\(4, 1000\).*1797 records"):
         audit.audit_model(
-            linear_model, members, nonmembers, population, config=QUICK,
+            linear_model, parts.members, parts.nonmembers, parts.population, config=QUICK,
             pool=dataclasses.replace(pool, keep=keep[:, :1000]),
         )  # fmt: skip
     with pytest.raises(audit.ConfigError, match="pool= is a trained pool"):
         audit.audit_model(
-            linear_model, members, nonmembers, population, pool=pool, pool_dir="elsewhere"
+            linear_model,
+            parts.members,
+            parts.nonmembers,
+            parts.population,
+            pool=pool,
+            pool_dir="elsewhere",
         )
     with pytest.raises(audit.ConfigError, match="pool's models output 10 classes, the model 3"):
-        audit.audit_model(lambda x: x[:, :3], members, nonmembers, population, pool=pool)
+        audit.audit_model(
+            lambda x: x[:, :3], parts.members, parts.nonmembers, parts.population, pool=pool
+        )
+
+
+def test_audit_a_users_own_model(location, tmp_path):
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(location.n)
+    members, nonmembers, population = perm[:1000], perm[1000:2000], perm[2000:]
+    factory = models.mlp((128,), 30, 446)
+    # the user's model: trained elsewhere; here with the engine for brevity
+    keep = np.zeros(location.n, bool)
+    keep[members] = True
+    user = engine.train(factory, location.x, location.y, keep, epochs=40, seed=123).model(0)
+    pair = lambda idx: (location.x[idx], location.y[idx])
+    config = audit.AuditConfig(num_shadows=8, epochs=40, n_boot=0, dataset="user location30")
+    records = pair(members), pair(nonmembers), pair(population)
+    report = audit.audit_model(
+        user, *records, factory=factory, config=config, pool_dir=tmp_path / "pool"
+    )
+    assert report.target_accuracy["train"] > 0.95
+    assert set(report.metrics) >= {"shokri", "loss", "lira_online", "rmia_online"}
+    assert report.metrics["lira_online"].auc > 0.8
+    # a plain function returning probabilities works the same
+    probs = lambda x: jax.nn.softmax(user(x))
+    seen = []
+    again = audit.audit_model(
+        probs,
+        *records,
+        factory=factory,
+        config=dataclasses.replace(config, attacks=("loss",)),
+        pool_dir=tmp_path / "pool",  # the same records: the pool is reused, not retrained
+        progress=lambda *a: seen.append(a),
+    )
+    assert seen[0][:2] == (8, 8) and len(seen) == 1
+    assert again.metrics["loss"].auc == pytest.approx(report.metrics["loss"].auc, abs=1e-3)
+    with pytest.raises(audit.ConfigError, match="differ in input shape"):
+        audit.audit_model(
+            user, pair(members), (location.x[:5, :10], location.y[:5]), pair(population)
+        )

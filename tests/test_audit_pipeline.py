@@ -8,17 +8,12 @@ import pathlib
 import numpy as np
 import pytest
 
-from jaxmia import audit, datasets, engine, splits
+from jaxmia import attacks, audit, engine, splits
 from jaxmia.audit import extraction, pipeline, scoring, setup, training
 
 QUICK = audit.AuditConfig(
     dataset="digits", num_shadows=4, epochs=2, n_boot=0, attacks=("loss", "lira_online")
 )
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return datasets.load("digits")
 
 
 def test_prepare_draws_the_split_of_the_config(digits):
@@ -98,3 +93,93 @@ def test_phase_modules_are_short_and_documented(name):
         if isinstance(node, ast.FunctionDef):
             assert node.end_lineno - node.lineno < 85, f"{name}.{node.name} is too long"
     assert pipeline.run.__doc__ and "pool_dir" in pipeline.run.__doc__
+
+
+def test_online_beats_offline_beats_loss_on_overfit_target(location):
+    names = ("loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline")
+    report = audit.run(
+        audit.AuditConfig(num_shadows=16, epochs=25, n_boot=0, attacks=names), dataset=location
+    )
+    auc = {name: m.auc for name, m in report.metrics.items()}
+    assert auc["lira_online"] > auc["lira_offline"] > auc["loss"], auc
+    assert auc["rmia_online"] > auc["loss"] and auc["rmia_offline"] > auc["loss"], auc
+    tpr = {name: m.tpr_at_fpr[0.01] for name, m in report.metrics.items()}
+    assert tpr["lira_online"] > tpr["lira_offline"] > tpr["loss"], tpr
+
+
+def test_leave_one_out_uses_only_the_other_models(digits, monkeypatch, tmp_path):
+    ds = digits
+    seen = []
+    original = attacks.lira_online
+
+    def spy(target_phi, shadow_phi, keep, **kw):
+        seen.append(np.asarray(keep).copy())
+        return original(target_phi, shadow_phi, keep, **kw)
+
+    monkeypatch.setattr(attacks, "lira_online", spy)
+    config = audit.AuditConfig(
+        dataset="digits", num_shadows=6, targets=3, epochs=3, n_boot=0, attacks=("lira_online",)
+    )
+    report = audit.run(config, dataset=ds)
+    full = splits.balanced_keep(6, ds.n, seed=config.seed)
+    assert len(seen) == 3
+    for t, keep in enumerate(seen):
+        np.testing.assert_array_equal(keep, np.delete(full, t, axis=0))
+        rows = report.target_index == t
+        np.testing.assert_array_equal(report.membership[rows], full[t])
+    assert len(report.per_target["lira_online"]) == 3
+    assert report.candidates.size == 3 * ds.n
+    written = report.write(tmp_path)
+    assert "Per target (leave-one-out)" in (tmp_path / "report.md").read_text()
+    assert "signals" in written
+
+
+def test_offline_rmia_leaves_out_population_records_without_out_models(digits):
+    # one disjoint shadow: its members are IN every reference model, so Pr_OUT(z) is
+    # unknown for them and they cannot serve as population records
+    config = audit.AuditConfig(
+        dataset="digits", scheme="disjoint", num_shadows=1, epochs=2, n_boot=0,
+        attacks=("rmia_offline",),
+    )  # fmt: skip
+    report = audit.run(config, dataset=digits)
+    split = splits.make_split(1797, 1, scheme="disjoint", seed=config.seed)
+    members = int(split.shadow_keep.sum())
+    note = f"RMIA offline: {members} of {int(split.shadow_pool.sum())} population records"
+    assert any(n.startswith(note) for n in report.notes), report.notes
+    assert np.isfinite(report.scores["rmia_offline"]).all()
+
+
+SMALL = dict(num_shadows=8, epochs=25, n_boot=0)
+
+
+def test_no_information_control_every_attack_at_chance(location):
+    """The target trains on records disjoint from every candidate, so "members" and
+    "non-members" are both unseen: no attack may do better than chance."""
+    n = location.n
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(n)
+    target_keep = np.zeros(n, bool)
+    target_keep[perm[:2000]] = True
+    candidates = np.sort(perm[2000:])
+    fake_membership = rng.random(candidates.size) < 0.5
+    split = splits.AuditSplit(
+        target_keep=target_keep,
+        candidates=candidates,
+        membership=fake_membership,
+        shadow_keep=splits.balanced_keep(SMALL["num_shadows"], n, seed=1),
+        shadow_pool=np.ones(n, bool),
+        scheme="balanced",
+    )
+    report = audit.run(audit.AuditConfig(**SMALL), dataset=location, split=split)
+    assert set(report.metrics) == set(audit.ATTACKS)
+    for name, m in report.metrics.items():
+        assert abs(m.auc - 0.5) <= 0.05, (name, m.auc)
+
+
+def test_overfit_target_every_attack_above_chance(location):
+    report = audit.run(audit.AuditConfig(**SMALL), dataset=location)
+    assert report.target_accuracy["train"] > 0.95
+    for name, m in report.metrics.items():
+        # oriented so that higher = member: a sign flip would give AUC well below 0.5
+        assert m.auc > 0.65, (name, m.auc)
+        assert m.advantage > 0.2, (name, m.advantage)

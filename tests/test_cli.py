@@ -1,5 +1,6 @@
 """``jaxmia audit``: outputs, config files, one-line errors."""
 
+import io
 import json
 import os
 import subprocess
@@ -367,3 +368,20 @@ def test_help_shows_every_setting_with_its_default(command, capsys):
     assert "--lr LEARNING_RATE Adam learning rate (default: 0.001)" in out
     assert "--fprs FPRS FPRs for TPR@FPR, e.g. 0.001,0.01 (default: 0.001,0.01)" in out
     assert "--output-dir OUTPUT_DIR, -o OUTPUT_DIR" in out and "--defend-shadows" in out
+
+
+def test_cli_progress_lines():
+    out = io.StringIO()
+    progress = cli.Progress(out)
+    for done in (0.5, 1):  # the target
+        progress(done, 1, 0.25)
+    for done in (1.0, 2, 3.0, 4):  # then the shadow pool
+        progress(done, 4, 0.5)
+    progress(4, 4, float("nan"))  # a pool read back
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("  training  50%  loss 0.2500") and "left" in lines[0]
+    assert lines[1].startswith("  training 100%  loss 0.2500") and "left" not in lines[1]
+    assert [line.split("models")[0].split()[-1] for line in lines[2:6]] == [
+        "1/4", "2/4", "3/4", "4/4"
+    ]  # fmt: skip
+    assert lines[6] == "  4/4 shadow models read from the pool"

@@ -1,12 +1,15 @@
-"""Output perturbations: each transform's properties, signals behind them, access levels."""
+"""Output perturbations (jaxmia/defences/perturbation.py): each transform's properties,
+signals behind them, access levels, the label-only interface inside the audit."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import numpy as np
 import pytest
 
-from jaxmia import signals, threat_models
+from jaxmia import audit, signals, threat_models
 from jaxmia.defences import perturbation
 from jaxmia.defences.perturbation import Perturbation
 
@@ -178,3 +181,19 @@ def test_label_only_interface_refuses_vector_attacks():
         threat_models.require(level, ["entropy"], "entropy threshold attack")
     threat_models.require(level, ["correctness"], "label-only attack")  # allowed
     threat_models.require(perturbation.access_level(Perturbation("round")), ["entropy"], "x")
+
+
+def test_label_only_interface_hides_the_vector(location):
+    config = audit.AuditConfig(num_shadows=4, epochs=10, n_boot=0, perturbation="label")
+    assert config.effective_access == "label"
+    assert audit.select_attacks(config) == ("shokri", "label_only")
+    with pytest.raises(threat_models.AccessError, match="attack 'lira_online'"):
+        audit.select_attacks(dataclasses.replace(config, attacks=("lira_online",)))
+    topk = audit.AuditConfig(perturbation="topk", top_k=2)
+    assert topk.effective_access == "topk"
+    with pytest.raises(threat_models.AccessError, match="needs loss"):
+        audit.select_attacks(dataclasses.replace(topk, attacks=("loss",)))
+    report = audit.run(config, dataset=location)
+    assert set(report.metrics) == {"shokri", "label_only"}
+    assert report.metrics["label_only"].auc > 0.6
+    assert report.privacy["interface"] == "predicted label only"

@@ -1,4 +1,5 @@
-"""Shadow pools on disk: resume, reuse, growth, refusal of damaged or foreign pools."""
+"""Shadow pools on disk (jaxmia/engine/pools.py): resume, reuse, growth, refusal of damaged
+or foreign pools, the lock between runs."""
 
 import dataclasses
 import json
@@ -18,90 +19,86 @@ from helpers import tree_max_diff
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxmia import audit, engine, models, splits
+from jaxmia import audit, engine, models
 from jaxmia.engine import files, fingerprint, pools
 
-TX = optax.adam(3e-3)
 
-
-@pytest.fixture(scope="module")
-def setup(small_digits):
-    ds = small_digits
-    factory = models.mlp((32,), ds.num_classes, int(np.prod(ds.input_shape)))
-    keep = splits.balanced_keep(6, ds.n, seed=4)
-    kwargs = dict(epochs=2, batch_size=32, optimizer=TX, seed=9, chunk_size=2)
-    whole = engine.train(factory, ds.x, ds.y, keep, **kwargs)
-    return ds, factory, keep, kwargs, whole
-
-
-def test_interrupted_training_resumes_from_the_last_chunk(setup, tmp_path):
-    ds, factory, keep, kwargs, whole = setup
+def test_interrupted_training_resumes_from_the_last_chunk(small_pool, tmp_path):
+    p = small_pool
 
     def interrupt(done, total, loss):
         if done == 4:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        engine.train(factory, ds.x, ds.y, keep, checkpoint=tmp_path, progress=interrupt, **kwargs)
+        engine.train(
+            p.factory, p.ds.x, p.ds.y, p.keep, checkpoint=tmp_path, progress=interrupt, **p.kwargs
+        )
     manifest = pools.read_manifest(tmp_path)
     assert manifest["k"] == 4 and [c["stop"] for c in manifest["chunks"]] == [2, 4]
     seen = []
     resumed = engine.train(
-        factory, ds.x, ds.y, keep, checkpoint=tmp_path, progress=lambda *a: seen.append(a), **kwargs
+        p.factory,
+        p.ds.x,
+        p.ds.y,
+        p.keep,
+        checkpoint=tmp_path,
+        progress=lambda *a: seen.append(a),
+        **p.kwargs,
     )
     assert seen[0][0] == 4  # started after the four saved models
-    assert tree_max_diff(whole.params, resumed.params) == 0.0
-    np.testing.assert_array_equal(whole.losses, resumed.losses)
-    np.testing.assert_array_equal(whole.logits, resumed.logits)
-    np.testing.assert_array_equal(whole.train_accuracy, resumed.train_accuracy)
+    assert tree_max_diff(p.pool.params, resumed.params) == 0.0
+    np.testing.assert_array_equal(p.pool.losses, resumed.losses)
+    np.testing.assert_array_equal(p.pool.logits, resumed.logits)
+    np.testing.assert_array_equal(p.pool.train_accuracy, resumed.train_accuracy)
 
 
-def test_saved_pool_holds_models_signals_and_a_readable_manifest(setup, tmp_path):
-    ds, factory, keep, kwargs, whole = setup
-    engine.train(factory, ds.x, ds.y, keep, checkpoint=tmp_path, **kwargs)
+def test_saved_pool_holds_models_signals_and_a_readable_manifest(small_pool, tmp_path):
+    p = small_pool
+    engine.train(p.factory, p.ds.x, p.ds.y, p.keep, checkpoint=tmp_path, **p.kwargs)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["format"] == "jaxmia-pool" and manifest["version"] == 1
     assert manifest["k"] == 6 and manifest["spec"]["epochs"] == 2
-    assert manifest["spec"]["data"]["n"] == ds.n and manifest["non_finite"] == []
+    assert manifest["spec"]["data"]["n"] == p.ds.n and manifest["non_finite"] == []
     # readable with NumPy alone, no pickle
     with np.load(tmp_path / manifest["chunks"][0]["file"], allow_pickle=False) as chunk:
-        assert chunk["logits"].shape == (2, ds.n, ds.num_classes)
-        assert chunk["loss"].shape == chunk["logit_scaled_confidence"].shape == (2, ds.n)
-        np.testing.assert_array_equal(chunk["keep"], keep[:2])
+        assert chunk["logits"].shape == (2, p.ds.n, p.ds.num_classes)
+        assert chunk["loss"].shape == chunk["logit_scaled_confidence"].shape == (2, p.ds.n)
+        np.testing.assert_array_equal(chunk["keep"], p.keep[:2])
         for leaf in manifest["leaves"]:
             assert chunk[leaf["name"]].shape == (2, *leaf["shape"])
     stored = pools.load(tmp_path)
-    np.testing.assert_array_equal(stored.arrays["logits"], engine.predict(whole, ds.x))
-    labels = np.broadcast_to(ds.y, keep.shape)
+    np.testing.assert_array_equal(stored.arrays["logits"], engine.predict(p.pool, p.ds.x))
+    labels = np.broadcast_to(p.ds.y, p.keep.shape)
     expected = -jax.nn.log_softmax(stored.arrays["logits"])[
-        np.arange(6)[:, None], np.arange(ds.n)[None], labels
+        np.arange(6)[:, None], np.arange(p.ds.n)[None], labels
     ]
     np.testing.assert_allclose(stored.arrays["loss"], expected, rtol=1e-5, atol=1e-6)
     assert "6 in 3 chunk(s)" in pools.info(tmp_path)
 
 
-def test_finished_pool_is_reused_and_grown(setup, tmp_path):
-    ds, factory, keep, kwargs, whole = setup
-    engine.train(factory, ds.x, ds.y, keep[:4], checkpoint=tmp_path, **kwargs)
+def test_finished_pool_is_reused_and_grown(small_pool, tmp_path):
+    p = small_pool
+    engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:4], checkpoint=tmp_path, **p.kwargs)
     seen = []
     again = engine.train(
-        factory,
-        ds.x,
-        ds.y,
-        keep[:4],
+        p.factory,
+        p.ds.x,
+        p.ds.y,
+        p.keep[:4],
         checkpoint=tmp_path,
         progress=lambda *a: seen.append(a),
-        **kwargs,
+        **p.kwargs,
     )
     assert seen == [(4, 4, pytest.approx(float("nan"), nan_ok=True))]  # nothing trained
     # growing to 6 models trains only the last two; keys are prefix-stable in k
-    grown = engine.train(factory, ds.x, ds.y, keep, checkpoint=tmp_path, **kwargs)
+    grown = engine.train(p.factory, p.ds.x, p.ds.y, p.keep, checkpoint=tmp_path, **p.kwargs)
     assert pools.read_manifest(tmp_path)["k"] == 6
-    assert tree_max_diff(grown.params, whole.params) == 0.0
-    assert tree_max_diff(again.params, jax.tree.map(lambda a: a[:4], whole.params)) == 0.0
+    assert tree_max_diff(grown.params, p.pool.params) == 0.0
+    assert tree_max_diff(again.params, jax.tree.map(lambda a: a[:4], p.pool.params)) == 0.0
     # asking for fewer models than saved reads the first ones
-    fewer = engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
-    np.testing.assert_array_equal(fewer.logits, whole.logits[:2])
+    fewer = engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:2], checkpoint=tmp_path, **p.kwargs)
+    np.testing.assert_array_equal(fewer.logits, p.pool.logits[:2])
 
 
 @pytest.mark.parametrize(
@@ -112,35 +109,37 @@ def test_finished_pool_is_reused_and_grown(setup, tmp_path):
         ({"batch_size": 16}, "batch_size: pool 32, this command 16"),
     ],
 )
-def test_pool_of_other_settings_is_refused(setup, tmp_path, change, message):
-    ds, factory, keep, kwargs, _ = setup
-    engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+def test_pool_of_other_settings_is_refused(small_pool, tmp_path, change, message):
+    p = small_pool
+    engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:2], checkpoint=tmp_path, **p.kwargs)
     with pytest.raises(pools.PoolError, match=message):
-        engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **{**kwargs, **change})
+        engine.train(
+            p.factory, p.ds.x, p.ds.y, p.keep[:2], checkpoint=tmp_path, **{**p.kwargs, **change}
+        )
 
 
-def test_pool_of_other_data_or_members_is_refused(setup, tmp_path):
-    ds, factory, keep, kwargs, _ = setup
-    engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
-    x = ds.x.copy()
+def test_pool_of_other_data_or_members_is_refused(small_pool, tmp_path):
+    p = small_pool
+    engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:2], checkpoint=tmp_path, **p.kwargs)
+    x = p.ds.x.copy()
     x[0, 0] += 1.0
     with pytest.raises(pools.PoolError, match=r"data\.x_sha256"):
-        engine.train(factory, x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+        engine.train(p.factory, x, p.ds.y, p.keep[:2], checkpoint=tmp_path, **p.kwargs)
     with pytest.raises(pools.PoolError, match="other members"):
-        engine.train(factory, ds.x, ds.y, keep[2:4], checkpoint=tmp_path, **kwargs)
-    other = models.mlp((16,), ds.num_classes, int(np.prod(ds.input_shape)))
+        engine.train(p.factory, p.ds.x, p.ds.y, p.keep[2:4], checkpoint=tmp_path, **p.kwargs)
+    other = models.mlp((16,), p.ds.num_classes, int(np.prod(p.ds.input_shape)))
     with pytest.raises(pools.PoolError, match="architecture"):
-        engine.train(other, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+        engine.train(other, p.ds.x, p.ds.y, p.keep[:2], checkpoint=tmp_path, **p.kwargs)
 
 
-def _saved(setup, tmp_path) -> pathlib.Path:
-    ds, factory, keep, kwargs, _ = setup
-    engine.train(factory, ds.x, ds.y, keep[:4], checkpoint=tmp_path, **kwargs)
+def _saved(p, tmp_path) -> pathlib.Path:
+    """The first four models of ``p`` (the ``small_pool`` fixture) saved to ``tmp_path``."""
+    engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:4], checkpoint=tmp_path, **p.kwargs)
     return tmp_path
 
 
-def test_truncated_or_tampered_chunk_is_refused(setup, tmp_path):
-    path = _saved(setup, tmp_path)
+def test_truncated_or_tampered_chunk_is_refused(small_pool, tmp_path):
+    path = _saved(small_pool, tmp_path)
     chunk = path / pools.read_manifest(path)["chunks"][1]["file"]
     data = chunk.read_bytes()
     chunk.write_bytes(data[: len(data) // 2])
@@ -170,8 +169,8 @@ def test_truncated_or_tampered_chunk_is_refused(setup, tmp_path):
         ),
     ],
 )
-def test_damaged_manifest_is_refused(setup, tmp_path, edit, message):
-    path = _saved(setup, tmp_path)
+def test_damaged_manifest_is_refused(small_pool, tmp_path, edit, message):
+    path = _saved(small_pool, tmp_path)
     manifest = json.loads((path / "manifest.json").read_text())
     (path / "manifest.json").write_text(edit(manifest))
     with pytest.raises(pools.PoolError, match=message):
@@ -196,8 +195,8 @@ class _Payload:
         return (pathlib.Path.touch, (pathlib.Path(self.path),))
 
 
-def test_loading_never_executes_code_from_the_file(setup, tmp_path):
-    path = _saved(setup, tmp_path)
+def test_loading_never_executes_code_from_the_file(small_pool, tmp_path):
+    path = _saved(small_pool, tmp_path)
     marker = tmp_path.parent / f"{tmp_path.name}-pwned"
     manifest = pools.read_manifest(path)
     chunk = path / manifest["chunks"][0]["file"]
@@ -257,8 +256,10 @@ def test_sigkill_mid_run_then_the_same_command_equals_an_uninterrupted_pool(tmp_
         np.testing.assert_array_equal(a.arrays[name], b.arrays[name], err_msg=name)
 
 
-def test_diverged_models_are_recorded_and_left_out_of_the_attacks(setup, monkeypatch, tmp_path):
-    ds = setup[0]
+def test_diverged_models_are_recorded_and_left_out_of_the_attacks(
+    small_pool, monkeypatch, tmp_path
+):
+    p = small_pool
     real_train = engine.train
 
     def diverging(*args, **kw):  # shadow model 2 of the pool diverges
@@ -274,7 +275,7 @@ def test_diverged_models_are_recorded_and_left_out_of_the_attacks(setup, monkeyp
         dataset="digits", num_shadows=4, epochs=2, n_boot=0, attacks=("loss", "lira_offline")
     )
     lines = []
-    report = audit.run(config, dataset=ds, log=lines.append)
+    report = audit.run(config, dataset=p.ds, log=lines.append)
     assert any("dropped 1 of 4 shadow models" in n and "models 2)" in n for n in report.notes)
     assert any(line.startswith("warning: dropped 1 of 4") for line in lines)
     for m in report.metrics.values():
@@ -292,37 +293,29 @@ def test_diverged_models_are_recorded_and_left_out_of_the_attacks(setup, monkeyp
     assert "non-finite:    1 model(s) [1]" in pools.info(tmp_path / "p")
 
 
-def test_pool_of_another_optimizer_is_refused(setup, tmp_path):
-    ds, factory, keep, kwargs, _ = setup
-    engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path, **kwargs)
+def test_pool_of_another_optimizer_is_refused(small_pool, tmp_path):
+    p = small_pool
+    engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:2], checkpoint=tmp_path, **p.kwargs)
     for tx in (optax.adam(1e-3), optax.sgd(3e-3)):
         with pytest.raises(pools.PoolError, match="optimizer_sha256"):
-            engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path,
-                         **{**kwargs, "optimizer": tx})  # fmt: skip
+            engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:2], checkpoint=tmp_path,
+                         **{**p.kwargs, "optimizer": tx})  # fmt: skip
     # an equal optimizer built again is the same optimizer
-    again = engine.train(factory, ds.x, ds.y, keep[:2], checkpoint=tmp_path,
-                         **{**kwargs, "optimizer": optax.adam(3e-3)})  # fmt: skip
+    again = engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:2], checkpoint=tmp_path,
+                         **{**p.kwargs, "optimizer": optax.adam(3e-3)})  # fmt: skip
     assert again.k == 2
 
 
-def test_optimizer_fingerprint_sees_late_schedule_differences(setup):
-    _, factory, *_ = setup
+def test_optimizer_fingerprint_sees_late_schedule_differences(small_pool):
+    p = small_pool
 
     def decayed_at(step):  # the same rate until `step`, a tenth of it after
         return optax.adam(optax.piecewise_constant_schedule(3e-3, {step: 0.1}))
 
     digest = fingerprint.optimizer_digest
-    assert digest(factory, decayed_at(500)) == digest(factory, decayed_at(500))
+    assert digest(p.factory, decayed_at(500)) == digest(p.factory, decayed_at(500))
     # equal for the first 500 updates, so two updates alone cannot tell them apart
-    assert digest(factory, decayed_at(500)) != digest(factory, decayed_at(5000))
-
-
-@pytest.fixture(scope="module")
-def saved_pool(setup, tmp_path_factory):
-    ds, factory, keep, kwargs, _ = setup
-    path = tmp_path_factory.mktemp("pool")
-    engine.train(factory, ds.x, ds.y, keep[:4], checkpoint=path, **kwargs)
-    return path, pools.load(path)
+    assert digest(p.factory, decayed_at(500)) != digest(p.factory, decayed_at(5000))
 
 
 @settings(max_examples=25, deadline=None, derandomize=True, database=None)
@@ -337,9 +330,8 @@ def test_any_damaged_byte_is_refused_or_harmless(saved_pool, tmp_path_factory, w
     """A flipped byte or a cut anywhere in a pool file gives a PoolError, or (a manifest
     byte that still parses, e.g. inside a timestamp) a load equal to the original: never
     another exception, never other numbers."""
-    source, original = saved_pool
     path = tmp_path_factory.mktemp("damaged")
-    for f in source.iterdir():
+    for f in saved_pool.path.iterdir():
         (path / f.name).write_bytes(f.read_bytes())
     data = bytearray((path / which).read_bytes())
     at = min(int(where * len(data)), len(data) - 1)
@@ -352,11 +344,11 @@ def test_any_damaged_byte_is_refused_or_harmless(saved_pool, tmp_path_factory, w
         loaded = pools.load(path)
     except pools.PoolError:
         return
-    assert loaded.count == original.count
-    for name in original.leaves:
-        np.testing.assert_array_equal(loaded.leaves[name], original.leaves[name])
-    for name in original.arrays:
-        np.testing.assert_array_equal(loaded.arrays[name], original.arrays[name])
+    assert loaded.count == saved_pool.stored.count
+    for name in saved_pool.stored.leaves:
+        np.testing.assert_array_equal(loaded.leaves[name], saved_pool.stored.leaves[name])
+    for name in saved_pool.stored.arrays:
+        np.testing.assert_array_equal(loaded.arrays[name], saved_pool.stored.arrays[name])
 
 
 def _records(m: int, n: int = 3) -> dict:
@@ -398,3 +390,22 @@ def test_the_pool_lock_excludes_another_process(tmp_path):
         waited = time.perf_counter() - start  # until the other process let go, 1.5 s
     holder.wait()
     assert waited > 1.0
+
+
+def test_loading_a_count_that_ends_mid_chunk(saved_pool):
+    """Kills: one model too many loaded when the count ends inside a chunk."""
+    stored = pools.load(saved_pool.path, 3)
+    assert stored.count == 3
+    assert stored.arrays["keep"].shape[0] == 3 and stored.arrays["logits"].shape[0] == 3
+    assert all(v.shape[0] == 3 for v in stored.leaves.values())
+    np.testing.assert_array_equal(stored.arrays["keep"], saved_pool.keep[:3])
+
+
+def test_resume_refuses_keys_that_differ_only_in_the_last_stored_model(saved_pool):
+    """Kills: the resume check comparing the keys of all but the last stored model."""
+    store = pools.ChunkStore(saved_pool.path, pools.read_manifest(saved_pool.path)["spec"])
+    keys = pools.load(saved_pool.path).arrays["keys"].copy()
+    assert store.resume(saved_pool.keep, keys).count == 4
+    keys[3, 1] ^= 1
+    with pytest.raises(pools.PoolError, match="other model keys"):
+        store.resume(saved_pool.keep, keys)

@@ -1,7 +1,10 @@
-"""engine.train's rough edges: rng streams, compile cache, loss, steps per epoch, keep."""
+"""engine.train (jaxmia/engine/training.py) against its references: one model alone,
+chunks, seeds, any optax optimizer, the user's own modules; and its rough edges: rng
+streams, the compile cache, the loss, steps per epoch, keep as 0/1 integers."""
 
 import contextlib
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -11,17 +14,214 @@ import pytest
 from flax import nnx
 from helpers import tree_max_diff
 
-from jaxmia import engine, models, splits
-from jaxmia.engine import caching, kernel, training
+from jaxmia import datasets, engine, models, splits
+from jaxmia.engine import caching, kernel, placement, training
 
+# One factory and optimizer object per configuration, so the compiled functions are reused.
 TX = optax.adam(3e-3)
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
+def factory_for(ds, dropout=0.0):
+    return models.mlp((32,), ds.num_classes, int(np.prod(ds.input_shape)), dropout=dropout)
+
+
+class Case(NamedTuple):
+    """Four models of unequal member counts on ``small_digits``, and two factories."""
+
+    ds: datasets.Dataset
+    keep: np.ndarray
+    factory: object
+    dropout_factory: object
+
+
 @pytest.fixture(scope="module")
-def data(small_digits):
+def case(small_digits) -> Case:
     ds = small_digits
-    return ds.x[:200], ds.y[:200], int(np.prod(ds.input_shape)), ds.num_classes
+    keep = splits.balanced_keep(4, ds.n, seed=3)  # rows of unequal size: masked steps
+    assert len(set(keep.sum(1).tolist())) > 1
+    return Case(ds, keep, factory_for(ds), factory_for(ds, dropout=0.3))
+
+
+@pytest.fixture(scope="module")
+def data(small_digits) -> datasets.Dataset:
+    """The first 200 examples of ``small_digits``."""
+    return small_digits.subset(np.arange(200))
+
+
+def test_vmap_equals_each_model_trained_alone(case):
+    ds, keep, factory = case.ds, case.keep, case.factory
+    keys = engine.model_keys(7, keep.shape[0])
+    pool = engine.train(factory, ds.x, ds.y, keep, epochs=3, batch_size=32, optimizer=TX, keys=keys)
+    for i in range(keep.shape[0]):
+        alone = engine.train(
+            factory,
+            ds.x,
+            ds.y,
+            keep[i],
+            epochs=3,
+            batch_size=32,
+            optimizer=TX,
+            keys=keys[i : i + 1],
+        )
+        assert tree_max_diff(pool.select(slice(i, i + 1)).params, alone.params) < 1e-5
+        assert pool.train_accuracy[i] == pytest.approx(alone.train_accuracy[0])
+
+
+def test_vmap_equals_sequential_with_dropout(case):
+    ds, keep, factory = case.ds, case.keep, case.dropout_factory
+    a = engine.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=1)
+    b = engine.train(
+        factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=1, mode="sequential"
+    )
+    assert tree_max_diff(a.params, b.params) < 1e-5
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+    # dropout streams are per model: every model's RNG state differs
+    rng_keys = [
+        leaf for leaf in jax.tree.leaves(a.rest) if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+    ]
+    data = jax.random.key_data(rng_keys[0])
+    assert len({tuple(np.asarray(row).ravel()) for row in data}) == keep.shape[0]
+
+
+def test_chunked_equals_unchunked(case):
+    ds, keep, factory = case.ds, case.keep, case.factory
+    full = engine.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=2)
+    chunked = engine.train(
+        factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=2, chunk_size=3
+    )
+    assert tree_max_diff(full.params, chunked.params) < 1e-6
+    np.testing.assert_allclose(full.test_accuracy, chunked.test_accuracy)
+
+
+@pytest.mark.parametrize(
+    "k, chunk, mode, expected, last_chunk",
+    [
+        (4, 2, "vmap", [1.0, 2, 3.0, 4], 2),  # half-way through a chunk's 2 epochs, then done
+        (4, None, "vmap", [2.0, 4], 0),
+        (2, "auto", "sequential", [0.5, 1, 1.5, 2], 1),  # one model at a time
+        (1, None, "vmap", [0.5, 1], 0),  # a target: fractions of one model
+    ],
+)
+def test_progress_counts_models_done(case, k, chunk, mode, expected, last_chunk):
+    ds, keep, factory = case.ds, case.keep, case.factory
+    seen = []
+    pool = engine.train(
+        factory, ds.x, ds.y, keep[:k], epochs=2, batch_size=32, optimizer=TX, seed=2,
+        chunk_size=chunk, mode=mode, progress=lambda *a: seen.append(a),
+    )  # fmt: skip
+    assert [done for done, _, _ in seen] == expected
+    assert all(total == k for _, total, _ in seen)
+    # the loss is the mean over the chunk just trained, in its last epoch
+    assert seen[-1][2] == pytest.approx(float(np.mean(pool.losses[-1, last_chunk:])), rel=1e-6)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(case):
+    ds, keep, factory = case.ds, case.keep, case.factory
+    run = lambda seed: engine.train(
+        factory, ds.x, ds.y, keep, epochs=1, batch_size=32, optimizer=TX, seed=seed
+    )
+    a, b, c = run(5), run(5), run(6)
+    assert tree_max_diff(a.params, b.params) == 0.0
+    np.testing.assert_array_equal(a.losses, b.losses)
+    assert tree_max_diff(a.params, c.params) > 1e-3
+    # the models of one pool start from different initialisations
+    kernel = a.params["head"]["kernel"][...]
+    assert float(jnp.abs(kernel[0] - kernel[1]).max()) > 1e-3
+
+
+def test_second_call_with_new_data_does_not_recompile(case):
+    ds, keep, factory = case.ds, case.keep, case.factory
+    kwargs = dict(epochs=1, batch_size=32, optimizer=TX)
+    engine.train(factory, ds.x, ds.y, keep, seed=0, **kwargs)
+    steps = int(np.ceil(keep.sum(1).max() / 32))
+    full = int(np.ceil(keep.sum(1).min() / 32))
+    _, epoch_fn = training.compiled(factory, TX, 32, steps, full, True, None, None)
+    before = epoch_fn._cache_size()
+    x2 = np.random.default_rng(1).random(ds.x.shape, dtype=np.float32)
+    y2 = np.random.default_rng(2).integers(0, ds.num_classes, ds.n)
+    engine.train(factory, x2, y2, keep, seed=1, **kwargs)
+    assert before >= 1
+    assert epoch_fn._cache_size() == before
+
+
+def test_any_optax_optimizer_and_training_learns(case):
+    ds, keep, factory = case.ds, case.keep, case.factory
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1, momentum=0.9))
+    pool = engine.train(factory, ds.x, ds.y, keep, epochs=15, batch_size=32, optimizer=tx)
+    assert pool.losses.shape == (15, 4)
+    assert np.all(pool.losses[-1] < pool.losses[0])
+    assert np.all(pool.train_accuracy > 0.9)
+    assert np.all(pool.test_accuracy > 0.5)
+
+
+def test_user_model_class_and_predict_shape(case):
+    ds, keep = case.ds, case.keep
+    factory = functools.partial(TinyNet, 64, ds.num_classes)
+    pool = engine.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX)
+    logits = engine.predict(pool, ds.x, batch_size=128)  # 300 = 2 full batches + a padded one
+    assert logits.shape == (4, ds.n, ds.num_classes)
+    for i in range(4):
+        np.testing.assert_allclose(logits[i], np.asarray(pool.model(i)(ds.x)), rtol=1e-5, atol=1e-5)
+
+
+def test_cnn_trains_under_vmap():
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 8, 8, 1), dtype=np.float32)
+    y = (x.mean((1, 2, 3)) > 0.5).astype(np.int64)
+    factory = models.cnn((8, 8, 1), 2, channels=(4,), hidden=8)
+    pool = engine.train(factory, x, y, splits.balanced_keep(2, 40), epochs=1, batch_size=8)
+    assert engine.predict(pool, x).shape == (2, 40, 2)
+
+
+def test_bad_inputs_raise_clear_errors(case):
+    ds, keep, factory = case.ds, case.keep, case.factory
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        engine.train(factory, ds.x[:-1], ds.y, keep, epochs=1)
+    with pytest.raises(ValueError, match="labels must be integers"):
+        engine.train(factory, ds.x, ds.y.astype(float), keep, epochs=1)
+    with pytest.raises(ValueError, match="no training examples"):
+        engine.train(factory, ds.x, ds.y, np.zeros_like(keep), epochs=1)
+    with pytest.raises(ValueError, match="unknown mode"):
+        engine.train(factory, ds.x, ds.y, keep, epochs=1, mode="fast")
+    for heldout in (np.ones(ds.n - 1, bool), np.ones((keep.shape[0] + 1, ds.n), bool)):
+        with pytest.raises(ValueError, match="heldout must be"):
+            engine.train(factory, ds.x, ds.y, keep, epochs=1, heldout=heldout)
+
+
+def test_auto_chunks_fit_the_cache_and_change_nothing(small_digits):
+    big = models.mlp((128,), 30, 446)
+    chunk = engine.auto_chunk_size(big, (446,), 128, 64)
+    assert chunk is not None and 1 < chunk < 64  # 64 such models do not fit in 12 MiB
+    assert engine.auto_chunk_size(big, (446,), 128, 1) is None
+    assert placement.vmapped_convs_are_slow(models.cnn((8, 8, 1), 2)) is True
+    assert placement.vmapped_convs_are_slow(big) is False
+    ds = small_digits
+    keep = splits.balanced_keep(6, ds.n, seed=0)
+    factory = factory_for(ds)
+    auto = engine.train(factory, ds.x, ds.y, keep, epochs=1, batch_size=32, optimizer=TX)
+    forced = engine.train(
+        factory, ds.x, ds.y, keep, epochs=1, batch_size=32, optimizer=TX, chunk_size=4
+    )
+    assert tree_max_diff(auto.params, forced.params) < 1e-6
+
+
+def test_non_members_never_reach_training(tiny):
+    """Kills: a member-count comparison `<` turned `<=`, which trains on one non-member
+    per epoch. Garbage features and labels on the non-members leave every parameter
+    bit-identical."""
+    keep = splits.balanced_keep(2, tiny.ds.n, seed=1)
+    kw = dict(epochs=3, batch_size=7, seed=5, mesh=None, chunk_size=None)
+    clean = engine.train(tiny.factory, tiny.ds.x, tiny.ds.y, keep, **kw)
+    out = ~keep[0]
+    x, y = tiny.ds.x.copy(), tiny.ds.y.copy()
+    rng = np.random.default_rng(0)
+    x[out] = rng.normal(0, 100, x[out].shape).astype(np.float32)
+    y[out] = rng.integers(0, tiny.ds.num_classes, out.sum())
+    dirty = engine.train(tiny.factory, x, y, keep, **kw)  # model 1 trains on some of them
+    first = lambda p: jax.tree.map(lambda a: a[:1], p)
+    assert tree_max_diff(first(clean.params), first(dirty.params)) == 0.0
+    assert tree_max_diff(clean.params, dirty.params) > 0  # the garbage was trained on
 
 
 class StreamNet(nnx.Module):
@@ -38,14 +238,15 @@ class StreamNet(nnx.Module):
 
 
 def test_module_drawing_from_any_rng_stream_trains(data):
-    x, y, d, c = data
-    keep = splits.balanced_keep(4, len(y), seed=0)
-    factory = functools.partial(StreamNet, d, c)
-    pool = engine.train(factory, x, y, keep, epochs=1, batch_size=32, optimizer=TX, seed=4)
-    alone = engine.train(factory, x, y, keep, epochs=1, batch_size=32, optimizer=TX, seed=4,
-                         mode="sequential")  # fmt: skip
+    keep = splits.balanced_keep(4, len(data.y), seed=0)
+    factory = functools.partial(StreamNet, data.x.shape[1], data.num_classes)
+    pool = engine.train(
+        factory, data.x, data.y, keep, epochs=1, batch_size=32, optimizer=TX, seed=4
+    )
+    alone = engine.train(factory, data.x, data.y, keep, epochs=1, batch_size=32, optimizer=TX,
+                         seed=4, mode="sequential")  # fmt: skip
     assert tree_max_diff(pool.params, alone.params) < 1e-5
-    initial = engine.train(factory, x, y, keep, epochs=0, optimizer=TX, seed=4)
+    initial = engine.train(factory, data.x, data.y, keep, epochs=0, optimizer=TX, seed=4)
     scale = np.asarray(initial.params["scale"][...])
     assert len({tuple(row) for row in scale.round(6)}) == 4  # each model its own stream
 
@@ -53,10 +254,11 @@ def test_module_drawing_from_any_rng_stream_trains(data):
 def test_params_and_dropout_streams_keep_their_keys(data):
     """Adding the default stream changes no other key: the initial parameters are those
     of ``nnx.Rngs(params=split(key, 3)[0], dropout=split(key, 3)[1])``."""
-    x, y, d, c = data
-    factory = models.mlp((8,), c, d, dropout=0.2)
+    factory = models.mlp((8,), data.num_classes, data.x.shape[1], dropout=0.2)
     keys = engine.model_keys(3, 2)
-    pool = engine.train(factory, x, y, np.ones((2, len(y)), bool), epochs=0, keys=keys)
+    pool = engine.train(
+        factory, data.x, data.y, np.ones((2, len(data.y)), bool), epochs=0, keys=keys
+    )
     for i in range(2):
         init_key, dropout_key, _ = jax.random.split(keys[i], 3)
         model = factory(rngs=nnx.Rngs(params=init_key, dropout=dropout_key))
@@ -80,6 +282,8 @@ def count_compilations():
 
 
 class TinyNet(nnx.Module):
+    """A user's own model: the engine must not care about its structure."""
+
     def __init__(self, din, dout, *, rngs):
         self.a = nnx.Linear(din, 8, rngs=rngs)
         self.b = nnx.Linear(8, dout, rngs=rngs)
@@ -89,10 +293,10 @@ class TinyNet(nnx.Module):
 
 
 def test_equal_new_factory_and_optimizer_do_not_recompile(data):
-    x, y, d, c = data
-    keep = splits.balanced_keep(2, len(y), seed=1)
-    run = lambda tx: engine.train(functools.partial(TinyNet, d, c), x, y, keep, epochs=1,
-                                  batch_size=32, optimizer=tx, chunk_size=None)  # fmt: skip
+    keep = splits.balanced_keep(2, len(data.y), seed=1)
+    factory = lambda: functools.partial(TinyNet, data.x.shape[1], data.num_classes)
+    run = lambda tx: engine.train(factory(), data.x, data.y, keep, epochs=1, batch_size=32,
+                                  optimizer=tx, chunk_size=None)  # fmt: skip
     first = run(optax.chain(optax.clip(1.0), optax.adam(2e-3)))
     with count_compilations() as compiles:
         again = run(optax.chain(optax.clip(1.0), optax.adam(2e-3)))  # new, equal objects
@@ -141,45 +345,42 @@ def reference_model(factory, tx, x, y, keep_row, key, epochs, batch_size, loss_f
 
 
 def test_loss_fn_equals_a_plain_optax_loop_with_that_loss(data):
-    x, y, d, c = data
-    factory = models.mlp((16,), c, d)
-    keep = splits.balanced_keep(2, len(y), seed=2)
+    factory = models.mlp((16,), data.num_classes, data.x.shape[1])
+    keep = splits.balanced_keep(2, len(data.y), seed=2)
     keys = engine.model_keys(11, 2)
     kwargs = dict(epochs=2, batch_size=32, optimizer=TX, keys=keys)
-    pool = engine.train(factory, x, y, keep, loss_fn=smoothed, **kwargs)
+    pool = engine.train(factory, data.x, data.y, keep, loss_fn=smoothed, **kwargs)
     for i in range(2):
-        want = reference_model(factory, TX, x, y, keep[i], keys[i], 2, 32, smoothed)
+        want = reference_model(factory, TX, data.x, data.y, keep[i], keys[i], 2, 32, smoothed)
         assert tree_max_diff(pool.select(slice(i, i + 1)).params, want) < 1e-4
-    default = engine.train(factory, x, y, keep, **kwargs)
+    default = engine.train(factory, data.x, data.y, keep, **kwargs)
     assert tree_max_diff(pool.params, default.params) > 1e-3
-    explicit = engine.train(factory, x, y, keep, loss_fn=kernel.cross_entropy, **kwargs)
+    explicit = engine.train(factory, data.x, data.y, keep, loss_fn=kernel.cross_entropy, **kwargs)
     assert tree_max_diff(explicit.params, default.params) == 0.0
 
 
 def test_loss_fn_is_used_by_dp_sgd(data):
     """Without noise and clipping, and with full batches, DP-SGD is plain training with
     the same loss."""
-    x, y, d, c = data
-    factory = models.mlp((16,), c, d)
-    keep = np.zeros((2, len(y)), bool)
+    factory = models.mlp((16,), data.num_classes, data.x.shape[1])
+    keep = np.zeros((2, len(data.y)), bool)
     keep[0, :64], keep[1, 64:160] = True, True  # 2 and 3 full batches of 32
     dp = engine.DPConfig(l2_clip=1e6, noise_multiplier=0.0)
     kwargs = dict(epochs=1, batch_size=32, optimizer=optax.sgd(0.1), seed=3)
-    private = engine.train(factory, x, y, keep, dp=dp, loss_fn=smoothed, **kwargs)
-    plain = engine.train(factory, x, y, keep, loss_fn=smoothed, **kwargs)
+    private = engine.train(factory, data.x, data.y, keep, dp=dp, loss_fn=smoothed, **kwargs)
+    plain = engine.train(factory, data.x, data.y, keep, loss_fn=smoothed, **kwargs)
     assert tree_max_diff(private.params, plain.params) < 1e-5
-    private_default = engine.train(factory, x, y, keep, dp=dp, **kwargs)
+    private_default = engine.train(factory, data.x, data.y, keep, dp=dp, **kwargs)
     assert tree_max_diff(private.params, private_default.params) > 1e-4
 
 
 def test_loss_fn_of_the_wrong_shape_is_refused(data):
-    x, y, d, c = data
-    factory = models.mlp((4,), c, d)
+    factory = models.mlp((4,), data.num_classes, data.x.shape[1])
     with pytest.raises(ValueError, match="per-example losses"):
-        engine.train(factory, x, y, np.ones(len(y), bool), epochs=1,
+        engine.train(factory, data.x, data.y, np.ones(len(data.y), bool), epochs=1,
                      loss_fn=lambda logits, labels: smoothed(logits, labels).mean())  # fmt: skip
     with pytest.raises(ValueError, match="loss_fn must be callable"):
-        engine.train(factory, x, y, np.ones(len(y), bool), epochs=1, loss_fn="hinge")
+        engine.train(factory, data.x, data.y, np.ones(len(data.y), bool), epochs=1, loss_fn="hinge")
 
 
 def counting_optimizer() -> optax.GradientTransformation:
@@ -192,15 +393,14 @@ def counting_optimizer() -> optax.GradientTransformation:
 
 @pytest.mark.parametrize("epochs", [1, 2])
 def test_steps_per_epoch_is_what_the_kernel_runs(data, epochs):
-    x, y, d, c = data
-    factory = models.mlp((4,), c, d)
-    keep = np.zeros((3, len(y)), bool)
+    factory = models.mlp((4,), data.num_classes, data.x.shape[1])
+    keep = np.zeros((3, len(data.y)), bool)
     keep[0, :40], keep[1, :64], keep[2, 50:150] = True, True, True
     steps = engine.steps_per_epoch(keep, 32)
     np.testing.assert_array_equal(steps, [2, 2, 4])
     kwargs = dict(batch_size=32, optimizer=counting_optimizer(), seed=0, chunk_size=None)
-    before = engine.train(factory, x, y, keep, epochs=0, **kwargs)
-    after = engine.train(factory, x, y, keep, epochs=epochs, **kwargs)
+    before = engine.train(factory, data.x, data.y, keep, epochs=0, **kwargs)
+    after = engine.train(factory, data.x, data.y, keep, epochs=epochs, **kwargs)
     for i in range(3):
         moved = jax.tree.map(lambda a, b, i=i: a[i] - b[i], after.params, before.params)
         for leaf in jax.tree.leaves(moved):
@@ -209,28 +409,27 @@ def test_steps_per_epoch_is_what_the_kernel_runs(data, epochs):
 
 
 def test_keep_as_zero_one_integers_everywhere(data):
-    x, y, d, c = data
-    factory = models.mlp((4,), c, d)
-    keep = splits.balanced_keep(2, len(y), seed=5)
-    heldout = np.zeros(len(y), bool)
+    factory = models.mlp((4,), data.num_classes, data.x.shape[1])
+    keep = splits.balanced_keep(2, len(data.y), seed=5)
+    heldout = np.zeros(len(data.y), bool)
     heldout[::3] = True
     kwargs = dict(epochs=1, batch_size=32, optimizer=TX, seed=1)
-    want = engine.train(factory, x, y, keep, heldout=heldout, **kwargs)
-    got = engine.train(factory, x, y, keep.astype(np.int64), heldout=heldout.astype(np.uint8),
-                       **kwargs)  # fmt: skip
+    want = engine.train(factory, data.x, data.y, keep, heldout=heldout, **kwargs)
+    got = engine.train(factory, data.x, data.y, keep.astype(np.int64),
+                       heldout=heldout.astype(np.uint8), **kwargs)  # fmt: skip
     assert tree_max_diff(want.params, got.params) == 0.0
     assert got.keep.dtype == bool
     np.testing.assert_array_equal(want.test_accuracy, got.test_accuracy)
     for acc_want, acc_got in zip(
-        engine.accuracies(want.logits, y, keep, heldout),
-        engine.accuracies(want.logits, y, keep.astype(int), heldout.astype(int)),
+        engine.accuracies(want.logits, data.y, keep, heldout),
+        engine.accuracies(want.logits, data.y, keep.astype(int), heldout.astype(int)),
         strict=True,
     ):
         np.testing.assert_array_equal(acc_want, acc_got)
     for bad in (keep.astype(int) * 2, keep.astype(float)):
         with pytest.raises(ValueError, match="keep must hold bools or 0/1 integers"):
-            engine.train(factory, x, y, bad, **kwargs)
+            engine.train(factory, data.x, data.y, bad, **kwargs)
     with pytest.raises(ValueError, match="heldout must hold bools or 0/1 integers"):
-        engine.train(factory, x, y, keep, heldout=heldout.astype(int) - 1, **kwargs)
+        engine.train(factory, data.x, data.y, keep, heldout=heldout.astype(int) - 1, **kwargs)
     with pytest.raises(ValueError, match="keep must hold bools or 0/1 integers"):
         engine.steps_per_epoch(keep.astype(int) + 1, 32)

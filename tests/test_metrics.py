@@ -360,3 +360,20 @@ def test_metrics_load_without_jax():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_bootstrap_resamples_non_members():
+    """Kills: non-members permuted instead of resampled. With constant member scores
+    only the non-members' resampling moves the AUC, so its interval has positive width."""
+    rng = np.random.default_rng(0)
+    membership = np.r_[np.ones(50, bool), np.zeros(50, bool)]
+    scores = np.r_[np.full(50, 0.5), rng.uniform(0, 1, 50)]
+    ci = M.bootstrap_ci(membership, scores, n_boot=200, seed=0)
+    low, high = ci["auc"]
+    assert high - low > 0.05, (low, high)
+
+
+def test_best_threshold_ties_go_to_the_highest_threshold():
+    """Kills: a tie in accuracy going to the lowest threshold. Thresholds 4 and 2 both
+    classify 3 of 4 right; the highest wins."""
+    assert M.best_threshold([1, 0, 1, 0], [4, 3, 2, 1]) == 4.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,12 +57,19 @@ def _reference(name: str, logits: np.ndarray, labels: np.ndarray, top_k: int) ->
     raise AssertionError(name)
 
 
+class Logits(NamedTuple):
+    """Random logits, ``(K, N, C)`` or ``(N, C)``, and ``N`` integer labels."""
+
+    logits: np.ndarray
+    labels: np.ndarray
+
+
 @pytest.fixture(params=[(K, N, C), (N, C)], ids=["knc", "nc"])
-def data(request):
+def data(request) -> Logits:
     rng = np.random.default_rng(0)
     logits = (3.0 * rng.standard_normal(request.param)).astype(np.float32)
     labels = rng.integers(0, C, size=N).astype(np.int32)
-    return logits, labels
+    return Logits(logits, labels)
 
 
 # --------------------------------------------------------------------------- accuracy
@@ -68,9 +77,8 @@ def data(request):
 
 @pytest.mark.parametrize("name", signals.SIGNALS)
 def test_matches_numpy_reference(name, data):
-    logits, labels = data
-    out = signals.compute(name, jnp.asarray(logits), jnp.asarray(labels), top_k=3)
-    ref = _reference(name, logits, labels, top_k=3)
+    out = signals.compute(name, jnp.asarray(data.logits), jnp.asarray(data.labels), top_k=3)
+    ref = _reference(name, data.logits, data.labels, top_k=3)
     assert out.shape == ref.shape
     assert out.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-5, atol=1e-5)
@@ -78,21 +86,19 @@ def test_matches_numpy_reference(name, data):
 
 @pytest.mark.parametrize("name", signals.SIGNALS)
 def test_from_probs_matches_logits(name, data):
-    logits, labels = data
-    probs = _ref_probs(logits).astype(np.float32)
-    out = signals.compute(name, probs, labels, from_probs=True)
-    ref = _reference(name, logits, labels, top_k=3)
+    probs = _ref_probs(data.logits).astype(np.float32)
+    out = signals.compute(name, probs, data.labels, from_probs=True)
+    ref = _reference(name, data.logits, data.labels, top_k=3)
     np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_direct_calls_and_shapes(data):
-    logits, labels = data
-    lead = logits.shape[:-1]
-    assert signals.probabilities(logits).shape == logits.shape
-    assert signals.sorted_probabilities(logits).shape == logits.shape
-    assert signals.top_k_probabilities(logits, 2).shape == (*lead, 2)
+    lead = data.logits.shape[:-1]
+    assert signals.probabilities(data.logits).shape == data.logits.shape
+    assert signals.sorted_probabilities(data.logits).shape == data.logits.shape
+    assert signals.top_k_probabilities(data.logits, 2).shape == (*lead, 2)
     for fn in (signals.confidence, signals.entropy):
-        assert fn(logits).shape == lead
+        assert fn(data.logits).shape == lead
     for fn in (
         signals.true_class_probability,
         signals.modified_entropy,
@@ -100,7 +106,7 @@ def test_direct_calls_and_shapes(data):
         signals.logit_scaled_confidence,
         signals.correctness,
     ):
-        assert fn(logits, labels).shape == lead
+        assert fn(data.logits, data.labels).shape == lead
 
 
 def test_per_model_labels_broadcast():

@@ -1,0 +1,42 @@
+"""Studies (jaxmia/study.py): one factor varied, a table and a plot written."""
+
+import json
+
+import pytest
+
+from jaxmia import audit, study
+
+STUDY_BASE = audit.AuditConfig(
+    dataset="digits", num_shadows=2, epochs=2, n_boot=0, attacks=("loss", "lira_offline")
+)
+
+
+@pytest.mark.parametrize(
+    "factor,values",
+    [
+        ("shadows", [2, 4]),
+        ("epochs", [1, 3]),
+        ("width", [16, 32]),
+        ("classes", [2, 5]),
+        ("dp_noise", ["none", 2.0]),
+    ],
+)
+def test_each_study_writes_its_table_and_plot(factor, values, tmp_path):
+    result = study.run(factor, values, STUDY_BASE)
+    written = study.write(result, tmp_path)
+    data = json.loads((tmp_path / "study.json").read_text())
+    assert data["factor"] == factor and len(data["rows"]) == 2 * len(values)
+    assert (tmp_path / "study.csv").read_text().count("\n") == 2 * len(values) + 1
+    assert (tmp_path / "study.png").stat().st_size > 1000 and "plot" in written
+    assert {r["attack"] for r in data["rows"]} == {"loss", "lira_offline"}
+    if factor == "dp_noise":
+        eps = [r["epsilon"] for r in data["rows"]]
+        assert eps[0] is None and eps[-1] > 0
+    assert factor in study.table(result)
+
+
+def test_study_refuses_bad_factor():
+    with pytest.raises(study.StudyError, match="unknown factor"):
+        study.parse_values("colour", [1])
+    with pytest.raises(study.StudyError, match="bad value"):
+        study.parse_values("shadows", ["many"])
