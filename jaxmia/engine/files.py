@@ -88,7 +88,7 @@ def atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], object]) -> Non
         os.replace(tmp, path)
         created = False
     except OSError as e:
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
+        raise OSError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
         if created:
             tmp.unlink(missing_ok=True)
