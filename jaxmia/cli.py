@@ -223,13 +223,13 @@ class Progress:
         self.last: tuple[float, int] | None = None
         self.called = time.perf_counter()
 
-    def __call__(self, done: float, total: int, loss: float) -> None:
+    def __call__(self, done: float, total: int, loss: float | None) -> None:
         now = time.perf_counter()
         if self.last is None or done < self.last[0] or total != self.last[1]:
             # a new training run, which began about when the last one reported
             self.start, self.last_quarter = self.called, -1
         self.last, self.called = (done, total), now
-        if loss != loss:  # NaN: models read from the pool directory
+        if loss is None:  # models read from the pool directory (NaN: diverged in training)
             print(f"  {int(done)}/{total} shadow models read from the pool", file=self.stream)
             return
         elapsed = now - self.start

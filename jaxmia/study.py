@@ -201,7 +201,7 @@ def run(
     """
     base = audit.AuditConfig() if base is None else base
     values = parse_values(factor, values, base)
-    data = datasets.load(base.dataset)
+    data = datasets.load(base.dataset, label_column=base.label_column)
     runs = []  # every value checked before the first audit
     for value in values:
         ds = _subset_classes(data, value) if factor == "classes" else data
