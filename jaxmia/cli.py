@@ -223,13 +223,13 @@ class Progress:
         self.last: tuple[float, int] | None = None
         self.called = time.perf_counter()
 
-    def __call__(self, done: float, total: int, loss: float) -> None:
+    def __call__(self, done: float, total: int, loss: float | None) -> None:
         now = time.perf_counter()
         if self.last is None or done < self.last[0] or total != self.last[1]:
             # a new training run, which began about when the last one reported
             self.start, self.last_quarter = self.called, -1
         self.last, self.called = (done, total), now
-        if loss != loss:  # NaN: models read from the pool directory
+        if loss is None:  # models read from the pool directory (NaN: diverged in training)
             print(f"  {int(done)}/{total} shadow models read from the pool", file=self.stream)
             return
         elapsed = now - self.start
@@ -334,20 +334,21 @@ def _study(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
     from jaxmia import audit, study
-    from jaxmia.audit import report
+    from jaxmia.audit import outputs
 
     values = _config_values(args)
     values.setdefault("output_dir", "jaxmia-study")
     base = audit.AuditConfig.from_dict(values)
     factor_values = study.parse_values(args.factor, args.values, base)
-    report.prepare_output_dir(base.output_dir)
+    outputs.prepare_output_dir(base.output_dir, study.OUTPUTS)
     log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     pool_root = None if args.coordinator else os.path.join(base.output_dir, "pools")
-    if pool_root is not None:
-        for name in sorted({study.pool_name(args.factor, v, base) for v in factor_values}):
-            _retrain(args, os.path.join(pool_root, name), log)
-    result = study.run(args.factor, factor_values, base, log=log, pool_root=pool_root)
-    written = study.write(result, base.output_dir)
+    with outputs.claim(base.output_dir):
+        if pool_root is not None:
+            for name in sorted({study.pool_name(args.factor, v, base) for v in factor_values}):
+                _retrain(args, os.path.join(pool_root, name), log)
+        result = study.run(args.factor, factor_values, base, log=log, pool_root=pool_root)
+        written = study.write(result, base.output_dir)
     print(study.table(result))
     if not args.quiet:
         print("wrote " + ", ".join(written.values()))
@@ -399,19 +400,28 @@ def _audit(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
     from jaxmia import audit
-    from jaxmia.audit import report
+    from jaxmia.audit import outputs, report
     from jaxmia.engine import distributed
 
     if args.coordinator:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     main_process = distributed.is_main_process()
     config = audit.AuditConfig.from_dict(_config_values(args))
-    if main_process:
-        report.prepare_output_dir(config.output_dir)  # fail before training, not after
-    quiet = args.quiet or not main_process
-    log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    if not main_process:
+        return _audit_run(args, config, main_process)
+    outputs.prepare_output_dir(config.output_dir, report.OUTPUTS)  # fail before training
+    with outputs.claim(config.output_dir):
+        return _audit_run(args, config, main_process)
+
+
+def _audit_run(args: argparse.Namespace, config: Any, main_process: bool) -> int:
+    """The audit of ``jaxmia audit`` once its options are checked and its output directory
+    claimed: train (or read) the pool, attack, write the report."""
+    from jaxmia import audit
     from jaxmia.engine import pools
 
+    quiet = args.quiet or not main_process
+    log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     pool_dir = _pool_dir(args, config, bool(args.coordinator))
     _retrain(args, pool_dir, log)
     try:
@@ -439,7 +449,16 @@ def _audit(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``jaxmia`` with the words ``argv`` (default: the command line); returns the
-    exit status (2 after a user mistake, reported in one line)."""
+    exit status (2 after a user mistake, reported in one line; 130 after Ctrl-C, at any
+    moment, also while JAX is still being imported)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("jaxmia: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     use_cpu_cores()  # before the parser, whose settings import JAX
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -457,9 +476,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"jaxmia: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("jaxmia: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

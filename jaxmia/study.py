@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -31,7 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jaxmia import audit, datasets
-from jaxmia.audit import config, report
+from jaxmia.audit import config, outputs, report
 
 __all__ = [
     "DEFENCE_FACTORS",
@@ -200,7 +201,7 @@ def run(
     """
     base = audit.AuditConfig() if base is None else base
     values = parse_values(factor, values, base)
-    data = datasets.load(base.dataset)
+    data = datasets.load(base.dataset, label_column=base.label_column)
     runs = []  # every value checked before the first audit
     for value in values:
         ds = _subset_classes(data, value) if factor == "classes" else data
@@ -301,27 +302,30 @@ def plot(result: StudyResult, path: str | os.PathLike) -> None:
     fig.savefig(path, dpi=110)
 
 
+OUTPUTS = ("study.json", "study.csv", "study.png")
+"""The files a study writes into its output directory."""
+
+
 def write(result: StudyResult, output_dir: str | os.PathLike) -> dict[str, str]:
-    """Writes study.json, study.csv and (with matplotlib) study.png."""
-    out = report.prepare_output_dir(output_dir)
-    written = {}
-    path = out / "study.json"
-    path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
-    written["json"] = str(path)
-    path = out / "study.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(result.rows[0]))
-        writer.writeheader()
-        writer.writerows(result.rows)
-    written["csv"] = str(path)
+    """Writes study.json, study.csv and (with matplotlib) study.png as one consistent set
+    (:func:`jaxmia.audit.outputs.write_set`); returns ``{kind: path}``."""
+    files = {"study.json": json.dumps(result.to_dict(), indent=2, default=str).encode()}
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(result.rows[0]))
+    writer.writeheader()
+    writer.writerows(result.rows)
+    files["study.csv"] = text.getvalue().encode()
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        return written
-    path = pathlib.Path(out) / "study.png"
-    plot(result, path)
-    written["plot"] = str(path)
-    return written
+        pass
+    else:
+        buffer = io.BytesIO()
+        plot(result, buffer)
+        files["study.png"] = buffer.getvalue()
+    paths = outputs.write_set(output_dir, files)
+    kinds = {"study.json": "json", "study.csv": "csv", "study.png": "plot"}
+    return {kinds[name]: path for name, path in paths.items()}
 
 
 def table(result: StudyResult) -> str:

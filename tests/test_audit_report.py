@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from jaxmia import audit, metrics
+from jaxmia.audit import outputs
 from jaxmia.audit import report as report_module
 
 
@@ -72,4 +73,4 @@ def test_unwritable_output_dir_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(OSError, match="cannot write to output directory"):
-        report_module.prepare_output_dir(blocker / "out")
+        outputs.prepare_output_dir(blocker / "out")

@@ -377,7 +377,7 @@ def test_cli_progress_lines():
         progress(done, 1, 0.25)
     for done in (1.0, 2, 3.0, 4):  # then the shadow pool
         progress(done, 4, 0.5)
-    progress(4, 4, float("nan"))  # a pool read back
+    progress(4, 4, None)  # a pool read back
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("  training  50%  loss 0.2500") and "left" in lines[0]
     assert lines[1].startswith("  training 100%  loss 0.2500") and "left" not in lines[1]
@@ -385,3 +385,62 @@ def test_cli_progress_lines():
         "1/4", "2/4", "3/4", "4/4"
     ]  # fmt: skip
     assert lines[6] == "  4/4 shadow models read from the pool"
+
+
+def test_the_label_column_is_named_on_the_command_line_and_in_toml(tmp_path, capsys):
+    """A CSV with its label in ``income`` failed with "name one with label_column=", an
+    option neither the CLI, the TOML config nor audit.run had."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 120
+    df = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n).astype(float),
+            "job": rng.choice(["clerk", "farmer", "nurse"], n),
+            "income": rng.choice(["<=50K", ">50K"], n),
+        }
+    )
+    df.to_csv(data := tmp_path / "adult.csv", index=False)
+    args = ["audit", "--dataset", str(data), "--shadows", "4", "--epochs", "2", "--n-boot", "0"]
+    rc, _, err = run_cli([*args, "--attacks", "loss", "-q", "-o", str(tmp_path / "a")], capsys)
+    assert rc == 2 and "no label column" in err
+    rc, _, err = run_cli(
+        [*args, "--label-column", "income", "--attacks", "loss", "-o", str(tmp_path / "a")],
+        capsys,
+    )
+    assert rc == 0, err
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert m["config"]["label_column"] == "income" and "2 classes" in m["dataset"]
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "--label-column income" in report and "(data given in Python)" not in report
+    (toml := tmp_path / "audit.toml").write_text('[audit]\nlabel_column = "income"\n')
+    assert audit.AuditConfig.from_dict(audit.config.read_toml(str(toml))).label_column == "income"
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--access", "topk", "--top-k", "99"], "top_k is 99, more than the 10 classes"),
+        (["--population-size", "100000"], "population_size is 100000, more than the 1797"),
+    ],
+)
+def test_settings_the_data_refutes_are_refused_before_training(tmp_path, capsys, flags, match):
+    """``--top-k 99`` was refused only once training had started; ``--population-size
+    100000`` on 1,797 records was accepted silently."""
+    rc, _, err = run_cli(["audit", *QUICK, *flags, "-o", str(tmp_path)], capsys)
+    assert rc == 2 and match in err and err.count("\n") == 1
+    assert not (tmp_path / "pool").exists()  # nothing trained
+
+
+def test_progress_tells_a_diverged_model_from_one_read_from_the_pool():
+    """A diverged target's progress (NaN loss) said "1/1 shadow models read from the
+    pool"."""
+    import io
+
+    stream = io.StringIO()
+    progress = cli.Progress(stream)
+    progress(1, 1, float("nan"))
+    assert "read from the pool" not in stream.getvalue() and "loss nan" in stream.getvalue()
+    progress(4, 4, None)
+    assert "4/4 shadow models read from the pool" in stream.getvalue()

@@ -90,7 +90,7 @@ def test_finished_pool_is_reused_and_grown(small_pool, tmp_path):
         progress=lambda *a: seen.append(a),
         **p.kwargs,
     )
-    assert seen == [(4, 4, pytest.approx(float("nan"), nan_ok=True))]  # nothing trained
+    assert seen == [(4, 4, None)]  # nothing trained: read from the pool
     # growing to 6 models trains only the last two; keys are prefix-stable in k
     grown = engine.train(p.factory, p.ds.x, p.ds.y, p.keep, checkpoint=tmp_path, **p.kwargs)
     assert pools.read_manifest(tmp_path)["k"] == 6
@@ -368,9 +368,9 @@ def test_two_runs_on_one_pool_never_interleave(tmp_path):
         second.save_chunk(0, leaves, _records(1))
     assert pools.read_manifest(tmp_path)["k"] == 1 and pools.load(tmp_path).count == 1
     # a temporary file left by a killed writer is removed by the next run
-    (tmp_path / ".chunk-000001-000002.npz.123.tmp").write_bytes(b"partial")
+    (tmp_path / ".chunk-000001-000002.npz.123.jaxmia-tmp").write_bytes(b"partial")
     pools.ChunkStore(tmp_path, {"a": 1})
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob(".*.jaxmia-tmp"))
 
 
 def test_the_pool_lock_excludes_another_process(tmp_path):

@@ -109,6 +109,11 @@ class DataConfig(Section):
     dataset: str = opt(
         datasets.DEFAULT, "bundled name, a .npz/.csv/.parquet file or hf:owner/name", "always"
     )
+    label_column: str | None = opt(
+        None,
+        "label column of a .csv/.parquet or hub table (default: label, y, target, ...)",
+        "always",
+    )
     num_shadows: int = opt(64, "number of shadow models k", "always", ("--shadows",), b=POS)
     scheme: str = opt("balanced", "shadow split", "always", c=splits.SCHEMES)
     seed: int = opt(0, "seeds the splits and every model", "always", b=Range(0, INT64_MAX))
@@ -198,8 +203,9 @@ SECTIONS: dict[str, type] = {
 """The sections of :class:`AuditConfig`: attribute name and class."""
 
 _ORDER = (
-    "dataset num_shadows scheme model hidden activation epochs batch_size learning_rate seed "
-    "target_size shadow_size chunk_size access top_k attacks per_class targets lira_variance "
+    "dataset label_column num_shadows scheme model hidden activation epochs batch_size "
+    "learning_rate seed target_size shadow_size chunk_size access top_k attacks per_class "
+    "targets lira_variance "
     "augment rmia_a rmia_gamma population_size weight_decay dropout early_stopping dp_noise "
     "dp_clip dp_delta defend_shadows perturbation decimals noise_sigma label_queries fprs "
     "n_boot output_dir"

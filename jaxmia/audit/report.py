@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import io
 import json
 import os
 import pathlib
@@ -18,15 +19,16 @@ import jax
 import numpy as np
 
 from jaxmia import metrics
+from jaxmia.audit import outputs
 from jaxmia.audit.config import AuditConfig, command_for
 
 __all__ = [
+    "OUTPUTS",
     "AuditReport",
     "line_cycle",
     "markdown",
     "plot_roc",
     "plot_signals",
-    "prepare_output_dir",
     "versions",
     "write",
 ]
@@ -130,23 +132,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def prepare_output_dir(path: str | os.PathLike) -> pathlib.Path:
-    """Creates ``path`` and checks that a file can be written there.
-
-    Raises:
-      OSError: with a one-line message if the directory cannot be created or written.
-    """
-    out = pathlib.Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".jaxmia-write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise OSError(f"cannot write to output directory {str(out)!r}: {e.strerror or e}") from None
-    return out
-
-
 def _plots_available() -> bool:
     try:
         import matplotlib  # noqa: F401
@@ -182,6 +167,10 @@ def plot_roc(report: AuditReport, path: pathlib.Path) -> None:
         )
     grid = np.logspace(np.log10(floor / 2), 0, 100)
     ax.plot(grid, grid, "k--", lw=0.8, label="chance")
+    if any(f < floor for f in report.config.fprs):  # TPR@FPR there would mean nothing
+        ax.axvspan(
+            floor / 2, floor, color="0.85", label=f"FPR < 1/{round(1 / floor)}: not measurable"
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(floor / 2, 1)
@@ -332,31 +321,33 @@ def markdown(report: AuditReport, plots: dict[str, str]) -> str:
     return "\n".join([*lines, *_run_section(report)])
 
 
+OUTPUTS = ("metrics.json", "scores.npz", "roc.png", "signals.png", "report.md")
+"""The files an audit writes into its output directory."""
+
+
 def write(report: AuditReport, output_dir: str | os.PathLike) -> dict[str, str]:
-    """Writes every output file of an audit and returns ``{kind: path}``."""
-    out = prepare_output_dir(output_dir)
-    written = {}
-    path = out / "metrics.json"
-    path.write_text(json.dumps(report.to_dict(), indent=2))
-    written["metrics"] = str(path)
-    path = out / "scores.npz"
+    """Writes every output file of an audit as one consistent set
+    (:func:`jaxmia.audit.outputs.write_set`) and returns ``{kind: path}``."""
+    files = {"metrics.json": json.dumps(report.to_dict(), indent=2).encode()}
+    buffer = io.BytesIO()
     np.savez_compressed(
-        path,
+        buffer,
         index=report.candidates,
         membership=report.membership,
         target=report.target_index,
         **{f"score_{name}": s for name, s in report.scores.items()},
     )
-    written["scores"] = str(path)
+    files["scores.npz"] = buffer.getvalue()
     plots = {}
     if _plots_available():
-        plot_roc(report, out / "roc.png")
-        plots["ROC"] = "roc.png"
-        if plot_signals(report, out / "signals.png"):
-            plots["signals"] = "signals.png"
-    for name, file in plots.items():
-        written[name.lower()] = str(out / file)
-    path = out / "report.md"
-    path.write_text(markdown(report, plots))
-    written["report"] = str(path)
-    return written
+        buffer = io.BytesIO()
+        plot_roc(report, buffer)
+        files["roc.png"], plots["ROC"] = buffer.getvalue(), "roc.png"
+        buffer = io.BytesIO()
+        if plot_signals(report, buffer):
+            files["signals.png"], plots["signals"] = buffer.getvalue(), "signals.png"
+    files["report.md"] = markdown(report, plots).encode()
+    paths = outputs.write_set(output_dir, files)
+    kinds = {"metrics.json": "metrics", "scores.npz": "scores", "report.md": "report"}
+    kinds.update({file: name.lower() for name, file in plots.items()})
+    return {kinds[name]: path for name, path in paths.items()}

@@ -150,6 +150,16 @@ def evaluate(setup: Setup, scored: Scored, notes: list[str]) -> dict[str, metric
             n_boot=config.n_boot,
             seed=config.seed,
         )
+    n_out = int((~membership).sum())
+    low = [f for f in config.fprs if f * n_out < 1]
+    if low:
+        shown = ", ".join(f"{f:g}" for f in low)
+        _note(
+            notes,
+            f"TPR at FPR {shown} is not measurable with {n_out} non-members (the smallest "
+            f"nonzero FPR is 1/{n_out}): flagged '*' in the table and listed under "
+            "tpr_at_fpr_unmeasurable in metrics.json",
+        )
     return results
 
 

@@ -163,6 +163,20 @@ def describe_training(setup: Setup, defended: bool, *, shadows: bool = False) ->
     )
 
 
+def _check_against_data(config: AuditConfig, ds: datasets.Dataset) -> None:
+    """Settings that only the data can refute, checked before any training."""
+    topk = config.access == "topk" or config.perturbation == "topk"
+    if topk and config.top_k > ds.num_classes:
+        raise ConfigError(
+            f"top_k is {config.top_k}, more than the {ds.num_classes} classes of {ds.name}"
+        )
+    if config.population_size is not None and config.population_size > ds.n:
+        raise ConfigError(
+            f"population_size is {config.population_size}, more than the {ds.n} records "
+            f"of {ds.name}"
+        )
+
+
 def prepare(
     config: AuditConfig,
     *,
@@ -189,7 +203,12 @@ def prepare(
       The :class:`Setup`.
     """
     attacks = select_attacks(config)
-    ds = datasets.load(config.dataset) if dataset is None else dataset
+    ds = (
+        datasets.load(config.dataset, label_column=config.label_column)
+        if dataset is None
+        else dataset
+    )
+    _check_against_data(config, ds)
     blocks = None
     if split is None and pool_dir is not None and (config.targets or config.scheme == "balanced"):
         blocks = _pool_blocks(pool_dir, config.num_shadows)

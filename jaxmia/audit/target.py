@@ -18,7 +18,11 @@ from flax import nnx
 from jaxmia import signals
 from jaxmia.audit.config import ConfigError
 
-__all__ = ["output_kind", "query_model"]
+__all__ = ["PROB_SUM_TOLERANCE", "output_kind", "query_model"]
+
+PROB_SUM_TOLERANCE = 0.1
+"""How far from 1 the rows of probabilities may sum for ``outputs="auto"`` (rounding to
+two decimals over tens of classes, or a renormalisation, moves the sum by a few 0.01)."""
 
 
 def output_kind(out: np.ndarray, outputs: str = "auto") -> str:
@@ -26,15 +30,28 @@ def output_kind(out: np.ndarray, outputs: str = "auto") -> str:
 
     Args:
       out: ``(n, c)`` the model's outputs.
-      outputs: ``logits``, ``probs``, or ``auto``: probabilities if every row is
-        non-negative and sums to 1, else logits.
+      outputs: ``logits``, ``probs``, or ``auto``: probabilities if every value lies in
+        ``[0, 1]`` and every row sums to within :data:`PROB_SUM_TOLERANCE` of 1 (so
+        probabilities rounded to 2 decimals, or renormalised to 0.98, are still read as
+        probabilities), logits if some value lies outside ``[0, 1]``.
+
+    Raises:
+      ConfigError: ``auto`` and the outputs are ambiguous: in ``[0, 1]`` but with rows
+        that do not sum to about 1 (name the reading with ``outputs=``).
     """
     if outputs not in ("auto", "logits", "probs"):
         raise ConfigError(f"outputs must be auto, logits or probs, got {outputs!r}")
     if outputs != "auto":
         return outputs
-    looks_like_probs = bool((out >= 0).all() and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
-    return "probs" if looks_like_probs else "logits"
+    if not ((out >= 0).all() and (out <= 1).all()):
+        return "logits"
+    sums = out.sum(axis=1, dtype=np.float64)
+    if np.abs(sums - 1).max() <= PROB_SUM_TOLERANCE:
+        return "probs"
+    raise ConfigError(
+        f"the model's outputs lie in [0, 1] but its rows sum to {sums.min():.3g} .. "
+        f"{sums.max():.3g}: are they probabilities? pass outputs='probs' or outputs='logits'"
+    )
 
 
 def query_model(
@@ -45,8 +62,7 @@ def query_model(
     Args:
       fn: maps a batch ``(b, *input_shape)`` to logits or probabilities ``(b, c)``.
       x: ``(n, *input_shape)`` inputs.
-      outputs: ``logits``, ``probs`` or ``auto`` (probabilities if every row is
-        non-negative and sums to 1).
+      outputs: ``logits``, ``probs`` or ``auto`` (see :func:`output_kind`).
       batch_size: examples per call.
 
     Returns:

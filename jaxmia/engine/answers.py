@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jaxmia.engine.files import atomic_write
+from jaxmia.engine.files import atomic_write, refuse_link
 
 __all__ = ["ANSWERS", "answers_key", "cached_labels"]
 
@@ -57,7 +57,9 @@ def cached_labels(
       call stored them for the same inputs and models.
     """
     key = answers_key(x, models) if key is None else key
-    file = pathlib.Path(path) / ANSWERS / f"labels-{key}.npz"
+    folder = pathlib.Path(path) / ANSWERS
+    refuse_link(folder)
+    file = folder / f"labels-{key}.npz"
     if file.is_file():
         try:
             with np.load(file, allow_pickle=False) as data:
@@ -69,7 +71,7 @@ def cached_labels(
     labels = np.asarray(compute(x))
     if labels.size and labels.min() >= -(2**15) and labels.max() < 2**15:
         labels = labels.astype(np.int16)
-    file.parent.mkdir(exist_ok=True)
+    folder.mkdir(exist_ok=True)
     atomic_write(file, lambda f: np.savez(f, labels=labels, sha256=np.array(_digest(labels))))
     return labels
 

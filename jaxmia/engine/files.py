@@ -4,6 +4,15 @@ A write goes to a temporary name in the same directory, is ``fsync``-ed and rena
 the target (``os.replace``), so a killed process leaves either the old file or the new
 one. The lock (``filelock``: ``flock`` on POSIX, ``msvcrt.locking`` on Windows) is
 released by the OS if its process dies.
+
+Threat model: a pool directory may live on a shared file system and may have been
+prepared by someone else. jaxmia trusts nothing in it: every chunk is checked against
+the SHA-256 in the manifest, nothing is unpickled, and jaxmia never writes or deletes
+through a symbolic link (:func:`refuse_link`) and deletes only files whose exact names it
+gives its own files (:func:`is_own`): the manifest, ``chunk-SSSSSS-EEEEEE.npz``,
+``answers/labels-<32 hex digits>.npz`` and their temporary files
+``.<name>.<pid>.jaxmia-tmp``. Anything else in the directory is left alone, and makes
+removing the pool (``--retrain``) refuse.
 """
 
 from __future__ import annotations
@@ -12,15 +21,41 @@ import contextlib
 import hashlib
 import os
 import pathlib
+import re
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import filelock
 
-__all__ = ["LOCK", "atomic_write", "locked", "sha256"]
+__all__ = ["LOCK", "TMP_SUFFIX", "PoolError", "atomic_write", "is_own", "locked", "refuse_link"]
 
 LOCK = ".lock"
 """The lock file's name inside a pool directory."""
+TMP_SUFFIX = ".jaxmia-tmp"
+"""The suffix of jaxmia's temporary files (``.<name>.<pid>.jaxmia-tmp``)."""
+
+_OWN_NAME = r"(manifest\.json|chunk-\d{6}-\d{6}\.npz|labels-[0-9a-f]{32}\.npz)"
+_OWN = re.compile(rf"^({_OWN_NAME}|\.{_OWN_NAME}\.\d+{re.escape(TMP_SUFFIX)})$")
+
+
+class PoolError(ValueError):
+    """A pool directory that cannot be used: missing, damaged, or not this command's."""
+
+
+def refuse_link(path: pathlib.Path) -> None:
+    """Raises :class:`PoolError` if ``path`` is a symbolic link: jaxmia never writes,
+    deletes or locks through one (it could point outside the pool directory)."""
+    if path.is_symlink():
+        raise PoolError(
+            f"{path} is a symbolic link; jaxmia writes and deletes only inside the pool "
+            "directory, never through a link: remove the link"
+        )
+
+
+def is_own(f: pathlib.Path) -> bool:
+    """Whether ``f`` is a regular file (not a link) whose exact name is one jaxmia gives
+    its pool files or their temporary files: the only files it ever deletes."""
+    return bool(_OWN.match(f.name)) and f.is_file() and not f.is_symlink()
 
 
 def _fsync_dir(path: pathlib.Path) -> None:
@@ -38,16 +73,25 @@ def _fsync_dir(path: pathlib.Path) -> None:
 
 def atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], object]) -> None:
     """Writes ``path`` through ``write(file)`` to a temporary name, syncs it, renames it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    refuse_link(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    refuse_link(tmp)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    created = False
     try:
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, flags | getattr(os, "O_BINARY", 0), 0o644)
+        created = True
+        with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        created = False
+    except OSError as e:
+        raise OSError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if created:
+            tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
 
 
@@ -64,5 +108,6 @@ def sha256(path: pathlib.Path) -> str:
 def locked(path: pathlib.Path) -> Iterator[None]:
     """Holds an exclusive lock on ``path/.lock`` while the ``with`` block runs (the OS
     releases it if the process dies, so a killed run never leaves the pool locked)."""
+    refuse_link(path / LOCK)
     with filelock.FileLock(path / LOCK, thread_local=False):
         yield

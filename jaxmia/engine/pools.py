@@ -67,8 +67,18 @@ from typing import Any
 import numpy as np
 
 from jaxmia.engine.answers import ANSWERS, answers_key, cached_labels
-from jaxmia.engine.files import LOCK, atomic_write, locked, sha256
+from jaxmia.engine.files import (
+    LOCK,
+    TMP_SUFFIX,
+    PoolError,
+    atomic_write,
+    is_own,
+    locked,
+    refuse_link,
+    sha256,
+)
 from jaxmia.engine.fingerprint import data_fingerprint, spec_differences
+from jaxmia.engine.manifest import FORMAT, MANIFEST, VERSION, read_manifest
 
 __all__ = [
     "ANSWERS",
@@ -90,12 +100,6 @@ __all__ = [
     "spec_differences",
 ]
 
-FORMAT = "jaxmia-pool"
-"""The ``format`` field of a pool's manifest."""
-VERSION = 1
-"""The format version this code writes and reads."""
-MANIFEST = "manifest.json"
-"""The manifest's file name inside a pool directory."""
 SIGNALS = ("logits", "loss", "logit_scaled_confidence")
 """The per-model signals every chunk holds on all ``n`` training-data records."""
 RETRAIN = (
@@ -105,61 +109,13 @@ RETRAIN = (
 """The advice every refusal of an existing pool ends with."""
 
 
-class PoolError(ValueError):
-    """A pool directory that cannot be used: missing, damaged, or not this command's."""
-
-
 def _jsonable(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples become lists), for comparisons."""
     return json.loads(json.dumps(value))
 
 
-def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of the pool at ``path``; :class:`PoolError` if there is none or it is
-    not a jaxmia pool of a version this code reads."""
-    path = pathlib.Path(path)
-    file = path / MANIFEST
-    if not path.is_dir():
-        raise PoolError(f"no shadow pool at {path}: not a directory")
-    if not file.is_file():
-        raise PoolError(f"no shadow pool at {path}: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PoolError(
-            f"damaged shadow pool at {path}: {MANIFEST} is not valid JSON ({e})"
-        ) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise PoolError(f"{path} is not a jaxmia shadow pool ({MANIFEST} has no format {FORMAT!r})")
-    if manifest.get("version") != VERSION:
-        raise PoolError(
-            f"shadow pool {path} has format version {manifest.get('version')!r}; "
-            f"this jaxmia reads version {VERSION}"
-        )
-    chunks = manifest.get("chunks")
-    if not isinstance(chunks, list) or not isinstance(manifest.get("spec"), dict):
-        raise PoolError(f"damaged shadow pool at {path}: {MANIFEST} lacks chunks or spec")
-    expected = 0
-    for chunk in chunks:
-        if not isinstance(chunk, dict) or chunk.get("start") != expected:
-            raise PoolError(f"damaged shadow pool at {path}: its chunks are not contiguous")
-        name = str(chunk.get("file", ""))
-        if pathlib.Path(name).name != name or not name.endswith(".npz"):
-            raise PoolError(f"damaged shadow pool at {path}: bad chunk file name {name!r}")
-        expected = chunk["stop"]
-    if manifest.get("k") != expected:
-        raise PoolError(f"damaged shadow pool at {path}: k does not match its chunks")
-    leaves = manifest.get("leaves")
-    if not isinstance(leaves, list) or (expected and not leaves):
-        raise PoolError(f"damaged shadow pool at {path}: {MANIFEST} lacks the variables")
-    for leaf in leaves:
-        if not (isinstance(leaf, dict) and isinstance(leaf.get("name"), str)):
-            raise PoolError(f"damaged shadow pool at {path}: bad variable entry {leaf!r}")
-    return manifest
-
-
-def _read_chunk(path: pathlib.Path, chunk: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Every array of one chunk file, after checking its SHA-256 against the manifest."""
+def _checked(path: pathlib.Path, chunk: Mapping[str, Any]) -> pathlib.Path:
+    """The chunk's file, after checking its SHA-256 against the manifest."""
     file = path / chunk["file"]
     if not file.is_file():
         raise PoolError(f"damaged shadow pool at {path}: {chunk['file']} is missing")
@@ -168,6 +124,12 @@ def _read_chunk(path: pathlib.Path, chunk: Mapping[str, Any]) -> dict[str, np.nd
             f"damaged shadow pool at {path}: {chunk['file']} does not match the checksum in "
             f"{MANIFEST} (truncated or modified); delete the pool or that chunk's entry"
         )
+    return file
+
+
+def _read_chunk(path: pathlib.Path, chunk: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Every array of one chunk file, after checking its SHA-256 against the manifest."""
+    file = _checked(path, chunk)
     try:
         with np.load(file, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
@@ -245,8 +207,12 @@ class ChunkStore:
         self.path = pathlib.Path(path)
         self.spec = _jsonable(dict(spec))
         self.meta = _jsonable(dict(meta or {}))
-        if _foreign_files(self.path) and not (self.path / MANIFEST).exists():
-            read_manifest(self.path)  # raises: a directory of other files is not a pool
+        foreign = _foreign_files(self.path)
+        if foreign and not (self.path / MANIFEST).exists():
+            raise PoolError(
+                f"{self.path} is not a shadow pool and holds other files or links "
+                f"({', '.join(foreign[:3])}); keep a pool in an empty or new directory"
+            )
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -257,8 +223,11 @@ class ChunkStore:
             self._open()
 
     def _open(self) -> None:
-        for stale in self.path.glob(".*.tmp"):  # left by a killed writer (we hold the lock)
-            stale.unlink()
+        refuse_link(self.path / MANIFEST)
+        refuse_link(self.path / ANSWERS)
+        for stale in self.path.iterdir():  # left by a killed writer (we hold the lock)
+            if stale.name.endswith(TMP_SUFFIX) and is_own(stale):
+                stale.unlink()
         if (self.path / MANIFEST).exists():
             self.manifest = read_manifest(self.path)
             diff = spec_differences(self.manifest["spec"], self.spec)
@@ -270,9 +239,11 @@ class ChunkStore:
                     + f"); {RETRAIN}"
                 )
         else:
-            if (self.path / ANSWERS).is_dir():  # answers of models no longer here
-                for file in (self.path / ANSWERS).iterdir():
-                    file.unlink()
+            answers = self.path / ANSWERS
+            if answers.is_dir():  # answers of models no longer here
+                for file in answers.iterdir():
+                    if is_own(file):
+                        file.unlink()
             self.manifest = {
                 "format": FORMAT,
                 "version": VERSION,
@@ -383,6 +354,9 @@ def remove(path: str | os.PathLike) -> bool:
     and temporary files) and the directory if that leaves it empty, so that the next
     training run starts afresh. Returns whether there was a pool.
 
+    Only files that carry the exact names jaxmia gives its own files are deleted
+    (:func:`jaxmia.engine.files.is_own`), never through a symbolic link.
+
     Raises:
       PoolError: ``path`` holds anything else (it is not only a pool); nothing is
         deleted then.
@@ -393,9 +367,9 @@ def remove(path: str | os.PathLike) -> bool:
     if not path.is_dir():
         raise PoolError(f"{path} is not a shadow pool directory; nothing removed")
     answers = path / ANSWERS
-    others = [f.name for f in path.iterdir() if f.name != MANIFEST and _foreign_files_in(f)]
-    if answers.exists():
-        others += [f"{ANSWERS}/{f.name}" for f in answers.iterdir() if not f.is_file()]
+    others = [f.name for f in path.iterdir() if _foreign(f)]
+    if answers.is_dir() and not answers.is_symlink():
+        others += [f"{ANSWERS}/{f.name}" for f in answers.iterdir() if not is_own(f)]
     if others:
         raise PoolError(
             f"{path} holds files that are not part of a shadow pool ({', '.join(others[:3])}"
@@ -410,12 +384,10 @@ def remove(path: str | os.PathLike) -> bool:
         if found != FORMAT:
             raise PoolError(f"{path} is not a jaxmia shadow pool; nothing removed")
     with locked(path):
-        for f in path.iterdir():
-            if f.is_file() and f.name != LOCK:
+        for f in [*path.iterdir(), *(answers.iterdir() if answers.is_dir() else ())]:
+            if is_own(f):
                 f.unlink()
-        if answers.exists():
-            for f in answers.iterdir():
-                f.unlink()
+        if answers.is_dir():
             answers.rmdir()
     (path / LOCK).unlink(missing_ok=True)
     if not any(path.iterdir()):
@@ -423,21 +395,22 @@ def remove(path: str | os.PathLike) -> bool:
     return True
 
 
-def _foreign_files_in(f: pathlib.Path) -> bool:
-    """Whether ``f`` is not what a pool directory holds besides its manifest."""
-    return not (
-        f.name.startswith("chunk-")
-        or f.name in (ANSWERS, LOCK)
-        or (f.name.startswith(".") and f.name.endswith(".tmp"))
-    )
+def _foreign(f: pathlib.Path) -> bool:
+    """Whether ``f`` is not what a pool directory holds: jaxmia's own files (exact names,
+    no links), its lock and a real ``answers`` directory."""
+    if f.name == LOCK:
+        return f.is_symlink() or not f.is_file()
+    if f.name == ANSWERS:
+        return f.is_symlink() or not f.is_dir()
+    return not is_own(f)
 
 
-def _foreign_files(path: pathlib.Path) -> bool:
-    """Whether ``path`` holds files other than what an interrupted first chunk leaves
-    (a chunk file or a temporary file written before the first manifest)."""
+def _foreign_files(path: pathlib.Path) -> list[str]:
+    """The names in ``path`` other than what an interrupted first chunk leaves (a chunk
+    file or a temporary file written before the first manifest)."""
     if not path.is_dir():
-        return False
-    return any(_foreign_files_in(f) for f in path.iterdir())
+        return []
+    return sorted(f.name for f in path.iterdir() if f.name != MANIFEST and _foreign(f))
 
 
 def _now() -> str:
@@ -454,9 +427,12 @@ def _version() -> str:
 
 
 def info(path: str | os.PathLike) -> str:
-    """A human-readable summary of the pool at ``path`` (``jaxmia pool info``)."""
+    """A human-readable summary of the pool at ``path`` (``jaxmia pool info``), after
+    checking every chunk against its checksum (:class:`PoolError` if one does not match)."""
     path = pathlib.Path(path)
     manifest = read_manifest(path)
+    for chunk in manifest["chunks"]:
+        _checked(path, chunk)  # a damaged pool is refused here too, not described
     spec = manifest["spec"]
     data = spec.get("data", {})
     training = {
@@ -476,6 +452,7 @@ def info(path: str | os.PathLike) -> str:
         f"  non-finite:    {len(manifest.get('non_finite', []))} model(s)"
         + (f" {manifest['non_finite'][:10]}" if manifest.get("non_finite") else ""),
         f"  created:       {manifest.get('created')}, updated {manifest.get('updated')}",
+        f"  checked:       every chunk matches its SHA-256 in {MANIFEST}",
     ]
     for key, value in manifest.get("meta", {}).items():
         lines.append(f"  {key + ':':14} {value}")

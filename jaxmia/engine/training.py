@@ -86,12 +86,12 @@ from jaxmia.models import ModelFactory
 
 __all__ = ["Pool", "ProgressFn", "adam", "compiled", "model_keys", "train"]
 
-ProgressFn = Callable[[float, int, float], None]
+ProgressFn = Callable[[float, int, float | None], None]
 """Called as ``progress(done, k, mean_loss)`` as training goes: ``done`` models of ``k``
 are trained, a fraction while a chunk is part-way through its epochs (after every epoch)
 and a whole number once its models are finished (and saved, with a checkpoint).
-``mean_loss`` is the last epoch's mean training loss; NaN when the models were read
-from a checkpoint."""
+``mean_loss`` is the last epoch's mean training loss (NaN if the models diverged);
+``None`` when the models were read from a checkpoint."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,7 +286,7 @@ def _resume(run: _Run, store, tx, trained: _Trained) -> int:
     if "best_epoch" in resumed.arrays:
         trained.best_epoch = [resumed.arrays["best_epoch"]]
     if run.progress is not None:
-        run.progress(resumed.count, run.k, float("nan"))
+        run.progress(resumed.count, run.k, None)
     return resumed.count
 
 

@@ -72,6 +72,13 @@ class AttackMetrics:
     n_members: int
     n_nonmembers: int
 
+    @property
+    def unmeasurable_fprs(self) -> list[float]:
+        """The target FPRs below ``1 / n_nonmembers``, the smallest nonzero FPR these
+        non-members can show: a TPR there is read at FPR 0 and means nothing (with 3
+        non-members, "TPR at 0.1% FPR" is the TPR at no false positive at all)."""
+        return sorted(f for f in self.tpr_at_fpr if f * self.n_nonmembers < 1)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable view: FPR keys as strings (``"0.001"``), tuples as lists.
 
@@ -95,7 +102,11 @@ class AttackMetrics:
             else {_fpr_key(f): [float(v) for v in ci] for f, ci in self.tpr_at_fpr_ci.items()},
             "n_members": int(self.n_members),
             "n_nonmembers": int(self.n_nonmembers),
-        }
+        } | (
+            {"tpr_at_fpr_unmeasurable": [_fpr_key(f) for f in self.unmeasurable_fprs]}
+            if self.unmeasurable_fprs
+            else {}
+        )
 
 
 def evaluate(
@@ -170,10 +181,11 @@ def _table_rows(results: Mapping[str, AttackMetrics]) -> tuple[list[str], list[l
     rows = []
     for name, m in results.items():
         tprs = {float(f): v for f, v in m.tpr_at_fpr.items()}
+        flag = {f: "*" if f in m.unmeasurable_fprs else "" for f in fprs}
         cells = [
             str(name),
             f"{m.auc:.4f}",
-            *(f"{tprs[f]:.4f}" if f in tprs else "-" for f in fprs),
+            *(f"{tprs[f]:.4f}{flag[f]}" if f in tprs else "-" for f in fprs),
             f"{m.advantage:.4f}",
             f"{m.accuracy:.4f}",
         ]
@@ -204,7 +216,19 @@ def format_table(results: Mapping[str, AttackMetrics]) -> str:
 
     lines = [fmt(header), "  ".join("-" * w for w in widths)]
     lines.extend(fmt(r) for r in rows)
-    return "\n".join(lines)
+    return "\n".join(lines + _footnote(results))
+
+
+def _footnote(results: Mapping[str, AttackMetrics]) -> list[str]:
+    """The line that explains a ``*`` (a TPR at an FPR below ``1 / non-members``)."""
+    flagged = [m for m in results.values() if m.unmeasurable_fprs]
+    if not flagged:
+        return []
+    n = min(m.n_nonmembers for m in flagged)
+    return [
+        f"* not measurable: an FPR below 1/{n} (one over the {n} non-members) reads the "
+        "TPR at no false positive; evaluate more non-members"
+    ]
 
 
 def markdown_table(results: Mapping[str, AttackMetrics]) -> str:
@@ -227,4 +251,5 @@ def markdown_table(results: Mapping[str, AttackMetrics]) -> str:
         "| " + " | ".join([":---", *["---:"] * (len(header) - 1)]) + " |",
     ]
     lines.extend("| " + " | ".join(esc(c) for c in r) + " |" for r in rows)
-    return "\n".join(lines)
+    footnote = _footnote(results)
+    return "\n".join(lines + (["", f"\\{footnote[0]}"] if footnote else []))
