@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -478,5 +479,23 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The ``jaxmia`` command: :func:`main` in a process of its own. Ctrl-C ends it at
+    once with one line and status 130, wherever it arrives (inside JAX's import or a
+    garbage-collection callback, where a ``KeyboardInterrupt`` would be swallowed or crash
+    the interpreter's teardown). Everything jaxmia writes is atomic, so this leaves no
+    half-written file, as after SIGKILL (``tests/test_engine_pools.py``)."""
+    signal.signal(signal.SIGINT, _interrupted)
     sys.exit(main())
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    try:
+        sys.stderr.write("jaxmia: interrupted\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
+
+
+if __name__ == "__main__":
+    entry()

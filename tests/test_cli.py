@@ -444,3 +444,22 @@ def test_progress_tells_a_diverged_model_from_one_read_from_the_pool():
     assert "read from the pool" not in stream.getvalue() and "loss nan" in stream.getvalue()
     progress(4, 4, None)
     assert "4/4 shadow models read from the pool" in stream.getvalue()
+
+
+@pytest.mark.parametrize("after", [0.3, 1.5])
+def test_ctrl_c_at_any_moment_is_one_line(tmp_path, after):
+    """Ctrl-C in the first second (while JAX was still being imported) printed a 40-line
+    KeyboardInterrupt traceback."""
+    import signal
+    import time
+
+    env = {**os.environ, "JAXMIA_COMPILATION_CACHE": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxmia.cli", "audit", *QUICK, "-o", str(tmp_path)],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "jaxmia: interrupted" and "Traceback" not in err
