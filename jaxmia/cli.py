@@ -480,11 +480,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def entry() -> None:
-    """The ``jaxmia`` command: :func:`main` in a process of its own. Ctrl-C ends it at
-    once with one line and status 130, wherever it arrives (inside JAX's import or a
-    garbage-collection callback, where a ``KeyboardInterrupt`` would be swallowed or crash
-    the interpreter's teardown). Everything jaxmia writes is atomic, so this leaves no
-    half-written file, as after SIGKILL (``tests/test_engine_pools.py``)."""
+    """The ``jaxmia`` command: :func:`main`, where Ctrl-C ends the process at once with one
+    line and status 130 wherever it arrives (in JAX's import or a gc callback a
+    ``KeyboardInterrupt`` is swallowed or crashes the teardown). All writes are atomic."""
     signal.signal(signal.SIGINT, _interrupted)
     sys.exit(main())
 

@@ -130,8 +130,9 @@ def test_a_users_pool_defines_the_shadows(parts, monkeypatch):
         )
     with pytest.raises(audit.ConfigError, match="pool's models output 10 classes, the model 3"):
         audit.audit_model(
-            lambda x: x[:, :3], parts.members, parts.nonmembers, parts.population, pool=pool
-        )
+            lambda x: x[:, :3],  # in [0, 1] without summing to 1: name the reading
+            parts.members, parts.nonmembers, parts.population, pool=pool, outputs="logits",
+        )  # fmt: skip
 
 
 def test_audit_a_users_own_model(location, tmp_path):

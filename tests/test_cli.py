@@ -287,7 +287,7 @@ def test_pools_remove_deletes_only_a_pool(tmp_path):
         "loss": np.zeros((1, 3)), "logit_scaled_confidence": np.zeros((1, 3)),
     })  # fmt: skip
     (tmp_path / "p" / pools.ANSWERS).mkdir()
-    (tmp_path / "p" / pools.ANSWERS / "abc.npz").write_bytes(b"x")
+    (tmp_path / "p" / pools.ANSWERS / f"labels-{'a' * 32}.npz").write_bytes(b"x")
     (tmp_path / "p" / "notes.txt").write_text("mine")
     with pytest.raises(pools.PoolError, match=r"notes\.txt"):
         pools.remove(tmp_path / "p")

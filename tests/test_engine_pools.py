@@ -181,7 +181,7 @@ def test_missing_pool_and_foreign_directory_are_refused(tmp_path):
     with pytest.raises(pools.PoolError, match="not a directory"):
         pools.load(tmp_path / "nothing")
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(pools.PoolError, match=r"manifest\.json is missing"):
+    with pytest.raises(pools.PoolError, match=r"not a shadow pool and holds .*notes\.txt"):
         pools.ChunkStore(tmp_path, {"a": 1})
 
 
