@@ -24,25 +24,31 @@ def digests(d) -> dict[str, str]:
     }
 
 
-def test_a_failed_write_leaves_the_previous_run_intact_and_names_the_file(tmp_path):
+def test_a_failed_write_leaves_the_previous_run_intact_and_names_the_file(tmp_path, capsys):
     """With a file-size limit during the report (``ulimit -f 60``), the previous run's
     scores.npz was left truncated beside a new metrics.json and the old report.md."""
     out = tmp_path / "run"
-    env = {**os.environ, "JAXMIA_COMPILATION_CACHE": "0"}
-    cmd = [sys.executable, "-m", "jaxmia.cli", "audit", *QUICK, "-o", str(out)]
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    args = ["audit", *QUICK, "--attacks", "loss,lira_offline", "-o", str(out)]
+    rc, _, err = run_cli(args, capsys)
+    assert rc == 0, err
     before = digests(out)
     assert set(json.loads((out / outputs.RUN_RECORD).read_text())["files"]) == {
         "metrics.json", "scores.npz", "roc.png", "signals.png", "report.md"
     }  # fmt: skip
+    sizes = sorted(f.stat().st_size for f in out.iterdir() if f.is_file())
+    cap = sizes[-1] - 1  # every file of the run fits but the largest
 
-    def limit():  # 60 KiB: metrics.json fits, the plots do not
-        resource.setrlimit(resource.RLIMIT_FSIZE, (60 * 1024, resource.RLIM_INFINITY))
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (cap, resource.RLIM_INFINITY))
 
+    env = {**os.environ, "JAXMIA_COMPILATION_CACHE": "0"}
     done = subprocess.run(
-        [*cmd, "--pool", str(out / "pool")],  # reads the pool: only the report is written
-        env=env, preexec_fn=limit, capture_output=True, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "jaxmia.cli", *args, "--pool", str(out / "pool")],
+        env=env,
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+    )  # fmt: skip  (it reads the pool: only the report is written)
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("jaxmia: error: cannot write ") and str(out) in last, last

@@ -32,7 +32,8 @@ def committed(run: str) -> dict:
 @pytest.mark.slow
 def test_default_audit_reproduces_the_committed_runs_and_reruns_from_its_pool(tmp_path):
     env = {**os.environ, "JAXMIA_COMPILATION_CACHE": str(tmp_path / "xla")}
-    env.pop("XLA_FLAGS", None)  # as a user runs it: one XLA device per core
+    env.pop("XLA_FLAGS", None)  # as a user runs it on the 2-core machine that made results/
+    env["JAXMIA_CPU_DEVICES"] = "2"  # the floats depend on the device layout
     first = jaxmia(["audit", "-o", str(tmp_path / "a"), "-q"], env)
     m = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert m["config"]["num_shadows"] == 64 and m["config"]["dataset"] == "location30"
@@ -69,6 +70,7 @@ def test_default_audit_reproduces_the_committed_runs_and_reruns_from_its_pool(tm
 def test_the_four_shadow_audit_reproduces_its_committed_run(tmp_path):
     env = {**os.environ, "JAXMIA_COMPILATION_CACHE": str(tmp_path / "xla")}
     env.pop("XLA_FLAGS", None)
+    env["JAXMIA_CPU_DEVICES"] = "2"
     jaxmia(["audit", "--shadows", "4", "-o", str(tmp_path / "a"), "-q"], env)
     attacks = json.loads((tmp_path / "a" / "metrics.json").read_text())["attacks"]
     reference = committed("location30-4-shadows")["attacks"]
