@@ -463,3 +463,19 @@ def test_ctrl_c_at_any_moment_is_one_line(tmp_path, after):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "jaxmia: interrupted" and "Traceback" not in err
+
+
+def test_the_command_splits_the_cpu_into_one_device_per_core(tmp_path):
+    """``build_parser()`` imported JAX before ``use_cpu_cores()`` ran, so every report said
+    ``device_count 1`` and the per-core sharding never reached ``jaxmia audit``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXMIA_CPU_DEVICES")}
+    code = (
+        "from jaxmia import cli\n"
+        f"cli.main(['pool', 'info', {str(tmp_path / 'none')!r}])\n"
+        "import jax\n"
+        "print(jax.device_count())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert int(done.stdout.split()[-1]) == (os.cpu_count() or 1)
