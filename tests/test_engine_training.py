@@ -333,14 +333,18 @@ def reference_model(factory, tx, x, y, keep_row, key, epochs, batch_size, loss_f
     graphdef, params = nnx.split(factory(rngs=nnx.Rngs(params=init_key, dropout=dropout_key)))
     opt_state = tx.init(params)
     members = int(keep_row.sum())
+
+    @jax.jit
+    def step(params, opt_state, xb, yb):  # one plain optax step on a batch
+        mean_loss = lambda p: loss_fn(nnx.merge(graphdef, p)(xb), yb).mean()
+        updates, opt_state = tx.update(jax.grad(mean_loss)(params), opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
     for e in range(epochs):
         order = np.asarray(kernel.member_order(jax.random.fold_in(data_key, e), keep_row))
         for start in range(0, members, batch_size):
             idx = order[start : min(start + batch_size, members)]
-            mean_loss = lambda p, idx=idx: loss_fn(nnx.merge(graphdef, p)(x[idx]), y[idx]).mean()
-            grads = jax.grad(mean_loss)(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
+            params, opt_state = step(params, opt_state, x[idx], y[idx])
     return params
 
 

@@ -31,9 +31,18 @@ def test_notebook_is_stored_clean(name):
         assert cell.execution_count is None
 
 
+@pytest.fixture(scope="module")
+def shared_compilation_cache(tmp_path_factory):
+    """One persistent XLA cache for the three notebooks' kernels, which compile many of
+    the same programs (results are the same whether a program is compiled or loaded)."""
+    return str(tmp_path_factory.mktemp("notebook-xla"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs(name, tmp_path):
+def test_notebook_runs(name, tmp_path, monkeypatch, shared_compilation_cache):
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", shared_compilation_cache)
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     nb = _read(name)
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
