@@ -14,7 +14,9 @@ convolutions are slow there), and trains all models at once on accelerators.
 
 Devices: with a mesh (``"auto"``: every device when there are several), ``k`` (or the
 chunk) is padded to a multiple of the device count with copies of the last model, which
-are dropped afterwards, so the result does not depend on the devices.
+are dropped afterwards, so the result does not depend on the devices up to float
+rounding (XLA:CPU may block a batched matmul of 32 models differently from one of 64,
+which moves the last bits; ``tests/test_engine_distributed.py`` compares with tolerances).
 
 Checkpoints: with ``checkpoint=DIR`` every finished chunk of models is saved to the pool
 directory atomically, with its outputs on ``x``. A later call with the same settings
