@@ -13,6 +13,12 @@ machine's measured float32 matmul peak:
   batches gathered on the host by NumPy indexing.
 * ``torch-loop``: the same MLP in PyTorch, one model at a time, as ML Privacy Meter and
   ART train shadow models (skipped when torch is not installed).
+* ``torch-vmap``: what a PyTorch user who trains ensembles would write: the k models'
+  state stacked (``torch.func.stack_module_state``), one ``functional_call`` vmapped
+  over models (``torch.func.vmap`` of ``torch.func.grad_and_value``) on each model's own
+  batch of its own members (padded to the longest model's batches with zero weights), and
+  Adam written on the stacked parameters (same betas, eps and bias correction as
+  ``torch.optim.Adam``; a model whose batch is empty skips its step, as in the engine).
 
 Run ``python benchmarks/shadow_throughput.py --help`` for the options; see
 ``benchmarks/README.md`` for the results on the reference machine.
@@ -50,7 +56,7 @@ from jaxmia import (  # noqa: E402
     splits,
 )
 
-MODES = ("vmap", "sequential-jit", "sequential-step", "torch-loop")
+MODES = ("vmap", "sequential-jit", "sequential-step", "torch-loop", "torch-vmap")
 SLOW_MODES = ("sequential-step", "torch-loop")
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
@@ -268,6 +274,86 @@ def torch_runner(widths: Sequence[int], x, y, keep, epochs: int, models_timed: i
     return warm_up, run
 
 
+def torch_vmap_runner(widths: Sequence[int], x, y, keep, epochs: int, threads: int):
+    """PyTorch with ``torch.func``: every model at once, vmapped over stacked state.
+
+    Returns ``(warm_up, run)`` like :func:`step_runner`.
+    """
+    import torch
+    from torch import nn
+    from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+    from torch.nn import functional
+
+    torch.set_num_threads(threads)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    members = [torch.from_numpy(np.flatnonzero(row)) for row in keep]
+    k, longest = len(members), max(len(m) for m in members)
+    steps = -(-longest // BATCH_SIZE)
+
+    def make_model() -> nn.Module:
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise(widths[:-1]):
+            layers += [nn.Linear(a, b), nn.Tanh()]
+        layers.append(nn.Linear(widths[-2], widths[-1]))
+        return nn.Sequential(*layers)
+
+    base = make_model().to("meta")
+
+    def loss_one(params, xb, yb, wb):
+        ce = functional.cross_entropy(functional_call(base, params, (xb,)), yb, reduction="none")
+        return (ce * wb).sum() / wb.sum().clamp(min=1.0)
+
+    step_grads = vmap(grad_and_value(loss_one))
+    b1, b2, eps = 0.9, 0.999, 1e-8
+
+    def train(epochs_run: int) -> tuple[float, float]:
+        torch.manual_seed(SEED)
+        params, _ = stack_module_state([make_model() for _ in range(k)])
+        params = {n: p.detach() for n, p in params.items()}
+        m = {n: torch.zeros_like(p) for n, p in params.items()}
+        v = {n: torch.zeros_like(p) for n, p in params.items()}
+        count = torch.zeros(k)
+        gen = torch.Generator().manual_seed(SEED)
+        t0, losses = time.perf_counter(), []
+        for _ in range(epochs_run):
+            idx = torch.zeros(k, steps * BATCH_SIZE, dtype=torch.int64)
+            w = torch.zeros(k, steps * BATCH_SIZE)
+            for i, own in enumerate(members):
+                idx[i, : len(own)] = own[torch.randperm(len(own), generator=gen)]
+                w[i, : len(own)] = 1.0
+            for s in range(steps):
+                bi, bw = idx[:, s * BATCH_SIZE : (s + 1) * BATCH_SIZE], w[:, s * BATCH_SIZE :]
+                bw = bw[:, :BATCH_SIZE]
+                grads, loss = step_grads(params, xt[bi], yt[bi], bw)
+                active = (bw.sum(1) > 0).float()
+                count += active
+                c1, c2 = 1 - b1 ** count.clamp(min=1), 1 - b2 ** count.clamp(min=1)
+                for n, g in grads.items():
+                    shape = (k,) + (1,) * (g.dim() - 1)
+                    a = active.view(shape)
+                    m[n] = torch.where(a > 0, b1 * m[n] + (1 - b1) * g, m[n])
+                    v[n] = torch.where(a > 0, b2 * v[n] + (1 - b2) * g * g, v[n])
+                    step = (
+                        LEARNING_RATE
+                        * (m[n] / c1.view(shape))
+                        / ((v[n] / c2.view(shape)).sqrt() + eps)
+                    )
+                    params[n] = params[n] - a * step
+                losses.append(loss.mean())
+        return time.perf_counter() - t0, float(torch.stack(losses[-steps:]).mean())
+
+    def warm_up() -> None:
+        """One epoch of the whole pool (thread pool, allocator); nothing compiles."""
+        train(1)
+
+    def run() -> RunResult:
+        t_wall = time.perf_counter()
+        train_s, final = train(epochs)
+        return train_s, time.perf_counter() - t_wall, final, k, None
+
+    return warm_up, run
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -356,10 +442,12 @@ def run_workload(name: str, args, modes: Sequence[str], peak: float) -> dict:
             run, warm = engine_runner(mode, factory, tx, x, y, keep, epochs), None
         elif mode == "sequential-step":
             warm, run = step_runner(factory, tx, x, y, keep, epochs, timed_k)
+        elif mode == "torch-vmap" and torch_available():
+            warm, run = torch_vmap_runner(widths, x, y, keep, epochs, args.torch_threads)
         elif torch_available():
             warm, run = torch_runner(widths, x, y, keep, epochs, timed_k, args.torch_threads)
         else:
-            print("  torch-loop: skipped (torch is not installed)", flush=True)
+            print(f"  {mode}: skipped (torch is not installed)", flush=True)
             results[mode] = {"skipped": "torch is not installed"}
             continue
         t0 = time.perf_counter()
