@@ -38,6 +38,9 @@ def test_audit_writes_every_output(tmp_path, capsys):
         assert attack["auc_ci"][0] <= attack["auc"] <= attack["auc_ci"][1]
     assert {"train", "test"} == set(m["target_accuracy"])
     assert {"train_shadows", "train_target", "signals"} <= set(m["timings_s"])
+    assert set(m["timings_s_by_attack"]) == set(audit.ATTACKS)  # per-attack timings
+    assert sum(m["timings_s_by_attack"].values()) <= m["timings_s"]["attacks"] + 0.01
+    assert "Attack timings (seconds): shokri " in (tmp_path / "report.md").read_text()
     assert m["versions"]["jax"] and m["config"]["num_shadows"] == 4
     scores = np.load(tmp_path / "scores.npz")
     assert scores["index"].shape == scores["membership"].shape == scores["score_loss"].shape

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -66,6 +67,7 @@ def attack_target(
     notes: list[str],
     log: Log = _silent,
     queries: tuple[Callable, Callable, np.ndarray] | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> dict[str, tuple[np.ndarray, float | None]]:
     """Runs every attack against one target.
 
@@ -87,6 +89,8 @@ def attack_target(
       queries: ``(target_query, shadow_query, x)`` for the label-only attack: functions
         returning the target's ``(n, c)`` and the shadows' ``(k, n, c)`` outputs on any
         inputs, and the records ``x``.
+      seconds: if given, each attack's wall time (calibration included) is added to
+        ``seconds[attack]``.
 
     Returns:
       ``{attack: (scores (m,), threshold or None)}``; a ``None`` threshold means the
@@ -96,45 +100,53 @@ def attack_target(
     keep_c = shadows.keep[:, candidates]
     for name in attacks:
         log(f"attack: {name}")
-        if name == "shokri":
-            scores = attacks_lib.shokri(
-                target_sig,
-                shadows.signals,
-                shadows.keep,
-                labels=labels,
-                target_labels=labels[candidates],
-                num_classes=num_classes,
-                pool=shadows.pool,
-                config=classifier.ShokriConfig(
-                    features=needs(name, config.effective_access), per_class=config.per_class
-                ),
-                seed=config.seed,
-            )
-            out[name] = (scores, classifier.THRESHOLD)
-        elif name == "label_only":
-            out[name] = _label_only(shadows, candidates, labels, config, queries)
-        elif name in THRESHOLD_ATTACKS:
-            sig = THRESHOLD_ATTACKS[name]
-            attack = getattr(attacks_lib, name)
-            tau = attacks_lib.calibrate_threshold(
-                np.asarray(attack(shadows.signals[sig])), shadows.keep, pool=shadows.pool
-            )
-            out[name] = (_host(attack(target_sig[sig])), tau)
-        elif name.startswith("lira"):
-            k = shadows.keep.shape[0]
-            variance = lira.resolve_variance(config.lira_variance, k)
-            attack = attacks_lib.lira_online if name == "lira_online" else attacks_lib.lira_offline
-            s = attack(target_phi, shadows.phi[:, candidates], keep_c, variance=variance)
-            out[name] = (_host(s), None)
-            _note(notes, f"LiRA variance: {variance} ({k} shadow models)")
-        else:
-            out[name] = (
-                _rmia(
-                    name, shadows, target_all, target_logits_all, candidates, labels, config, notes
-                ),
-                None,
-            )
+        started = time.perf_counter()
+        _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logits_all,
+                 candidates, labels, num_classes, config, notes, queries, keep_c)  # fmt: skip
+        if seconds is not None:
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
     return out
+
+
+def _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logits_all,
+             candidates, labels, num_classes, config, notes, queries, keep_c) -> None:  # fmt: skip
+    """Runs the attack ``name`` and stores its ``(scores, threshold)`` in ``out``."""
+    if name == "shokri":
+        scores = attacks_lib.shokri(
+            target_sig,
+            shadows.signals,
+            shadows.keep,
+            labels=labels,
+            target_labels=labels[candidates],
+            num_classes=num_classes,
+            pool=shadows.pool,
+            config=classifier.ShokriConfig(
+                features=needs(name, config.effective_access), per_class=config.per_class
+            ),
+            seed=config.seed,
+        )
+        out[name] = (scores, classifier.THRESHOLD)
+    elif name == "label_only":
+        out[name] = _label_only(shadows, candidates, labels, config, queries)
+    elif name in THRESHOLD_ATTACKS:
+        sig = THRESHOLD_ATTACKS[name]
+        attack = getattr(attacks_lib, name)
+        tau = attacks_lib.calibrate_threshold(
+            np.asarray(attack(shadows.signals[sig])), shadows.keep, pool=shadows.pool
+        )
+        out[name] = (_host(attack(target_sig[sig])), tau)
+    elif name.startswith("lira"):
+        k = shadows.keep.shape[0]
+        variance = lira.resolve_variance(config.lira_variance, k)
+        attack = attacks_lib.lira_online if name == "lira_online" else attacks_lib.lira_offline
+        s = attack(target_phi, shadows.phi[:, candidates], keep_c, variance=variance)
+        out[name] = (_host(s), None)
+        _note(notes, f"LiRA variance: {variance} ({k} shadow models)")
+    else:
+        out[name] = (
+            _rmia(name, shadows, target_all, target_logits_all, candidates, labels, config, notes),
+            None,
+        )
 
 
 def _host(scores) -> np.ndarray:

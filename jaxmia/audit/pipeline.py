@@ -175,6 +175,7 @@ def _run(
     report = assemble(setup, target, shadows, scored, results, per_target, notes, clock.timings)
     # `jaxmia audit` with the config's flags reruns it only if nothing came from Python
     report.reproducible = dataset is None and split is None and factory is None
+    report.attack_seconds = scored.seconds
     return report
 
 

@@ -66,6 +66,7 @@ class AuditReport:
         or the user's pool).
       reproducible: whether ``jaxmia audit`` with the config's flags reruns this audit
         (``False`` for a model and data given in Python: no command line is printed).
+      attack_seconds: ``{attack: seconds}`` each attack's wall time (all targets).
     """
 
     config: AuditConfig
@@ -88,6 +89,7 @@ class AuditReport:
     target: str = ""
     shadows: str = ""
     reproducible: bool = True
+    attack_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def table(self) -> str:
         """The metrics as an aligned text table."""
@@ -111,6 +113,7 @@ class AuditReport:
             "notes": self.notes,
             "config": self.config.to_dict(),
             "timings_s": self.timings,
+            "timings_s_by_attack": self.attack_seconds,
             "versions": self.versions,
         }
 
@@ -294,6 +297,9 @@ def _run_section(report: AuditReport) -> list[str]:
     return [
         *lines,
         "Timings (seconds): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()),
+        "",
+        "Attack timings (seconds): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in report.attack_seconds.items()),
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()),
         "",

@@ -33,6 +33,7 @@ class Scored:
       candidates: ``[(m,)]`` per target, the candidates' record indices.
       accuracy: ``(t, 2)`` each target's train and test accuracy.
       plot: ``{signal: (m,)}`` the first target's confidence/loss on its candidates.
+      seconds: ``{attack: seconds}`` each attack's wall time over all targets.
     """
 
     scores: dict[str, list[np.ndarray]]
@@ -41,6 +42,7 @@ class Scored:
     candidates: list[np.ndarray]
     accuracy: np.ndarray
     plot: dict[str, np.ndarray]
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def target_index(self) -> np.ndarray:
@@ -98,6 +100,7 @@ def attack_all(
         notes.append("online LiRA/RMIA skipped: the disjoint scheme has no IN models")
     scores: dict[str, list[np.ndarray]] = {a: [] for a in setup.attacks}
     taus: dict[str, list[float | None]] = {a: [] for a in setup.attacks}
+    seconds: dict[str, float] = {}
     targets = _targets(setup, extracted, target, shadows)
     for t, one in enumerate(targets):
         if setup.loo:
@@ -117,6 +120,7 @@ def attack_all(
             notes,
             log=log if t == 0 else _silent,
             queries=one.queries,
+            seconds=seconds,
         )
         for name, (s, tau) in results.items():
             scores[name].append(s)
@@ -128,6 +132,7 @@ def attack_all(
         candidates=[cand for _ in targets],
         accuracy=np.asarray([one.accuracy for one in targets], dtype=np.float64),
         plot={name: targets[0].signals.all[name][cand] for name in extracted.plot_signals},
+        seconds={name: round(v, 3) for name, v in seconds.items()},
     )
 
 
