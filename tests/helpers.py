@@ -4,7 +4,7 @@
 import jax
 import jax.numpy as jnp
 
-from jaxmia import metrics
+from jaxmia import cli, metrics
 
 
 def tree_max_diff(a, b) -> float:
@@ -28,3 +28,13 @@ METRIC_CALLS = (
 )
 """Every metric that validates ``(membership, scores)``, as a call of those two (only ever
 called with invalid inputs: ``plot_roc`` raises before it opens a figure)."""
+
+
+def run_cli(args, capsys):
+    """``(exit status, stdout, stderr)`` of ``jaxmia ARGS`` run in-process."""
+    try:
+        rc = cli.main(args)
+    except SystemExit as e:  # argparse exits on its own
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err

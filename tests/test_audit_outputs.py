@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest_cli import run_cli
+from helpers import run_cli
 
 from jaxmia.audit import outputs
 

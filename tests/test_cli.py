@@ -8,20 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from jaxmia import audit, cli, splits, study
 from jaxmia.engine import pools
 
 QUICK = ["--dataset", "digits", "--shadows", "4", "--epochs", "3", "--n-boot", "20", "-q"]
-
-
-def run_cli(args, capsys):
-    try:
-        rc = cli.main(args)
-    except SystemExit as e:  # argparse exits on its own
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_audit_writes_every_output(tmp_path, capsys):

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest_cli import run_cli
+from helpers import run_cli
 
 from jaxmia import engine, models, splits
 from jaxmia.engine import pools

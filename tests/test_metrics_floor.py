@@ -4,7 +4,7 @@ reported TPR@0.1%FPR = 1.000 from 3 non-members."""
 import json
 
 import numpy as np
-from conftest_cli import run_cli
+from helpers import run_cli
 
 from jaxmia import metrics
 
