@@ -219,29 +219,32 @@ def torch_available() -> bool:
     return True
 
 
+def torch_mlp(widths: Sequence[int]):
+    """The benchmark's MLP in PyTorch: tanh between the ``widths`` (a fresh init)."""
+    from torch import nn
+
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(widths[:-1]):
+        layers += [nn.Linear(a, b), nn.Tanh()]
+    layers.append(nn.Linear(widths[-2], widths[-1]))
+    return nn.Sequential(*layers)
+
+
 def torch_runner(widths: Sequence[int], x, y, keep, epochs: int, models_timed: int, threads: int):
     """PyTorch, one model at a time, batches by tensor indexing (no DataLoader overhead).
 
     Returns ``(warm_up, run)`` like :func:`step_runner`.
     """
     import torch
-    from torch import nn
     from torch.nn import functional
 
     torch.set_num_threads(threads)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
     members = [torch.from_numpy(np.flatnonzero(row)) for row in keep[:models_timed]]
 
-    def make_model() -> nn.Module:
-        layers: list[nn.Module] = []
-        for a, b in itertools.pairwise(widths[:-1]):
-            layers += [nn.Linear(a, b), nn.Tanh()]
-        layers.append(nn.Linear(widths[-2], widths[-1]))
-        return nn.Sequential(*layers)
-
     def warm_up() -> None:
         """A few steps of a throwaway model (thread pool, allocator); nothing compiles."""
-        model = make_model()
+        model = torch_mlp(widths)
         opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
         for _ in range(10):
             opt.zero_grad(set_to_none=True)
@@ -253,7 +256,7 @@ def torch_runner(widths: Sequence[int], x, y, keep, epochs: int, models_timed: i
         train_s, final = 0.0, []
         for i, idx in enumerate(members):
             torch.manual_seed(SEED * 1_000_003 + i)
-            model = make_model()
+            model = torch_mlp(widths)
             opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
             gen = torch.Generator().manual_seed(SEED * 1_000_003 + i)
             t0 = time.perf_counter()
@@ -280,7 +283,6 @@ def torch_vmap_runner(widths: Sequence[int], x, y, keep, epochs: int, threads: i
     Returns ``(warm_up, run)`` like :func:`step_runner`.
     """
     import torch
-    from torch import nn
     from torch.func import functional_call, grad_and_value, stack_module_state, vmap
     from torch.nn import functional
 
@@ -290,14 +292,7 @@ def torch_vmap_runner(widths: Sequence[int], x, y, keep, epochs: int, threads: i
     k, longest = len(members), max(len(m) for m in members)
     steps = -(-longest // BATCH_SIZE)
 
-    def make_model() -> nn.Module:
-        layers: list[nn.Module] = []
-        for a, b in itertools.pairwise(widths[:-1]):
-            layers += [nn.Linear(a, b), nn.Tanh()]
-        layers.append(nn.Linear(widths[-2], widths[-1]))
-        return nn.Sequential(*layers)
-
-    base = make_model().to("meta")
+    base = torch_mlp(widths).to("meta")
 
     def loss_one(params, xb, yb, wb):
         ce = functional.cross_entropy(functional_call(base, params, (xb,)), yb, reduction="none")
@@ -308,7 +303,7 @@ def torch_vmap_runner(widths: Sequence[int], x, y, keep, epochs: int, threads: i
 
     def train(epochs_run: int) -> tuple[float, float]:
         torch.manual_seed(SEED)
-        params, _ = stack_module_state([make_model() for _ in range(k)])
+        params, _ = stack_module_state([torch_mlp(widths) for _ in range(k)])
         params = {n: p.detach() for n, p in params.items()}
         m = {n: torch.zeros_like(p) for n, p in params.items()}
         v = {n: torch.zeros_like(p) for n, p in params.items()}
