@@ -26,13 +26,14 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import filelock
 
+from jaxmia.engine.files import TMP_SUFFIX, sha256, write_temporary
+
 __all__ = ["LOCK", "RUN_RECORD", "claim", "prepare_output_dir", "write_set"]
 
 RUN_RECORD = "jaxmia-run.json"
 """The record of the files the last run wrote into an output directory."""
 LOCK = ".jaxmia.lock"
 """The lock a run holds on its output directory."""
-_TMP = ".jaxmia-tmp"
 
 
 def _sha256(data: bytes) -> str:
@@ -51,7 +52,7 @@ def _recorded(out: pathlib.Path) -> dict[str, str]:
 
 def _file_sha256(path: pathlib.Path) -> str | None:
     try:
-        return _sha256(path.read_bytes())
+        return sha256(path)
     except OSError:
         return None
 
@@ -81,7 +82,7 @@ def prepare_output_dir(path: str | os.PathLike, names: Iterable[str] = ()) -> pa
         raise OSError("the output directory is an empty path; name one with -o DIR")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".jaxmia-write-test.{os.getpid()}{_TMP}"
+        probe = out / f".jaxmia-write-test.{os.getpid()}{TMP_SUFFIX}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
@@ -118,21 +119,6 @@ def claim(path: str | os.PathLike) -> Iterator[None]:
         lock.release()
 
 
-def _write_tmp(path: pathlib.Path, data: bytes) -> pathlib.Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(tmp, flags | getattr(os, "O_BINARY", 0), 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"cannot write {path}: {e.strerror or e}") from None
-    return tmp
-
-
 def write_set(path: str | os.PathLike, files: Mapping[str, bytes]) -> dict[str, str]:
     """Writes ``{name: contents}`` into the output directory ``path`` as one set: every
     file complete on disk before any replaces its predecessor, then the run record.
@@ -150,7 +136,7 @@ def write_set(path: str | os.PathLike, files: Mapping[str, bytes]) -> dict[str, 
     temporary: list[pathlib.Path] = []
     try:
         for name, data in files.items():
-            temporary.append(_write_tmp(out / name, data))
+            temporary.append(write_temporary(out / name, lambda f, data=data: f.write(data)))
     except OSError:
         for tmp in temporary:
             tmp.unlink(missing_ok=True)
@@ -166,5 +152,6 @@ def write_set(path: str | os.PathLike, files: Mapping[str, bytes]) -> dict[str, 
         "files": {name: _sha256(data) for name, data in files.items()},
     }
     text = json.dumps(record, indent=2) + "\n"
-    os.replace(_write_tmp(out / RUN_RECORD, text.encode()), out / RUN_RECORD)
+    record_tmp = write_temporary(out / RUN_RECORD, lambda f: f.write(text.encode()))
+    os.replace(record_tmp, out / RUN_RECORD)
     return {name: str(out / name) for name in files}

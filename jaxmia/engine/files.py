@@ -27,7 +27,17 @@ from typing import BinaryIO
 
 import filelock
 
-__all__ = ["LOCK", "TMP_SUFFIX", "PoolError", "atomic_write", "is_own", "locked", "refuse_link"]
+__all__ = [
+    "LOCK",
+    "TMP_SUFFIX",
+    "PoolError",
+    "atomic_write",
+    "is_own",
+    "locked",
+    "refuse_link",
+    "sha256",
+    "write_temporary",
+]
 
 LOCK = ".lock"
 """The lock file's name inside a pool directory."""
@@ -71,27 +81,45 @@ def _fsync_dir(path: pathlib.Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], object]) -> None:
-    """Writes ``path`` through ``write(file)`` to a temporary name, syncs it, renames it."""
-    refuse_link(path)
+def write_temporary(path: pathlib.Path, write: Callable[[BinaryIO], object]) -> pathlib.Path:
+    """Writes ``path``'s contents through ``write(file)`` to its temporary name
+    ``.NAME.PID.jaxmia-tmp`` beside it (opened with ``O_NOFOLLOW``: never through a link),
+    synced to disk, and returns that name; the caller renames it over ``path``.
+
+    Raises:
+      OSError: naming ``path``; the temporary file is removed then.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    refuse_link(tmp)
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    created = False
     try:
         fd = os.open(tmp, flags | getattr(os, "O_BINARY", 0), 0o644)
-        created = True
+    except OSError as e:
+        raise OSError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-        created = False
     except OSError as e:
+        tmp.unlink(missing_ok=True)
         raise OSError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        if created:
-            tmp.unlink(missing_ok=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], object]) -> None:
+    """Writes ``path`` through ``write(file)`` to a temporary name, syncs it, renames it
+    (:func:`write_temporary`); refuses a link at ``path`` or at its temporary name."""
+    refuse_link(path)
+    refuse_link(path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}"))
+    tmp = write_temporary(path, write)
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"cannot write {path}: {e.strerror or e}") from None
     _fsync_dir(path.parent)
 
 
