@@ -170,7 +170,7 @@ def plot_roc(report: AuditReport, path: pathlib.Path) -> None:
         )
     grid = np.logspace(np.log10(floor / 2), 0, 100)
     ax.plot(grid, grid, "k--", lw=0.8, label="chance")
-    if any(f < floor for f in report.config.fprs):  # TPR@FPR there would mean nothing
+    if any(m.unmeasurable_fprs for m in report.metrics.values()):  # TPR@FPR means nothing
         ax.axvspan(
             floor / 2, floor, color="0.85", label=f"FPR < 1/{round(1 / floor)}: not measurable"
         )

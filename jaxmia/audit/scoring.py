@@ -155,9 +155,9 @@ def evaluate(setup: Setup, scored: Scored, notes: list[str]) -> dict[str, metric
             n_boot=config.n_boot,
             seed=config.seed,
         )
-    n_out = int((~membership).sum())
-    low = [f for f in config.fprs if f * n_out < 1]
+    low = sorted({f for m in results.values() for f in m.unmeasurable_fprs})
     if low:
+        n_out = next(iter(results.values())).n_nonmembers
         shown = ", ".join(f"{f:g}" for f in low)
         _note(
             notes,
