@@ -50,3 +50,13 @@ def test_attack_p_is_population_baseline():
     lp_z = np.log([0.2, 0.3, 0.6, 0.95])
     got = np.asarray(attacks.attack_p(lp_x, target_log_p_z=lp_z, gamma=1.0), np.float64)
     np.testing.assert_array_equal(np.floor(got * 4 + 1e-9), [3, 2, 0])
+
+
+def test_rmia_counts_population_records_exactly_at_gamma():
+    """Kills: ``>=`` turned ``>`` in the comparison with gamma. With Pr(x) = 1/2 and
+    population Pr(z) = 1/4, 1/2, 1/8, the ratios are exactly 2 (= gamma), 1 and 4."""
+    lx = np.log(np.float32([0.5]))
+    lz = np.log(np.float32([0.25, 0.5, 0.125]))
+    brute = np.mean(lx[0] - lz >= np.float32(np.log(2.0)))  # ties count
+    assert brute == 2 / 3
+    assert float(attacks.attack_p(lx, target_log_p_z=lz, gamma=2.0)[0]) == pytest.approx(brute)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxmia import attacks, metrics
+from jaxmia import attacks, metrics, splits
 
 
 def test_threshold_calibration_maximises_shadow_accuracy():
@@ -20,3 +20,15 @@ def test_threshold_calibration_maximises_shadow_accuracy():
     assert metrics.auc(keep[0], scores) > 0.8  # low loss -> member: oriented correctly
     with pytest.raises(ValueError, match="shadow statistics"):
         attacks.loss(loss[0], loss[1:, :5], keep[1:])
+
+
+def test_threshold_calibration_uses_only_the_pool_records():
+    """Kills: the pool mask not applied in calibration."""
+    rng = np.random.default_rng(0)
+    keep = splits.balanced_keep(4, 40, seed=0)
+    scores = rng.normal(size=(4, 40)) + keep
+    scores[:, 10:] = np.where(keep[:, 10:], -5.0, 5.0)  # outside the pool: inverted
+    pool = np.arange(40) < 10
+    tau = attacks.calibrate_threshold(scores, keep, pool=pool)
+    assert tau == metrics.best_threshold(keep[:, pool].ravel(), scores[:, pool].ravel())
+    assert tau != attacks.calibrate_threshold(scores, keep)
