@@ -52,6 +52,7 @@ from jaxmia.audit.training import (
     train_shadows,
     train_target,
 )
+from jaxmia.audit.vulnerability import assess
 
 __all__ = ["assemble", "run", "train_pool"]
 
@@ -172,7 +173,10 @@ def _run(
     results = evaluate(setup, scored, notes)
     per_target = evaluate_per_target(setup, scored)
     clock.lap("metrics")
+    vulnerability = assess(setup, shadows, scored, results)
+    clock.lap("vulnerability")
     report = assemble(setup, target, shadows, scored, results, per_target, notes, clock.timings)
+    report.vulnerability = vulnerability
     # `jaxmia audit` with the config's flags reruns it only if nothing came from Python
     report.reproducible = dataset is None and split is None and factory is None
     report.attack_seconds = scored.seconds

@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxmia import metrics
 from jaxmia.audit import outputs
+from jaxmia.audit import vulnerability as vuln
 from jaxmia.audit.config import AuditConfig, command_for
 
 __all__ = [
@@ -67,6 +68,9 @@ class AuditReport:
       reproducible: whether ``jaxmia audit`` with the config's flags reruns this audit
         (``False`` for a model and data given in Python: no command line is printed).
       attack_seconds: ``{attack: seconds}`` each attack's wall time (all targets).
+      vulnerability: per-class and per-record vulnerability to the strongest attack
+        (:class:`jaxmia.metrics.Vulnerability`, :mod:`jaxmia.audit.vulnerability`), or
+        ``None``.
     """
 
     config: AuditConfig
@@ -90,6 +94,7 @@ class AuditReport:
     shadows: str = ""
     reproducible: bool = True
     attack_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    vulnerability: metrics.Vulnerability | None = None
 
     def table(self) -> str:
         """The metrics as an aligned text table."""
@@ -115,7 +120,11 @@ class AuditReport:
             "timings_s": self.timings,
             "timings_s_by_attack": self.attack_seconds,
             "versions": self.versions,
-        }
+        } | (
+            {}
+            if self.vulnerability is None
+            else {"vulnerability": self.vulnerability.to_dict(vuln.TOP_RECORDS)}
+        )
 
     def write(self, output_dir: str | None = None) -> dict[str, str]:
         """Writes metrics.json, scores.npz, the plots and report.md; returns their paths."""
@@ -318,6 +327,7 @@ def markdown(report: AuditReport, plots: dict[str, str]) -> str:
     lines += ["", "## Results", "", *_results(report)]
     if report.notes:
         lines += ["Notes:", "", *[f"- {n}" for n in report.notes], ""]
+    lines += vuln.markdown(report.vulnerability)
     if plots:
         lines += ["## Plots", ""]
         lines += [f"![{name}]({file})" for name, file in plots.items()]
@@ -327,7 +337,16 @@ def markdown(report: AuditReport, plots: dict[str, str]) -> str:
     return "\n".join([*lines, *_run_section(report)])
 
 
-OUTPUTS = ("metrics.json", "scores.npz", "roc.png", "signals.png", "report.md")
+OUTPUTS = (
+    "metrics.json",
+    "scores.npz",
+    "roc.png",
+    "signals.png",
+    "report.md",
+    "vulnerable.csv",
+    "vulnerable_classes.csv",
+    "vulnerable.png",
+)
 """The files an audit writes into its output directory."""
 
 
@@ -344,6 +363,9 @@ def write(report: AuditReport, output_dir: str | os.PathLike) -> dict[str, str]:
         **{f"score_{name}": s for name, s in report.scores.items()},
     )
     files["scores.npz"] = buffer.getvalue()
+    if report.vulnerability is not None:
+        files["vulnerable.csv"] = vuln.members_csv(report.vulnerability)
+        files["vulnerable_classes.csv"] = vuln.classes_csv(report.vulnerability)
     plots = {}
     if _plots_available():
         buffer = io.BytesIO()
@@ -352,8 +374,13 @@ def write(report: AuditReport, output_dir: str | os.PathLike) -> dict[str, str]:
         buffer = io.BytesIO()
         if plot_signals(report, buffer):
             files["signals.png"], plots["signals"] = buffer.getvalue(), "signals.png"
+        if report.vulnerability is not None:
+            buffer = io.BytesIO()
+            vuln.plot(report.vulnerability, buffer)
+            files["vulnerable.png"], plots["vulnerable"] = buffer.getvalue(), "vulnerable.png"
     files["report.md"] = markdown(report, plots).encode()
     paths = outputs.write_set(output_dir, files)
     kinds = {"metrics.json": "metrics", "scores.npz": "scores", "report.md": "report"}
+    kinds |= {"vulnerable.csv": "records", "vulnerable_classes.csv": "classes"}
     kinds.update({file: name.lower() for name, file in plots.items()})
     return {kinds[name]: path for name, path in paths.items()}

@@ -16,6 +16,9 @@ turn such a pair into the usual summary numbers:
 * :mod:`jaxmia.metrics.evaluation`: a one-call summary (:func:`evaluate` ->
   :class:`AttackMetrics`) and text/Markdown tables (:func:`format_table`,
   :func:`markdown_table`);
+* :mod:`jaxmia.metrics.vulnerability`: who is vulnerable: per-class AUC and TPR, the most
+  exposed members, outlier measures and their rank correlation with the scores
+  (:func:`jaxmia.metrics.vulnerability.vulnerability`, :func:`strongest_attack`);
 * :mod:`jaxmia.metrics.plotting`: a log-log ROC plot of several attacks
   (:func:`plot_roc`, needs matplotlib).
 
@@ -28,7 +31,7 @@ Everything is pure NumPy on the host and runs in ``O(n log n)`` per metric. Exam
     print(metrics.format_table({"loss": m}))
 """
 
-from jaxmia.metrics import bootstrap, evaluation, plotting, roc
+from jaxmia.metrics import bootstrap, evaluation, plotting, roc, vulnerability
 from jaxmia.metrics.bootstrap import bootstrap_ci
 from jaxmia.metrics.evaluation import AttackMetrics, evaluate, format_table, markdown_table
 from jaxmia.metrics.plotting import plot_roc
@@ -41,10 +44,12 @@ from jaxmia.metrics.roc import (
     threshold_metrics,
     tpr_at_fpr,
 )
+from jaxmia.metrics.vulnerability import Vulnerability, strongest_attack
 
 __all__ = [
     "DEFAULT_FPRS",
     "AttackMetrics",
+    "Vulnerability",
     "advantage",
     "auc",
     "best_threshold",
@@ -58,6 +63,8 @@ __all__ = [
     "plotting",
     "roc",
     "roc_curve",
+    "strongest_attack",
     "threshold_metrics",
     "tpr_at_fpr",
+    "vulnerability",
 ]
