@@ -33,7 +33,8 @@ def test_a_failed_write_leaves_the_previous_run_intact_and_names_the_file(tmp_pa
     assert rc == 0, err
     before = digests(out)
     assert set(json.loads((out / outputs.RUN_RECORD).read_text())["files"]) == {
-        "metrics.json", "scores.npz", "roc.png", "signals.png", "report.md"
+        "metrics.json", "scores.npz", "roc.png", "signals.png", "report.md",
+        "vulnerable.csv", "vulnerable_classes.csv", "vulnerable.png",
     }  # fmt: skip
     sizes = sorted(f.stat().st_size for f in out.iterdir() if f.is_file())
     cap = sizes[-1] - 1  # every file of the run fits but the largest

@@ -4,7 +4,8 @@ The pipeline (:func:`run`) is a short list of phases, each a module with typed i
 and outputs: :mod:`~jaxmia.audit.setup` (data, split, architecture, keys),
 :mod:`~jaxmia.audit.training` (target and shadow pool), :mod:`~jaxmia.audit.extraction`
 (the signals an attacker observes), :mod:`~jaxmia.audit.scoring` (every attack against
-every target, then the metrics) and :mod:`~jaxmia.audit.report`.
+every target, then the metrics), :mod:`~jaxmia.audit.vulnerability` (per class and per
+record, for the strongest attack) and :mod:`~jaxmia.audit.report`.
 """
 
 from jaxmia.audit import (
@@ -20,6 +21,7 @@ from jaxmia.audit import (
     setup,
     target,
     training,
+    vulnerability,
 )
 from jaxmia.audit.config import (
     ATTACKS,
@@ -58,4 +60,5 @@ __all__ = [
     "target",
     "train_pool",
     "training",
+    "vulnerability",
 ]
