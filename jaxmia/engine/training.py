@@ -283,10 +283,10 @@ def _check_objective(objective: Objective | None, dp, loss_fn, x) -> Objective |
     """The objective the kernel gets: None when off, with adversarial training's input
     range filled in from ``x``; refused with DP-SGD or, where it defines its own
     cross-entropy, with another loss."""
+    if objective is not None and not isinstance(objective, Objective):
+        raise ValueError(f"objective must be an engine.Objective, got {objective!r}")
     if objective is None or not objective.active:
         return None
-    if not isinstance(objective, Objective):
-        raise ValueError(f"objective must be an engine.Objective, got {objective!r}")
     if dp is not None:
         raise ValueError(
             "label smoothing, mixup, RelaxLoss and adversarial training are not supported "
