@@ -210,10 +210,7 @@ def _step(spec: KernelSpec, x, y, order, count, noise_key, carry, s, masked: boo
         model_key, epoch = context
         loss_of = functools.partial(objective_loss, spec.objective, spec.graphdef, spec.loss_fn,
                                     step_key(model_key, epoch, s), epoch)  # fmt: skip
-        (loss, new_rest), grads = jax.value_and_grad(loss_of, has_aux=True)(
-            params, rest, x[idx], y[idx], weight
-        )
-    elif spec.dp is None:
+    if spec.dp is None:  # engine.train refuses an objective with DP-SGD
         (loss, new_rest), grads = jax.value_and_grad(loss_of, has_aux=True)(
             params, rest, x[idx], y[idx], weight
         )

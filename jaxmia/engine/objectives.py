@@ -251,6 +251,9 @@ def objective_loss(objective: Objective, graphdef, loss_fn, key: jax.Array, epoc
       params, rest: the model's state.
       xb: ``(b, ...)`` inputs; yb: ``(b,)`` labels; weight: ``(b,)`` 1 real, 0 padding.
 
+    The loss returned (and logged as the epoch's mean loss) is the value minimised:
+    RelaxLoss's is ``|L - alpha|`` or the flattening loss, which may be negative.
+
     Adversarial examples are drawn against the model with ``rest`` as it is before the
     step (with dropout, the same masks as the training pass), and no gradient flows
     through them (Danskin's theorem, as Madry et al. train).
