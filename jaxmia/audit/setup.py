@@ -132,11 +132,14 @@ def defended_factory(setup: Setup, defended: bool) -> models.ModelFactory:
 
 def train_options(setup: Setup, defended: bool, *, shadows: bool = False) -> dict[str, Any]:
     """Keyword arguments of :func:`jaxmia.engine.train`: epochs, batch size, optimizer,
-    and (``defended``) DP-SGD and early stopping; for the ``shadows``, the user's
+    and (``defended``) DP-SGD, early stopping, L1 and the training objective (label
+    smoothing, mixup, RelaxLoss, adversarial training); for the ``shadows``, the user's
     optimizer and loss where :class:`ShadowTraining` gives them."""
     config, defence = setup.config, setup.config.defence
     user = setup.shadow_training if shadows else ShadowTraining()
     tx = user.optimizer
+    if tx is None and defended and defence.l1:
+        tx = defences.optimizer(config.learning_rate, defence.weight_decay, defence.l1)
     if tx is None:
         tx = defences.optimizer(config.learning_rate, defence.weight_decay if defended else 0.0)
     kw: dict[str, Any] = dict(epochs=config.epochs, batch_size=config.batch_size, optimizer=tx)
@@ -144,6 +147,8 @@ def train_options(setup: Setup, defended: bool, *, shadows: bool = False) -> dic
         kw["loss_fn"] = user.loss_fn
     if defended:
         kw.update(dp=defence.dp, validation=setup.validation, patience=defence.early_stopping)
+        if defence.objective is not None:
+            kw["objective"] = defence.objective
     return kw
 
 

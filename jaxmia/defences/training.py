@@ -4,6 +4,9 @@
   membership inference feeds on (Shokri et al. 2017; Nasr et al. 2018).
 * **Early stopping**: stop each model when its validation loss stops improving
   (:func:`jaxmia.engine.train` with ``validation=`` and ``patience=``).
+* **L1** penalty ``lambda * sum |w|`` over the weight matrices (:func:`l1_penalty`).
+* **Label smoothing**, **mixup**, **RelaxLoss** and **adversarial training** (FGSM/PGD):
+  objectives of :mod:`jaxmia.engine.objectives` (:attr:`Defence.objective`).
 * **DP-SGD** (Abadi et al. 2016): per-example clipping and Gaussian noise
   (:class:`jaxmia.engine.DPConfig`), with the privacy budget epsilon at a given delta
   computed by Google's ``dp-accounting`` (``pip install 'jaxmia[dp]'``).
@@ -18,11 +21,13 @@ import dataclasses
 import functools
 import math
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from jaxmia import engine
 
-__all__ = ["Defence", "dp_epsilon", "optimizer"]
+__all__ = ["Defence", "dp_epsilon", "l1_penalty", "optimizer"]
 
 
 def _setting(default, help: str, *, pool: str = "defended", flag: str | None = None):
@@ -61,6 +66,14 @@ class Defence:
     dp_noise: float | None = _setting(None, "defence: DP-SGD noise multiplier (default: no DP-SGD)")
     dp_clip: float = _setting(1.0, "DP-SGD per-example L2 clipping norm")
     dp_delta: float = _setting(1e-5, "delta at which the DP-SGD epsilon is reported", pool="never")
+    l1: float = _setting(0.0, "defence: L1 penalty lambda * sum |w| over weight matrices")
+    label_smoothing: float = _setting(0.0, "defence: label smoothing eps in [0, 1) (0: off)")
+    mixup: float = _setting(0.0, "defence: mixup alpha of Beta(alpha, alpha) (0: off)")
+    relaxloss: float = _setting(0.0, "defence: RelaxLoss target loss alpha (0: off)")
+    adv_train: float = _setting(
+        0.0, "defence: adversarial training L-inf radius eps in input units (0: off)"
+    )
+    adv_train_steps: int = _setting(1, "adversarial training steps (1: FGSM, more: PGD)")
 
     def __post_init__(self):
         _check_number("weight_decay", self.weight_decay, 0)
@@ -74,6 +87,20 @@ class Defence:
         _check_number("dp_delta", self.dp_delta, 0, above=True, high=1)
         if self.dp_noise is not None and self.dropout:
             raise ValueError("DP-SGD is supported for models without dropout")
+        _check_number("l1", self.l1, 0)
+        _check_number("label_smoothing", self.label_smoothing, 0, high=1)
+        _check_number("mixup", self.mixup, 0)
+        _check_number("relaxloss", self.relaxloss, 0)
+        _check_number("adv_train", self.adv_train, 0)
+        steps = self.adv_train_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"adv_train_steps must be an integer >= 1, got {steps!r}")
+        if self.relaxloss and (self.label_smoothing or self.mixup or self.adv_train):
+            raise ValueError("relaxloss does not combine with label_smoothing, mixup or adv_train")
+        if self.dp_noise is not None and self.objective is not None:
+            raise ValueError(
+                "DP-SGD does not combine with label_smoothing, mixup, relaxloss or adv_train"
+            )
 
     @property
     def dp(self) -> engine.DPConfig | None:
@@ -81,6 +108,19 @@ class Defence:
         if self.dp_noise is None:
             return None
         return engine.DPConfig(l2_clip=self.dp_clip, noise_multiplier=self.dp_noise)
+
+    @property
+    def objective(self) -> engine.Objective | None:
+        """The engine's training objective (label smoothing, mixup, RelaxLoss, adversarial
+        training), or ``None`` when all are off."""
+        objective = engine.Objective(
+            label_smoothing=self.label_smoothing,
+            mixup=self.mixup,
+            relaxloss=self.relaxloss,
+            adv_eps=self.adv_train,
+            adv_steps=self.adv_train_steps,
+        )
+        return objective if objective.active else None
 
     def describe(self) -> str:
         """The defences in words, e.g. ``"L2 weight decay 0.01, dropout 0.5"`` (``"none"``)."""
@@ -93,16 +133,57 @@ class Defence:
             parts.append(f"early stopping (patience {self.early_stopping})")
         if self.dp_noise is not None:
             parts.append(f"DP-SGD (noise {self.dp_noise:g}, clip {self.dp_clip:g})")
+        if self.l1:
+            parts.append(f"L1 {self.l1:g}")
+        if self.label_smoothing:
+            parts.append(f"label smoothing {self.label_smoothing:g}")
+        if self.mixup:
+            parts.append(f"mixup (alpha {self.mixup:g})")
+        if self.relaxloss:
+            parts.append(f"RelaxLoss (alpha {self.relaxloss:g})")
+        if self.adv_train:
+            steps = self.adv_train_steps
+            kind = "FGSM" if steps == 1 else f"PGD, {steps} steps"
+            parts.append(f"adversarial training ({kind}, eps {self.adv_train:g})")
         return ", ".join(parts) or "none"
 
 
+def l1_penalty(strength: float) -> optax.GradientTransformation:
+    """The gradient of the L1 penalty ``strength * sum |w|``: adds ``strength * sign(w)``
+    to the gradient of every weight matrix (parameters of 2 or more dimensions: dense and
+    convolution kernels; biases are not penalised, as with L1 in Keras' kernel_regularizer).
+
+    Chained before the optimizer, ``optax.chain(l1_penalty(lam), optax.adam(lr))`` equals
+    Adam on the gradient of ``loss + lam * sum |w|`` (``sign(0) = 0``, the subgradient
+    ``jax.grad`` takes of ``|w|`` at 0).
+
+    Args:
+      strength: lambda >= 0.
+
+    Returns:
+      A stateless optax transformation; it needs ``params`` in ``update``.
+    """
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("l1_penalty needs the parameters (tx.update(grads, state, params))")
+        add = lambda g, w: g + strength * jnp.sign(w) if w.ndim >= 2 else g
+        return jax.tree.map(add, updates, params), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 @functools.cache
-def optimizer(learning_rate: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
-    """Adam, or AdamW when ``weight_decay > 0`` (one object per setting, so the engine's
-    compiled functions are reused)."""
+def optimizer(
+    learning_rate: float, weight_decay: float = 0.0, l1: float = 0.0
+) -> optax.GradientTransformation:
+    """Adam, or AdamW when ``weight_decay > 0``, after :func:`l1_penalty` when ``l1 > 0``
+    (one object per setting, so the engine's compiled functions are reused)."""
     if weight_decay:
-        return optax.adamw(learning_rate, weight_decay=weight_decay)
-    return engine.adam(learning_rate)
+        tx = optax.adamw(learning_rate, weight_decay=weight_decay)
+    else:
+        tx = engine.adam(learning_rate)
+    return optax.chain(l1_penalty(l1), tx) if l1 else tx
 
 
 def dp_epsilon(

@@ -3,7 +3,8 @@ over whole epochs, sharded over devices), pools of them on disk, several hosts.
 
 The public API is re-exported here (``engine.train``, ``engine.predict``, ...). The
 submodules, lowest first: ``caching`` (compiled programs cached by structure),
-``dpsgd`` (DP-SGD), ``kernel`` (one model's init and epoch), ``fingerprint`` (digests
+``dpsgd`` (DP-SGD), ``objectives`` (label smoothing, mixup, RelaxLoss, adversarial
+training), ``kernel`` (one model's init and epoch), ``fingerprint`` (digests
 of model, optimizer, loss), ``placement`` (mesh, chunks), ``inference`` (predict),
 ``checks`` (input checks), ``early_stopping``, ``pools`` and ``answers`` (pools on
 disk), ``checkpointing`` (what training writes there), ``training`` (:func:`train`),
@@ -23,6 +24,7 @@ from jaxmia.engine import (
     inference,
     kernel,
     manifest,
+    objectives,
     placement,
     pools,
     training,
@@ -31,6 +33,7 @@ from jaxmia.engine.checks import MODES
 from jaxmia.engine.dpsgd import DPConfig
 from jaxmia.engine.inference import accuracies, apply, predict
 from jaxmia.engine.kernel import LossFn, steps_per_epoch
+from jaxmia.engine.objectives import Objective
 from jaxmia.engine.placement import auto_chunk_size, model_mesh
 from jaxmia.engine.training import Pool, ProgressFn, adam, model_keys, train
 
@@ -38,6 +41,7 @@ __all__ = [
     "MODES",
     "DPConfig",
     "LossFn",
+    "Objective",
     "Pool",
     "ProgressFn",
     "accuracies",
@@ -58,6 +62,7 @@ __all__ = [
     "manifest",
     "model_keys",
     "model_mesh",
+    "objectives",
     "placement",
     "pools",
     "predict",

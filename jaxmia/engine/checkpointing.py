@@ -27,6 +27,7 @@ from jaxmia.engine.fingerprint import (
 )
 from jaxmia.engine.inference import accuracies
 from jaxmia.engine.kernel import LossFn, cross_entropy
+from jaxmia.engine.objectives import Objective
 from jaxmia.models import ModelFactory
 
 __all__ = [
@@ -109,10 +110,12 @@ def pool_spec(
     validation,
     patience: int,
     extra: Mapping[str, Any] | None,
+    objective: Objective | None = None,
 ) -> dict[str, Any]:
     """The spec of a pool: data and architecture fingerprints, optimizer digest, epochs,
     batch size, DP-SGD, early stopping, the loss (only when it is not the default
-    cross-entropy, so that pools of the default loss keep their spec) and ``extra``."""
+    cross-entropy, so that pools of the default loss keep their spec), the training
+    objective (only when there is one) and ``extra``."""
     spec = {
         "data": data_fingerprint(x, y),
         "architecture_sha256": structure_digest(factory),
@@ -124,6 +127,8 @@ def pool_spec(
     }
     if loss_fn is not cross_entropy:
         spec["loss_sha256"] = loss_digest(loss_fn, classes)
+    if objective is not None:
+        spec["objective"] = dataclasses.asdict(objective)
     return {**spec, **(extra or {})}
 
 

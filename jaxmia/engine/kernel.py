@@ -25,6 +25,7 @@ from flax import nnx
 
 from jaxmia.engine.caching import cache_by_structure
 from jaxmia.engine.dpsgd import NOISE_STREAM, DPConfig, private_grads
+from jaxmia.engine.objectives import Objective, objective_loss, step_key
 from jaxmia.models import ModelFactory
 
 __all__ = [
@@ -170,6 +171,8 @@ class KernelSpec:
       full_steps: steps per epoch of its smallest (no masking needed before these).
       dp: DP-SGD settings, or None.
       loss_fn: the per-example loss (:data:`LossFn`).
+      objective: label smoothing, mixup, RelaxLoss or adversarial training
+        (:class:`jaxmia.engine.objectives.Objective`), or None for the plain mean loss.
     """
 
     graphdef: Any
@@ -179,6 +182,7 @@ class KernelSpec:
     full_steps: int
     dp: DPConfig | None
     loss_fn: LossFn = cross_entropy
+    objective: Objective | None = None
 
 
 def batch_loss(graphdef, loss_fn: LossFn, params, rest, xb, yb, weight):
@@ -193,15 +197,20 @@ def batch_loss(graphdef, loss_fn: LossFn, params, rest, xb, yb, weight):
     return loss, nnx.split(model, nnx.Param, ...)[2]
 
 
-def _step(spec: KernelSpec, x, y, order, count, noise_key, carry, s, masked: bool):
+def _step(spec: KernelSpec, x, y, order, count, noise_key, carry, s, masked: bool, context=None):
     """One optimizer step on batch ``s`` of the epoch's ``order``; with ``masked``, a
-    no-op for a model whose members are used up (``s * batch_size >= count``)."""
+    no-op for a model whose members are used up (``s * batch_size >= count``).
+    ``context``: ``(model_key, epoch)`` for ``spec.objective``."""
     params, rest, opt_state = carry
     start = s * spec.batch_size
     idx = jax.lax.dynamic_slice(order, (start,), (spec.batch_size,))
     weight = (start + jnp.arange(spec.batch_size) < count).astype(jnp.float32)
     loss_of = functools.partial(batch_loss, spec.graphdef, spec.loss_fn)
-    if spec.dp is None:
+    if spec.objective is not None:
+        model_key, epoch = context
+        loss_of = functools.partial(objective_loss, spec.objective, spec.graphdef, spec.loss_fn,
+                                    step_key(model_key, epoch, s), epoch)  # fmt: skip
+    if spec.dp is None:  # engine.train refuses an objective with DP-SGD
         (loss, new_rest), grads = jax.value_and_grad(loss_of, has_aux=True)(
             params, rest, x[idx], y[idx], weight
         )
@@ -258,6 +267,8 @@ def epoch_one(
     if pad > 0:
         order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)])
     step = functools.partial(_step, spec, x, y, order, jnp.sum(keep_row), noise_key)
+    if spec.objective is not None:
+        step = functools.partial(step, context=(model_key, epoch))
     carry, (losses, _) = jax.lax.scan(
         functools.partial(step, masked=False), (params, rest, opt_state),
         jnp.arange(spec.full_steps),

@@ -76,6 +76,7 @@ from jaxmia.engine.kernel import (
     init_one,
     steps_per_epoch,
 )
+from jaxmia.engine.objectives import Objective
 from jaxmia.engine.placement import (
     MODEL_AXIS,
     auto_chunk_size,
@@ -176,6 +177,7 @@ def compiled(
     mesh: Mesh | None = None,
     dp: DPConfig | None = None,
     loss_fn: LossFn = cross_entropy,
+    objective: Objective | None = None,
 ):
     """Jitted ``(init, epoch)`` programs for one configuration.
 
@@ -184,7 +186,9 @@ def compiled(
     of the same shapes never recompile, even when those are new objects. With a
     ``mesh``, every output is sharded along its leading (model) axis.
     """
-    spec = KernelSpec(graphdefs(factory)[0], tx, batch_size, steps, full_steps, dp, loss_fn)
+    spec = KernelSpec(
+        graphdefs(factory)[0], tx, batch_size, steps, full_steps, dp, loss_fn, objective=objective
+    )
     init = functools.partial(init_one, factory, tx)
     epoch = functools.partial(epoch_one, spec)
     if vmapped:
@@ -252,7 +256,8 @@ def _layout(factory, k, x, batch_size, mode, chunk_size, mesh) -> tuple[str, int
 
 
 def _prepare(factory, x, y, keep, heldout, *, epochs, batch_size, tx, keys, mode, chunk_size,
-             mesh, dp, loss_fn, validation, patience, progress) -> _Run:  # fmt: skip
+             mesh, dp, loss_fn, validation, patience, progress,
+             objective=None) -> _Run:  # fmt: skip
     """Settles the layout, the per-model keys and the compiled programs of a call."""
     k = keep.shape[0]
     if keys.shape[0] != k:
@@ -263,7 +268,7 @@ def _prepare(factory, x, y, keep, heldout, *, epochs, batch_size, tx, keys, mode
         raise ValueError("DP-SGD here supports models without dropout or other state")
     steps, full_steps = int(counts_steps.max()), int(counts_steps.min())
     init, epoch_fn = compiled(
-        factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp, loss_fn
+        factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp, loss_fn, objective
     )
     return _Run(
         factory=factory, x=x, y=y, keep=keep, heldout=heldout,
@@ -272,6 +277,26 @@ def _prepare(factory, x, y, keep, heldout, *, epochs, batch_size, tx, keys, mode
         yd=place(y, mesh, False), loss_fn=loss_fn, validation=validation, patience=patience,
         progress=progress,
     )  # fmt: skip
+
+
+def _check_objective(objective: Objective | None, dp, loss_fn, x) -> Objective | None:
+    """The objective the kernel gets: None when off, with adversarial training's input
+    range filled in from ``x``; refused with DP-SGD or, where it defines its own
+    cross-entropy, with another loss."""
+    if objective is not None and not isinstance(objective, Objective):
+        raise ValueError(f"objective must be an engine.Objective, got {objective!r}")
+    if objective is None or not objective.active:
+        return None
+    if dp is not None:
+        raise ValueError(
+            "label smoothing, mixup, RelaxLoss and adversarial training are not supported "
+            "with DP-SGD"
+        )
+    if objective.needs_cross_entropy and loss_fn is not cross_entropy:
+        raise ValueError("label smoothing and RelaxLoss need the default cross-entropy loss")
+    if objective.adv_eps and objective.x_range is None:
+        objective = dataclasses.replace(objective, x_range=(float(x.min()), float(x.max())))
+    return objective
 
 
 def _resume(run: _Run, store, tx, trained: _Trained) -> int:
@@ -403,6 +428,7 @@ def train(
     checkpoint_spec: Mapping[str, Any] | None = None,
     checkpoint_meta: Mapping[str, Any] | None = None,
     loss_fn: LossFn | None = None,
+    objective: Objective | None = None,
 ) -> Pool:
     """Trains one model per row of ``keep``, all at once (see the module docstring).
 
@@ -436,6 +462,9 @@ def train(
         (compared like the spec), and notes kept in the manifest (not compared).
       loss_fn: per-example loss ``(logits (b, c), labels (b,)) -> (b,)``, default
         softmax cross-entropy; for plain and DP-SGD steps and the validation loss.
+      objective: label smoothing, mixup, RelaxLoss or adversarial training
+        (:class:`jaxmia.engine.Objective`; adversarial inputs are clipped to ``x``'s range
+        unless it sets ``x_range``); not with DP-SGD. None (or all off): the plain loss.
 
     Returns:
       A :class:`Pool` of the ``k`` models, their accuracies, losses and logits on ``x``.
@@ -445,17 +474,19 @@ def train(
     classes = output_width(factory, tuple(x.shape[1:]), y)
     loss_fn = check_loss(cross_entropy if loss_fn is None else loss_fn, classes, batch_size)
     tx = optimizer if optimizer is not None else adam(1e-3)
+    objective = _check_objective(objective, dp, loss_fn, x)
     run = _prepare(
         factory, x, y, keep, check_heldout(heldout, keep), epochs=epochs, batch_size=batch_size,
         tx=tx, keys=model_keys(seed, keep.shape[0]) if keys is None else keys, mode=mode,
         chunk_size=chunk_size, mesh=mesh, dp=dp, loss_fn=loss_fn, validation=validation,
-        patience=patience, progress=progress,
+        patience=patience, progress=progress, objective=objective,
     )  # fmt: skip
     trained, seconds, store, first = _Trained(), np.zeros(epochs), None, 0
     if checkpoint is not None:
         spec = checkpointing.pool_spec(
             factory, tx, x, y, epochs=epochs, batch_size=batch_size, dp=dp, loss_fn=loss_fn,
             classes=classes, validation=validation, patience=patience, extra=checkpoint_spec,
+            objective=objective,
         )  # fmt: skip
         store = pools.ChunkStore(checkpoint, spec, checkpoint_meta)
         first = _resume(run, store, tx, trained)
