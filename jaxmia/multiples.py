@@ -80,8 +80,10 @@ def _panel(ax_auc: Any, ax_tpr: Any, result: study.StudyResult, title: str) -> N
         shown = xs if _numeric(xs) else [str(v) for v in xs]  # categories: access, names
         for ax, column in ((ax_auc, "auc"), (ax_tpr, tpr)):
             ax.plot(shown, result.series(attack, column), marker="o", label=attack)
-            if log:
+            if log:  # ticks at the values studied, written out (2, 16, 256)
                 ax.set_xscale("log")
+                ax.set_xticks(xs, [f"{v:g}" for v in xs], minor=False)
+                ax.minorticks_off()
     ax_auc.set_title(title, fontsize=9)
     ax_auc.axhline(0.5, color="k", lw=0.8, ls="--")
     ax_tpr.axhline(float(tpr[4:]), color="k", lw=0.8, ls="--")
