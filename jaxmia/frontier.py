@@ -71,7 +71,7 @@ class Setting(NamedTuple):
     """
 
     name: str
-    changes: tuple[tuple[str, Any], ...] = ()
+    changes: tuple[tuple[str, object], ...] = ()
 
     def describe(self) -> str:
         """The changes in the inline syntax, e.g. ``weight_decay:0.0005,dropout:0.3``
