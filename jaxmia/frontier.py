@@ -48,6 +48,7 @@ __all__ = [
     "parse_settings",
     "plot",
     "read_settings",
+    "tpr_column",
 ]
 
 RESERVED = frozenset({"output_dir", "defend_shadows"})
@@ -231,8 +232,9 @@ def configure(setting: Setting, base: audit.AuditConfig) -> audit.AuditConfig:
         raise SettingError(f"setting {setting.name!r}: {e}") from None
 
 
-def _tpr_column(rows: list[dict[str, Any]]) -> str:
-    """``tpr@0.001`` when recorded, else the TPR column of the lowest FPR."""
+def tpr_column(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The TPR column of a study's rows that its figures show: ``tpr@0.001`` when
+    recorded, else the one of the lowest FPR."""
     cols = [c for c in rows[0] if c.startswith("tpr@")]
     return "tpr@0.001" if "tpr@0.001" in cols else min(cols, key=lambda c: float(c[4:]))
 
@@ -241,21 +243,22 @@ def plot(result: Any, path: Any, *, attack: str = "lira_online") -> None:
     """The frontier figure of a ``defence`` study (a :class:`jaxmia.study.StudyResult`):
     the target's test accuracy (x) against ``attack``'s TPR at the lowest FPR (log scale
     when every TPR is positive) and against its AUC, one labelled point per setting, the
-    undefended one a star. Another attack stands in (named on the axes) when ``attack``
-    did not run."""
+    undefended one a star, DP-SGD points with their epsilon. Another attack stands in
+    (named on the axes) when ``attack`` did not run."""
     from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
     attack = attack if attack in result.attacks() else result.attacks()[0]
     rows = [r for r in result.rows if r["attack"] == attack]
-    tpr = _tpr_column(rows)
+    tpr = tpr_column(rows)
     fig = Figure(figsize=(11, 4.6))
     for ax, column in zip(fig.subplots(1, 2), (tpr, "auc"), strict=True):
         for r in rows:
-            bare = r.get("setting", _UNDEFENDED) == _UNDEFENDED
+            bare = r.get("setting", r["value"]) == _UNDEFENDED
             style = dict(marker="*", s=170, color="C3") if bare else dict(s=40, color="C0")
             ax.scatter(r["target_test_acc"], r[column], zorder=3, **style)
+            eps = f" (eps {r['epsilon']:.2g})" if r.get("epsilon") is not None else ""
             ax.annotate(
-                str(r["value"]), (r["target_test_acc"], r[column]),
+                f"{r['value']}{eps}", (r["target_test_acc"], r[column]),
                 textcoords="offset points", xytext=(4, 4), fontsize=7,
             )  # fmt: skip
         fpr = float(tpr[4:])

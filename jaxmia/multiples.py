@@ -19,7 +19,7 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
-from jaxmia import study
+from jaxmia import frontier, study
 from jaxmia.engine import files
 
 __all__ = ["ATTACKS", "load_studies", "plot", "write"]
@@ -60,11 +60,6 @@ def _log_scale(values: list[Any]) -> bool:
     return _numeric(values) and min(values) > 0 and max(values) / min(values) >= 8
 
 
-def _tpr_column(result: study.StudyResult) -> str:
-    cols = [c for c in result.rows[0] if c.startswith("tpr@")]
-    return "tpr@0.001" if "tpr@0.001" in cols else min(cols, key=lambda c: float(c[4:]))
-
-
 def _attacks(result: study.StudyResult) -> list[str]:
     ran = result.attacks()
     offline = [a.replace("online", "offline") for a in ATTACKS]
@@ -73,7 +68,7 @@ def _attacks(result: study.StudyResult) -> list[str]:
 
 def _panel(ax_auc: Any, ax_tpr: Any, result: study.StudyResult, title: str) -> None:
     """One study's two panels: AUC and TPR at low FPR against the factor's values."""
-    tpr = _tpr_column(result)
+    tpr = frontier.tpr_column(result.rows)
     for attack in _attacks(result):
         xs = result.series(attack, "value")
         log = _log_scale(xs)
