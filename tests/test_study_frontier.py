@@ -34,6 +34,11 @@ def test_inline_settings_take_each_option_type():
     assert again == found[1:]  # describe() is the inline syntax
 
 
+def test_other_factors_take_one_comma_separated_string_too():
+    assert study.parse_values("epochs", "1, 2") == [1, 2]  # what jaxmia study --values passes
+    assert study.parse_values("access", "probs,label") == ["probs", "label"]
+
+
 def test_every_defence_field_is_a_setting_key():
     """Keys come from the audit's options, not a list: a defence added to Defence (or any
     other audit option) is a frontier setting at once."""
