@@ -22,7 +22,8 @@ The package follows the audit's data flow, each layer importing only from those 
 * :mod:`jaxmia.attacks`: attacks producing per-example membership scores.
 * :mod:`jaxmia.defences`: training-time defences and output perturbation.
 * :mod:`jaxmia.audit`: the end-to-end audit, its configuration and report.
-* :mod:`jaxmia.study`, :mod:`jaxmia.cli`: sweeps and the command line.
+* :mod:`jaxmia.study`, :mod:`jaxmia.frontier`, :mod:`jaxmia.multiples`, :mod:`jaxmia.cli`:
+  sweeps, the privacy-utility frontier, several studies in one figure, the command line.
 
 Everything is loaded on first use, so that ``import jaxmia`` itself loads without JAX.
 Build this reference with ``python -m pdoc -d google jaxmia -o DIR`` (``pip install pdoc``).
@@ -40,8 +41,10 @@ _MODULES = (
     "datasets",
     "defences",
     "engine",
+    "frontier",
     "metrics",
     "models",
+    "multiples",
     "signals",
     "splits",
     "study",

@@ -82,29 +82,22 @@ class _Parser(argparse.ArgumentParser):
         return close[0] if close else None
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+def _many(kind: type, what: str):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            message = f"expected comma-separated {what}, got {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
+
+    return parse
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-_PARSE = {int: (int, _ints), float: (float, _floats), str: (str, _names)}
+_PARSE = {
+    int: (int, _many(int, "integers")),
+    float: (float, _many(float, "numbers")),
+    str: (str, _many(str, "names")),
+}
 """How a flag's text becomes a setting of each kind: one value, or comma-separated."""
 
 
@@ -160,6 +153,7 @@ def _add_audit_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``jaxmia`` parser: ``audit``, ``study`` and ``pool train`` take a flag per audit
     setting; ``pool info`` describes a pool."""
+    from jaxmia import study as studies
     from jaxmia.audit import ATTACKS
 
     parser = _Parser(prog="jaxmia", description="JAX-accelerated membership inference audits.")
@@ -180,13 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         "width, classes, access level, defence strength) and write study.json, study.csv "
         "and study.png.",
     )
-    study.add_argument(
-        "--factor",
-        required=True,
-        help="shadows, target_size, epochs, width, classes, "
-        "access, weight_decay, dropout, dp_noise or perturbation",
-    )
-    study.add_argument("--values", required=True, type=_names, help="comma-separated values")
+    study.add_argument("--factor", required=True, help=", ".join(studies.FACTORS))
+    study.add_argument("--values", required=True, help=studies.VALUES_HELP)
     study.add_argument(
         "--retrain",
         action="store_true",
@@ -210,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = pool_sub.add_parser("info", help="describe a shadow pool directory")
     info.add_argument("dir", help="the pool directory")
     info.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    plots = sub.add_parser("plot-studies", help="draw study directories in one figure")
+    plots.add_argument("out", help="the .png figure to write")
+    plots.add_argument("dirs", nargs="+", metavar="DIR", help="study directories (study.json)")
+    plots.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
 
 
@@ -390,6 +383,13 @@ def _pool_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot_studies(args: argparse.Namespace) -> int:
+    from jaxmia import multiples
+
+    print("wrote " + multiples.write(args.out, args.dirs))
+    return 0
+
+
 def _pool_info(args: argparse.Namespace) -> int:
     from jaxmia.engine import pools
 
@@ -466,7 +466,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    commands = {"study": _study, "audit": _audit}
+    commands = {"study": _study, "audit": _audit, "plot-studies": _plot_studies}
     if args.command == "pool":
         commands["pool"] = _pool_train if args.pool_command == "train" else _pool_info
     try:

@@ -11,11 +11,14 @@ train and test accuracy (utility) and, under DP-SGD, epsilon. Factors:
 * ``classes``: number of classes (the first ``c`` classes of the data);
 * ``access``: the attacker's access level;
 * ``weight_decay``, ``dropout``, ``dp_noise`` (DP-SGD noise multiplier; epsilon is
-  recorded), ``perturbation``: defence strength.
+  recorded), ``perturbation``: defence strength;
+* ``defence``: the privacy-utility frontier, whose values are named settings of any audit
+  options (:mod:`jaxmia.frontier`), the shadows defended as the target.
 
 ``jaxmia study --factor shadows --values 2,4,8,16`` writes ``study.json``, ``study.csv``
 and ``study.png`` (metric versus factor, one line per attack; for defences also privacy
-versus utility).
+versus utility; for ``defence`` the frontier figure). :mod:`jaxmia.multiples` draws
+several studies in one figure.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jaxmia import audit, datasets
+from jaxmia import audit, datasets, frontier
 from jaxmia.audit import config, outputs, report
 
 __all__ = [
     "DEFENCE_FACTORS",
     "FACTORS",
+    "VALUES_HELP",
     "StudyError",
     "StudyResult",
     "load",
@@ -59,8 +63,16 @@ FACTORS: dict[str, str] = {
     "dropout": "dropout",
     "dp_noise": "dp_noise",
     "perturbation": "perturbation",
+    "defence": "defence",
 }
-"""Study factors and the audit option each sets (``classes`` subsets the data)."""
+"""Study factors and the audit option each sets (``classes`` subsets the data; ``defence``
+sets a :class:`jaxmia.frontier.Setting`'s options)."""
+
+VALUES_HELP = (
+    "comma-separated values; for --factor defence, named settings "
+    "'none; NAME=KEY:VALUE,KEY:VALUE; ...' or a TOML file of [[setting]] tables (jaxmia.frontier)"
+)
+"""The help text of ``jaxmia study --values``."""
 
 DEFENCE_FACTORS = frozenset({"weight_decay", "dropout", "dp_noise", "perturbation"})
 """Factors that are defences (plotted against the target's utility too)."""
@@ -73,7 +85,7 @@ def pool_name(factor: str, value: Any, base: audit.AuditConfig) -> str:
     :func:`jaxmia.audit.config.changes_pool`), so that such a study trains its shadow
     models once."""
     shared = not config.changes_pool(FACTORS[factor], base)
-    return f"{factor}-all" if shared else f"{factor}-{value}"
+    return f"{factor}-all" if shared else f"{factor}-{getattr(value, 'name', value)}"
 
 
 class StudyError(ValueError):
@@ -94,13 +106,24 @@ def _convert(factor: str, v: Any) -> Any:
 
 
 def parse_values(
-    factor: str, values: Sequence[Any], base: audit.AuditConfig | None = None
+    factor: str, values: str | Sequence[Any], base: audit.AuditConfig | None = None
 ) -> list[Any]:
-    """Converts the values of ``factor`` to the types the audit expects and checks them
-    all (duplicates refused; with ``base``, each audit's settings too), before any audit
-    runs."""
+    """Converts the values of ``factor`` (a sequence, or one string of comma-separated
+    values; for ``defence``, :func:`jaxmia.frontier.parse_settings`) to the types the
+    audit expects and checks them all (duplicates refused; with ``base``, each audit's
+    settings too), before any audit runs."""
     if factor not in FACTORS:
         raise StudyError(f"unknown factor {factor!r}; choose one of {', '.join(FACTORS)}")
+    if factor == "defence":
+        try:
+            found = frontier.parse_settings(values)
+            for setting in found if base is not None else ():
+                frontier.configure(setting, base)
+        except frontier.SettingError as e:
+            raise StudyError(str(e)) from None
+        return found
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",") if v.strip()]
     if not values:
         raise StudyError("a study needs at least one value")
     out = []
@@ -123,6 +146,8 @@ def _config_for(factor: str, value: Any, base: audit.AuditConfig) -> audit.Audit
         if value < 2:
             raise StudyError(f"classes must be at least 2, got {value}")
         return base
+    if factor == "defence":
+        return frontier.configure(value, base)
     if factor == "width":
         value = (value,)
     try:
@@ -195,11 +220,14 @@ def run(
         perturbation, training defences of the target alone, and the target's size in
         the balanced scheme) share one pool,
         ``pool_root/<factor>-all`` (:func:`pool_name`), trained by the first value.
+        Each setting of ``defence`` has its own pool, ``pool_root/defence-<name>``.
 
     Returns:
       A :class:`StudyResult`.
     """
     base = audit.AuditConfig() if base is None else base
+    if factor == "defence":  # the realistic attacker: shadows trained as the target
+        base = base.replace(defend_shadows=True)
     values = parse_values(factor, values, base)
     data = datasets.load(base.dataset, label_column=base.label_column)
     runs = []  # every value checked before the first audit
@@ -209,7 +237,8 @@ def run(
     rows = []
     for value, settings, ds in runs:
         start = time.perf_counter()
-        log(f"{factor} = {value}")
+        name = getattr(value, "name", value)  # a frontier.Setting by its name
+        log(f"{factor} = {name}" + (f" ({value.describe()})" if factor == "defence" else ""))
         pool_dir = (
             None if pool_root is None else pathlib.Path(pool_root) / pool_name(factor, value, base)
         )
@@ -218,7 +247,8 @@ def run(
         eps = audited.privacy.get("epsilon")
         for attack, m in audited.metrics.items():
             row = {
-                "value": value,
+                "value": name,
+                **({"setting": value.describe()} if factor == "defence" else {}),
                 "attack": attack,
                 "auc": m.auc,
                 **{f"tpr@{f:g}": t for f, t in m.tpr_at_fpr.items()},
@@ -232,7 +262,8 @@ def run(
             f"  target test accuracy {audited.target_accuracy['test']:.3f}; "
             + ", ".join(f"{a} {m.auc:.3f}" for a, m in audited.metrics.items())
         )
-    return StudyResult(factor=factor, values=values, rows=rows, base=base)
+    names = [getattr(v, "name", v) for v in values]
+    return StudyResult(factor=factor, values=names, rows=rows, base=base)
 
 
 def load(path: str | os.PathLike) -> StudyResult:
@@ -263,6 +294,8 @@ def plot(result: StudyResult, path: str | os.PathLike) -> None:
     factor, a last panel of privacy (AUC) versus utility (target test accuracy)."""
     from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
+    if result.factor == "defence":
+        return frontier.plot(result, path)
     tpr_cols = [c for c in result.rows[0] if c.startswith("tpr@")]
     panels = ["auc", *tpr_cols]
     utility = result.factor in DEFENCE_FACTORS

@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("attacks",),
     ("defences",),
     ("audit",),
-    ("study",),
+    ("study", "frontier", "multiples"),
     ("cli",),
 )
 """The layers, lowest first, by top-level module or subpackage; a module may import from
