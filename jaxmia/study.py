@@ -11,7 +11,10 @@ train and test accuracy (utility) and, under DP-SGD, epsilon. Factors:
 * ``classes``: number of classes (the first ``c`` classes of the data);
 * ``access``: the attacker's access level;
 * ``weight_decay``, ``dropout``, ``dp_noise`` (DP-SGD noise multiplier; epsilon is
-  recorded), ``perturbation``: defence strength.
+  recorded), ``perturbation``: defence strength;
+* ``shadow_width``, ``shadow_depth``, ``shadow_epochs``, ``shadow_lr``,
+  ``shadow_data_size``, ``shadow_shift``: shadow quality, the shadows trained unlike the
+  target (:mod:`jaxmia.audit.shadow_config`; ``none``: as the target).
 
 ``jaxmia study --factor shadows --values 2,4,8,16`` writes ``study.json``, ``study.csv``
 and ``study.png`` (metric versus factor, one line per attack; for defences also privacy
@@ -37,6 +40,7 @@ from jaxmia.audit import config, outputs, report
 __all__ = [
     "DEFENCE_FACTORS",
     "FACTORS",
+    "SHADOW_FACTORS",
     "StudyError",
     "StudyResult",
     "load",
@@ -47,6 +51,17 @@ __all__ = [
     "table",
     "write",
 ]
+
+SHADOW_FACTORS = (
+    "shadow_width",
+    "shadow_depth",
+    "shadow_epochs",
+    "shadow_lr",
+    "shadow_data_size",
+    "shadow_shift",
+)
+"""Shadow-quality factors (:mod:`jaxmia.audit.shadow_config`): the shadows trained unlike
+the target; the value ``none`` trains them as the target."""
 
 FACTORS: dict[str, str] = {
     "shadows": "num_shadows",
@@ -59,6 +74,7 @@ FACTORS: dict[str, str] = {
     "dropout": "dropout",
     "dp_noise": "dp_noise",
     "perturbation": "perturbation",
+    **{name: name for name in SHADOW_FACTORS},
 }
 """Study factors and the audit option each sets (``classes`` subsets the data)."""
 
@@ -82,6 +98,12 @@ class StudyError(ValueError):
 
 def _convert(factor: str, v: Any) -> Any:
     """One value of ``factor`` as the audit setting takes it."""
+    if factor in SHADOW_FACTORS and str(v).lower() == "none":
+        return None  # the shadows as the target
+    if factor in ("shadow_lr", "shadow_data_size", "shadow_shift"):
+        if isinstance(v, bool):
+            raise ValueError(v)
+        return float(v)
     if factor in ("access", "perturbation"):
         return str(v)
     if factor == "dp_noise":
@@ -123,7 +145,7 @@ def _config_for(factor: str, value: Any, base: audit.AuditConfig) -> audit.Audit
         if value < 2:
             raise StudyError(f"classes must be at least 2, got {value}")
         return base
-    if factor == "width":
+    if factor in ("width", "shadow_width") and value is not None:
         value = (value,)
     try:
         return base.replace(**{FACTORS[factor]: value})

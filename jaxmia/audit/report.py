@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from jaxmia import metrics
-from jaxmia.audit import outputs
+from jaxmia.audit import outputs, shadow_config
 from jaxmia.audit.config import AuditConfig, command_for
 
 __all__ = [
@@ -96,7 +96,9 @@ class AuditReport:
         return metrics.format_table(self.metrics)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (what ``metrics.json`` holds)."""
+        """JSON-ready summary (what ``metrics.json`` holds); ``shadow_differences`` where
+        the shadows train unlike the target (:func:`jaxmia.audit.shadow_config.differences`)."""
+        differ = shadow_config.differences(self.config)
         return {
             "dataset": self.dataset,
             "data": self.data,
@@ -115,7 +117,7 @@ class AuditReport:
             "timings_s": self.timings,
             "timings_s_by_attack": self.attack_seconds,
             "versions": self.versions,
-        }
+        } | ({"shadow_differences": differ} if differ else {})
 
     def write(self, output_dir: str | None = None) -> dict[str, str]:
         """Writes metrics.json, scores.npz, the plots and report.md; returns their paths."""
@@ -236,6 +238,9 @@ def _setting(report: AuditReport) -> list[str]:
         f"- defences of the target: {privacy.get('defence', 'none')}"
         + (" (shadows trained alike)" if c.defend_shadows else ""),
     ]
+    differ = shadow_config.describe(c)
+    if differ:  # after the shadows' line
+        lines.insert(4, "- shadows differ from the target in: " + "; ".join(differ.values()))
     if "epsilon" in privacy:
         lines.append(
             f"- DP-SGD: epsilon {privacy['epsilon']:.3g} at delta {privacy['delta']:g} "
