@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--factor",
         required=True,
         help="shadows, target_size, epochs, width, classes, "
-        "access, weight_decay, dropout, dp_noise or perturbation",
+        "access, weight_decay, dropout, dp_noise, perturbation, or shadow_width, shadow_depth, "
+        "shadow_epochs, shadow_lr, shadow_data_size, shadow_shift (shadow quality)",
     )
     study.add_argument("--values", required=True, type=_names, help="comma-separated values")
     study.add_argument(
