@@ -139,11 +139,13 @@ def defended_factory(setup: Setup, defended: bool, *, shadows: bool = False) -> 
     """The architecture with the defence's dropout where ``defended`` (config models); for
     the ``shadows``, with their widths (:func:`jaxmia.audit.shadow_config.shadow_hidden`)."""
     config, dropout = setup.config, setup.config.defence.dropout
+    if setup.user_factory:
+        return setup.factory
     hidden = shadow_config.shadow_hidden(config) if shadows else tuple(config.hidden)
-    if hidden != tuple(config.hidden) and not setup.user_factory:
+    if hidden != tuple(config.hidden):
         return model_factory(config, setup.ds, dropout=dropout if defended else 0.0, hidden=hidden)
-    if defended and dropout and not setup.user_factory:
-        return model_factory(setup.config, setup.ds, dropout=dropout)
+    if defended and dropout:
+        return model_factory(config, setup.ds, dropout=dropout)
     return setup.factory
 
 
