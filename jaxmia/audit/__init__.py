@@ -18,6 +18,7 @@ from jaxmia.audit import (
     report,
     scoring,
     setup,
+    shadow_config,
     target,
     training,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "scoring",
     "select_attacks",
     "setup",
+    "shadow_config",
     "target",
     "train_pool",
     "training",
