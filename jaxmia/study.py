@@ -14,6 +14,9 @@ train and test accuracy (utility) and, under DP-SGD, epsilon. Factors:
   recorded), ``perturbation``: defence strength;
 * ``defence``: the privacy-utility frontier, whose values are named settings of any audit
   options (:mod:`jaxmia.frontier`), the shadows defended as the target.
+* ``shadow_width``, ``shadow_depth``, ``shadow_epochs``, ``shadow_lr``,
+  ``shadow_data_size``, ``shadow_shift``: shadow quality, the shadows trained unlike the
+  target (:mod:`jaxmia.audit.shadow_config`; ``none``: as the target).
 
 ``jaxmia study --factor shadows --values 2,4,8,16`` writes ``study.json``, ``study.csv``
 and ``study.png`` (metric versus factor, one line per attack; for defences also privacy
@@ -40,6 +43,7 @@ from jaxmia.audit import config, outputs, report
 __all__ = [
     "DEFENCE_FACTORS",
     "FACTORS",
+    "SHADOW_FACTORS",
     "VALUES_HELP",
     "StudyError",
     "StudyResult",
@@ -51,6 +55,17 @@ __all__ = [
     "table",
     "write",
 ]
+
+SHADOW_FACTORS = (
+    "shadow_width",
+    "shadow_depth",
+    "shadow_epochs",
+    "shadow_lr",
+    "shadow_data_size",
+    "shadow_shift",
+)
+"""Shadow-quality factors (:mod:`jaxmia.audit.shadow_config`): the shadows trained unlike
+the target; the value ``none`` trains them as the target."""
 
 FACTORS: dict[str, str] = {
     "shadows": "num_shadows",
@@ -64,6 +79,7 @@ FACTORS: dict[str, str] = {
     "dp_noise": "dp_noise",
     "perturbation": "perturbation",
     "defence": "defence",
+    **{name: name for name in SHADOW_FACTORS},
 }
 """Study factors and the audit option each sets (``classes`` subsets the data; ``defence``
 sets a :class:`jaxmia.frontier.Setting`'s options)."""
@@ -94,6 +110,12 @@ class StudyError(ValueError):
 
 def _convert(factor: str, v: Any) -> Any:
     """One value of ``factor`` as the audit setting takes it."""
+    if factor in SHADOW_FACTORS and str(v).lower() == "none":
+        return None  # the shadows as the target
+    if factor in ("shadow_lr", "shadow_data_size", "shadow_shift"):
+        if isinstance(v, bool):
+            raise ValueError(v)
+        return float(v)
     if factor in ("access", "perturbation"):
         return str(v)
     if factor == "dp_noise":
@@ -148,7 +170,7 @@ def _config_for(factor: str, value: Any, base: audit.AuditConfig) -> audit.Audit
         return base
     if factor == "defence":
         return frontier.configure(value, base)
-    if factor == "width":
+    if factor in ("width", "shadow_width") and value is not None:
         value = (value,)
     try:
         return base.replace(**{FACTORS[factor]: value})

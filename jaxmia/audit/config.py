@@ -1,15 +1,13 @@
 """Audit configuration: one frozen dataclass per concern, and which attacks an audit runs.
 
 :class:`AuditConfig` is composed of :class:`DataConfig`, :class:`TrainingConfig`,
-:class:`jaxmia.defences.training.Defence`, :class:`QueryConfig`, :class:`AttackConfig` and
-:class:`OutputConfig`. Their fields are the single source of every setting's default, check
-and help text: each field's metadata holds ``help``, ``flags`` (the CLI flags where they
-are not ``--field-name``), ``choices``, ``bounds`` and ``pool`` (whether the setting changes
-the shadow pool: ``always``, ``never``, ``defended`` = when the shadows are defended, or
-``disjoint`` = in the disjoint scheme). ``jaxmia audit``'s flags, the TOML keys
-(:func:`read_toml`), :func:`command_for` and :func:`changes_pool` are generated from them.
-Settings read and write flat (``AuditConfig(epochs=20).epochs``); the flat names are the
-TOML keys and the keys of ``metrics.json``'s ``"config"``.
+:class:`jaxmia.defences.training.Defence`, :class:`QueryConfig`, :class:`AttackConfig`,
+:class:`OutputConfig` and :class:`jaxmia.audit.shadow_config.ShadowConfig`, whose fields'
+metadata hold each setting's ``help``, ``flags`` (where not ``--field-name``), ``choices``,
+``bounds`` and ``pool`` (whether it changes the shadow pool: ``always``, ``never``,
+``defended`` = when the shadows are defended, ``disjoint`` = in the disjoint scheme). The CLI
+flags, TOML keys (:func:`read_toml`), :func:`command_for` and :func:`changes_pool` derive from
+them. Settings read flat (``AuditConfig(epochs=20).epochs``), as in TOML and metrics.json.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ from typing import Any, NamedTuple
 
 from jaxmia import datasets, models, splits, threat_models
 from jaxmia.attacks import lira
+from jaxmia.audit import shadow_config
 from jaxmia.audit.fields import (
     INT64_MAX,
     NAT,
@@ -199,18 +198,18 @@ SECTIONS: dict[str, type] = {
     "query": QueryConfig,
     "attack": AttackConfig,
     "output": OutputConfig,
+    "shadow": shadow_config.ShadowConfig,
 }
 """The sections of :class:`AuditConfig`: attribute name and class."""
 
 _ORDER = (
     "dataset label_column num_shadows scheme model hidden activation epochs batch_size "
     "learning_rate seed target_size shadow_size chunk_size access top_k attacks per_class "
-    "targets lira_variance "
-    "augment rmia_a rmia_gamma population_size weight_decay dropout early_stopping dp_noise "
-    "dp_clip dp_delta l1 label_smoothing mixup relaxloss adv_train adv_train_steps "
-    "defend_shadows perturbation decimals noise_sigma label_queries fprs "
-    "n_boot output_dir"
-).split()
+    "targets lira_variance augment rmia_a rmia_gamma population_size weight_decay dropout "
+    "early_stopping dp_noise dp_clip dp_delta l1 label_smoothing mixup relaxloss adv_train "
+    "adv_train_steps defend_shadows perturbation decimals noise_sigma label_queries fprs n_boot "
+    "output_dir "
+).split() + [f.name for f in dataclasses.fields(shadow_config.ShadowConfig)]
 # the order of metrics.json's "config" and of the CLI flags, as before the sections
 
 
@@ -280,6 +279,7 @@ class AuditConfig:
     query: QueryConfig
     attack: AttackConfig
     output: OutputConfig
+    shadow: shadow_config.ShadowConfig
 
     def __init__(self, **settings: Any):
         unknown = sorted(set(settings) - set(_OPTIONS) - set(SECTIONS))
@@ -309,6 +309,7 @@ class AuditConfig:
 
     def _check_together(self) -> None:
         """Checks of settings that depend on each other."""
+        shadow_config.check_with(self)
         if self.perturbation != "none" and self.access == "loss":
             raise ConfigError(
                 "output perturbation applies to a probability interface, not to --access loss"
@@ -451,7 +452,7 @@ def pool_spec(config: AuditConfig, *, model: str, scheme: str | None = None) -> 
         "defence": defence if shadows_defended(config) and defence != "none" else None,
         "seed": config.seed,
         "split": split,
-    }
+    } | shadow_config.spec(config)
 
 
 def needs(attack: str, access: str) -> tuple[str, ...]:

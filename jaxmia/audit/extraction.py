@@ -9,13 +9,13 @@ The signals are computed once on all ``n`` records: ``(k, n, ...)`` for the pool
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 
 import jax
 import numpy as np
 
 from jaxmia import engine, signals, threat_models
+from jaxmia.audit import shadow_config
 from jaxmia.audit.attacking import PoolSignals
 from jaxmia.audit.config import ConfigError, needs
 from jaxmia.audit.setup import Setup
@@ -51,6 +51,7 @@ class PoolLabels:
     def __init__(self, setup: Setup, shadows: Shadows, predict: Callable[[np.ndarray], np.ndarray]):
         self._pool, self._rows, self._predict = shadows.pool, shadows.rows, predict
         self._dir, self._perturbed = setup.pool_dir, setup.config.interface.kind != "none"
+        self._inputs = shadow_config.shadow_inputs(setup.config) or (lambda x: x)
         self._answered: dict[str, np.ndarray] = {}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -59,9 +60,9 @@ class PoolLabels:
             if self._perturbed:
                 self._answered[key] = np.asarray(self._predict(x)).argmax(-1)
             elif self._dir is None:
-                self._answered[key] = engine.predict(self._pool, x, labels=True)
+                self._answered[key] = engine.predict(self._pool, self._inputs(x), labels=True)
             else:
-                compute = functools.partial(engine.predict, self._pool, labels=True)
+                compute = lambda x: engine.predict(self._pool, self._inputs(x), labels=True)
                 self._answered[key] = pools.cached_labels(
                     self._dir, x, self._rows, compute, key=key
                 )
@@ -130,7 +131,8 @@ def extract(setup: Setup, target: TargetRun | None, shadows: Shadows) -> Extract
     plot_signals = {"confidence", "loss"} & threat_models.PROVIDES[access]
     use_lira = any(a.startswith("lira") for a in attacks)
     keep_logits = access == "probs" and any(a.startswith("rmia") for a in attacks)
-    pool_predict = through_interface(setup, predict_known(shadows.pool, ds.x))
+    inputs = shadow_config.shadow_inputs(config)  # the shadows' view of a query
+    pool_predict = through_interface(setup, predict_known(shadows.pool, ds.x, inputs))
     shadow_logits = pool_predict(ds.x)
     pool_signals = PoolSignals(
         signals=threat_models.observe(

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from jaxmia import metrics
-from jaxmia.audit import outputs
+from jaxmia.audit import outputs, shadow_config
 from jaxmia.audit import vulnerability as vuln
 from jaxmia.audit.config import AuditConfig, command_for
 
@@ -101,8 +101,10 @@ class AuditReport:
         return metrics.format_table(self.metrics)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (what ``metrics.json`` holds)."""
-        return {
+        """JSON-ready summary (what ``metrics.json`` holds); ``shadow_differences`` where
+        the shadows train unlike the target (:func:`jaxmia.audit.shadow_config.differences`)."""
+        differ = shadow_config.differences(self.config)
+        summary = {
             "dataset": self.dataset,
             "data": self.data,
             "model": self.model,
@@ -120,11 +122,13 @@ class AuditReport:
             "timings_s": self.timings,
             "timings_s_by_attack": self.attack_seconds,
             "versions": self.versions,
-        } | (
+        }
+        extra = (
             {}
             if self.vulnerability is None
             else {"vulnerability": self.vulnerability.to_dict(vuln.TOP_RECORDS)}
         )
+        return summary | extra | ({"shadow_differences": differ} if differ else {})
 
     def write(self, output_dir: str | None = None) -> dict[str, str]:
         """Writes metrics.json, scores.npz, the plots and report.md; returns their paths."""
@@ -245,6 +249,9 @@ def _setting(report: AuditReport) -> list[str]:
         f"- defences of the target: {privacy.get('defence', 'none')}"
         + (" (shadows trained alike)" if c.defend_shadows else ""),
     ]
+    differ = shadow_config.describe(c)
+    if differ:  # after the shadows' line
+        lines.insert(4, "- shadows differ from the target in: " + "; ".join(differ.values()))
     if "epsilon" in privacy:
         lines.append(
             f"- DP-SGD: epsilon {privacy['epsilon']:.3g} at delta {privacy['delta']:g} "

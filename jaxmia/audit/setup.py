@@ -22,7 +22,15 @@ import optax
 
 from jaxmia import datasets, engine, models, splits
 from jaxmia.attacks import lira
-from jaxmia.audit.config import AuditConfig, ConfigError, Log, _silent, select_attacks
+from jaxmia.audit import shadow_config
+from jaxmia.audit.config import (
+    ONLINE_ATTACKS,
+    AuditConfig,
+    ConfigError,
+    Log,
+    _silent,
+    select_attacks,
+)
 from jaxmia.defences import training as defences
 from jaxmia.engine import pools
 
@@ -95,9 +103,13 @@ class Setup:
 
 
 def model_factory(
-    config: AuditConfig, ds: datasets.Dataset, dropout: float = 0.0
+    config: AuditConfig,
+    ds: datasets.Dataset,
+    dropout: float = 0.0,
+    hidden: tuple[int, ...] | None = None,
 ) -> models.ModelFactory:
-    """The target/shadow architecture named by the config (with ``dropout``)."""
+    """The target/shadow architecture named by the config (with ``dropout``; an MLP with
+    the ``hidden`` widths instead of ``config.hidden`` where given)."""
     kind = config.model
     if kind == "auto":
         kind = "cnn" if len(ds.input_shape) == 3 else "mlp"
@@ -106,8 +118,9 @@ def model_factory(
             raise ConfigError(f"model 'cnn' needs images (h, w, channels), got {ds.input_shape}")
         return models.cnn(ds.input_shape, ds.num_classes, dropout=dropout)
     in_features = int(np.prod(ds.input_shape))
+    hidden = config.hidden if hidden is None else hidden
     return models.mlp(
-        config.hidden, ds.num_classes, in_features, activation=config.activation, dropout=dropout
+        hidden, ds.num_classes, in_features, activation=config.activation, dropout=dropout
     )
 
 
@@ -122,11 +135,17 @@ def describe_model(factory: models.ModelFactory) -> str:
     return f"{getattr(func, '__name__', type(func).__name__)}({', '.join(args)})"
 
 
-def defended_factory(setup: Setup, defended: bool) -> models.ModelFactory:
-    """The architecture with the defence's dropout where ``defended`` (config models)."""
-    dropout = setup.config.defence.dropout
-    if defended and dropout and not setup.user_factory:
-        return model_factory(setup.config, setup.ds, dropout=dropout)
+def defended_factory(setup: Setup, defended: bool, *, shadows: bool = False) -> models.ModelFactory:
+    """The architecture with the defence's dropout where ``defended`` (config models); for
+    the ``shadows``, with their widths (:func:`jaxmia.audit.shadow_config.shadow_hidden`)."""
+    config, dropout = setup.config, setup.config.defence.dropout
+    if setup.user_factory:
+        return setup.factory
+    hidden = shadow_config.shadow_hidden(config) if shadows else tuple(config.hidden)
+    if hidden != tuple(config.hidden):
+        return model_factory(config, setup.ds, dropout=dropout if defended else 0.0, hidden=hidden)
+    if defended and dropout:
+        return model_factory(config, setup.ds, dropout=dropout)
     return setup.factory
 
 
@@ -137,12 +156,15 @@ def train_options(setup: Setup, defended: bool, *, shadows: bool = False) -> dic
     optimizer and loss where :class:`ShadowTraining` gives them."""
     config, defence = setup.config, setup.config.defence
     user = setup.shadow_training if shadows else ShadowTraining()
+    lr, epochs = config.learning_rate, config.epochs
+    if shadows:
+        lr, epochs = shadow_config.shadow_lr(config), shadow_config.shadow_epochs(config)
     tx = user.optimizer
     if tx is None and defended and defence.l1:
         tx = defences.optimizer(config.learning_rate, defence.weight_decay, defence.l1)
     if tx is None:
-        tx = defences.optimizer(config.learning_rate, defence.weight_decay if defended else 0.0)
-    kw: dict[str, Any] = dict(epochs=config.epochs, batch_size=config.batch_size, optimizer=tx)
+        tx = defences.optimizer(lr, defence.weight_decay if defended else 0.0)
+    kw: dict[str, Any] = dict(epochs=epochs, batch_size=config.batch_size, optimizer=tx)
     if user.loss_fn is not None:
         kw["loss_fn"] = user.loss_fn
     if defended:
@@ -154,17 +176,23 @@ def train_options(setup: Setup, defended: bool, *, shadows: bool = False) -> dic
 
 def describe_training(setup: Setup, defended: bool, *, shadows: bool = False) -> str:
     """``"MLP(...), 30 epochs, batch 128, Adam 0.001; seed 0"``: how jaxmia trains the
-    target (or the ``shadows``, with the user's optimizer or loss where given)."""
+    target (or the ``shadows``, with the user's optimizer or loss where given, and their
+    own width, epochs, learning rate, data and shift: :mod:`jaxmia.audit.shadow_config`)."""
     config = setup.config
     user = setup.shadow_training if shadows else ShadowTraining()
-    optimizer = f"Adam {config.learning_rate}"
+    lr, epochs, data = config.learning_rate, config.epochs, ""
+    if shadows:
+        lr, epochs = shadow_config.shadow_lr(config), shadow_config.shadow_epochs(config)
+        phrases = shadow_config.describe(config)
+        data = "".join(f"; {phrases[k]}" for k in ("data_size", "shift") if k in phrases)
+    optimizer = f"Adam {lr}"
     if user.optimizer is not None:
         optimizer = f"optimizer given by the user ({type(user.optimizer).__name__})"
     loss = "" if user.loss_fn is None else ", loss given by the user"
-    model = describe_model(defended_factory(setup, defended))
+    model = describe_model(defended_factory(setup, defended, shadows=shadows))
     return (
-        f"{model}; {config.epochs} epochs, batch {config.batch_size}, {optimizer}{loss}; "
-        f"seed {config.seed}"
+        f"{model}; {epochs} epochs, batch {config.batch_size}, {optimizer}{loss}; "
+        f"seed {config.seed}{data}"
     )
 
 
@@ -180,6 +208,30 @@ def _check_against_data(config: AuditConfig, ds: datasets.Dataset) -> None:
             f"population_size is {config.population_size}, more than the {ds.n} records "
             f"of {ds.name}"
         )
+
+
+def _check_shadow_settings(
+    config: AuditConfig,
+    ds: datasets.Dataset,
+    factory: models.ModelFactory | None,
+    shadow_training: ShadowTraining,
+) -> None:
+    """Shadow settings (:mod:`jaxmia.audit.shadow_config`) that the architecture or the
+    user's shadows cannot honour, refused before any training."""
+    differences = shadow_config.differences(config)
+    if differences and shadow_training.pool is not None:
+        raise ConfigError(
+            f"shadow settings ({', '.join(differences)}) cannot apply to the user's own shadow pool"
+        )
+    if config.shadow_lr is not None and shadow_training.optimizer is not None:
+        raise ConfigError("shadow_lr cannot apply to the user's own shadow optimizer")
+    if "hidden" in differences:
+        cnn = config.model == "cnn" or (config.model == "auto" and len(ds.input_shape) == 3)
+        if factory is not None or cnn:
+            raise ConfigError(
+                "shadow_width and shadow_depth change the MLP's hidden layers; the model "
+                "here is " + ("the user's own" if factory is not None else "a CNN")
+            )
 
 
 def prepare(
@@ -214,11 +266,17 @@ def prepare(
         else dataset
     )
     _check_against_data(config, ds)
+    _check_shadow_settings(config, ds, factory, shadow_training)
     blocks = None
     if split is None and pool_dir is not None and (config.targets or config.scheme == "balanced"):
         blocks = _pool_blocks(pool_dir, config.num_shadows)
     if split is None:
         split = _draw_split(config, ds.n, blocks)
+    keep = shadow_config.shadow_keep(config, split.shadow_keep, ds.y, ds.num_classes)
+    if keep is not split.shadow_keep:  # the shadows train on less, or shifted, data
+        online = any(a in ONLINE_ATTACKS for a in attacks)
+        shadow_config.check_members(keep, split.candidates, online)
+        split = dataclasses.replace(split, shadow_keep=keep)
     views = _queries(config, ds)
     log(f"data: {datasets.describe(ds)}; {split.scheme} split, {split.candidates.size} candidates")
     validation = None

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from jaxmia import engine, splits
+from jaxmia.audit import shadow_config
 from jaxmia.audit.config import AuditConfig, ConfigError, Log, _note, _silent, pool_spec
 from jaxmia.audit.setup import Setup, defended_factory, describe_model, train_options
 from jaxmia.audit.target import query_model
@@ -93,12 +94,19 @@ def privacy_spent(config: AuditConfig, trained: engine.Pool) -> dict[str, Any]:
     return out
 
 
-def predict_known(trained: engine.Pool, x_known: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+def predict_known(
+    trained: engine.Pool,
+    x_known: np.ndarray,
+    inputs: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Callable[[np.ndarray], np.ndarray]:
     """``x -> (k, b, c)``: :func:`jaxmia.engine.predict` over ``trained`` that answers the
     records ``x_known`` from the outputs computed (or read from a pool directory) as the
     models trained; other inputs (LiRA's augmented views, label-only queries) query the
-    models."""
+    models, through ``inputs`` where given (the shadows' view of an input,
+    :func:`jaxmia.audit.shadow_config.shadow_inputs`)."""
     predict = functools.partial(engine.predict, trained)
+    if inputs is not None:
+        predict = lambda x: engine.predict(trained, inputs(x))
     return lambda x: trained.logits if x is x_known else predict(x)
 
 
@@ -143,7 +151,7 @@ def train_target(
 def checkpoint_spec(setup: Setup, defended: bool) -> dict[str, Any]:
     """JSON-able pool settings the engine cannot see, compared when a kept pool is reused
     (:func:`jaxmia.audit.config.pool_spec`, the one place that says what changes a pool)."""
-    model = describe_model(defended_factory(setup, defended))
+    model = describe_model(defended_factory(setup, defended, shadows=True))
     return pool_spec(setup.config, model=model, scheme=setup.split.scheme)
 
 
@@ -161,14 +169,15 @@ def train_shadows(
             given = dataclasses.replace(given, logits=engine.predict(given, ds.x))
         return given
     k = split.shadow_keep.shape[0]
+    inputs = shadow_config.shadow_inputs(config)  # the features shift, else None
     log(
-        f"training {k} shadow models for {config.epochs} epochs"
+        f"training {k} shadow models for {shadow_config.shadow_epochs(config)} epochs"
         + (f" (leave-one-out over the first {config.targets})" if setup.loo else "")
     )
     defended = config.defend_shadows or setup.loo  # in leave-one-out the pool is the target
     pool = engine.train(
-        defended_factory(setup, defended),
-        ds.x,
+        defended_factory(setup, defended, shadows=True),
+        ds.x if inputs is None else inputs(ds.x),
         ds.y,
         split.shadow_keep,
         keys=engine.model_keys(jax.random.fold_in(setup.root, 2), k),
