@@ -56,13 +56,19 @@ study study-classes --factor classes --values 2,5,10,20,30 --shadows 32
 study study-access --factor access --values probs,topk,label,loss --shadows 32
 
 # 3. Shadow quality: the shadows differ from the target (width 128, depth 1, 30 epochs,
-#    learning rate 1e-3, 2505 records per shadow, the target's distribution).
+#    learning rate 1e-3, every member of its half of the records, the target's
+#    distribution). shadow_data_size: the fraction of its members a shadow trains on;
+#    shadow_shift: strength of a class-prior shift (a fixed half of the classes loses
+#    that fraction of each shadow's members) or of a feature shift (that fraction of
+#    the features zeroed for the shadows).
 study study-shadow-width --factor shadow_width --values 16,32,128,512 --shadows 16
 study study-shadow-depth --factor shadow_depth --values 1,2,3 --shadows 16
 study study-shadow-epochs --factor shadow_epochs --values 5,10,30,60 --shadows 16
 study study-shadow-lr --factor shadow_lr --values 0.0001,0.001,0.01 --shadows 16
-study study-shadow-data-size --factor shadow_data_size --values 250,500,1000,2000 --shadows 16
-study study-shadow-shift --factor shadow_shift --values none,prior,features --shadows 16
+study study-shadow-data-size --factor shadow_data_size --values 0.25,0.5,1 --shadows 16
+study study-shadow-shift --factor shadow_shift --values none,0.25,0.5,0.75 --shadows 16
+study study-shadow-shift-features --factor shadow_shift --values none,0.25,0.5,0.75 \
+  --shadow-shift-kind features --shadows 16
 
 # 4. The figures of several studies (cheap: redrawn on every run from what exists).
 plots() {  # plots OUT.png NAME...: small multiples of the studies that exist
@@ -74,7 +80,7 @@ plots() {  # plots OUT.png NAME...: small multiples of the studies that exist
   if ((${#dirs[@]})); then jaxmia plot-studies "$out" "${dirs[@]}"; fi
 }
 SHADOW_QUALITY=(study-shadow-width study-shadow-depth study-shadow-epochs study-shadow-lr
-  study-shadow-data-size study-shadow-shift)
+  study-shadow-data-size study-shadow-shift study-shadow-shift-features)
 plots "$RESULTS/shadow-quality.png" "${SHADOW_QUALITY[@]}"
 plots "$RESULTS/factors-of-vulnerability.png" study-epochs study-width study-target-size \
   study-classes study-access study-shadow-width study-shadow-data-size study-shadow-shift
