@@ -93,6 +93,7 @@ class DiracCanary:
             raise ValueError(f"DiracCanary.leaf must be a parameter's path, got {self.leaf!r}")
         if isinstance(self.index, bool) or not isinstance(self.index, int | np.integer):
             raise ValueError(f"DiracCanary.index must be an integer, got {self.index!r}")
+        object.__setattr__(self, "index", int(self.index))  # JSON-able in a pool's spec
 
 
 @dataclasses.dataclass(frozen=True)
