@@ -3,6 +3,7 @@ vmapped pool equals each model alone, the inclusion rate is q, the accountant ge
 steps and rate that ran, the batch bound holds and overflow is counted, and the canary
 moves its coordinate by exactly -lr C / batch_size per inclusion."""
 
+import dataclasses
 import math
 
 import jax
@@ -13,7 +14,7 @@ import pytest
 from helpers import tree_max_diff
 from scipy import stats
 
-from jaxmia import audit, cli, engine
+from jaxmia import audit, cli, engine, study
 from jaxmia.audit import config as cfg
 from jaxmia.audit.training import privacy_spent
 from jaxmia.defences import training as defences
@@ -300,3 +301,16 @@ def test_dp_sampling_is_a_flag_and_reaches_the_engine():
     assert config.defence.dp == engine.DPConfig(1.0, 1.0, sampling="shuffle")
     assert audit.AuditConfig(dp_noise=1.0).defence.dp.sampling == "poisson"
     assert "shuffled batches" in config.defence.describe()
+
+
+def test_a_study_over_shuffled_dp_says_its_epsilon_is_not_covered():
+    rows = [
+        dict(value=v, attack="loss", auc=0.6, target_test_acc=0.5, epsilon=e)
+        for v, e in ((None, None), (1.0, 9.3))
+    ]
+    base = audit.AuditConfig(dp_sampling="shuffle")
+    shuffled = study.StudyResult("dp_noise", [None, 1.0], rows, base)
+    assert "does not cover" in study.table(shuffled).splitlines()[-1]
+    assert "not covered" in study._x(dataclasses.replace(shuffled, rows=rows[1:]), "loss")[1]
+    poisson = study.StudyResult("dp_noise", [None, 1.0], rows, audit.AuditConfig())
+    assert "cover" not in study.table(poisson)
