@@ -304,7 +304,8 @@ def _x(result: StudyResult, attack: str) -> tuple[list[Any], str, bool]:
     if result.factor == "dp_noise":
         eps = result.series(attack, "epsilon")
         if all(e is not None for e in eps):
-            return eps, "DP-SGD epsilon", True
+            shuffled = result.base.dp_sampling == "shuffle"
+            return eps, "DP-SGD epsilon" + (" (shuffled: not covered)" if shuffled else ""), True
     xs = result.series(attack, "value")
     numeric = all(isinstance(v, int | float) and v is not None for v in xs)
     log = numeric and result.factor == "shadows"
@@ -401,4 +402,7 @@ def table(result: StudyResult) -> str:
         lines.append(cells)
     widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)])
+    out = [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)]
+    if result.base.dp_sampling == "shuffle" and any(r["epsilon"] for r in result.rows):
+        out.append("epsilon: " + audit.training.ACCOUNTING["shuffle"])
+    return "\n".join(out)

@@ -6,8 +6,9 @@ submodules, lowest first: ``caching`` (compiled programs cached by structure),
 ``dpsgd`` (DP-SGD), ``objectives`` (label smoothing, mixup, RelaxLoss, adversarial
 training), ``kernel`` (one model's init and epoch), ``fingerprint`` (digests
 of model, optimizer, loss), ``placement`` (mesh, chunks), ``inference`` (predict),
-``checks`` (input checks), ``early_stopping``, ``pools`` and ``answers`` (pools on
-disk), ``checkpointing`` (what training writes there), ``training`` (:func:`train`),
+``checks`` (input checks), ``early_stopping``, ``pool`` (the trained :class:`Pool`),
+``pools`` and ``answers`` (pools on disk), ``checkpointing`` (what training writes there), ``sampling`` (Poisson-sampled DP-SGD
+epochs and the Dirac canary), ``training`` (:func:`train`),
 ``distributed`` (several hosts).
 """
 
@@ -26,7 +27,9 @@ from jaxmia.engine import (
     manifest,
     objectives,
     placement,
+    pool,
     pools,
+    sampling,
     training,
 )
 from jaxmia.engine.checks import MODES
@@ -35,11 +38,13 @@ from jaxmia.engine.inference import accuracies, apply, predict
 from jaxmia.engine.kernel import LossFn, steps_per_epoch
 from jaxmia.engine.objectives import Objective
 from jaxmia.engine.placement import auto_chunk_size, model_mesh
+from jaxmia.engine.sampling import DiracCanary
 from jaxmia.engine.training import Pool, ProgressFn, adam, model_keys, train
 
 __all__ = [
     "MODES",
     "DPConfig",
+    "DiracCanary",
     "LossFn",
     "Objective",
     "Pool",
@@ -64,8 +69,10 @@ __all__ = [
     "model_mesh",
     "objectives",
     "placement",
+    "pool",
     "pools",
     "predict",
+    "sampling",
     "steps_per_epoch",
     "train",
     "training",

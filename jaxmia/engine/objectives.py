@@ -34,6 +34,7 @@ __all__ = [
     "OBJECTIVE_STREAM",
     "Objective",
     "adversarial_examples",
+    "check_objective",
     "mixup_draw",
     "objective_loss",
     "relaxloss_loss",
@@ -296,3 +297,26 @@ def _loss(objective: Objective, loss_fn, logits: jax.Array, labels: jax.Array) -
         targets = smooth_targets(labels, logits.shape[-1], objective.label_smoothing)
         return optax.softmax_cross_entropy(logits, targets)
     return loss_fn(logits, labels)
+
+
+def check_objective(objective: Objective | None, dp, loss_fn, x) -> Objective | None:
+    """The objective the kernel gets: None when off, with adversarial training's input
+    range filled in from ``x``; refused with DP-SGD or, where it defines its own
+    cross-entropy, with another loss."""
+    if objective is not None and not isinstance(objective, Objective):
+        raise ValueError(f"objective must be an engine.Objective, got {objective!r}")
+    if objective is None or not objective.active:
+        return None
+    if dp is not None:
+        raise ValueError(
+            "label smoothing, mixup, RelaxLoss and adversarial training are not supported "
+            "with DP-SGD"
+        )
+    if (
+        objective.needs_cross_entropy
+        and loss_fn is not optax.softmax_cross_entropy_with_integer_labels
+    ):
+        raise ValueError("label smoothing and RelaxLoss need the default cross-entropy loss")
+    if objective.adv_eps and objective.x_range is None:
+        objective = dataclasses.replace(objective, x_range=(float(x.min()), float(x.max())))
+    return objective

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -54,7 +53,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmia.engine import checkpointing, pools
+from jaxmia.engine import checkpointing, pools, sampling
 from jaxmia.engine.caching import cache_by_structure
 from jaxmia.engine.checks import (
     check_heldout,
@@ -71,20 +70,19 @@ from jaxmia.engine.kernel import (
     LossFn,
     abstract_model,
     cross_entropy,
-    epoch_one,
     graphdefs,
     init_one,
     steps_per_epoch,
 )
-from jaxmia.engine.objectives import Objective
+from jaxmia.engine.objectives import Objective, check_objective
 from jaxmia.engine.placement import (
     MODEL_AXIS,
-    auto_chunk_size,
-    auto_mesh,
     gather,
+    layout,
     place,
-    vmapped_convs_are_slow,
 )
+from jaxmia.engine.pool import Pool
+from jaxmia.engine.sampling import DiracCanary, DPPlan
 from jaxmia.models import ModelFactory
 
 __all__ = ["Pool", "ProgressFn", "adam", "compiled", "model_keys", "train"]
@@ -95,63 +93,6 @@ are trained, a fraction while a chunk is part-way through its epochs (after ever
 and a whole number once its models are finished (and saved, with a checkpoint).
 ``mean_loss`` is the last epoch's mean training loss (NaN if the models diverged);
 ``None`` when the models were read from a checkpoint."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Pool:
-    """A trained pool of ``k`` models.
-
-    Attributes:
-      graphdef: the model's structure in evaluation mode (``nnx.GraphDef``).
-      params: ``nnx.State`` of parameters, every leaf with leading axis ``k``.
-      rest: ``nnx.State`` of the other variables (RNG streams, statistics), axis ``k``.
-      keep: ``(k, n)`` bool, the training set of each model.
-      train_accuracy: ``(k,)`` accuracy of each model on its members.
-      test_accuracy: ``(k,)`` accuracy on its held-out examples.
-      losses: ``(epochs, k)`` mean training loss per epoch and model.
-      epoch_seconds: wall time of each epoch (the first includes compilation).
-      best_epoch: ``(k,)`` the epoch each model was kept at under early stopping.
-      logits: ``(k, n, c)`` every model's outputs on the ``n`` training-data records
-        (computed chunk by chunk as the models finish, and saved with a checkpoint).
-    """
-
-    graphdef: Any
-    params: Any
-    rest: Any
-    keep: np.ndarray
-    train_accuracy: np.ndarray
-    test_accuracy: np.ndarray
-    losses: np.ndarray
-    epoch_seconds: tuple[float, ...]
-    best_epoch: np.ndarray | None = None
-    logits: np.ndarray | None = None
-
-    @property
-    def k(self) -> int:
-        """The number of models."""
-        return int(self.keep.shape[0])
-
-    def model(self, i: int) -> nnx.Module:
-        """Model ``i`` as an ordinary NNX module (evaluation mode)."""
-        take = lambda a: a[i]
-        return nnx.merge(
-            self.graphdef, jax.tree.map(take, self.params), jax.tree.map(take, self.rest)
-        )
-
-    def select(self, idx: np.ndarray | slice) -> Pool:
-        """The sub-pool of models ``idx`` (e.g. leave one out)."""
-        take = lambda a: a[idx]
-        return dataclasses.replace(
-            self,
-            params=jax.tree.map(take, self.params),
-            rest=jax.tree.map(take, self.rest),
-            keep=self.keep[idx],
-            train_accuracy=self.train_accuracy[idx],
-            test_accuracy=self.test_accuracy[idx],
-            losses=self.losses[:, idx],
-            best_epoch=None if self.best_epoch is None else self.best_epoch[idx],
-            logits=None if self.logits is None else self.logits[idx],
-        )
 
 
 def model_keys(seed: int | jax.Array, k: int) -> jax.Array:
@@ -178,8 +119,11 @@ def compiled(
     dp: DPConfig | None = None,
     loss_fn: LossFn = cross_entropy,
     objective: Objective | None = None,
+    canary: DiracCanary | None = None,
+    max_batch: int = 1,
 ):
-    """Jitted ``(init, epoch)`` programs for one configuration.
+    """Jitted ``(init, epoch)`` programs for one configuration; ``epoch`` has the signature
+    of :func:`jaxmia.engine.sampling.dp_epoch_one` less its static arguments.
 
     Cached by structure (:mod:`jaxmia.engine.caching`, least recently used first out),
     so repeated :func:`train` calls with an equal factory, optimizer and loss and arrays
@@ -190,12 +134,14 @@ def compiled(
         graphdefs(factory)[0], tx, batch_size, steps, full_steps, dp, loss_fn, objective=objective
     )
     init = functools.partial(init_one, factory, tx)
-    epoch = functools.partial(epoch_one, spec)
+    epoch = functools.partial(sampling.counted_epoch, spec)  # kernel.epoch_one
+    if dp is not None and (dp.sampling == "poisson" or canary is not None):
+        epoch = functools.partial(sampling.dp_epoch_one, spec, DPPlan(max_batch, canary))
     if vmapped:
         init = jax.vmap(init)
-        epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0, 0, 0, None, None))
+        epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0, 0, 0, 0, None, None))
     out = {} if mesh is None else {"out_shardings": NamedSharding(mesh, P(MODEL_AXIS))}
-    return jax.jit(init, **out), jax.jit(epoch, donate_argnums=(3, 4, 5), **out)
+    return jax.jit(init, **out), jax.jit(epoch, donate_argnums=(4, 5, 6), **out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +154,8 @@ class _Run:
     keep: np.ndarray
     heldout: np.ndarray | None
     key_data: np.ndarray
+    dp: DPConfig | None
+    canary_keep: np.ndarray
     epochs: int
     mode: str
     chunk: int
@@ -235,68 +183,35 @@ class _Trained:
     losses: list = dataclasses.field(default_factory=list)
     best_epoch: list = dataclasses.field(default_factory=list)
     logits: list = dataclasses.field(default_factory=list)
-
-
-def _layout(factory, k, x, batch_size, mode, chunk_size, mesh) -> tuple[str, int, Mesh | None]:
-    """``(mode, chunk, mesh)``: how many models to train at once and where."""
-    if jax.process_count() == 1 and (
-        k == 1 or (chunk_size == "auto" and vmapped_convs_are_slow(factory))
-    ):
-        mode = "sequential"  # the per-model function itself, without a vmap axis
-    if chunk_size == "auto":
-        chunk_size = auto_chunk_size(factory, x.shape[1:], batch_size, k)
-    if mesh == "auto":
-        mesh = auto_mesh(k if chunk_size is None else min(int(chunk_size), k))
-    if mode == "sequential":
-        mesh = None
-    per_step = 1 if mesh is None else mesh.size
-    chunk = k if chunk_size is None else max(1, min(int(chunk_size), k))
-    chunk = 1 if mode == "sequential" else math.ceil(chunk / per_step) * per_step
-    return mode, chunk, mesh
+    counts: list = dataclasses.field(default_factory=list)
 
 
 def _prepare(factory, x, y, keep, heldout, *, epochs, batch_size, tx, keys, mode, chunk_size,
-             mesh, dp, loss_fn, validation, patience, progress,
+             mesh, dp, canary, canary_keep, loss_fn, validation, patience, progress,
              objective=None) -> _Run:  # fmt: skip
     """Settles the layout, the per-model keys and the compiled programs of a call."""
     k = keep.shape[0]
     if keys.shape[0] != k:
         raise ValueError(f"got {keys.shape[0]} keys for {k} models")
     counts_steps = steps_per_epoch(keep, batch_size)
-    mode, chunk, mesh = _layout(factory, k, x, batch_size, mode, chunk_size, mesh)
+    mode, chunk, mesh = layout(factory, k, x, batch_size, mode, chunk_size, mesh)
     if dp is not None and jax.tree.leaves(nnx.state(abstract_model(factory), nnx.Not(nnx.Param))):
         raise ValueError("DP-SGD here supports models without dropout or other state")
+    canary_keep = sampling.check_canary_args(canary, canary_keep, dp, k, abstract_model(factory))
     steps, full_steps = int(counts_steps.max()), int(counts_steps.min())
+    max_batch = sampling.max_batch_size(batch_size, int(keep.sum(axis=1).max()))
     init, epoch_fn = compiled(
-        factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp, loss_fn, objective
-    )
+        factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp, loss_fn,
+        objective=objective, canary=canary,
+        max_batch=max_batch if dp is not None and dp.sampling == "poisson" else 1,
+    )  # fmt: skip
     return _Run(
-        factory=factory, x=x, y=y, keep=keep, heldout=heldout,
+        factory=factory, x=x, y=y, keep=keep, heldout=heldout, dp=dp, canary_keep=canary_keep,
         key_data=np.asarray(jax.random.key_data(keys)), epochs=epochs, mode=mode, chunk=chunk,
         mesh=mesh, init=init, epoch_fn=epoch_fn, xd=place(x, mesh, False),
         yd=place(y, mesh, False), loss_fn=loss_fn, validation=validation, patience=patience,
         progress=progress,
     )  # fmt: skip
-
-
-def _check_objective(objective: Objective | None, dp, loss_fn, x) -> Objective | None:
-    """The objective the kernel gets: None when off, with adversarial training's input
-    range filled in from ``x``; refused with DP-SGD or, where it defines its own
-    cross-entropy, with another loss."""
-    if objective is not None and not isinstance(objective, Objective):
-        raise ValueError(f"objective must be an engine.Objective, got {objective!r}")
-    if objective is None or not objective.active:
-        return None
-    if dp is not None:
-        raise ValueError(
-            "label smoothing, mixup, RelaxLoss and adversarial training are not supported "
-            "with DP-SGD"
-        )
-    if objective.needs_cross_entropy and loss_fn is not cross_entropy:
-        raise ValueError("label smoothing and RelaxLoss need the default cross-entropy loss")
-    if objective.adv_eps and objective.x_range is None:
-        objective = dataclasses.replace(objective, x_range=(float(x.min()), float(x.max())))
-    return objective
 
 
 def _resume(run: _Run, store, tx, trained: _Trained) -> int:
@@ -312,6 +227,7 @@ def _resume(run: _Run, store, tx, trained: _Trained) -> int:
     trained.logits = [resumed.arrays["logits"]]
     if "best_epoch" in resumed.arrays:
         trained.best_epoch = [resumed.arrays["best_epoch"]]
+    trained.counts = [checkpointing.resumed_counts(resumed, run.canary_keep)]
     if run.progress is not None:
         run.progress(resumed.count, run.k, None)
     return resumed.count
@@ -319,18 +235,20 @@ def _resume(run: _Run, store, tx, trained: _Trained) -> int:
 
 def _run_epochs(run: _Run, chunk_keys, chunk_keep, state, start: int, n_real: int,
                 stopper: EarlyStopping | None, seconds: np.ndarray):  # fmt: skip
-    """Trains one chunk for its epochs; returns ``(params, rest, [loss (n_real,)])``."""
+    """Trains one chunk for its epochs; returns ``(params, rest, [loss (n_real,)],
+    counts (n_real, 4))`` (``chunk_keep``: the keep rows and canary flags)."""
     params, rest, opt_state = state
-    chunk_losses = []
+    chunk_losses, counts = [], np.zeros((n_real, len(sampling.COUNTS)), np.int64)
     for e in range(run.epochs):
         t0 = time.perf_counter()
-        params, rest, opt_state, loss = run.epoch_fn(
-            chunk_keys, jnp.asarray(e, jnp.int32), chunk_keep, params, rest, opt_state,
+        params, rest, opt_state, loss, count = run.epoch_fn(
+            chunk_keys, jnp.asarray(e, jnp.int32), *chunk_keep, params, rest, opt_state,
             run.xd, run.yd,
         )  # fmt: skip
-        loss = np.atleast_1d(
-            np.asarray(loss if run.mode == "sequential" else gather(loss, run.chunk))
-        )
+        if run.mode != "sequential":
+            loss, count = gather(loss, run.chunk), gather(count, run.chunk)
+        loss = np.atleast_1d(np.asarray(loss))
+        counts += np.reshape(np.asarray(count), (-1, len(sampling.COUNTS)))[:n_real]
         seconds[e] += time.perf_counter() - t0
         chunk_losses.append(loss[:n_real])
         if run.progress is not None and e + 1 < run.epochs:
@@ -340,7 +258,7 @@ def _run_epochs(run: _Run, chunk_keys, chunk_keep, state, start: int, n_real: in
         if stopper is not None and stopper.update(e, params, rest):
             chunk_losses += [np.full(n_real, np.nan)] * (run.epochs - e - 1)
             break
-    return params, rest, chunk_losses
+    return params, rest, chunk_losses, counts
 
 
 def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, store) -> None:
@@ -350,14 +268,18 @@ def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, 
     n_real = min(run.chunk, run.k - start)
     if run.mode == "sequential":
         ck, ckeep = jnp.asarray(run.key_data[idx[0]]), jnp.asarray(run.keep[idx[0]])
+        ckeep = (ckeep, jnp.asarray(run.canary_keep[idx[0]]))
     else:
         ck, ckeep = place(run.key_data[idx], run.mesh, True), place(run.keep[idx], run.mesh, True)
+        ckeep = (ckeep, place(run.canary_keep[idx], run.mesh, True))
     stopper = None
     if run.validation is not None and run.patience > 0:
         eval_gd = graphdefs(run.factory)[1]
         stopper = EarlyStopping(eval_gd, run.validation, run.patience, run.mode, run.loss_fn)
     state = run.init(ck)
-    params, rest, losses = _run_epochs(run, ck, ckeep, state, start, n_real, stopper, seconds)
+    params, rest, losses, counts = _run_epochs(run, ck, ckeep, state, start, n_real, stopper,
+                                               seconds)  # fmt: skip
+    trained.counts.append(counts)
     if stopper is not None:
         params, rest = stopper.best_params, stopper.best_rest
         if run.mode == "sequential":
@@ -377,6 +299,7 @@ def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, 
             store, start, trained.params[-1], trained.rest[-1], logits, run.y, run.keep[rows],
             None if heldout is None else heldout[rows], run.key_data[rows], trained.losses[-1],
             trained.best_epoch[-1] if stopper is not None else None,
+            None if run.dp is None else {"dp_counts": counts, "canary_keep": run.canary_keep[rows]},
         )  # fmt: skip
     if run.progress is not None:
         last = trained.losses[-1][~np.isnan(trained.losses[-1]).all(axis=1)][-1:]
@@ -402,7 +325,10 @@ def _assemble(run: _Run, trained: _Trained, seconds: np.ndarray) -> Pool:
         epoch_seconds=tuple(float(s) for s in seconds),
         best_epoch=np.concatenate(trained.best_epoch) if trained.best_epoch else None,
         logits=logits,
-    )
+        dp_counts=None if run.dp is None else dict(
+            zip(sampling.COUNTS, np.concatenate(trained.counts).T, strict=True)
+        ),
+    )  # fmt: skip
 
 
 def train(
@@ -429,6 +355,8 @@ def train(
     checkpoint_meta: Mapping[str, Any] | None = None,
     loss_fn: LossFn | None = None,
     objective: Objective | None = None,
+    canary: DiracCanary | None = None,
+    canary_keep: np.ndarray | None = None,
 ) -> Pool:
     """Trains one model per row of ``keep``, all at once (see the module docstring).
 
@@ -453,7 +381,11 @@ def train(
       progress: :data:`ProgressFn`, called after every epoch and every finished chunk.
       mesh: shard the models over this mesh (:func:`jaxmia.engine.model_mesh`);
         ``"auto"`` every device, ``None`` one.
-      dp: train with DP-SGD (:class:`DPConfig`); not with stateful layers (dropout).
+      dp: train with DP-SGD (:class:`DPConfig`, Poisson-sampled batches by default);
+        not with stateful layers (dropout). ``Pool.dp_counts`` says what ran.
+      canary, canary_keep: under DP-SGD, a :class:`jaxmia.engine.sampling.DiracCanary`
+        added to the clipped gradient sum of the models with ``canary_keep`` ``(k,)``
+        bool True, at each step where it is sampled (for auditing DP; Nasr et al. 2023).
       validation, patience: early stopping on ``(x_val, y_val)``: stop a chunk once no
         model has improved for ``patience`` epochs; keep each model's best (0: off).
       checkpoint: a pool directory (:mod:`jaxmia.engine.pools`) to save every chunk to
@@ -474,19 +406,20 @@ def train(
     classes = output_width(factory, tuple(x.shape[1:]), y)
     loss_fn = check_loss(cross_entropy if loss_fn is None else loss_fn, classes, batch_size)
     tx = optimizer if optimizer is not None else adam(1e-3)
-    objective = _check_objective(objective, dp, loss_fn, x)
+    objective = check_objective(objective, dp, loss_fn, x)
     run = _prepare(
         factory, x, y, keep, check_heldout(heldout, keep), epochs=epochs, batch_size=batch_size,
         tx=tx, keys=model_keys(seed, keep.shape[0]) if keys is None else keys, mode=mode,
-        chunk_size=chunk_size, mesh=mesh, dp=dp, loss_fn=loss_fn, validation=validation,
-        patience=patience, progress=progress, objective=objective,
+        chunk_size=chunk_size, mesh=mesh, dp=dp, canary=canary, canary_keep=canary_keep,
+        loss_fn=loss_fn, validation=validation, patience=patience, progress=progress,
+        objective=objective,
     )  # fmt: skip
     trained, seconds, store, first = _Trained(), np.zeros(epochs), None, 0
     if checkpoint is not None:
         spec = checkpointing.pool_spec(
-            factory, tx, x, y, epochs=epochs, batch_size=batch_size, dp=dp, loss_fn=loss_fn,
-            classes=classes, validation=validation, patience=patience, extra=checkpoint_spec,
-            objective=objective,
+            factory, tx, x, y, epochs=epochs, batch_size=batch_size, dp=dp, canary=canary,
+            loss_fn=loss_fn, classes=classes, validation=validation, patience=patience,
+            extra=checkpoint_spec, objective=objective,
         )  # fmt: skip
         store = pools.ChunkStore(checkpoint, spec, checkpoint_meta)
         first = _resume(run, store, tx, trained)
