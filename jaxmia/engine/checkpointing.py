@@ -109,10 +109,13 @@ def pool_spec(
     validation,
     patience: int,
     extra: Mapping[str, Any] | None,
+    adv_reg: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The spec of a pool: data and architecture fingerprints, optimizer digest, epochs,
     batch size, DP-SGD, early stopping, the loss (only when it is not the default
-    cross-entropy, so that pools of the default loss keep their spec) and ``extra``."""
+    cross-entropy, so that pools of the default loss keep their spec), adversarial
+    regularisation (:func:`jaxmia.engine.adversarial.spec_entry`, only when on) and
+    ``extra``."""
     spec = {
         "data": data_fingerprint(x, y),
         "architecture_sha256": structure_digest(factory),
@@ -124,6 +127,8 @@ def pool_spec(
     }
     if loss_fn is not cross_entropy:
         spec["loss_sha256"] = loss_digest(loss_fn, classes)
+    if adv_reg is not None:  # only then, so that other pools keep their spec
+        spec["adv_reg"] = dict(adv_reg)
     return {**spec, **(extra or {})}
 
 

@@ -54,7 +54,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmia.engine import checkpointing, pools
+from jaxmia.engine import adversarial, checkpointing, pools
+from jaxmia.engine.adversarial import AdvReg
 from jaxmia.engine.caching import cache_by_structure
 from jaxmia.engine.checks import (
     check_heldout,
@@ -176,17 +177,27 @@ def compiled(
     mesh: Mesh | None = None,
     dp: DPConfig | None = None,
     loss_fn: LossFn = cross_entropy,
+    adv_reg: AdvReg | None = None,
+    classes: int = 0,
 ):
     """Jitted ``(init, epoch)`` programs for one configuration.
 
     Cached by structure (:mod:`jaxmia.engine.caching`, least recently used first out),
     so repeated :func:`train` calls with an equal factory, optimizer and loss and arrays
     of the same shapes never recompile, even when those are new objects. With a
-    ``mesh``, every output is sharded along its leading (model) axis.
+    ``mesh``, every output is sharded along its leading (model) axis. With ``adv_reg``
+    (``classes`` outputs), the adversarial-regularisation programs
+    (:mod:`jaxmia.engine.adversarial`), whose epoch takes ``(2, n)`` member and
+    reference rows per model and whose optimizer state carries the inference model.
     """
     spec = KernelSpec(graphdefs(factory)[0], tx, batch_size, steps, full_steps, dp, loss_fn)
     init = functools.partial(init_one, factory, tx)
     epoch = functools.partial(epoch_one, spec)
+    if adv_reg is not None:
+        h_gd = adversarial.h_graphdef(classes, adv_reg.hidden)
+        adv = adversarial.AdvSpec(spec, graphdefs(factory)[1], h_gd, adv_reg, classes)
+        init = functools.partial(adversarial.adv_init_one, factory, adv)
+        epoch = functools.partial(adversarial.adv_epoch_one, adv)
     if vmapped:
         init = jax.vmap(init)
         epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0, 0, 0, None, None))
@@ -216,6 +227,7 @@ class _Run:
     validation: tuple[np.ndarray, np.ndarray] | None
     patience: int
     progress: ProgressFn | None
+    reference: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -252,7 +264,8 @@ def _layout(factory, k, x, batch_size, mode, chunk_size, mesh) -> tuple[str, int
 
 
 def _prepare(factory, x, y, keep, heldout, *, epochs, batch_size, tx, keys, mode, chunk_size,
-             mesh, dp, loss_fn, validation, patience, progress) -> _Run:  # fmt: skip
+             mesh, dp, loss_fn, validation, patience, progress, adv_reg=None, reference=None,
+             classes=0) -> _Run:  # fmt: skip
     """Settles the layout, the per-model keys and the compiled programs of a call."""
     k = keep.shape[0]
     if keys.shape[0] != k:
@@ -263,14 +276,15 @@ def _prepare(factory, x, y, keep, heldout, *, epochs, batch_size, tx, keys, mode
         raise ValueError("DP-SGD here supports models without dropout or other state")
     steps, full_steps = int(counts_steps.max()), int(counts_steps.min())
     init, epoch_fn = compiled(
-        factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp, loss_fn
-    )
+        factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp, loss_fn,
+        adv_reg, classes,
+    )  # fmt: skip
     return _Run(
         factory=factory, x=x, y=y, keep=keep, heldout=heldout,
         key_data=np.asarray(jax.random.key_data(keys)), epochs=epochs, mode=mode, chunk=chunk,
         mesh=mesh, init=init, epoch_fn=epoch_fn, xd=place(x, mesh, False),
         yd=place(y, mesh, False), loss_fn=loss_fn, validation=validation, patience=patience,
-        progress=progress,
+        progress=progress, reference=reference,
     )  # fmt: skip
 
 
@@ -323,10 +337,11 @@ def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, 
     last model), keeps them in ``trained`` and saves them to ``store``."""
     idx = np.minimum(np.arange(start, start + run.chunk), run.k - 1)  # pad with copies
     n_real = min(run.chunk, run.k - start)
+    rows = run.keep if run.reference is None else np.stack([run.keep, run.reference], axis=1)
     if run.mode == "sequential":
-        ck, ckeep = jnp.asarray(run.key_data[idx[0]]), jnp.asarray(run.keep[idx[0]])
+        ck, ckeep = jnp.asarray(run.key_data[idx[0]]), jnp.asarray(rows[idx[0]])
     else:
-        ck, ckeep = place(run.key_data[idx], run.mesh, True), place(run.keep[idx], run.mesh, True)
+        ck, ckeep = place(run.key_data[idx], run.mesh, True), place(rows[idx], run.mesh, True)
     stopper = None
     if run.validation is not None and run.patience > 0:
         eval_gd = graphdefs(run.factory)[1]
@@ -403,6 +418,8 @@ def train(
     checkpoint_spec: Mapping[str, Any] | None = None,
     checkpoint_meta: Mapping[str, Any] | None = None,
     loss_fn: LossFn | None = None,
+    adv_reg: AdvReg | None = None,
+    reference: np.ndarray | None = None,
 ) -> Pool:
     """Trains one model per row of ``keep``, all at once (see the module docstring).
 
@@ -436,6 +453,10 @@ def train(
         (compared like the spec), and notes kept in the manifest (not compared).
       loss_fn: per-example loss ``(logits (b, c), labels (b,)) -> (b,)``, default
         softmax cross-entropy; for plain and DP-SGD steps and the validation loss.
+      adv_reg, reference: adversarial regularisation (:class:`AdvReg`, Nasr et al. 2018)
+        against an inference model per model that tells its members from its
+        ``reference`` records, ``(k, n)`` or ``(n,)`` bool disjoint from ``keep``
+        (:mod:`jaxmia.engine.adversarial`); not with DP-SGD.
 
     Returns:
       A :class:`Pool` of the ``k`` models, their accuracies, losses and logits on ``x``.
@@ -445,17 +466,20 @@ def train(
     classes = output_width(factory, tuple(x.shape[1:]), y)
     loss_fn = check_loss(cross_entropy if loss_fn is None else loss_fn, classes, batch_size)
     tx = optimizer if optimizer is not None else adam(1e-3)
+    reference = adversarial.check_reference(adv_reg, reference, keep, dp)
     run = _prepare(
         factory, x, y, keep, check_heldout(heldout, keep), epochs=epochs, batch_size=batch_size,
         tx=tx, keys=model_keys(seed, keep.shape[0]) if keys is None else keys, mode=mode,
         chunk_size=chunk_size, mesh=mesh, dp=dp, loss_fn=loss_fn, validation=validation,
-        patience=patience, progress=progress,
+        patience=patience, progress=progress, adv_reg=adv_reg, reference=reference,
+        classes=classes,
     )  # fmt: skip
     trained, seconds, store, first = _Trained(), np.zeros(epochs), None, 0
     if checkpoint is not None:
         spec = checkpointing.pool_spec(
             factory, tx, x, y, epochs=epochs, batch_size=batch_size, dp=dp, loss_fn=loss_fn,
             classes=classes, validation=validation, patience=patience, extra=checkpoint_spec,
+            adv_reg=adversarial.spec_entry(adv_reg, reference),
         )  # fmt: skip
         store = pools.ChunkStore(checkpoint, spec, checkpoint_meta)
         first = _resume(run, store, tx, trained)
