@@ -25,7 +25,7 @@ def test_the_parser_has_a_flag_for_every_field():
     dests = {a.dest for a in audit_parser._actions}
     fields = {f.name for cls in cfg.SECTIONS.values() for f in cfg.dataclasses.fields(cls)}
     assert fields == {o.name for o in cfg.options()} and fields <= dests
-    assert len(fields) == 38  # 37, and label_column (issue 13)
+    assert len(fields) == 39  # 37, label_column (issue 13), adv_reg (issue 14)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,11 @@
 * **DP-SGD** (Abadi et al. 2016): per-example clipping and Gaussian noise
   (:class:`jaxmia.engine.DPConfig`), with the privacy budget epsilon at a given delta
   computed by Google's ``dp-accounting`` (``pip install 'jaxmia[dp]'``).
+* **Adversarial regularisation** (Nasr, Shokri and Houmansadr, CCS 2018): each model
+  trains against its own inference model, which learns to tell the model's members from
+  reference records; the classifier's loss adds lambda times that model's gain
+  (:mod:`jaxmia.engine.adversarial`). In an audit the reference records are a fixed half
+  of each model's non-members (:func:`jaxmia.audit.setup.train_options`).
 
 :class:`Defence` bundles the settings; :func:`optimizer` and :attr:`Defence.dp`
 turn them into what the shadow engine takes.
@@ -61,6 +66,9 @@ class Defence:
     dp_noise: float | None = _setting(None, "defence: DP-SGD noise multiplier (default: no DP-SGD)")
     dp_clip: float = _setting(1.0, "DP-SGD per-example L2 clipping norm")
     dp_delta: float = _setting(1e-5, "delta at which the DP-SGD epsilon is reported", pool="never")
+    adv_reg: float = _setting(
+        0.0, "defence: adversarial regularisation strength lambda (Nasr et al. 2018; 0: off)"
+    )
 
     def __post_init__(self):
         _check_number("weight_decay", self.weight_decay, 0)
@@ -74,6 +82,9 @@ class Defence:
         _check_number("dp_delta", self.dp_delta, 0, above=True, high=1)
         if self.dp_noise is not None and self.dropout:
             raise ValueError("DP-SGD is supported for models without dropout")
+        _check_number("adv_reg", self.adv_reg, 0)
+        if self.dp_noise is not None and self.adv_reg:
+            raise ValueError("adversarial regularisation cannot be combined with DP-SGD")
 
     @property
     def dp(self) -> engine.DPConfig | None:
@@ -81,6 +92,12 @@ class Defence:
         if self.dp_noise is None:
             return None
         return engine.DPConfig(l2_clip=self.dp_clip, noise_multiplier=self.dp_noise)
+
+    @property
+    def adversarial(self) -> engine.AdvReg | None:
+        """The engine's adversarial-regularisation settings (lambda ``adv_reg``, the
+        inference model's defaults), or ``None`` when ``adv_reg`` is 0."""
+        return engine.AdvReg(strength=float(self.adv_reg)) if self.adv_reg else None
 
     def describe(self) -> str:
         """The defences in words, e.g. ``"L2 weight decay 0.01, dropout 0.5"`` (``"none"``)."""
@@ -93,6 +110,8 @@ class Defence:
             parts.append(f"early stopping (patience {self.early_stopping})")
         if self.dp_noise is not None:
             parts.append(f"DP-SGD (noise {self.dp_noise:g}, clip {self.dp_clip:g})")
+        if self.adv_reg:
+            parts.append(f"adversarial regularisation (lambda {self.adv_reg:g})")
         return ", ".join(parts) or "none"
 
 

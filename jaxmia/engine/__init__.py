@@ -11,6 +11,7 @@ disk), ``checkpointing`` (what training writes there), ``training`` (:func:`trai
 """
 
 from jaxmia.engine import (
+    adversarial,
     answers,
     caching,
     checkpointing,
@@ -27,6 +28,7 @@ from jaxmia.engine import (
     pools,
     training,
 )
+from jaxmia.engine.adversarial import AdvReg
 from jaxmia.engine.checks import MODES
 from jaxmia.engine.dpsgd import DPConfig
 from jaxmia.engine.inference import accuracies, apply, predict
@@ -36,12 +38,14 @@ from jaxmia.engine.training import Pool, ProgressFn, adam, model_keys, train
 
 __all__ = [
     "MODES",
+    "AdvReg",
     "DPConfig",
     "LossFn",
     "Pool",
     "ProgressFn",
     "accuracies",
     "adam",
+    "adversarial",
     "answers",
     "apply",
     "auto_chunk_size",

@@ -111,9 +111,7 @@ class InferenceModel(nnx.Module):
 
     def __init__(self, num_classes: int, hidden: Sequence[int], *, rngs: nnx.Rngs):
         widths = [2 * num_classes, *hidden]
-        self.layers = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(widths)]
-        )
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(widths)])
         self.out = nnx.Linear(widths[-1], 1, rngs=rngs)
 
     def __call__(self, probs: jax.Array, onehot: jax.Array) -> jax.Array:
