@@ -84,24 +84,21 @@ def test_one_step_is_the_papers_h_ascent_then_classifier_descent():
 
 
 def test_a_vmapped_pool_equals_models_trained_one_by_one():
-    x, y = _data(n=40, d=4)
-    keep = np.zeros((3, 40), bool)
-    keep[0, :20], keep[1, 10:25], keep[2, 30:] = True, True, True  # unequal: masked steps
-    ref = ~keep & (np.arange(40) % 2 == 0)
-    factory = models.mlp((8,), 3, 4)
+    x, y = _data(n=24, d=4)
+    keep = np.zeros((3, 24), bool)
+    keep[0, :12], keep[1, 6:14], keep[2, 20:] = True, True, True  # unequal: masked steps
+    ref = ~keep & (np.arange(24) % 2 == 0)
+    factory = models.mlp((4,), 3, 4)
     reg = adversarial.AdvReg(strength=1.0, hidden=(6,), steps=2)
-    kw = dict(epochs=2, batch_size=8, seed=3, adv_reg=reg, reference=ref)
+    kw = dict(epochs=2, batch_size=4, seed=3, adv_reg=reg, reference=ref)
     pool = engine.train(factory, x, y, keep, mode="vmap", chunk_size=None, **kw)
     one = engine.train(factory, x, y, keep, mode="sequential", **kw)
     _close(pool.params, one.params)
     np.testing.assert_allclose(pool.losses, one.losses, rtol=1e-5, atol=1e-5)
-    # the h stream is separate: the classifier differs from plain training, whose
-    # initialisation it shares
+    # h has its own stream: the classifier starts where plain training starts
     plain = engine.train(factory, x, y, keep, epochs=0, seed=3)
     first = engine.train(factory, x, y, keep, **{**kw, "epochs": 0})
     _close(first.params, plain.params, tol=0)
-    assert not np.allclose(pool.logits, engine.train(factory, x, y, keep, epochs=2,
-                                                     batch_size=8, seed=3).logits)  # fmt: skip
 
 
 def test_lambda_zero_is_refused_by_the_engine_and_off_in_the_defence():

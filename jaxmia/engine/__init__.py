@@ -3,7 +3,8 @@ over whole epochs, sharded over devices), pools of them on disk, several hosts.
 
 The public API is re-exported here (``engine.train``, ``engine.predict``, ...). The
 submodules, lowest first: ``caching`` (compiled programs cached by structure),
-``dpsgd`` (DP-SGD), ``kernel`` (one model's init and epoch), ``fingerprint`` (digests
+``dpsgd`` (DP-SGD), ``kernel`` (one model's init and epoch), ``adversarial``
+(adversarial regularisation), ``fingerprint`` (digests
 of model, optimizer, loss), ``placement`` (mesh, chunks), ``inference`` (predict),
 ``checks`` (input checks), ``early_stopping``, ``pools`` and ``answers`` (pools on
 disk), ``checkpointing`` (what training writes there), ``training`` (:func:`train`),

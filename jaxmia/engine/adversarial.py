@@ -47,6 +47,7 @@ from flax import nnx
 from jaxmia.engine.kernel import (
     KernelSpec,
     as_mask,
+    graphdefs,
     init_one,
     member_order,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "classifier_loss",
     "h_graphdef",
     "inference_gain",
+    "programs",
     "reference_digest",
     "spec_entry",
 ]
@@ -170,6 +172,15 @@ def adv_init_one(factory: ModelFactory, spec: AdvSpec, key_data: jax.Array):
     h = _h_model(spec.num_classes, spec.reg.hidden, _keys(key_data)[0])
     h_params = nnx.split(h, nnx.Param)[1]
     return params, rest, (opt_state, h_params, spec.h_tx.init(h_params))
+
+
+def programs(factory: ModelFactory, kernel: KernelSpec, reg: AdvReg, num_classes: int):
+    """Unjitted per-model ``(init, epoch)``: :func:`adv_init_one` and :func:`adv_epoch_one`
+    with their static settings bound (the epoch takes ``(2, n)`` member and reference rows
+    where the plain kernel takes a keep row, and its optimizer state carries ``h``)."""
+    eval_graphdef = graphdefs(factory)[1]
+    spec = AdvSpec(kernel, eval_graphdef, h_graphdef(num_classes, reg.hidden), reg, num_classes)
+    return functools.partial(adv_init_one, factory, spec), functools.partial(adv_epoch_one, spec)
 
 
 def inference_gain(h_graphdef, h_params, probs, labels, ref_probs, ref_labels) -> jax.Array:

@@ -185,19 +185,14 @@ def compiled(
     Cached by structure (:mod:`jaxmia.engine.caching`, least recently used first out),
     so repeated :func:`train` calls with an equal factory, optimizer and loss and arrays
     of the same shapes never recompile, even when those are new objects. With a
-    ``mesh``, every output is sharded along its leading (model) axis. With ``adv_reg``
-    (``classes`` outputs), the adversarial-regularisation programs
-    (:mod:`jaxmia.engine.adversarial`), whose epoch takes ``(2, n)`` member and
-    reference rows per model and whose optimizer state carries the inference model.
+    ``mesh``, every output is sharded along its leading (model) axis. With ``adv_reg``,
+    those of :func:`jaxmia.engine.adversarial.programs` (``classes`` outputs).
     """
     spec = KernelSpec(graphdefs(factory)[0], tx, batch_size, steps, full_steps, dp, loss_fn)
     init = functools.partial(init_one, factory, tx)
     epoch = functools.partial(epoch_one, spec)
     if adv_reg is not None:
-        h_gd = adversarial.h_graphdef(classes, adv_reg.hidden)
-        adv = adversarial.AdvSpec(spec, graphdefs(factory)[1], h_gd, adv_reg, classes)
-        init = functools.partial(adversarial.adv_init_one, factory, adv)
-        epoch = functools.partial(adversarial.adv_epoch_one, adv)
+        init, epoch = adversarial.programs(factory, spec, adv_reg, classes)
     if vmapped:
         init = jax.vmap(init)
         epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0, 0, 0, None, None))
