@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from jaxmia import audit, cli, engine, models
+from jaxmia.audit import config as cfg
 from jaxmia.defences import training as defences
 from jaxmia.engine import adversarial, training
 
@@ -196,3 +197,17 @@ def test_the_cli_refuses_lambda_with_dp_sgd(capsys, monkeypatch):
     rc = cli.main(["audit", "--adv-reg", "1", "--dp-noise", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "DP-SGD" in err[0], err
+
+
+def test_adv_reg_is_a_flag_of_audit_and_study_and_a_toml_key(tmp_path):
+    args = cli.build_parser().parse_args(["audit", "--adv-reg", "2.5", "--defend-shadows"])
+    config = audit.AuditConfig.from_dict(cli._config_values(args))
+    assert config.adv_reg == 2.5 and config.defence.adversarial.strength == 2.5
+    assert "--adv-reg 2.5" in cfg.command_for(config)
+    path = tmp_path / "a.toml"
+    path.write_text("[audit]\nadv_reg = 1.5\n")
+    assert cfg.read_toml(path) == {"adv_reg": 1.5}
+    assert audit.AuditConfig.from_dict(cfg.read_toml(path)).adv_reg == 1.5
+    words = ["study", "--factor", "epochs", "--values", "1,2", "--adv-reg", "0.5"]
+    base = cli._config_values(cli.build_parser().parse_args(words))
+    assert audit.AuditConfig.from_dict(base).adv_reg == 0.5  # a study's base setting
