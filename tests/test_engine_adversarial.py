@@ -161,9 +161,9 @@ def test_a_pool_trained_without_adv_reg_is_refused(tmp_path):
     x, y = _data(n=12)
     keep = np.stack([np.arange(12) < 6, np.arange(12) >= 6])
     factory = models.mlp((4,), 3, 3)
-    engine.train(factory, x, y, keep, epochs=1, checkpoint=tmp_path / "p")
-    with pytest.raises(engine.pools.PoolError):
-        engine.train(factory, x, y, keep, epochs=1, checkpoint=tmp_path / "p",
+    engine.train(factory, x, y, keep, epochs=0, checkpoint=tmp_path / "p")
+    with pytest.raises(engine.pools.PoolError, match="adv_reg"):
+        engine.train(factory, x, y, keep, epochs=0, checkpoint=tmp_path / "p",
                      adv_reg=engine.AdvReg(), reference=~keep)  # fmt: skip
 
 

@@ -236,9 +236,9 @@ def _adv_step(spec: AdvSpec, x, y, order, count, orders, counts, carry, s, maske
     ``masked``, a no-op for a model whose members are used up."""
     params, rest, (opt_state, h_params, h_opt) = carry
     k = spec.kernel
-    h_state = (h_params, h_opt)
-    for j in range(spec.reg.steps):
-        h_state = _h_step(spec, x, y, orders, counts, params, rest, h_state, s * spec.reg.steps + j)
+    h_step = functools.partial(_h_step, spec, x, y, orders, counts, params, rest)
+    ts = s * spec.reg.steps + jnp.arange(spec.reg.steps)
+    h_state = jax.lax.scan(lambda c, t: (h_step(c, t), None), (h_params, h_opt), ts)[0]
     start = s * k.batch_size
     idx = jax.lax.dynamic_slice(order, (start,), (k.batch_size,))
     weight = (start + jnp.arange(k.batch_size) < count).astype(jnp.float32)
