@@ -270,10 +270,10 @@ def _prepare(factory, x, y, keep, heldout, *, epochs, batch_size, tx, keys, mode
     if dp is not None and jax.tree.leaves(nnx.state(abstract_model(factory), nnx.Not(nnx.Param))):
         raise ValueError("DP-SGD here supports models without dropout or other state")
     steps, full_steps = int(counts_steps.max()), int(counts_steps.min())
+    adv = () if adv_reg is None else (adv_reg, classes)  # the plain call's cache key as before
     init, epoch_fn = compiled(
-        factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp, loss_fn,
-        adv_reg, classes,
-    )  # fmt: skip
+        factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp, loss_fn, *adv
+    )
     return _Run(
         factory=factory, x=x, y=y, keep=keep, heldout=heldout,
         key_data=np.asarray(jax.random.key_data(keys)), epochs=epochs, mode=mode, chunk=chunk,
