@@ -25,7 +25,7 @@ def test_the_parser_has_a_flag_for_every_field():
     dests = {a.dest for a in audit_parser._actions}
     fields = {f.name for cls in cfg.SECTIONS.values() for f in cfg.dataclasses.fields(cls)}
     assert fields == {o.name for o in cfg.options()} and fields <= dests
-    assert len(fields) == 52  # 38, issue 14's six defences and seven shadow settings, dp_sampling
+    assert len(fields) == 53  # 38; issue 14: 7 defences, 7 shadow settings; dp_sampling
 
 
 @pytest.mark.parametrize(

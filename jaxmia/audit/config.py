@@ -204,11 +204,11 @@ SECTIONS: dict[str, type] = {
 
 _ORDER = (
     "dataset label_column num_shadows scheme model hidden activation epochs batch_size "
-    "learning_rate seed target_size shadow_size chunk_size access top_k attacks per_class "
-    "targets lira_variance augment rmia_a rmia_gamma population_size weight_decay dropout "
-    "early_stopping dp_noise dp_clip dp_delta dp_sampling l1 label_smoothing mixup relaxloss "
-    "adv_train adv_train_steps defend_shadows perturbation decimals noise_sigma label_queries "
-    "fprs n_boot output_dir "
+    "learning_rate seed target_size shadow_size chunk_size access top_k attacks per_class targets "
+    "lira_variance augment rmia_a rmia_gamma population_size weight_decay dropout early_stopping "
+    "dp_noise dp_clip dp_delta dp_sampling adv_reg l1 label_smoothing mixup relaxloss adv_train "
+    "adv_train_steps defend_shadows perturbation decimals noise_sigma label_queries fprs n_boot "
+    "output_dir "
 ).split() + [f.name for f in dataclasses.fields(shadow_config.ShadowConfig)]
 # the order of metrics.json's "config" and of the CLI flags, as before the sections
 

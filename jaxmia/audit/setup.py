@@ -42,6 +42,7 @@ __all__ = [
     "describe_training",
     "model_factory",
     "prepare",
+    "reference_records",
     "train_options",
 ]
 
@@ -151,9 +152,10 @@ def defended_factory(setup: Setup, defended: bool, *, shadows: bool = False) -> 
 
 def train_options(setup: Setup, defended: bool, *, shadows: bool = False) -> dict[str, Any]:
     """Keyword arguments of :func:`jaxmia.engine.train`: epochs, batch size, optimizer,
-    and (``defended``) DP-SGD, early stopping, L1 and the training objective (label
-    smoothing, mixup, RelaxLoss, adversarial training); for the ``shadows``, the user's
-    optimizer and loss where :class:`ShadowTraining` gives them."""
+    and (``defended``) DP-SGD, early stopping, L1, the training objective (label
+    smoothing, mixup, RelaxLoss, adversarial training) and adversarial regularisation
+    (with :func:`reference_records`); for the ``shadows``, the user's optimizer and loss
+    where :class:`ShadowTraining` gives them."""
     config, defence = setup.config, setup.config.defence
     user = setup.shadow_training if shadows else ShadowTraining()
     lr, epochs = config.learning_rate, config.epochs
@@ -171,7 +173,25 @@ def train_options(setup: Setup, defended: bool, *, shadows: bool = False) -> dic
         kw.update(dp=defence.dp, validation=setup.validation, patience=defence.early_stopping)
         if defence.objective is not None:
             kw["objective"] = defence.objective
+        if defence.adversarial is not None:
+            kw.update(adv_reg=defence.adversarial, reference=reference_records(setup, shadows))
     return kw
+
+
+def reference_records(setup: Setup, shadows: bool) -> np.ndarray:
+    """The reference records of adversarial regularisation: ``(n,)`` for the target,
+    ``(k, n)`` for the shadows; each model's non-members (in the shadows' pool of
+    records) that fall in a fixed random half of the ``n`` records (drawn from the seed).
+
+    The audit has no records besides those it evaluates, so the reference records are
+    among the non-members the attacks score (the other half of them never reaches
+    training); the inference model has seen those, which may flatter the defence.
+    """
+    split = setup.split
+    half = np.random.default_rng([setup.config.seed, 47]).random(setup.ds.n) < 0.5
+    if shadows:
+        return half & split.shadow_pool & ~split.shadow_keep
+    return half & ~split.target_keep
 
 
 def describe_training(setup: Setup, defended: bool, *, shadows: bool = False) -> str:

@@ -10,6 +10,11 @@
 * **DP-SGD** (Abadi et al. 2016): per-example clipping and Gaussian noise
   (:class:`jaxmia.engine.DPConfig`), with the privacy budget epsilon at a given delta
   computed by Google's ``dp-accounting`` (``pip install 'jaxmia[dp]'``).
+* **Adversarial regularisation** (Nasr, Shokri and Houmansadr, CCS 2018): each model
+  trains against its own inference model, which learns to tell the model's members from
+  reference records; the classifier's loss adds lambda times that model's gain
+  (:mod:`jaxmia.engine.adversarial`). In an audit the reference records are a fixed half
+  of each model's non-members (:func:`jaxmia.audit.setup.train_options`).
 
 :class:`Defence` bundles the settings; :func:`optimizer` and :attr:`Defence.dp`
 turn them into what the shadow engine takes.
@@ -83,6 +88,9 @@ class Defence:
         0.0, "defence: adversarial training L-inf radius eps in input units (0: off)"
     )
     adv_train_steps: int = _setting(1, "adversarial training steps (1: FGSM, more: PGD)")
+    adv_reg: float = _setting(
+        0.0, "defence: adversarial regularisation strength lambda (Nasr et al. 2018; 0: off)"
+    )
 
     def __post_init__(self):
         _check_number("weight_decay", self.weight_decay, 0)
@@ -115,6 +123,9 @@ class Defence:
             raise ValueError(
                 "DP-SGD does not combine with label_smoothing, mixup, relaxloss or adv_train"
             )
+        _check_number("adv_reg", self.adv_reg, 0)
+        if self.dp_noise is not None and self.adv_reg:
+            raise ValueError("adversarial regularisation cannot be combined with DP-SGD")
 
     @property
     def dp(self) -> engine.DPConfig | None:
@@ -137,6 +148,12 @@ class Defence:
             adv_steps=self.adv_train_steps,
         )
         return objective if objective.active else None
+
+    @property
+    def adversarial(self) -> engine.AdvReg | None:
+        """The engine's adversarial-regularisation settings (lambda ``adv_reg``, the
+        inference model's defaults), or ``None`` when ``adv_reg`` is 0."""
+        return engine.AdvReg(strength=float(self.adv_reg)) if self.adv_reg else None
 
     def describe(self) -> str:
         """The defences in words, e.g. ``"L2 weight decay 0.01, dropout 0.5"`` (``"none"``)."""
@@ -162,6 +179,8 @@ class Defence:
             steps = self.adv_train_steps
             kind = "FGSM" if steps == 1 else f"PGD, {steps} steps"
             parts.append(f"adversarial training ({kind}, eps {self.adv_train:g})")
+        if self.adv_reg:
+            parts.append(f"adversarial regularisation (lambda {self.adv_reg:g})")
         return ", ".join(parts) or "none"
 
 

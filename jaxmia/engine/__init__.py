@@ -2,17 +2,18 @@
 over whole epochs, sharded over devices), pools of them on disk, several hosts.
 
 The public API is re-exported here (``engine.train``, ``engine.predict``, ...). The
-submodules, lowest first: ``caching`` (compiled programs cached by structure),
-``dpsgd`` (DP-SGD), ``objectives`` (label smoothing, mixup, RelaxLoss, adversarial
-training), ``kernel`` (one model's init and epoch), ``fingerprint`` (digests
-of model, optimizer, loss), ``placement`` (mesh, chunks), ``inference`` (predict),
-``checks`` (input checks), ``early_stopping``, ``pool`` (the trained :class:`Pool`),
-``pools`` and ``answers`` (pools on disk), ``checkpointing`` (what training writes there), ``sampling`` (Poisson-sampled DP-SGD
-epochs and the Dirac canary), ``training`` (:func:`train`),
-``distributed`` (several hosts).
+submodules, lowest first: ``caching`` (compiled programs cached by structure), ``dpsgd``
+(DP-SGD), ``objectives`` (label smoothing, mixup, RelaxLoss, adversarial training),
+``kernel`` (one model's init and epoch), ``adversarial`` (adversarial regularisation),
+``fingerprint`` (digests of model, optimizer, loss), ``placement`` (mesh, chunks),
+``inference`` (predict), ``checks`` (input checks), ``early_stopping``, ``pool`` (the
+trained :class:`Pool`), ``pools`` and ``answers`` (pools on disk), ``checkpointing`` (what
+training writes there), ``sampling`` (Poisson-sampled DP-SGD epochs and the Dirac canary),
+``training`` (:func:`train`), ``distributed`` (several hosts).
 """
 
 from jaxmia.engine import (
+    adversarial,
     answers,
     caching,
     checkpointing,
@@ -32,6 +33,7 @@ from jaxmia.engine import (
     sampling,
     training,
 )
+from jaxmia.engine.adversarial import AdvReg
 from jaxmia.engine.checks import MODES
 from jaxmia.engine.dpsgd import DPConfig
 from jaxmia.engine.inference import accuracies, apply, predict
@@ -43,6 +45,7 @@ from jaxmia.engine.training import Pool, ProgressFn, adam, model_keys, train
 
 __all__ = [
     "MODES",
+    "AdvReg",
     "DPConfig",
     "DiracCanary",
     "LossFn",
@@ -51,6 +54,7 @@ __all__ = [
     "ProgressFn",
     "accuracies",
     "adam",
+    "adversarial",
     "answers",
     "apply",
     "auto_chunk_size",

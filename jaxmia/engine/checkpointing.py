@@ -113,13 +113,15 @@ def pool_spec(
     extra: Mapping[str, Any] | None,
     objective: Objective | None = None,
     canary: Any = None,
+    adv_reg: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The spec of a pool: data and architecture fingerprints, optimizer digest, epochs,
     batch size, DP-SGD, early stopping, the loss (only when it is not the default
     cross-entropy, so that pools of the default loss keep their spec), the training
-    objective and the Dirac canary (each only when there is one) and ``extra``. DP-SGD
-    over shuffled batches keeps the spec it had before Poisson sampling was added (its
-    models are the same)."""
+    objective, the Dirac canary and adversarial regularisation
+    (:func:`jaxmia.engine.adversarial.spec_entry`) (each only when there is one) and
+    ``extra``. DP-SGD over shuffled batches keeps the spec it had before Poisson sampling
+    was added (its models are the same)."""
     spec = {
         "data": data_fingerprint(x, y),
         "architecture_sha256": structure_digest(factory),
@@ -135,6 +137,8 @@ def pool_spec(
         spec["objective"] = dataclasses.asdict(objective)
     if canary is not None:
         spec["canary"] = dataclasses.asdict(canary)
+    if adv_reg is not None:  # only then, so that other pools keep their spec
+        spec["adv_reg"] = dict(adv_reg)
     return {**spec, **(extra or {})}
 
 

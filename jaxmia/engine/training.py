@@ -53,7 +53,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmia.engine import checkpointing, pools, sampling
+from jaxmia.engine import adversarial, checkpointing, pools, sampling
+from jaxmia.engine.adversarial import AdvReg
 from jaxmia.engine.caching import cache_by_structure
 from jaxmia.engine.checks import (
     check_heldout,
@@ -121,6 +122,8 @@ def compiled(
     objective: Objective | None = None,
     canary: DiracCanary | None = None,
     max_batch: int = 1,
+    adv_reg: AdvReg | None = None,
+    classes: int = 0,
 ):
     """Jitted ``(init, epoch)`` programs for one configuration; ``epoch`` has the signature
     of :func:`jaxmia.engine.sampling.dp_epoch_one` less its static arguments.
@@ -128,7 +131,8 @@ def compiled(
     Cached by structure (:mod:`jaxmia.engine.caching`, least recently used first out),
     so repeated :func:`train` calls with an equal factory, optimizer and loss and arrays
     of the same shapes never recompile, even when those are new objects. With a
-    ``mesh``, every output is sharded along its leading (model) axis.
+    ``mesh``, every output is sharded along its leading (model) axis. With ``adv_reg``,
+    those of :func:`jaxmia.engine.adversarial.programs` (``classes`` outputs).
     """
     spec = KernelSpec(
         graphdefs(factory)[0], tx, batch_size, steps, full_steps, dp, loss_fn, objective=objective
@@ -137,6 +141,9 @@ def compiled(
     epoch = functools.partial(sampling.counted_epoch, spec)  # kernel.epoch_one
     if dp is not None and (dp.sampling == "poisson" or canary is not None):
         epoch = functools.partial(sampling.dp_epoch_one, spec, DPPlan(max_batch, canary))
+    if adv_reg is not None:
+        init, adv_epoch = adversarial.programs(factory, spec, adv_reg, classes)
+        epoch = functools.partial(adversarial.counted_epoch, adv_epoch, batch_size)
     if vmapped:
         init = jax.vmap(init)
         epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0, 0, 0, 0, None, None))
@@ -168,6 +175,7 @@ class _Run:
     validation: tuple[np.ndarray, np.ndarray] | None
     patience: int
     progress: ProgressFn | None
+    reference: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -188,7 +196,7 @@ class _Trained:
 
 def _prepare(factory, x, y, keep, heldout, *, epochs, batch_size, tx, keys, mode, chunk_size,
              mesh, dp, canary, canary_keep, loss_fn, validation, patience, progress,
-             objective=None) -> _Run:  # fmt: skip
+             objective=None, adv_reg=None, reference=None, classes=0) -> _Run:  # fmt: skip
     """Settles the layout, the per-model keys and the compiled programs of a call."""
     k = keep.shape[0]
     if keys.shape[0] != k:
@@ -200,17 +208,18 @@ def _prepare(factory, x, y, keep, heldout, *, epochs, batch_size, tx, keys, mode
     canary_keep = sampling.check_canary_args(canary, canary_keep, dp, k, abstract_model(factory))
     steps, full_steps = int(counts_steps.max()), int(counts_steps.min())
     max_batch = sampling.max_batch_size(batch_size, int(keep.sum(axis=1).max()))
+    adv = {} if adv_reg is None else {"adv_reg": adv_reg, "classes": classes}
     init, epoch_fn = compiled(
         factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp, loss_fn,
         objective=objective, canary=canary,
-        max_batch=max_batch if dp is not None and dp.sampling == "poisson" else 1,
+        max_batch=max_batch if dp is not None and dp.sampling == "poisson" else 1, **adv,
     )  # fmt: skip
     return _Run(
         factory=factory, x=x, y=y, keep=keep, heldout=heldout, dp=dp, canary_keep=canary_keep,
         key_data=np.asarray(jax.random.key_data(keys)), epochs=epochs, mode=mode, chunk=chunk,
         mesh=mesh, init=init, epoch_fn=epoch_fn, xd=place(x, mesh, False),
         yd=place(y, mesh, False), loss_fn=loss_fn, validation=validation, patience=patience,
-        progress=progress,
+        progress=progress, reference=reference,
     )  # fmt: skip
 
 
@@ -266,11 +275,12 @@ def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, 
     last model), keeps them in ``trained`` and saves them to ``store``."""
     idx = np.minimum(np.arange(start, start + run.chunk), run.k - 1)  # pad with copies
     n_real = min(run.chunk, run.k - start)
+    rows = run.keep if run.reference is None else np.stack([run.keep, run.reference], axis=1)
     if run.mode == "sequential":
-        ck, ckeep = jnp.asarray(run.key_data[idx[0]]), jnp.asarray(run.keep[idx[0]])
+        ck, ckeep = jnp.asarray(run.key_data[idx[0]]), jnp.asarray(rows[idx[0]])
         ckeep = (ckeep, jnp.asarray(run.canary_keep[idx[0]]))
     else:
-        ck, ckeep = place(run.key_data[idx], run.mesh, True), place(run.keep[idx], run.mesh, True)
+        ck, ckeep = place(run.key_data[idx], run.mesh, True), place(rows[idx], run.mesh, True)
         ckeep = (ckeep, place(run.canary_keep[idx], run.mesh, True))
     stopper = None
     if run.validation is not None and run.patience > 0:
@@ -357,6 +367,8 @@ def train(
     objective: Objective | None = None,
     canary: DiracCanary | None = None,
     canary_keep: np.ndarray | None = None,
+    adv_reg: AdvReg | None = None,
+    reference: np.ndarray | None = None,
 ) -> Pool:
     """Trains one model per row of ``keep``, all at once (see the module docstring).
 
@@ -397,6 +409,10 @@ def train(
       objective: label smoothing, mixup, RelaxLoss or adversarial training
         (:class:`jaxmia.engine.Objective`; adversarial inputs are clipped to ``x``'s range
         unless it sets ``x_range``); not with DP-SGD. None (or all off): the plain loss.
+      adv_reg, reference: adversarial regularisation (:class:`AdvReg`, Nasr et al. 2018)
+        against an inference model per model that tells its members from its
+        ``reference`` records, ``(k, n)`` or ``(n,)`` bool disjoint from ``keep``
+        (:mod:`jaxmia.engine.adversarial`); not with DP-SGD.
 
     Returns:
       A :class:`Pool` of the ``k`` models, their accuracies, losses and logits on ``x``.
@@ -407,12 +423,13 @@ def train(
     loss_fn = check_loss(cross_entropy if loss_fn is None else loss_fn, classes, batch_size)
     tx = optimizer if optimizer is not None else adam(1e-3)
     objective = check_objective(objective, dp, loss_fn, x)
+    reference = adversarial.check_reference(adv_reg, reference, keep, dp)
     run = _prepare(
         factory, x, y, keep, check_heldout(heldout, keep), epochs=epochs, batch_size=batch_size,
         tx=tx, keys=model_keys(seed, keep.shape[0]) if keys is None else keys, mode=mode,
         chunk_size=chunk_size, mesh=mesh, dp=dp, canary=canary, canary_keep=canary_keep,
         loss_fn=loss_fn, validation=validation, patience=patience, progress=progress,
-        objective=objective,
+        objective=objective, adv_reg=adv_reg, reference=reference, classes=classes,
     )  # fmt: skip
     trained, seconds, store, first = _Trained(), np.zeros(epochs), None, 0
     if checkpoint is not None:
@@ -420,6 +437,7 @@ def train(
             factory, tx, x, y, epochs=epochs, batch_size=batch_size, dp=dp, canary=canary,
             loss_fn=loss_fn, classes=classes, validation=validation, patience=patience,
             extra=checkpoint_spec, objective=objective,
+            adv_reg=adversarial.spec_entry(adv_reg, reference),
         )  # fmt: skip
         store = pools.ChunkStore(checkpoint, spec, checkpoint_meta)
         first = _resume(run, store, tx, trained)

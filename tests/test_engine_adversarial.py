@@ -1,0 +1,215 @@
+"""Adversarial regularisation (Nasr, Shokri and Houmansadr, CCS 2018): the update rules
+against a hand computation of the paper's formulas, pool against models one by one, and
+one-line errors for bad settings."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from jaxmia import audit, cli, engine, models
+from jaxmia.audit import config as cfg
+from jaxmia.defences import training as defences
+from jaxmia.engine import adversarial, training
+
+
+def _data(n=12, d=3, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)).astype(np.float32), (np.arange(n) % c).astype(np.int32)
+
+
+def _mlp_hand(p, x):
+    """``models.mlp((4,), ...)`` by hand: tanh hidden layer, linear head."""
+    h = jnp.tanh(x @ p["hidden"][0]["kernel"] + p["hidden"][0]["bias"])
+    return h @ p["head"]["kernel"] + p["head"]["bias"]
+
+
+def _h_hand(p, probs, onehot):
+    """The inference model by hand: ReLU MLP on ``[probs, onehot]``, logit of member."""
+    z = jnp.concatenate([probs, onehot], axis=-1)
+    z = jax.nn.relu(z @ p["layers"][0]["kernel"] + p["layers"][0]["bias"])
+    return (z @ p["out"]["kernel"] + p["out"]["bias"])[:, 0]
+
+
+def _adam_step(lr, params, grads):
+    tx = optax.adam(lr)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return optax.apply_updates(params, updates)
+
+
+def _close(a, b, tol=1e-5):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=tol, atol=tol)
+
+
+def test_one_step_is_the_papers_h_ascent_then_classifier_descent():
+    # 4 members, 4 reference records, batch 4, k = 1: each step sees every member and
+    # every reference record once, so the means do not depend on the batches' order
+    x, y = _data(n=12)
+    keep = np.zeros(12, bool)
+    keep[:4] = True
+    ref = np.zeros(12, bool)
+    ref[6:10] = True
+    reg = adversarial.AdvReg(strength=2.0, hidden=(5,), learning_rate=0.01, steps=1)
+    factory = models.mlp((4,), 3, 3)
+    tx = optax.adam(1e-3)
+    ce = engine.kernel.cross_entropy
+    init, epoch = training.compiled(
+        factory, tx, 4, 1, 1, False, None, None, ce, adv_reg=reg, classes=3
+    )
+    key = jnp.asarray(jax.random.key_data(jax.random.key(7)))
+    params, rest, state = init(key)
+    f0 = jax.tree.map(np.array, nnx.to_pure_dict(params))  # copies: the epoch donates
+    h0 = jax.tree.map(np.array, nnx.to_pure_dict(state[1]))
+    rows = jnp.asarray(np.stack([keep, ref]))
+    p1, _, s1, _, _ = epoch(key, jnp.int32(0), rows, False, params, rest, state, x, y)
+
+    onehot = jax.nn.one_hot(y, 3)
+    pm, pr = jax.nn.softmax(_mlp_hand(f0, x[keep])), jax.nn.softmax(_mlp_hand(f0, x[ref]))
+
+    def gain(hp):  # mean log h(f(x), y) + mean log(1 - h(f(x'), y'))
+        hm = jax.nn.sigmoid(_h_hand(hp, pm, onehot[keep]))
+        hr = jax.nn.sigmoid(_h_hand(hp, pr, onehot[ref]))
+        return jnp.mean(jnp.log(hm)) + jnp.mean(jnp.log(1 - hr))
+
+    h1 = _adam_step(0.01, h0, jax.grad(lambda hp: -gain(hp))(h0))
+    _close(nnx.to_pure_dict(s1[1]), h1)
+
+    def loss(fp):  # CE + lambda * mean log h(f(x), y), h fixed
+        logits = _mlp_hand(fp, x[keep])
+        ce = -jnp.mean(jnp.sum(jax.nn.log_softmax(logits) * onehot[keep], axis=-1))
+        hm = jax.nn.sigmoid(_h_hand(h1, jax.nn.softmax(logits), onehot[keep]))
+        return ce + 2.0 * jnp.mean(jnp.log(hm))
+
+    _close(nnx.to_pure_dict(p1), _adam_step(1e-3, f0, jax.grad(loss)(f0)))
+
+
+def test_a_vmapped_pool_equals_models_trained_one_by_one():
+    x, y = _data(n=24, d=4)
+    keep = np.zeros((3, 24), bool)
+    keep[0, :12], keep[1, 6:14], keep[2, 20:] = True, True, True  # unequal: masked steps
+    ref = ~keep & (np.arange(24) % 2 == 0)
+    factory = models.mlp((4,), 3, 4)
+    reg = adversarial.AdvReg(strength=1.0, hidden=(6,), steps=2)
+    kw = dict(epochs=2, batch_size=4, seed=3, adv_reg=reg, reference=ref)
+    pool = engine.train(factory, x, y, keep, mode="vmap", chunk_size=None, **kw)
+    one = engine.train(factory, x, y, keep, mode="sequential", **kw)
+    _close(pool.params, one.params)
+    np.testing.assert_allclose(pool.losses, one.losses, rtol=1e-5, atol=1e-5)
+    # h has its own stream: the classifier starts where plain training starts
+    plain = engine.train(factory, x, y, keep, epochs=0, seed=3)
+    first = engine.train(factory, x, y, keep, **{**kw, "epochs": 0})
+    _close(first.params, plain.params, tol=0)
+
+
+def test_lambda_zero_is_refused_by_the_engine_and_off_in_the_defence():
+    with pytest.raises(ValueError, match="strength must be > 0"):
+        adversarial.AdvReg(strength=0.0)
+    assert defences.Defence(adv_reg=0.0).adversarial is None
+    assert defences.Defence(adv_reg=2.5).adversarial == engine.AdvReg(strength=2.5)
+    assert "lambda 2.5" in defences.Defence(adv_reg=2.5).describe()
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(strength=-1.0), "strength must be > 0"),
+        (dict(strength=True), "strength must be a number"),
+        (dict(strength=float("nan")), "strength must be a number"),
+        (dict(learning_rate=0.0), "learning_rate must be > 0"),
+        (dict(steps=0), "steps must be an integer >= 1"),
+        (dict(hidden=(0,)), "hidden widths"),
+    ],
+)
+def test_bad_settings_are_refused_in_one_line(kw, message):
+    with pytest.raises(ValueError, match=message) as e:
+        adversarial.AdvReg(**kw)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("value", [-1.0, True, float("nan"), float("inf")])
+def test_the_defence_refuses_bad_lambdas(value):
+    with pytest.raises(ValueError, match="adv_reg must be a finite number >= 0"):
+        defences.Defence(adv_reg=value)
+
+
+def test_the_defence_refuses_lambda_with_dp_sgd():
+    with pytest.raises(ValueError, match="cannot be combined with DP-SGD"):
+        defences.Defence(adv_reg=1.0, dp_noise=1.0)
+
+
+def test_train_refuses_bad_references_in_one_line():
+    x, y = _data(n=12)
+    keep = np.arange(12) < 6
+    factory = models.mlp((4,), 3, 3)
+    reg = engine.AdvReg()
+    cases = [
+        (dict(adv_reg=reg, reference=np.ones(12, bool)), "must not be members: model 0"),
+        (dict(adv_reg=reg), "adv_reg needs reference"),
+        (dict(reference=~keep), "only used with adv_reg"),
+        (dict(adv_reg=reg, reference=np.zeros(12, bool)), "no reference records"),
+        (dict(adv_reg=reg, reference=~keep[:5]), "reference must have shape"),
+        (dict(adv_reg=reg, reference=~keep, dp=engine.DPConfig(1.0, 1.0)), "with DP-SGD"),
+    ]
+    for kw, message in cases:
+        with pytest.raises(ValueError, match=message) as e:
+            engine.train(factory, x, y, keep, epochs=1, **kw)
+        assert "\n" not in str(e.value)
+
+
+def test_a_pool_trained_without_adv_reg_is_refused(tmp_path):
+    x, y = _data(n=12)
+    keep = np.stack([np.arange(12) < 6, np.arange(12) >= 6])
+    factory = models.mlp((4,), 3, 3)
+    engine.train(factory, x, y, keep, epochs=0, checkpoint=tmp_path / "p")
+    with pytest.raises(engine.pools.PoolError, match="adv_reg"):
+        engine.train(factory, x, y, keep, epochs=0, checkpoint=tmp_path / "p",
+                     adv_reg=engine.AdvReg(), reference=~keep)  # fmt: skip
+
+
+def test_the_audit_trains_defended_models_against_half_their_non_members():
+    config = audit.AuditConfig(dataset="digits", num_shadows=4, adv_reg=2.0, defend_shadows=True)
+    setup = audit.setup.prepare(config)
+    target = audit.setup.train_options(setup, True)
+    shadows = audit.setup.train_options(setup, True, shadows=True)
+    assert target["adv_reg"] == shadows["adv_reg"] == engine.AdvReg(strength=2.0)
+    split = setup.split
+    assert not (target["reference"] & split.target_keep).any()
+    assert not (shadows["reference"] & split.shadow_keep).any()
+    share = target["reference"].sum() / (~split.target_keep).sum()
+    assert 0.4 < share < 0.6
+    assert "adv_reg" not in audit.setup.train_options(setup, False, shadows=True)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [("-1", "adv_reg must be a finite number >= 0"), ("nan", "adv_reg must be a finite")],
+)
+def test_the_cli_refuses_bad_lambdas_in_one_line(value, message, capsys, monkeypatch):
+    monkeypatch.setattr(audit, "run", lambda *a, **k: pytest.fail("trained"))
+    rc = cli.main(["audit", "--adv-reg", value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_the_cli_refuses_lambda_with_dp_sgd(capsys, monkeypatch):
+    monkeypatch.setattr(audit, "run", lambda *a, **k: pytest.fail("trained"))
+    rc = cli.main(["audit", "--adv-reg", "1", "--dp-noise", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "DP-SGD" in err[0], err
+
+
+def test_adv_reg_is_a_flag_of_audit_and_study_and_a_toml_key(tmp_path):
+    args = cli.build_parser().parse_args(["audit", "--adv-reg", "2.5", "--defend-shadows"])
+    config = audit.AuditConfig.from_dict(cli._config_values(args))
+    assert config.adv_reg == 2.5 and config.defence.adversarial.strength == 2.5
+    assert "--adv-reg 2.5" in cfg.command_for(config)
+    path = tmp_path / "a.toml"
+    path.write_text("[audit]\nadv_reg = 1.5\n")
+    assert cfg.read_toml(path) == {"adv_reg": 1.5}
+    assert audit.AuditConfig.from_dict(cfg.read_toml(path)).adv_reg == 1.5
+    words = ["study", "--factor", "epochs", "--values", "1,2", "--adv-reg", "0.5"]
+    base = cli._config_values(cli.build_parser().parse_args(words))
+    assert audit.AuditConfig.from_dict(base).adv_reg == 0.5  # a study's base setting
