@@ -160,7 +160,7 @@ def _add_audit_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``jaxmia`` parser: ``audit``, ``study`` and ``pool train`` take a flag per audit
     setting; ``pool info`` describes a pool."""
-    from jaxmia.audit import ATTACKS
+    from jaxmia.audit import ATTACKS, dp_cli
 
     parser = _Parser(prog="jaxmia", description="JAX-accelerated membership inference audits.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -210,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = pool_sub.add_parser("info", help="describe a shadow pool directory")
     info.add_argument("dir", help="the pool directory")
     info.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    dp_cli.add_parser(sub, Progress, use_compilation_cache)  # jaxmia dp-audit
     return parser
 
 
@@ -466,7 +467,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    commands = {"study": _study, "audit": _audit}
+    commands = {"study": _study, "audit": _audit, "dp-audit": getattr(args, "handler", None)}
     if args.command == "pool":
         commands["pool"] = _pool_train if args.pool_command == "train" else _pool_info
     try:

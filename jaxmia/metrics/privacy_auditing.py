@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 _NORMAL = statistics.NormalDist()
-_CANDIDATES = 512  # thresholds tried on the selection part (quantiles of its scores)
+_CANDIDATES = 512  # thresholds tried on the selection part
 
 
 # --------------------------------------------------------------------------------------
@@ -143,13 +143,19 @@ def _wilson_upper(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
 
 
 def _choose(c, n, delta: float, alpha: float, method: str) -> tuple[int, float]:
-    """The orientation and threshold that score best on the selection part."""
+    """The orientation and threshold that score best on the selection part. Candidates are
+    midpoints between consecutive distinct scores (at most :data:`_CANDIDATES`, evenly
+    spaced in rank), so that a gap that separates the selection part's scores also
+    separates unseen scores that fall inside it."""
     best = (-1.0, 1, math.inf)
     for orientation in (1, -1):
         cs, ns = orientation * c, orientation * n
-        pooled = np.unique(np.concatenate([cs, ns]))
+        distinct = np.unique(np.concatenate([cs, ns]))
+        if distinct.size < 2:
+            continue
+        pooled = (distinct[:-1] + distinct[1:]) / 2
         if pooled.size > _CANDIDATES:
-            pooled = np.unique(np.quantile(pooled, np.linspace(0, 1, _CANDIDATES)))
+            pooled = pooled[np.unique(np.linspace(0, pooled.size - 1, _CANDIDATES).astype(int))]
         fn, fp = _counts(cs, ns, pooled)
         fnr_hi = _wilson_upper(fn, cs.size, alpha / 2)
         fpr_hi = _wilson_upper(fp, ns.size, alpha / 2)
