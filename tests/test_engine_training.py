@@ -369,7 +369,7 @@ def test_loss_fn_is_used_by_dp_sgd(data):
     factory = models.mlp((16,), data.num_classes, data.x.shape[1])
     keep = np.zeros((2, len(data.y)), bool)
     keep[0, :64], keep[1, 64:160] = True, True  # 2 and 3 full batches of 32
-    dp = engine.DPConfig(l2_clip=1e6, noise_multiplier=0.0)
+    dp = engine.DPConfig(l2_clip=1e6, noise_multiplier=0.0, sampling="shuffle")
     kwargs = dict(epochs=1, batch_size=32, optimizer=optax.sgd(0.1), seed=3)
     private = engine.train(factory, data.x, data.y, keep, dp=dp, loss_fn=smoothed, **kwargs)
     plain = engine.train(factory, data.x, data.y, keep, loss_fn=smoothed, **kwargs)

@@ -207,8 +207,8 @@ _ORDER = (
     "learning_rate seed target_size shadow_size chunk_size access top_k attacks per_class "
     "targets lira_variance "
     "augment rmia_a rmia_gamma population_size weight_decay dropout early_stopping dp_noise "
-    "dp_clip dp_delta defend_shadows perturbation decimals noise_sigma label_queries fprs "
-    "n_boot output_dir"
+    "dp_clip dp_delta dp_sampling defend_shadows perturbation decimals noise_sigma "
+    "label_queries fprs n_boot output_dir"
 ).split()
 # the order of metrics.json's "config" and of the CLI flags, as before the sections
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from jaxmia import datasets, engine, metrics, models, splits
-from jaxmia.audit.config import AuditConfig, Log, _silent
+from jaxmia.audit.config import AuditConfig, Log, _note, _silent
 from jaxmia.audit.extraction import extract
 from jaxmia.audit.report import AuditReport, versions
 from jaxmia.audit.scoring import Scored, attack_all, evaluate, evaluate_per_target
@@ -219,6 +219,9 @@ def assemble(
         privacy.update(target.privacy)
     elif setup.loo:
         privacy.update(privacy_spent(config, pool))
+    if privacy.get("overflow"):  # probability < 1e-9 per step (engine.sampling)
+        _note(notes, f"DP-SGD: {privacy['overflow']} sampled members were dropped from "
+              "overflowing Poisson batches")  # fmt: skip
     acc = scored.accuracy
     return AuditReport(
         config=config,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from jaxmia.audit.target import query_model
 from jaxmia.defences import training as defences
 
 __all__ = [
+    "ACCOUNTING",
     "Shadows",
     "TargetRun",
     "checkpoint_spec",
@@ -70,25 +70,47 @@ class Shadows:
     rows: np.ndarray
 
 
+ACCOUNTING = {
+    "poisson": "RDP accountant (dp-accounting) of the Poisson-sampled steps that ran",
+    "shuffle": "RDP accountant (dp-accounting), which assumes Poisson sampling: these models "
+    "trained on shuffled batches, which it does not cover (Chua et al. 2024), so this "
+    "epsilon is no guarantee for them",
+}
+"""What ``privacy["accounting"]`` says of the epsilon, by ``dp_sampling``."""
+
+
 def privacy_spent(config: AuditConfig, trained: engine.Pool) -> dict[str, Any]:
-    """Epochs run (early stopping) and, under DP-SGD, epsilon at ``config.dp_delta``."""
+    """Epochs run (early stopping) and, under DP-SGD, epsilon at ``config.dp_delta`` of the
+    steps each model took and its sample rate ``min(1, batch_size / members)`` (the largest
+    epsilon over the models), the sampling, the members dropped from overflowing Poisson
+    batches, and what the accountant covers (:data:`ACCOUNTING`)."""
     out: dict[str, Any] = {}
     epochs_run = int(np.sum(~np.isnan(trained.losses).all(axis=1)))
     if trained.best_epoch is not None:
         out["best_epoch"] = [int(e) for e in trained.best_epoch[:8]]
     if config.dp_noise is None:
         return out
-    members = int(trained.keep.sum(axis=1).max())
-    steps = epochs_run * math.ceil(members / config.batch_size)
-    sample_rate = config.batch_size / members
+    members = np.maximum(trained.keep.sum(axis=1), 1)
+    if trained.dp_counts is not None:  # the steps the engine counted
+        steps = np.asarray(trained.dp_counts["steps"])
+    else:  # a pool the user gave, trained by the shuffled epoch
+        steps = epochs_run * -(-members // config.batch_size)
+    rates = np.minimum(1.0, config.batch_size / members)
+    epsilons = {
+        (float(q), int(t)): defences.dp_epsilon(config.dp_noise, q, t, config.dp_delta)
+        for q, t in sorted(set(zip(rates.tolist(), steps.tolist(), strict=True)))
+    }
+    (sample_rate, steps_run), epsilon = max(epsilons.items(), key=lambda item: item[1])
     out.update(
-        epsilon=defences.dp_epsilon(config.dp_noise, sample_rate, steps, config.dp_delta),
+        epsilon=epsilon,
         delta=config.dp_delta,
         noise_multiplier=config.dp_noise,
         l2_clip=config.dp_clip,
-        steps=steps,
+        steps=steps_run,
         sample_rate=sample_rate,
-        accounting="RDP, Poisson subsampling assumed (dp-accounting)",
+        sampling=config.dp_sampling,
+        overflow=0 if trained.dp_overflow is None else int(np.sum(trained.dp_overflow)),
+        accounting=ACCOUNTING[config.dp_sampling],
     )
     return out
 
@@ -136,7 +158,11 @@ def train_target(
         run = TargetRun(predict_known(target, ds.x), accuracy, privacy, trained=True)
     log(f"target: train accuracy {run.accuracy[0]:.3f}, test accuracy {run.accuracy[1]:.3f}")
     if "epsilon" in run.privacy:
-        log(f"target: DP-SGD epsilon {run.privacy['epsilon']:.3g} at delta {config.dp_delta:g}")
+        shuffled = " (shuffled batches: not covered by the accountant)"
+        log(
+            f"target: DP-SGD epsilon {run.privacy['epsilon']:.3g} at delta {config.dp_delta:g}"
+            + (shuffled if config.dp_sampling == "shuffle" else "")
+        )
     return run
 
 

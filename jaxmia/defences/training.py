@@ -25,10 +25,13 @@ from jaxmia import engine
 __all__ = ["Defence", "dp_epsilon", "optimizer"]
 
 
-def _setting(default, help: str, *, pool: str = "defended", flag: str | None = None):
+def _setting(default, help: str, *, pool: str = "defended", flag: str | None = None,
+             choices: tuple[str, ...] | None = None):  # fmt: skip
     """A :class:`Defence` field with the metadata that ``jaxmia.audit.config`` reads (help
-    text, CLI flag, whether it changes a shadow pool)."""
+    text, CLI flag, choices, whether it changes a shadow pool)."""
     metadata = {"help": help, "pool": pool, "flags": (flag,) if flag else None}
+    if choices is not None:
+        metadata["choices"] = choices
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -61,6 +64,12 @@ class Defence:
     dp_noise: float | None = _setting(None, "defence: DP-SGD noise multiplier (default: no DP-SGD)")
     dp_clip: float = _setting(1.0, "DP-SGD per-example L2 clipping norm")
     dp_delta: float = _setting(1e-5, "delta at which the DP-SGD epsilon is reported", pool="never")
+    dp_sampling: str = _setting(
+        "poisson",
+        "DP-SGD batches: poisson (what the epsilon accountant assumes) or shuffle (not "
+        "covered by it)",
+        choices=engine.dpsgd.SAMPLINGS,
+    )
 
     def __post_init__(self):
         _check_number("weight_decay", self.weight_decay, 0)
@@ -72,6 +81,11 @@ class Defence:
             _check_number("dp_noise", self.dp_noise, 0)
         _check_number("dp_clip", self.dp_clip, 0, above=True)
         _check_number("dp_delta", self.dp_delta, 0, above=True, high=1)
+        if self.dp_sampling not in engine.dpsgd.SAMPLINGS:
+            raise ValueError(
+                f"dp_sampling must be one of {', '.join(engine.dpsgd.SAMPLINGS)}, got "
+                f"{self.dp_sampling!r}"
+            )
         if self.dp_noise is not None and self.dropout:
             raise ValueError("DP-SGD is supported for models without dropout")
 
@@ -80,7 +94,9 @@ class Defence:
         """The engine's DP-SGD settings, or ``None`` without DP-SGD."""
         if self.dp_noise is None:
             return None
-        return engine.DPConfig(l2_clip=self.dp_clip, noise_multiplier=self.dp_noise)
+        return engine.DPConfig(
+            l2_clip=self.dp_clip, noise_multiplier=self.dp_noise, sampling=self.dp_sampling
+        )
 
     def describe(self) -> str:
         """The defences in words, e.g. ``"L2 weight decay 0.01, dropout 0.5"`` (``"none"``)."""
@@ -92,7 +108,8 @@ class Defence:
         if self.early_stopping:
             parts.append(f"early stopping (patience {self.early_stopping})")
         if self.dp_noise is not None:
-            parts.append(f"DP-SGD (noise {self.dp_noise:g}, clip {self.dp_clip:g})")
+            shuffled = ", shuffled batches" if self.dp_sampling == "shuffle" else ""
+            parts.append(f"DP-SGD (noise {self.dp_noise:g}, clip {self.dp_clip:g}{shuffled})")
         return ", ".join(parts) or "none"
 
 
@@ -110,9 +127,12 @@ def dp_epsilon(
 ) -> float:
     """Epsilon of DP-SGD at ``delta``, by ``dp-accounting``'s RDP accountant.
 
-    The accountant assumes Poisson sampling at ``sample_rate`` = batch size / training-set
-    size, the standard analysis of DP-SGD; the engine shuffles instead, as most DP-SGD
-    implementations do (stated in every report that quotes epsilon).
+    The accountant composes ``steps`` Poisson-subsampled Gaussian mechanisms at
+    ``sample_rate`` = batch size / training-set size, the standard analysis of DP-SGD,
+    which describes the engine's default Poisson-sampled batches
+    (:mod:`jaxmia.engine.sampling`) when given the steps and rate that ran
+    (``Pool.dp_counts``). It does not cover shuffled batches (``dp_sampling="shuffle"``;
+    Chua et al. 2024), and every report that quotes epsilon for them says so.
 
     Args:
       noise_multiplier: sigma of the Gaussian noise relative to the clipping norm.

@@ -6,7 +6,8 @@ submodules, lowest first: ``caching`` (compiled programs cached by structure),
 ``dpsgd`` (DP-SGD), ``kernel`` (one model's init and epoch), ``fingerprint`` (digests
 of model, optimizer, loss), ``placement`` (mesh, chunks), ``inference`` (predict),
 ``checks`` (input checks), ``early_stopping``, ``pools`` and ``answers`` (pools on
-disk), ``checkpointing`` (what training writes there), ``training`` (:func:`train`),
+disk), ``checkpointing`` (what training writes there), ``sampling`` (Poisson-sampled DP-SGD
+epochs and the Dirac canary), ``training`` (:func:`train`),
 ``distributed`` (several hosts).
 """
 
@@ -25,6 +26,7 @@ from jaxmia.engine import (
     manifest,
     placement,
     pools,
+    sampling,
     training,
 )
 from jaxmia.engine.checks import MODES
@@ -32,11 +34,13 @@ from jaxmia.engine.dpsgd import DPConfig
 from jaxmia.engine.inference import accuracies, apply, predict
 from jaxmia.engine.kernel import LossFn, steps_per_epoch
 from jaxmia.engine.placement import auto_chunk_size, model_mesh
+from jaxmia.engine.sampling import DiracCanary
 from jaxmia.engine.training import Pool, ProgressFn, adam, model_keys, train
 
 __all__ = [
     "MODES",
     "DPConfig",
+    "DiracCanary",
     "LossFn",
     "Pool",
     "ProgressFn",
@@ -61,6 +65,7 @@ __all__ = [
     "placement",
     "pools",
     "predict",
+    "sampling",
     "steps_per_epoch",
     "train",
     "training",

@@ -34,6 +34,7 @@ __all__ = [
     "flatten",
     "leaf_name",
     "pool_spec",
+    "resumed_counts",
     "save_chunk",
     "signals_on",
     "unflatten",
@@ -109,22 +110,34 @@ def pool_spec(
     validation,
     patience: int,
     extra: Mapping[str, Any] | None,
+    canary: Any = None,
 ) -> dict[str, Any]:
     """The spec of a pool: data and architecture fingerprints, optimizer digest, epochs,
     batch size, DP-SGD, early stopping, the loss (only when it is not the default
-    cross-entropy, so that pools of the default loss keep their spec) and ``extra``."""
+    cross-entropy, so that pools of the default loss keep their spec), the Dirac canary
+    (only when there is one) and ``extra``. DP-SGD over shuffled batches keeps the spec
+    it had before Poisson sampling was added (its models are the same)."""
     spec = {
         "data": data_fingerprint(x, y),
         "architecture_sha256": structure_digest(factory),
         "optimizer_sha256": optimizer_digest(factory, tx),
         "epochs": epochs,
         "batch_size": batch_size,
-        "dp": None if dp is None else dataclasses.asdict(dp),
+        "dp": None if dp is None else _dp_spec(dp),
         "early_stopping": early_stopping_spec(validation, patience),
     }
     if loss_fn is not cross_entropy:
         spec["loss_sha256"] = loss_digest(loss_fn, classes)
+    if canary is not None:
+        spec["canary"] = dataclasses.asdict(canary)
     return {**spec, **(extra or {})}
+
+
+def _dp_spec(dp: DPConfig) -> dict[str, Any]:
+    spec = dataclasses.asdict(dp)
+    if spec["sampling"] == "shuffle":
+        del spec["sampling"]
+    return spec
 
 
 def signals_on(logits: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
@@ -140,7 +153,8 @@ def signals_on(logits: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
 
 def save_chunk(store: pools.ChunkStore, start: int, params, rest, logits: np.ndarray, y: np.ndarray,
                keep: np.ndarray, heldout: np.ndarray | None, key_data: np.ndarray,
-               losses: np.ndarray, best_epoch: np.ndarray | None) -> None:  # fmt: skip
+               losses: np.ndarray, best_epoch: np.ndarray | None,
+               extra: Mapping[str, np.ndarray] | None = None) -> None:  # fmt: skip
     """Saves models ``[start, start + m)`` with their records.
 
     Args:
@@ -151,6 +165,8 @@ def save_chunk(store: pools.ChunkStore, start: int, params, rest, logits: np.nda
       keep: ``(m, n)`` members; heldout: ``(m, n)`` held-out examples or None.
       key_data: ``(m, 2)`` uint32 keys; losses: ``(epochs, m)``.
       best_epoch: ``(m,)`` under early stopping, else None.
+      extra: more per-model records (under DP-SGD: ``dp_counts`` ``(m, 4)`` and
+        ``canary_keep`` ``(m,)``), or None.
     """
     train_acc, test_acc = accuracies(logits, y, keep, heldout)
     records = {
@@ -163,4 +179,31 @@ def save_chunk(store: pools.ChunkStore, start: int, params, rest, logits: np.nda
     }
     if best_epoch is not None:
         records["best_epoch"] = best_epoch
+    records.update(extra or {})
     store.save_chunk(start, flatten("params", params) + flatten("rest", rest), records)
+
+
+def resumed_counts(resumed: pools.StoredModels, canary_keep: np.ndarray) -> np.ndarray:
+    """``(count, 4)`` DP counts (:data:`jaxmia.engine.sampling.COUNTS`) of resumed models,
+    after checking their canary flags against the run's ``canary_keep`` ``(k,)``. A pool
+    saved without counts (DP-SGD over shuffled batches before they were recorded, or no
+    DP) gets the shuffled epoch's: ``ceil(m / batch_size)`` steps and ``m`` members per
+    epoch run.
+
+    Raises:
+      PoolError: the saved canary flags differ from the run's.
+    """
+    arrays, n = resumed.arrays, resumed.count
+    saved = arrays.get("canary_keep", np.zeros(n, bool))
+    if not np.array_equal(saved, canary_keep[:n]):
+        raise pools.PoolError(
+            f"the saved models hold the canary in other models than this run asks for; "
+            f"{pools.RETRAIN}"
+        )
+    if "dp_counts" in arrays:
+        return arrays["dp_counts"]
+    members = arrays["keep"].sum(axis=1)
+    epochs = (~np.isnan(arrays["losses"])).sum(axis=0)
+    steps = -(-members // int(resumed.manifest["spec"]["batch_size"]))
+    zeros = np.zeros_like(members)
+    return np.stack([epochs * steps, epochs * members, zeros, zeros], axis=1).astype(np.int64)

@@ -15,10 +15,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-__all__ = ["NOISE_STREAM", "DPConfig", "dp_noise", "private_grads"]
+__all__ = ["NOISE_STREAM", "SAMPLINGS", "DPConfig", "dp_noise", "private_grads"]
 
 NOISE_STREAM = 0x5EED
 """``fold_in`` constant that derives a model's noise key from its model key."""
+SAMPLINGS = ("poisson", "shuffle")
+"""How DP-SGD draws its batches (:class:`DPConfig`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,16 +29,28 @@ class DPConfig:
 
     Every example's gradient is clipped to L2 norm ``l2_clip``, the clipped gradients are
     summed, Gaussian noise of standard deviation ``noise_multiplier * l2_clip`` is added,
-    and the sum is divided by the batch size before the optimizer sees it. Each model of
-    a pool draws its noise from its own key (``fold_in(model_key, ...)`` per epoch and
-    step), unlike ``optax.contrib.differentially_private_aggregate``, whose key in the
-    optimizer state would be shared by every vmapped model.
+    and the sum is divided by the (expected) batch size before the optimizer sees it.
+    Each model of a pool draws its noise from its own key (``fold_in(model_key, ...)``
+    per epoch and step), unlike ``optax.contrib.differentially_private_aggregate``, whose
+    key in the optimizer state would be shared by every vmapped model.
+
+    ``sampling``: ``"poisson"`` (the default) draws each step's batch by independent
+    inclusion of each member with probability ``batch_size / members``, the sampling
+    that the accountant (``jaxmia.defences.training.dp_epsilon``) analyses
+    (:mod:`jaxmia.engine.sampling`); ``"shuffle"`` visits the members in a random order
+    each epoch, in fixed-size batches, which that accountant does not cover (Chua et
+    al. 2024, "How Private are DP-SGD Implementations?").
     """
 
     l2_clip: float = 1.0
     noise_multiplier: float = 1.0
+    sampling: str = "poisson"
 
     def __post_init__(self):
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(
+                f"DP-SGD sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}"
+            )
         if not self.l2_clip > 0 or not self.noise_multiplier >= 0:
             raise ValueError(
                 f"DP-SGD needs l2_clip > 0 and noise_multiplier >= 0, got {self.l2_clip}, "
@@ -65,8 +79,9 @@ def dp_noise(key: jax.Array, like: Any, std: float) -> Any:
 
 
 def private_grads(
-    batch_loss: Callable, dp: DPConfig, key: jax.Array, params, rest, xb, yb, weight
-) -> tuple[jax.Array, Any]:
+    batch_loss: Callable, dp: DPConfig, key: jax.Array, params, rest, xb, yb, weight,
+    *, extra: Any = None, denominator: jax.Array | float | None = None,
+) -> tuple[jax.Array, Any]:  # fmt: skip
     """Clipped, summed, noised and averaged per-example gradients (DP-SGD).
 
     Args:
@@ -79,10 +94,14 @@ def private_grads(
       xb: ``(b, *input_shape)`` inputs.
       yb: ``(b,)`` labels.
       weight: ``(b,)`` float32, 1 for the batch's members and 0 for padding.
+      extra: a pytree like ``params`` added to the summed clipped gradients before the
+        noise (the Dirac canary of :mod:`jaxmia.engine.sampling`), or None.
+      denominator: what the noised sum is divided by (default ``b``; Poisson sampling
+        divides by the expected batch size).
 
     Returns:
       ``(loss, grads)``: the weighted mean loss and the noised gradient average (the
-      sum divided by ``b``), a pytree like ``params``.
+      sum divided by ``denominator``), a pytree like ``params``.
     """
 
     def one(p, xi, yi):
@@ -92,7 +111,10 @@ def private_grads(
     sq = sum(jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1) for leaf in jax.tree.leaves(g))
     scale = weight * jnp.minimum(1.0, dp.l2_clip / (jnp.sqrt(sq) + 1e-12))
     summed = jax.tree.map(lambda leaf: jnp.tensordot(scale, leaf, axes=1), g)
+    if extra is not None:
+        summed = jax.tree.map(jnp.add, summed, extra)
     noise = dp_noise(key, summed, dp.noise_multiplier * dp.l2_clip)
-    grads = jax.tree.map(lambda a, b: (a + b) / xb.shape[0], summed, noise)
+    denominator = xb.shape[0] if denominator is None else denominator
+    grads = jax.tree.map(lambda a, b: (a + b) / denominator, summed, noise)
     loss = jnp.sum(losses * weight) / jnp.maximum(jnp.sum(weight), 1.0)
     return loss, grads

@@ -27,6 +27,7 @@ __all__ = [
     "auto_chunk_size",
     "auto_mesh",
     "gather",
+    "layout",
     "model_mesh",
     "place",
     "vmapped_convs_are_slow",
@@ -114,3 +115,22 @@ def gather(a: jax.Array, n: int) -> jax.Array | np.ndarray:
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(a, tiled=True))[:n]
+
+
+def layout(factory, k, x, batch_size, mode, chunk_size, mesh) -> tuple[str, int, Mesh | None]:
+    """``(mode, chunk, mesh)`` of a :func:`jaxmia.engine.train` call: how many models to
+    train at once and where (one model, or convolutions on CPU: ``"sequential"``)."""
+    if jax.process_count() == 1 and (
+        k == 1 or (chunk_size == "auto" and vmapped_convs_are_slow(factory))
+    ):
+        mode = "sequential"  # the per-model function itself, without a vmap axis
+    if chunk_size == "auto":
+        chunk_size = auto_chunk_size(factory, x.shape[1:], batch_size, k)
+    if mesh == "auto":
+        mesh = auto_mesh(k if chunk_size is None else min(int(chunk_size), k))
+    if mode == "sequential":
+        mesh = None
+    per_step = 1 if mesh is None else mesh.size
+    chunk = k if chunk_size is None else max(1, min(int(chunk_size), k))
+    chunk = 1 if mode == "sequential" else math.ceil(chunk / per_step) * per_step
+    return mode, chunk, mesh

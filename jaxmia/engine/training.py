@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -54,7 +53,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmia.engine import checkpointing, pools
+from jaxmia.engine import checkpointing, pools, sampling
 from jaxmia.engine.caching import cache_by_structure
 from jaxmia.engine.checks import (
     check_heldout,
@@ -71,19 +70,17 @@ from jaxmia.engine.kernel import (
     LossFn,
     abstract_model,
     cross_entropy,
-    epoch_one,
     graphdefs,
     init_one,
     steps_per_epoch,
 )
 from jaxmia.engine.placement import (
     MODEL_AXIS,
-    auto_chunk_size,
-    auto_mesh,
     gather,
+    layout,
     place,
-    vmapped_convs_are_slow,
 )
+from jaxmia.engine.sampling import DiracCanary, DPPlan
 from jaxmia.models import ModelFactory
 
 __all__ = ["Pool", "ProgressFn", "adam", "compiled", "model_keys", "train"]
@@ -112,6 +109,8 @@ class Pool:
       best_epoch: ``(k,)`` the epoch each model was kept at under early stopping.
       logits: ``(k, n, c)`` every model's outputs on the ``n`` training-data records
         (computed chunk by chunk as the models finish, and saved with a checkpoint).
+      dp_counts: under DP-SGD, ``{name: (k,) int}`` of :data:`jaxmia.engine.sampling.COUNTS`
+        (steps taken, members sampled, overflow, canary inclusions) over the epochs run.
     """
 
     graphdef: Any
@@ -124,6 +123,12 @@ class Pool:
     epoch_seconds: tuple[float, ...]
     best_epoch: np.ndarray | None = None
     logits: np.ndarray | None = None
+    dp_counts: Mapping[str, np.ndarray] | None = None
+
+    @property
+    def dp_overflow(self) -> np.ndarray | None:
+        """``(k,)`` members dropped from overflowing Poisson batches (None without DP)."""
+        return None if self.dp_counts is None else self.dp_counts["overflow"]
 
     @property
     def k(self) -> int:
@@ -150,7 +155,10 @@ class Pool:
             losses=self.losses[:, idx],
             best_epoch=None if self.best_epoch is None else self.best_epoch[idx],
             logits=None if self.logits is None else self.logits[idx],
-        )
+            dp_counts=None if self.dp_counts is None else {
+                name: a[idx] for name, a in self.dp_counts.items()
+            },
+        )  # fmt: skip
 
 
 def model_keys(seed: int | jax.Array, k: int) -> jax.Array:
@@ -176,8 +184,11 @@ def compiled(
     mesh: Mesh | None = None,
     dp: DPConfig | None = None,
     loss_fn: LossFn = cross_entropy,
+    canary: DiracCanary | None = None,
+    max_batch: int = 1,
 ):
-    """Jitted ``(init, epoch)`` programs for one configuration.
+    """Jitted ``(init, epoch)`` programs for one configuration; ``epoch`` has the signature
+    of :func:`jaxmia.engine.sampling.dp_epoch_one` less its static arguments.
 
     Cached by structure (:mod:`jaxmia.engine.caching`, least recently used first out),
     so repeated :func:`train` calls with an equal factory, optimizer and loss and arrays
@@ -186,12 +197,14 @@ def compiled(
     """
     spec = KernelSpec(graphdefs(factory)[0], tx, batch_size, steps, full_steps, dp, loss_fn)
     init = functools.partial(init_one, factory, tx)
-    epoch = functools.partial(epoch_one, spec)
+    epoch = functools.partial(sampling.counted_epoch, spec)  # kernel.epoch_one
+    if dp is not None and (dp.sampling == "poisson" or canary is not None):
+        epoch = functools.partial(sampling.dp_epoch_one, spec, DPPlan(max_batch, canary))
     if vmapped:
         init = jax.vmap(init)
-        epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0, 0, 0, None, None))
+        epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0, 0, 0, 0, None, None))
     out = {} if mesh is None else {"out_shardings": NamedSharding(mesh, P(MODEL_AXIS))}
-    return jax.jit(init, **out), jax.jit(epoch, donate_argnums=(3, 4, 5), **out)
+    return jax.jit(init, **out), jax.jit(epoch, donate_argnums=(4, 5, 6), **out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +217,8 @@ class _Run:
     keep: np.ndarray
     heldout: np.ndarray | None
     key_data: np.ndarray
+    dp: DPConfig | None
+    canary_keep: np.ndarray
     epochs: int
     mode: str
     chunk: int
@@ -231,42 +246,29 @@ class _Trained:
     losses: list = dataclasses.field(default_factory=list)
     best_epoch: list = dataclasses.field(default_factory=list)
     logits: list = dataclasses.field(default_factory=list)
-
-
-def _layout(factory, k, x, batch_size, mode, chunk_size, mesh) -> tuple[str, int, Mesh | None]:
-    """``(mode, chunk, mesh)``: how many models to train at once and where."""
-    if jax.process_count() == 1 and (
-        k == 1 or (chunk_size == "auto" and vmapped_convs_are_slow(factory))
-    ):
-        mode = "sequential"  # the per-model function itself, without a vmap axis
-    if chunk_size == "auto":
-        chunk_size = auto_chunk_size(factory, x.shape[1:], batch_size, k)
-    if mesh == "auto":
-        mesh = auto_mesh(k if chunk_size is None else min(int(chunk_size), k))
-    if mode == "sequential":
-        mesh = None
-    per_step = 1 if mesh is None else mesh.size
-    chunk = k if chunk_size is None else max(1, min(int(chunk_size), k))
-    chunk = 1 if mode == "sequential" else math.ceil(chunk / per_step) * per_step
-    return mode, chunk, mesh
+    counts: list = dataclasses.field(default_factory=list)
 
 
 def _prepare(factory, x, y, keep, heldout, *, epochs, batch_size, tx, keys, mode, chunk_size,
-             mesh, dp, loss_fn, validation, patience, progress) -> _Run:  # fmt: skip
+             mesh, dp, canary, canary_keep, loss_fn, validation, patience,
+             progress) -> _Run:  # fmt: skip
     """Settles the layout, the per-model keys and the compiled programs of a call."""
     k = keep.shape[0]
     if keys.shape[0] != k:
         raise ValueError(f"got {keys.shape[0]} keys for {k} models")
     counts_steps = steps_per_epoch(keep, batch_size)
-    mode, chunk, mesh = _layout(factory, k, x, batch_size, mode, chunk_size, mesh)
+    mode, chunk, mesh = layout(factory, k, x, batch_size, mode, chunk_size, mesh)
     if dp is not None and jax.tree.leaves(nnx.state(abstract_model(factory), nnx.Not(nnx.Param))):
         raise ValueError("DP-SGD here supports models without dropout or other state")
+    canary_keep = sampling.check_canary_args(canary, canary_keep, dp, k, abstract_model(factory))
     steps, full_steps = int(counts_steps.max()), int(counts_steps.min())
+    max_batch = sampling.max_batch_size(batch_size, int(keep.sum(axis=1).max()))
     init, epoch_fn = compiled(
-        factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp, loss_fn
-    )
+        factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp, loss_fn,
+        canary, max_batch if dp is not None and dp.sampling == "poisson" else 1,
+    )  # fmt: skip
     return _Run(
-        factory=factory, x=x, y=y, keep=keep, heldout=heldout,
+        factory=factory, x=x, y=y, keep=keep, heldout=heldout, dp=dp, canary_keep=canary_keep,
         key_data=np.asarray(jax.random.key_data(keys)), epochs=epochs, mode=mode, chunk=chunk,
         mesh=mesh, init=init, epoch_fn=epoch_fn, xd=place(x, mesh, False),
         yd=place(y, mesh, False), loss_fn=loss_fn, validation=validation, patience=patience,
@@ -287,6 +289,7 @@ def _resume(run: _Run, store, tx, trained: _Trained) -> int:
     trained.logits = [resumed.arrays["logits"]]
     if "best_epoch" in resumed.arrays:
         trained.best_epoch = [resumed.arrays["best_epoch"]]
+    trained.counts = [checkpointing.resumed_counts(resumed, run.canary_keep)]
     if run.progress is not None:
         run.progress(resumed.count, run.k, None)
     return resumed.count
@@ -294,18 +297,20 @@ def _resume(run: _Run, store, tx, trained: _Trained) -> int:
 
 def _run_epochs(run: _Run, chunk_keys, chunk_keep, state, start: int, n_real: int,
                 stopper: EarlyStopping | None, seconds: np.ndarray):  # fmt: skip
-    """Trains one chunk for its epochs; returns ``(params, rest, [loss (n_real,)])``."""
+    """Trains one chunk for its epochs; returns ``(params, rest, [loss (n_real,)],
+    counts (n_real, 4))`` (``chunk_keep``: the keep rows and canary flags)."""
     params, rest, opt_state = state
-    chunk_losses = []
+    chunk_losses, counts = [], np.zeros((n_real, len(sampling.COUNTS)), np.int64)
     for e in range(run.epochs):
         t0 = time.perf_counter()
-        params, rest, opt_state, loss = run.epoch_fn(
-            chunk_keys, jnp.asarray(e, jnp.int32), chunk_keep, params, rest, opt_state,
+        params, rest, opt_state, loss, count = run.epoch_fn(
+            chunk_keys, jnp.asarray(e, jnp.int32), *chunk_keep, params, rest, opt_state,
             run.xd, run.yd,
         )  # fmt: skip
-        loss = np.atleast_1d(
-            np.asarray(loss if run.mode == "sequential" else gather(loss, run.chunk))
-        )
+        if run.mode != "sequential":
+            loss, count = gather(loss, run.chunk), gather(count, run.chunk)
+        loss = np.atleast_1d(np.asarray(loss))
+        counts += np.reshape(np.asarray(count), (-1, len(sampling.COUNTS)))[:n_real]
         seconds[e] += time.perf_counter() - t0
         chunk_losses.append(loss[:n_real])
         if run.progress is not None and e + 1 < run.epochs:
@@ -315,7 +320,7 @@ def _run_epochs(run: _Run, chunk_keys, chunk_keep, state, start: int, n_real: in
         if stopper is not None and stopper.update(e, params, rest):
             chunk_losses += [np.full(n_real, np.nan)] * (run.epochs - e - 1)
             break
-    return params, rest, chunk_losses
+    return params, rest, chunk_losses, counts
 
 
 def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, store) -> None:
@@ -325,14 +330,18 @@ def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, 
     n_real = min(run.chunk, run.k - start)
     if run.mode == "sequential":
         ck, ckeep = jnp.asarray(run.key_data[idx[0]]), jnp.asarray(run.keep[idx[0]])
+        ckeep = (ckeep, jnp.asarray(run.canary_keep[idx[0]]))
     else:
         ck, ckeep = place(run.key_data[idx], run.mesh, True), place(run.keep[idx], run.mesh, True)
+        ckeep = (ckeep, place(run.canary_keep[idx], run.mesh, True))
     stopper = None
     if run.validation is not None and run.patience > 0:
         eval_gd = graphdefs(run.factory)[1]
         stopper = EarlyStopping(eval_gd, run.validation, run.patience, run.mode, run.loss_fn)
     state = run.init(ck)
-    params, rest, losses = _run_epochs(run, ck, ckeep, state, start, n_real, stopper, seconds)
+    params, rest, losses, counts = _run_epochs(run, ck, ckeep, state, start, n_real, stopper,
+                                               seconds)  # fmt: skip
+    trained.counts.append(counts)
     if stopper is not None:
         params, rest = stopper.best_params, stopper.best_rest
         if run.mode == "sequential":
@@ -352,6 +361,7 @@ def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, 
             store, start, trained.params[-1], trained.rest[-1], logits, run.y, run.keep[rows],
             None if heldout is None else heldout[rows], run.key_data[rows], trained.losses[-1],
             trained.best_epoch[-1] if stopper is not None else None,
+            None if run.dp is None else {"dp_counts": counts, "canary_keep": run.canary_keep[rows]},
         )  # fmt: skip
     if run.progress is not None:
         last = trained.losses[-1][~np.isnan(trained.losses[-1]).all(axis=1)][-1:]
@@ -377,7 +387,10 @@ def _assemble(run: _Run, trained: _Trained, seconds: np.ndarray) -> Pool:
         epoch_seconds=tuple(float(s) for s in seconds),
         best_epoch=np.concatenate(trained.best_epoch) if trained.best_epoch else None,
         logits=logits,
-    )
+        dp_counts=None if run.dp is None else dict(
+            zip(sampling.COUNTS, np.concatenate(trained.counts).T, strict=True)
+        ),
+    )  # fmt: skip
 
 
 def train(
@@ -403,6 +416,8 @@ def train(
     checkpoint_spec: Mapping[str, Any] | None = None,
     checkpoint_meta: Mapping[str, Any] | None = None,
     loss_fn: LossFn | None = None,
+    canary: DiracCanary | None = None,
+    canary_keep: np.ndarray | None = None,
 ) -> Pool:
     """Trains one model per row of ``keep``, all at once (see the module docstring).
 
@@ -427,7 +442,11 @@ def train(
       progress: :data:`ProgressFn`, called after every epoch and every finished chunk.
       mesh: shard the models over this mesh (:func:`jaxmia.engine.model_mesh`);
         ``"auto"`` every device, ``None`` one.
-      dp: train with DP-SGD (:class:`DPConfig`); not with stateful layers (dropout).
+      dp: train with DP-SGD (:class:`DPConfig`, Poisson-sampled batches by default);
+        not with stateful layers (dropout). ``Pool.dp_counts`` says what ran.
+      canary, canary_keep: under DP-SGD, a :class:`jaxmia.engine.sampling.DiracCanary`
+        added to the clipped gradient sum of the models with ``canary_keep`` ``(k,)``
+        bool True, at each step where it is sampled (for auditing DP; Nasr et al. 2023).
       validation, patience: early stopping on ``(x_val, y_val)``: stop a chunk once no
         model has improved for ``patience`` epochs; keep each model's best (0: off).
       checkpoint: a pool directory (:mod:`jaxmia.engine.pools`) to save every chunk to
@@ -448,14 +467,15 @@ def train(
     run = _prepare(
         factory, x, y, keep, check_heldout(heldout, keep), epochs=epochs, batch_size=batch_size,
         tx=tx, keys=model_keys(seed, keep.shape[0]) if keys is None else keys, mode=mode,
-        chunk_size=chunk_size, mesh=mesh, dp=dp, loss_fn=loss_fn, validation=validation,
-        patience=patience, progress=progress,
+        chunk_size=chunk_size, mesh=mesh, dp=dp, canary=canary, canary_keep=canary_keep,
+        loss_fn=loss_fn, validation=validation, patience=patience, progress=progress,
     )  # fmt: skip
     trained, seconds, store, first = _Trained(), np.zeros(epochs), None, 0
     if checkpoint is not None:
         spec = checkpointing.pool_spec(
-            factory, tx, x, y, epochs=epochs, batch_size=batch_size, dp=dp, loss_fn=loss_fn,
-            classes=classes, validation=validation, patience=patience, extra=checkpoint_spec,
+            factory, tx, x, y, epochs=epochs, batch_size=batch_size, dp=dp, canary=canary,
+            loss_fn=loss_fn, classes=classes, validation=validation, patience=patience,
+            extra=checkpoint_spec,
         )  # fmt: skip
         store = pools.ChunkStore(checkpoint, spec, checkpoint_meta)
         first = _resume(run, store, tx, trained)
