@@ -29,6 +29,7 @@ ceiling that the trial count allows (perfectly separated scores).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -40,7 +41,7 @@ import numpy as np
 import optax
 
 from jaxmia import attacks, datasets, engine, models, signals
-from jaxmia.defences.training import dp_epsilon
+from jaxmia.defences import training as defence_training
 from jaxmia.metrics import one_run_auditing, privacy_auditing
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "DPAuditError",
     "audit_data",
     "calibrate_noise",
+    "dp_epsilon",
     "run",
     "run_setting",
 ]
@@ -79,8 +81,10 @@ class DPAuditConfig:
         that is 0 in every record (digits: the corner pixels).
       records: size of the fixed training set ``D`` (a seeded random subset).
       hidden: width of the MLP's hidden layer.
-      epochs: passes over ``D``; batch_size: expected batch (Poisson rate
-        ``batch_size / records``).
+      epochs: passes over ``D`` (``epochs * ceil(records / batch_size)`` steps); enough
+        that without noise every canary model samples the Dirac canary at least once
+        (probability ``1 - (1 - q)^steps``, about ``1 - exp(-epochs)``).
+      batch_size: expected batch (Poisson rate ``q = batch_size / records``).
       learning_rate: plain SGD's step size; clip: DP-SGD's L2 clipping norm ``C``.
       canaries: ``m``, the input canaries of the one-run audit.
       confidence: probability that each lower bound holds.
@@ -93,13 +97,13 @@ class DPAuditConfig:
     delta: float = 1e-5
     models: int = 2048
     dataset: str = "digits"
-    records: int = 500
+    records: int = 250
     hidden: int = 32
-    epochs: int = 5
-    batch_size: int = 50
+    epochs: int = 12
+    batch_size: int = 32
     learning_rate: float = 0.5
     clip: float = 1.0
-    canaries: int = 500
+    canaries: int = 1000
     confidence: float = 0.95
     repetitions: int = 20
     seed: int = 0
@@ -121,8 +125,12 @@ class DPAuditConfig:
         for name in ("hidden", "epochs", "batch_size", "canaries", "repetitions"):
             _positive_int(name, getattr(self, name))
         _positive_int("seed", self.seed, 0)
-        if self.batch_size > self.records:
-            raise DPAuditError(f"batch_size {self.batch_size} exceeds records {self.records}")
+        if self.batch_size > self.records or self.records % self.batch_size == 0:
+            raise DPAuditError(
+                f"batch_size ({self.batch_size}) must be below records ({self.records}) and "
+                "not divide it (the black-box canary's models would take one more step an "
+                "epoch than the others)"
+            )
         for name in ("learning_rate", "clip"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, int | float) and value > 0):
@@ -201,6 +209,21 @@ def _steps(config: DPAuditConfig, members: int) -> int:
     return config.epochs * int(engine.steps_per_epoch(np.ones(members, bool), config.batch_size)[0])
 
 
+def dp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
+    """:func:`jaxmia.defences.training.dp_epsilon` (RDP accountant, Poisson sampling;
+    ``inf`` without noise) without dp-accounting's warnings about fractional RDP orders
+    that it skips, which would flood the progress lines during calibration."""
+    if noise_multiplier <= 0:
+        return math.inf
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        return defence_training.dp_epsilon(noise_multiplier, sample_rate, steps, delta)
+    finally:
+        absl.setLevel(level)
+
+
 def calibrate_noise(epsilon: float, sample_rate: float, steps: int, delta: float) -> float:
     """The smallest noise multiplier (to 0.1%) whose RDP epsilon under Poisson sampling
     (:func:`jaxmia.defences.dp_epsilon`) is at most ``epsilon``; 0 for ``inf``."""
@@ -247,6 +270,60 @@ def _canary_loss(pool: engine.Pool, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.asarray(jax.vmap(signals.loss, in_axes=(0, None))(logits, y), np.float64)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Trained:
+    """The many-run pool of one epsilon and what it was trained with."""
+
+    pool: engine.Pool
+    factory: Any
+    tx: Any
+    keys: jax.Array
+    dirac_in: np.ndarray
+    input_in: np.ndarray
+
+
+_LEAF = "hidden/0/kernel"  # the MLP's first layer, (features, hidden)
+
+
+def _train_pool(config, data, epsilon, sigma, index, pool_dir, progress) -> _Trained:
+    """``config.models`` models on ``D``: a random half with the Dirac canary, another
+    random half with the black-box canary (the last record)."""
+    n, k = data.x.shape[0], config.models
+    rng = np.random.default_rng([config.seed, index])
+    dirac_in, input_in = _half(rng, k), _half(rng, k)
+    factory = models.mlp((config.hidden,), data.classes, data.x.shape[1])
+    tx = optax.sgd(config.learning_rate)
+    keys = engine.model_keys(jax.random.fold_in(jax.random.key(config.seed), index), k)
+    pool = engine.train(
+        factory,
+        np.concatenate([data.x, data.canary_x]),
+        np.concatenate([data.y, data.canary_y]),
+        np.concatenate([np.ones((k, n), bool), input_in[:, None]], axis=1),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        optimizer=tx,
+        keys=keys,
+        dp=engine.DPConfig(l2_clip=config.clip, noise_multiplier=sigma),
+        canary=engine.DiracCanary(_LEAF, data.feature * config.hidden),
+        canary_keep=dirac_in,
+        progress=progress,
+        checkpoint=None if pool_dir is None else os.path.join(pool_dir, f"epsilon-{epsilon:g}"),
+        checkpoint_spec={"dp_audit": dataclasses.asdict(config) | {"epsilon": epsilon}},
+    )
+    return _Trained(pool, factory, tx, keys, dirac_in, input_in)
+
+
+def _accountant(pool: engine.Pool, sigma: float, config: DPAuditConfig) -> float:
+    """The accountant's epsilon of the steps and sample rates that ran (the largest over
+    the models: ``q = batch_size / members``)."""
+    members = pool.keep.sum(axis=1)
+    ran = {
+        (config.batch_size / int(m), int(t))
+        for m, t in zip(members, pool.dp_counts["steps"], strict=True)
+    }
+    return max(dp_epsilon(sigma, q, t, config.delta) for q, t in ran)
+
+
 def run_setting(
     config: DPAuditConfig,
     data: AuditData,
@@ -258,79 +335,56 @@ def run_setting(
     progress: engine.ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Audits one accountant epsilon: trains the many-run pool and the one-run model and
-    returns the row of :func:`run` (bounds, ideal reference, accuracy, seconds)."""
+    returns the row of :func:`run` (bounds, ideal reference, accuracy, seconds).
+
+    Raises:
+      RuntimeError: the engine ran other steps than the accountant was given.
+    """
     start = time.perf_counter()
-    n, k = data.x.shape[0], config.models
-    q, steps = config.sample_rate, _steps(config, n)
+    q, steps = config.sample_rate, _steps(config, data.x.shape[0])
     sigma = calibrate_noise(epsilon, q, steps, config.delta)
-    accountant = dp_epsilon(sigma, q, steps, config.delta) if sigma else math.inf
     log(
-        f"epsilon {epsilon:g}: noise multiplier {sigma:.4g} (accountant epsilon "
-        f"{accountant:.4g}, q {q:.4g}, {steps} steps), {k} models"
+        f"epsilon {epsilon:g}: noise multiplier {sigma:.4g} (Poisson rate {q:.4g}, "
+        f"{steps} steps), {config.models} models"
     )
-    factory = models.mlp((config.hidden,), data.classes, data.x.shape[1])
-    tx = optax.sgd(config.learning_rate)
-    dp = engine.DPConfig(l2_clip=config.clip, noise_multiplier=sigma)
-    rng = np.random.default_rng([config.seed, index])
-    dirac_in, input_in = _half(rng, k), _half(rng, k)
-    keep = np.concatenate([np.ones((k, n), bool), input_in[:, None]], axis=1)
-    leaf, coordinate = "hidden/0/kernel", data.feature * config.hidden
-    keys = engine.model_keys(jax.random.fold_in(jax.random.key(config.seed), index), k)
-    pool = engine.train(
-        factory,
-        np.concatenate([data.x, data.canary_x]),
-        np.concatenate([data.y, data.canary_y]),
-        keep,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        optimizer=tx,
-        keys=keys,
-        dp=dp,
-        canary=engine.DiracCanary(leaf, coordinate),
-        canary_keep=dirac_in,
-        progress=progress,
-        heldout=np.zeros(n + 1, bool),
-        checkpoint=None if pool_dir is None else os.path.join(pool_dir, f"epsilon-{epsilon:g}"),
-        checkpoint_spec={"dp_audit": dataclasses.asdict(config) | {"epsilon": epsilon}},
-    )
-    white = _dirac_statistic(pool, factory, tx, keys, leaf, coordinate)
-    loss = _canary_loss(pool, data.canary_x, data.canary_y)[:, 0]
+    t = _train_pool(config, data, epsilon, sigma, index, pool_dir, progress)
+    counts = t.pool.dp_counts
+    if not (counts["steps"] == steps).all():
+        raise RuntimeError(f"the engine ran {set(counts['steps'].tolist())} steps, not {steps}")
+    white = _dirac_statistic(t.pool, t.factory, t.tx, t.keys, _LEAF, data.feature * config.hidden)
+    loss = _canary_loss(t.pool, data.canary_x, data.canary_y)[:, 0]
     black = np.asarray(attacks.threshold.loss(loss), np.float64)
     kw = dict(delta=config.delta, confidence=config.confidence, seed=config.seed)
-    row = {
-        "accountant_epsilon": accountant,
+    c_in, c_out = int(t.dirac_in.sum()), int((~t.dirac_in).sum())
+    ideal = privacy_auditing.ideal_reference(
+        c_in, c_out, steps=steps, sample_rate=q, noise_multiplier=sigma, delta=config.delta,
+        confidence=config.confidence, repetitions=config.repetitions, seed=config.seed,
+    )  # fmt: skip
+    return {
+        "accountant_epsilon": _accountant(t.pool, sigma, config),
         "target_epsilon": epsilon,
         "noise_multiplier": sigma,
         "sample_rate": q,
         "steps": steps,
-        "models": k,
-        "canary_models": int(dirac_in.sum()),
-        "white_box": _bounds(white[dirac_in], white[~dirac_in], kw),
-        "black_box": _bounds(black[input_in], black[~input_in], kw),
-        "train_accuracy": float(np.mean(pool.train_accuracy)),
+        "models": config.models,
+        "canary_models": c_in,
+        "canary_inclusions": float(np.mean(counts["canary"][t.dirac_in])),
+        "overflow": int(np.sum(counts["overflow"])),
+        "white_box": _bounds(white[t.dirac_in], white[~t.dirac_in], kw),
+        "black_box": _bounds(black[t.input_in], black[~t.input_in], kw),
+        "ideal": {name: _spread(v) for name, v in ideal.items()},
+        "train_accuracy": float(np.mean(t.pool.train_accuracy)),
+        "one_run": _one_run(config, data, epsilon, index, pool_dir, log),
+        "seconds": time.perf_counter() - start,
     }
-    ideal = privacy_auditing.ideal_reference(
-        int(dirac_in.sum()),
-        int((~dirac_in).sum()),
-        steps=steps,
-        sample_rate=q,
-        noise_multiplier=sigma,
-        delta=config.delta,
-        confidence=config.confidence,
-        repetitions=config.repetitions,
-        seed=config.seed,
-    )
-    row["ideal"] = {
-        name: {
-            "median": float(np.median(v)),
-            "p10": float(np.percentile(v, 10)),
-            "values": [float(e) for e in v],
-        }
-        for name, v in ideal.items()
+
+
+def _spread(values: np.ndarray) -> dict[str, Any]:
+    return {
+        "median": float(np.median(values)),
+        "p10": float(np.percentile(values, 10)),
+        "values": [float(e) for e in values],
     }
-    row["one_run"] = _one_run(config, data, epsilon, index, pool_dir, log)
-    row["seconds"] = time.perf_counter() - start
-    return row
 
 
 def _bounds(canary: np.ndarray, null: np.ndarray, kw: dict) -> dict[str, float]:
@@ -375,6 +429,7 @@ def _one_run(config, data, epsilon, index, pool_dir, log) -> dict[str, Any]:
         "correct": bound.correct,
         "canaries": m,
         "noise_multiplier": sigma,
+        "accountant_epsilon": dp_epsilon(sigma, q, steps, config.delta),
         "sample_rate": q,
         "steps": steps,
     }
