@@ -252,14 +252,12 @@ def _dirac_statistic(pool: engine.Pool, factory, tx, keys, leaf: str, index: int
     push it down, so it is higher with the canary)."""
     init = jax.vmap(lambda kd: engine.kernel.init_one(factory, tx, kd)[0])
     first = init(jax.random.key_data(keys))
-    path = tuple(leaf.split("/"))
 
     def coordinate(params) -> np.ndarray:
-        node = params
-        for part in path:
-            node = node[int(part)] if part.isdigit() else node[part]
-        value = node.value if hasattr(node, "value") else node
-        return np.asarray(value).reshape(value.shape[0], -1)[:, index].astype(np.float64)
+        for path, value in jax.tree_util.tree_flatten_with_path(params)[0]:
+            if engine.checkpointing.leaf_name(path).removesuffix("/value") == leaf:
+                return np.asarray(value).reshape(value.shape[0], -1)[:, index].astype(np.float64)
+        raise KeyError(leaf)
 
     return coordinate(first) - coordinate(pool.params)
 
@@ -285,6 +283,12 @@ class _Trained:
 _LEAF = "hidden/0/kernel"  # the MLP's first layer, (features, hidden)
 
 
+def _pool_settings(config: DPAuditConfig) -> dict[str, Any]:
+    """The settings that decide the trained models (a pool of other ones is refused)."""
+    skip = {"output_dir", "confidence", "repetitions", "epsilons"}
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
+
+
 def _train_pool(config, data, epsilon, sigma, index, pool_dir, progress) -> _Trained:
     """``config.models`` models on ``D``: a random half with the Dirac canary, another
     random half with the black-box canary (the last record)."""
@@ -308,7 +312,7 @@ def _train_pool(config, data, epsilon, sigma, index, pool_dir, progress) -> _Tra
         canary_keep=dirac_in,
         progress=progress,
         checkpoint=None if pool_dir is None else os.path.join(pool_dir, f"epsilon-{epsilon:g}"),
-        checkpoint_spec={"dp_audit": dataclasses.asdict(config) | {"epsilon": epsilon}},
+        checkpoint_spec={"dp_audit": _pool_settings(config) | {"epsilon": epsilon}},
     )
     return _Trained(pool, factory, tx, keys, dirac_in, input_in)
 
@@ -416,6 +420,7 @@ def _one_run(config, data, epsilon, index, pool_dir, log) -> dict[str, Any]:
         seed=config.seed * 7919 + index,
         dp=engine.DPConfig(l2_clip=config.clip, noise_multiplier=sigma),
         checkpoint=None if pool_dir is None else os.path.join(pool_dir, f"one-run-{epsilon:g}"),
+        checkpoint_spec={"dp_audit": _pool_settings(config) | {"epsilon": epsilon}},
     )
     loss = _canary_loss(pool, data.one_run_x, data.one_run_y)[0]
     scores = np.asarray(attacks.threshold.loss(loss), np.float64)
