@@ -455,6 +455,12 @@ def run(
       scores at the white-box trial counts.
     """
     start = time.perf_counter()
+    try:
+        import dp_accounting  # noqa: F401
+    except ImportError:
+        raise DPAuditError(
+            "jaxmia dp-audit needs dp-accounting: pip install 'jaxmia[dp]'"
+        ) from None
     data = audit_data(config)
     log(
         f"dp-audit: {config.dataset}, {data.x.shape[0]} records, Dirac canary on the "
