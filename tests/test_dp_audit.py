@@ -128,6 +128,22 @@ def test_white_box_statistic_is_the_canary_count_without_noise(audited):
     assert (stat[~t.dirac_in] == 0).all() and (inclusions[t.dirac_in] > 0).all()
 
 
+def test_white_box_noise_has_the_mechanism_scale(audited):
+    # With noise, the statistic less the canary's shifts is lr / B times a sum of
+    # ``steps`` Gaussians of sd sigma * C: sd 0.5 / 20 * sigma * sqrt(40) over the models.
+    _, pool, _, _, result = audited
+    config = dp_audit.DPAuditConfig(**TINY)
+    data = dp_audit.audit_data(config)
+    sigma = result["rows"][0]["noise_multiplier"]
+    t = dp_audit._train_pool(config, data, 2.0, sigma, 0, str(pool), None)  # from the pool
+    stat = dp_audit._dirac_statistic(
+        t.pool, t.factory, t.tx, t.keys, dp_audit._LEAF, data.feature * config.hidden
+    )
+    noise = (stat - t.pool.dp_counts["canary"] * 0.5 / 20) / (0.5 / 20 * sigma * math.sqrt(40))
+    assert abs(noise.mean()) < 4 / math.sqrt(32)  # 32 standard normals
+    assert 0.5 < noise.std() < 1.5
+
+
 def test_audit_data_isolates_the_canary_feature():
     config = dp_audit.DPAuditConfig(**TINY)
     data = dp_audit.audit_data(config)

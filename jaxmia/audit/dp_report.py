@@ -13,7 +13,7 @@ from typing import Any
 from jaxmia.audit import outputs
 from jaxmia.audit.report import versions
 
-__all__ = ["OUTPUTS", "markdown", "plot", "table", "to_json", "write"]
+__all__ = ["OUTPUTS", "load", "markdown", "plot", "table", "to_json", "write"]
 
 OUTPUTS = ("dp_audit.json", "report.md", "dp_audit.png")
 """The files a dp-audit writes into its output directory."""
@@ -176,7 +176,12 @@ def plot(result: dict[str, Any], path: Any) -> None:
     ax.set_xticks(xs, ticks)
     ax.set_xlabel("accountant epsilon")
     ax.set_ylabel(f"epsilon lower bound (delta {result['config']['delta']:g})")
-    ax.set_ylim(bottom=0)
+    high = 1.15 * max(edge, result["ceiling"]["clopper_pearson"])
+    for line in ax.get_lines():  # values above the frame (GDP without noise): written there
+        for x, y in zip(*line.get_data(), strict=True):
+            if y > high and x in xs:
+                ax.annotate(f"{y:.3g}", (x, high), ha="center", va="top", fontsize=7)
+    ax.set_ylim(0, high)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
@@ -199,6 +204,25 @@ def _plain(value: Any) -> Any:
 def to_json(result: dict[str, Any], command: str | None = None) -> str:
     """dp_audit.json: the result with its command and versions (``inf`` as ``"inf"``)."""
     return json.dumps(_plain({**result, "command": command, "versions": versions()}), indent=2)
+
+
+def _restored(value: Any) -> Any:
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _restored(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restored(v) for v in value]
+    return value
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """A dp_audit.json read back as the result of :func:`jaxmia.audit.dp_audit.run`
+    (``"inf"`` as ``inf``), e.g. to redraw its plot."""
+    with open(path) as f:
+        result = _restored(json.load(f))
+    result.pop("versions", None)
+    return result
 
 
 def write(
