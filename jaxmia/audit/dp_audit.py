@@ -12,18 +12,19 @@ data set ``D`` (Jagielski et al. 2020; Nasr et al. 2021 and 2023):
   0 in every record, so that no data gradient ever touches it. With plain SGD the
   coordinate's final change is the sum of those shifts and the noise, and the statistic
   is that change;
-* **black-box input canary**: a mislabelled record, in the training set of another random
-  half of the models; the statistic is its loss on the final model (the loss attack of
-  :mod:`jaxmia.attacks.threshold`; for one canary, LiRA's logit-scaled confidence is a
-  monotone function of the same probability and gives the same bound);
+* **black-box input canary**: a mislabelled record in another random half of the models;
+  statistic: its loss on the final model (:func:`jaxmia.attacks.threshold.loss`; LiRA's
+  logit-scaled confidence is a monotone function of the same probability: same bound);
 * **one-run audit** (Steinke, Nasr and Jagielski 2023): ``m`` mislabelled records, each
-  in the training set of one further model with probability 1/2, at the same accountant
-  epsilon.
+  in the training set of one further model with probability 1/2, at the same epsilon.
 
 The bounds (:mod:`jaxmia.metrics.privacy_auditing`) sit next to the ideal-mechanism
 reference: the same estimators on draws from the Dirac canary's exact output distribution
 with the same number of trials (the best an audit of this size can reach), and the
-ceiling that the trial count allows (perfectly separated scores).
+ceiling that the trial count allows (perfectly separated scores). The engine samples at
+``q = batch_size / members``: the models with the black-box canary (one more member)
+sample at a slightly lower rate, so the reported accountant epsilon is the largest over
+the models (that of ``D``), and the ideal reference uses ``D``'s rate.
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ def dp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: f
 
 def calibrate_noise(epsilon: float, sample_rate: float, steps: int, delta: float) -> float:
     """The smallest noise multiplier (to 0.1%) whose RDP epsilon under Poisson sampling
-    (:func:`jaxmia.defences.dp_epsilon`) is at most ``epsilon``; 0 for ``inf``."""
+    (:func:`dp_epsilon`) is at most ``epsilon``; 0 for ``inf``."""
     if math.isinf(epsilon):
         return 0.0
     lo, hi = 0.05, 1.0
