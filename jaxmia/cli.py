@@ -45,10 +45,8 @@ class _Parser(argparse.ArgumentParser):
 
     @staticmethod
     def _subcommands(parser: argparse.ArgumentParser) -> dict[str, _Parser]:
-        return next(
-            (a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
-            {},
-        )
+        subs = (a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return next(subs, {})
 
     def _command(self) -> _Parser:
         """The (sub)command parser that the parsed words name, e.g. ``jaxmia pool train``."""
@@ -154,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``jaxmia`` parser: ``audit``, ``study`` and ``pool train`` take a flag per audit
     setting; ``pool info`` describes a pool."""
     from jaxmia import study as studies
-    from jaxmia.audit import ATTACKS
+    from jaxmia.audit import ATTACKS, dp_cli
 
     parser = _Parser(prog="jaxmia", description="JAX-accelerated membership inference audits.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -203,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     plots.add_argument("out", help="the .png figure to write")
     plots.add_argument("dirs", nargs="+", metavar="DIR", help="study directories (study.json)")
     plots.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    dp_cli.add_parser(sub, Progress, use_compilation_cache)  # jaxmia dp-audit
     return parser
 
 
@@ -466,7 +465,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    commands = {"study": _study, "audit": _audit, "plot-studies": _plot_studies}
+    commands = {"study": _study, "audit": _audit, "plot-studies": _plot_studies,
+                "dp-audit": getattr(args, "handler", None)}  # fmt: skip
     if args.command == "pool":
         commands["pool"] = _pool_train if args.pool_command == "train" else _pool_info
     try:

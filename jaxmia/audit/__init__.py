@@ -6,11 +6,18 @@ and outputs: :mod:`~jaxmia.audit.setup` (data, split, architecture, keys),
 (the signals an attacker observes), :mod:`~jaxmia.audit.scoring` (every attack against
 every target, then the metrics), :mod:`~jaxmia.audit.vulnerability` (per class and per
 record, for the strongest attack) and :mod:`~jaxmia.audit.report`.
+
+:mod:`~jaxmia.audit.dp_audit` is ``jaxmia dp-audit``: empirical epsilon lower bounds of
+DP-SGD from canaries (:mod:`~jaxmia.audit.dp_report` writes it, :mod:`~jaxmia.audit.dp_cli`
+is its command line).
 """
 
 from jaxmia.audit import (
     attacking,
     config,
+    dp_audit,
+    dp_cli,
+    dp_report,
     extraction,
     fields,
     outputs,
@@ -46,6 +53,9 @@ __all__ = [
     "attacking",
     "audit_model",
     "config",
+    "dp_audit",
+    "dp_cli",
+    "dp_report",
     "extraction",
     "fields",
     "needs",

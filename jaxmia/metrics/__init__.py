@@ -20,7 +20,11 @@ turn such a pair into the usual summary numbers:
   exposed members, outlier measures and their rank correlation with the scores
   (:func:`jaxmia.metrics.vulnerability.vulnerability`, :func:`strongest_attack`);
 * :mod:`jaxmia.metrics.plotting`: a log-log ROC plot of several attacks
-  (:func:`plot_roc`, needs matplotlib).
+  (:func:`plot_roc`, needs matplotlib);
+* :mod:`jaxmia.metrics.privacy_auditing` and :mod:`jaxmia.metrics.one_run_auditing`:
+  epsilon lower bounds of DP training from canary scores (Clopper-Pearson, Gaussian DP,
+  one run) and the ideal Dirac-canary reference; :mod:`jaxmia.metrics.intervals`: the
+  float64 statistics under them (Clopper-Pearson bounds, the mu-GDP curve).
 
 Everything is pure NumPy on the host and runs in ``O(n log n)`` per metric. Example::
 
@@ -31,10 +35,21 @@ Everything is pure NumPy on the host and runs in ``O(n log n)`` per metric. Exam
     print(metrics.format_table({"loss": m}))
 """
 
-from jaxmia.metrics import bootstrap, evaluation, plotting, roc, vulnerability
+from jaxmia.metrics import (
+    bootstrap,
+    evaluation,
+    intervals,
+    one_run_auditing,
+    plotting,
+    privacy_auditing,
+    roc,
+    vulnerability,
+)
 from jaxmia.metrics.bootstrap import bootstrap_ci
 from jaxmia.metrics.evaluation import AttackMetrics, evaluate, format_table, markdown_table
+from jaxmia.metrics.one_run_auditing import epsilon_one_run
 from jaxmia.metrics.plotting import plot_roc
+from jaxmia.metrics.privacy_auditing import epsilon_clopper_pearson, epsilon_gdp
 from jaxmia.metrics.roc import (
     DEFAULT_FPRS,
     advantage,
@@ -55,12 +70,18 @@ __all__ = [
     "best_threshold",
     "bootstrap",
     "bootstrap_ci",
+    "epsilon_clopper_pearson",
+    "epsilon_gdp",
+    "epsilon_one_run",
     "evaluate",
     "evaluation",
     "format_table",
+    "intervals",
     "markdown_table",
+    "one_run_auditing",
     "plot_roc",
     "plotting",
+    "privacy_auditing",
     "roc",
     "roc_curve",
     "strongest_attack",

@@ -1,0 +1,362 @@
+"""Empirical lower bounds on the epsilon of differentially private training (privacy audits).
+
+An audit trains models with and without a *canary* and scores how visible the canary is in
+each final model: ``canary`` scores ``(m_in,)`` of the runs that had it and ``null`` scores
+``(m_out,)`` of the runs that did not. If training is (epsilon, delta)-DP, every test
+"canary present when score >= t" obeys ``TPR <= exp(epsilon) FPR + delta`` (and the same
+with the two runs' roles swapped), so confidence intervals on TPR and FPR bound epsilon
+from below at a stated confidence:
+
+* :func:`epsilon_clopper_pearson`: ``epsilon >= log((TPR_lo - delta) / FPR_hi)`` with
+  Clopper-Pearson intervals (Jagielski et al. 2020, "Auditing Differentially Private
+  Machine Learning: How Private is Private SGD?"; Nasr et al. 2021, "Adversary
+  Instantiation: Lower Bounds for Differentially Private Machine Learning");
+* :func:`epsilon_gdp`: the Gaussian-DP bound of Nasr et al. 2023 ("Tight Auditing of
+  Differentially Private Machine Learning"): ``mu >= Phi^-1(TPR_lo) - Phi^-1(FPR_hi)``,
+  turned into epsilon at delta by the exact mu-GDP curve (:func:`gdp_epsilon`). It bounds
+  the mu of every mu-GDP guarantee the training satisfies; its epsilon is a lower bound
+  on the training's epsilon when its privacy curve is Gaussian (DP-SGD with many steps is
+  close to it, Dong, Roth and Su 2019), not for every mechanism;
+* :func:`jaxmia.metrics.one_run_auditing.epsilon_one_run`: the one-run bound of Steinke,
+  Nasr and Jagielski 2023 ("Privacy Auditing with One (1) Training Run").
+
+Threshold choice keeps the confidence: by default (``threshold="split"``) a seeded random
+part of each side chooses the threshold and the direction, and the rest bounds epsilon at
+that one threshold; or the caller fixes thresholds in advance and a Bonferroni correction
+covers them all. (jax_privacy 2.0.0's ``CanaryScoreAuditor.epsilon_from_gdp`` takes the
+largest ``|mu|`` over all thresholds, upper confidence bounds where lower ones are needed
+for negative ``mu``, and returns "lower bounds" far above the true epsilon; see
+tests/test_metrics_privacy_auditing.py.)
+
+:func:`dirac_mechanism_scores` draws the exact output distribution of the white-box Dirac
+canary under DP-SGD, and :func:`ideal_reference` applies the bounds to it: the best an
+audit with that many trials can reach.
+
+Everything here is NumPy float64 on the host (:mod:`jaxmia.metrics.intervals`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+
+import numpy as np
+
+from jaxmia.metrics.intervals import clopper_pearson_upper, gdp_epsilon, normal_ppf
+
+__all__ = [
+    "EpsilonBound",
+    "dirac_mechanism_scores",
+    "epsilon_at_counts",
+    "epsilon_ceiling",
+    "epsilon_clopper_pearson",
+    "epsilon_gdp",
+    "ideal_reference",
+]
+
+_NORMAL = statistics.NormalDist()
+_CANDIDATES = 512  # thresholds tried on the selection part
+
+
+# --------------------------------------------------------------------------------------
+# Many-run bounds from canary and null scores
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EpsilonBound:
+    """An epsilon lower bound from canary and null scores.
+
+    Attributes:
+      epsilon: the lower bound (0 when nothing is shown).
+      mu: the GDP lower bound on mu (:func:`epsilon_gdp`; NaN for Clopper-Pearson).
+      threshold: the threshold of the test on the oriented scores.
+      orientation: ``+1`` when the canary runs score higher, ``-1`` when lower (the test
+        is ``orientation * score >= threshold``).
+      fnr_upper, fpr_upper: the confidence bounds on the test's false-negative and
+        false-positive rates (each at ``(1 - confidence) / 2 / tests``).
+      trials: ``(canary, null)`` runs that the bound was computed on.
+      tests: how many tests a Bonferroni correction covered (1 with ``"split"``).
+    """
+
+    epsilon: float
+    mu: float
+    threshold: float
+    orientation: int
+    fnr_upper: float
+    fpr_upper: float
+    trials: tuple[int, int]
+    tests: int
+
+
+def _checked(canary, null) -> tuple[np.ndarray, np.ndarray]:
+    c = np.asarray(canary, dtype=np.float64)
+    n = np.asarray(null, dtype=np.float64)
+    if c.ndim != 1 or n.ndim != 1 or c.size < 2 or n.size < 2:
+        raise ValueError(
+            f"canary and null scores must be 1-D with at least 2 runs each, got shapes "
+            f"{c.shape} and {n.shape}"
+        )
+    if not (np.isfinite(c).all() and np.isfinite(n).all()):
+        raise ValueError("canary and null scores must be finite")
+    return c, n
+
+
+def _check_levels(delta: float, confidence: float) -> None:
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    if not 0.5 <= confidence < 1:
+        raise ValueError(f"confidence must be in [0.5, 1), got {confidence!r}")
+
+
+def _cp_epsilon(fnr_hi, fpr_hi, delta: float) -> np.ndarray:
+    """``max(log((1 - FNR_hi - delta) / FPR_hi), log((1 - FPR_hi - delta) / FNR_hi), 0)``:
+    the canary test and the same test with the two runs' roles swapped."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.log(np.maximum(1 - fnr_hi - delta, 0)) - np.log(fpr_hi)
+        b = np.log(np.maximum(1 - fpr_hi - delta, 0)) - np.log(fnr_hi)
+    return np.nan_to_num(np.maximum(np.maximum(a, b), 0.0), nan=0.0, posinf=np.inf)
+
+
+def _gdp_mu(fnr_hi, fpr_hi) -> np.ndarray:
+    """``max(Phi^-1(1 - FNR_hi) - Phi^-1(FPR_hi), 0)``: the trade-off curve of mu-GDP is
+    symmetric, so this also covers the swapped test."""
+    return np.maximum(-normal_ppf(fnr_hi) - normal_ppf(fpr_hi), 0.0)
+
+
+def _counts(c: np.ndarray, n: np.ndarray, thresholds: np.ndarray):
+    """False negatives ``#(c < t)`` and false positives ``#(n >= t)`` at each threshold."""
+    fn = np.searchsorted(np.sort(c), thresholds, side="left")
+    fp = n.size - np.searchsorted(np.sort(n), thresholds, side="left")
+    return fn, fp
+
+
+def _wilson_upper(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
+    """Wilson score upper bound: a closed-form stand-in for Clopper-Pearson used only to
+    choose the threshold (any choice made without the evaluation part keeps validity)."""
+    z = _NORMAL.inv_cdf(1 - alpha)
+    p = k / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return np.minimum((centre + spread) / (1 + z * z / n), 1.0)
+
+
+def _choose(c, n, delta: float, alpha: float, method: str) -> tuple[int, float]:
+    """The orientation and threshold that score best on the selection part. Candidates are
+    midpoints between consecutive distinct scores (at most :data:`_CANDIDATES`, evenly
+    spaced in rank), so that a gap that separates the selection part's scores also
+    separates unseen scores that fall inside it."""
+    best = (-1.0, 1, math.inf)
+    for orientation in (1, -1):
+        cs, ns = orientation * c, orientation * n
+        distinct = np.unique(np.concatenate([cs, ns]))
+        if distinct.size < 2:
+            continue
+        pooled = (distinct[:-1] + distinct[1:]) / 2
+        if pooled.size > _CANDIDATES:
+            pooled = pooled[np.unique(np.linspace(0, pooled.size - 1, _CANDIDATES).astype(int))]
+        fn, fp = _counts(cs, ns, pooled)
+        fnr_hi = _wilson_upper(fn, cs.size, alpha / 2)
+        fpr_hi = _wilson_upper(fp, ns.size, alpha / 2)
+        if method == "gdp":
+            value = _gdp_mu(fnr_hi, fpr_hi)
+        else:
+            value = _cp_epsilon(fnr_hi, fpr_hi, delta)
+        i = int(np.argmax(value))
+        if value[i] > best[0]:
+            best = (float(value[i]), orientation, float(pooled[i]))
+    return best[1], best[2]
+
+
+def _split(x: np.ndarray, fraction: float, rng: np.random.Generator):
+    perm = rng.permutation(x.size)
+    cut = min(max(round(fraction * x.size), 1), x.size - 1)
+    return x[perm[:cut]], x[perm[cut:]]
+
+
+def _bound(canary, null, *, delta, confidence, threshold, split, seed, method) -> EpsilonBound:
+    c, n = _checked(canary, null)
+    _check_levels(delta, confidence)
+    alpha = 1 - confidence
+    if isinstance(threshold, str):
+        if threshold != "split":
+            raise ValueError(f"threshold must be 'split' or thresholds, got {threshold!r}")
+        if not 0 < split < 1:
+            raise ValueError(f"split must be in (0, 1), got {split!r}")
+        rng = np.random.default_rng(seed)
+        (c_sel, c), (n_sel, n) = _split(c, split, rng), _split(n, split, rng)
+        orientation, t = _choose(c_sel, n_sel, delta, alpha, method)
+        tests = [(orientation, t)]
+    else:
+        grid = np.atleast_1d(np.asarray(threshold, dtype=np.float64))
+        if grid.ndim != 1 or grid.size == 0 or not np.isfinite(grid).all():
+            raise ValueError("thresholds must be a non-empty 1-D array of finite numbers")
+        tests = [(o, o * float(t)) for o in (1, -1) for t in grid]
+    orient = np.array([o for o, _ in tests])
+    ts = np.array([t for _, t in tests])
+    counts = [_counts(o * c, o * n, np.array([t])) for o, t in tests]
+    fn = np.array([f[0] for f, _ in counts])
+    fp = np.array([f[0] for _, f in counts])
+    eps, mu, fnr_hi, fpr_hi = epsilon_at_counts(
+        fn, fp, c.size, n.size, delta=delta, alpha=alpha / len(tests), method=method
+    )
+    i = int(np.argmax(eps))
+    return EpsilonBound(
+        epsilon=float(eps[i]),
+        mu=float(mu[i]) if method == "gdp" else math.nan,
+        threshold=float(ts[i]),
+        orientation=int(orient[i]),
+        fnr_upper=float(fnr_hi[i]),
+        fpr_upper=float(fpr_hi[i]),
+        trials=(int(c.size), int(n.size)),
+        tests=len(tests),
+    )
+
+
+def epsilon_at_counts(
+    false_negatives, false_positives, canary_trials: int, null_trials: int, *, delta: float,
+    alpha: float, method: str = "clopper_pearson",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Epsilon lower bounds of tests fixed in advance, from their error counts.
+
+    Args:
+      false_negatives: ``(t,)`` canary runs the test missed, of ``canary_trials``.
+      false_positives: ``(t,)`` null runs it flagged, of ``null_trials``.
+      delta: the DP delta.
+      alpha: error probability of each test's bound: the two one-sided
+        Clopper-Pearson bounds ``FNR_hi`` and ``FPR_hi`` are at ``alpha / 2`` each.
+      method: ``"clopper_pearson"``: ``max(log((1 - FNR_hi - delta) / FPR_hi),
+        log((1 - FPR_hi - delta) / FNR_hi), 0)``; ``"gdp"``: :func:`gdp_epsilon` of
+        ``mu = max(Phi^-1(1 - FNR_hi) - Phi^-1(FPR_hi), 0)``.
+
+    Returns:
+      ``(epsilon, mu, fnr_upper, fpr_upper)``, each ``(t,)`` (``mu`` also for
+      Clopper-Pearson).
+    """
+    if method not in ("clopper_pearson", "gdp"):
+        raise ValueError(f"method must be 'clopper_pearson' or 'gdp', got {method!r}")
+    fn = np.atleast_1d(np.asarray(false_negatives))
+    fp = np.atleast_1d(np.asarray(false_positives))
+    sizes = np.concatenate([np.full(fn.size, canary_trials), np.full(fp.size, null_trials)])
+    bounds = clopper_pearson_upper(np.concatenate([fn, fp]), sizes, alpha / 2)
+    fnr_hi, fpr_hi = bounds[: fn.size], bounds[fn.size :]
+    mu = _gdp_mu(fnr_hi, fpr_hi)
+    if method == "gdp":
+        eps = np.array([gdp_epsilon(float(m), delta) for m in mu])
+    else:
+        eps = _cp_epsilon(fnr_hi, fpr_hi, delta)
+    return eps, mu, fnr_hi, fpr_hi
+
+
+def epsilon_clopper_pearson(
+    canary, null, *, delta: float, confidence: float = 0.95, threshold="split",
+    split: float = 0.5, seed: int = 0,
+) -> EpsilonBound:  # fmt: skip
+    """Clopper-Pearson epsilon lower bound (Jagielski et al. 2020; Nasr et al. 2021).
+
+    At a threshold ``t`` on the oriented scores, with one-sided Clopper-Pearson upper
+    bounds ``FNR_hi`` and ``FPR_hi`` (each at ``(1 - confidence) / 2``), the bound is
+    ``max(log((1 - FNR_hi - delta) / FPR_hi), log((1 - FPR_hi - delta) / FNR_hi), 0)``:
+    the test "canary when score >= t" and the same test with the runs' roles swapped.
+
+    Args:
+      canary: ``(m_in,)`` scores of the runs with the canary.
+      null: ``(m_out,)`` scores of the runs without it.
+      delta: the DP delta.
+      confidence: probability that the bound holds (is below the true epsilon).
+      threshold: ``"split"``: a random ``split`` part of each side chooses the
+        orientation and threshold, the rest gives the bound at that one test; or an
+        array of thresholds fixed in advance: every threshold in both orientations,
+        Bonferroni-corrected.
+      split: the part of each side that chooses the threshold.
+      seed: the split's random seed.
+
+    Returns:
+      An :class:`EpsilonBound`.
+    """
+    return _bound(canary, null, delta=delta, confidence=confidence, threshold=threshold,
+                  split=split, seed=seed, method="clopper_pearson")  # fmt: skip
+
+
+def epsilon_gdp(
+    canary, null, *, delta: float, confidence: float = 0.95, threshold="split",
+    split: float = 0.5, seed: int = 0,
+) -> EpsilonBound:  # fmt: skip
+    """Gaussian-DP epsilon lower bound (Nasr et al. 2023, "Tight Auditing of
+    Differentially Private Machine Learning").
+
+    ``mu >= Phi^-1(1 - FNR_hi) - Phi^-1(FPR_hi)`` with the Clopper-Pearson bounds of
+    :func:`epsilon_clopper_pearson` at one test (chosen as there), and epsilon is
+    :func:`gdp_epsilon` of that mu at ``delta``. The mu bound holds for any mechanism
+    with a mu-GDP guarantee; the epsilon assumes the privacy curve is Gaussian (true of the
+    Gaussian mechanism, close for DP-SGD with many steps). Arguments as
+    :func:`epsilon_clopper_pearson`.
+
+    Returns:
+      An :class:`EpsilonBound` whose ``mu`` is the GDP bound.
+    """
+    return _bound(canary, null, delta=delta, confidence=confidence, threshold=threshold,
+                  split=split, seed=seed, method="gdp")  # fmt: skip
+
+
+def epsilon_ceiling(
+    canary_trials: int, null_trials: int, *, delta: float, confidence: float = 0.95,
+    method: str = "clopper_pearson", split: float = 0.5,
+) -> float:  # fmt: skip
+    """The largest bound that ``canary_trials`` and ``null_trials`` runs allow: the bound
+    of perfectly separated scores (a mechanism without noise), with the same split."""
+    bound = epsilon_gdp if method == "gdp" else epsilon_clopper_pearson
+    ones, zeros = np.ones(canary_trials), np.zeros(null_trials)
+    return bound(ones, zeros, delta=delta, confidence=confidence, split=split).epsilon
+
+
+# --------------------------------------------------------------------------------------
+# The ideal mechanism of the Dirac canary
+# --------------------------------------------------------------------------------------
+
+
+def dirac_mechanism_scores(
+    rng: np.random.Generator, canary_trials: int, null_trials: int, *, steps: int,
+    sample_rate: float, noise_multiplier: float,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Draws from the exact output distribution of the white-box Dirac canary under
+    DP-SGD with Poisson sampling and SGD, in units of the clipping norm ``C``.
+
+    The canary's coordinate receives ``C`` each step the canary is sampled (probability
+    ``sample_rate``) plus Gaussian noise of standard deviation ``noise_multiplier * C``,
+    and no data gradient, so its total change over ``steps`` steps is (up to the sign and
+    scale of the learning rate) ``Binomial(steps, q) + N(0, steps sigma^2)`` with the
+    canary and ``N(0, steps sigma^2)`` without.
+
+    Returns:
+      ``(canary (canary_trials,), null (null_trials,))`` float64 scores.
+    """
+    sd = noise_multiplier * math.sqrt(steps)
+    canary = rng.binomial(steps, sample_rate, canary_trials) + sd * rng.normal(size=canary_trials)
+    null = sd * rng.normal(size=null_trials)
+    return canary.astype(np.float64), null
+
+
+def ideal_reference(
+    canary_trials: int, null_trials: int, *, steps: int, sample_rate: float,
+    noise_multiplier: float, delta: float, confidence: float = 0.95, repetitions: int = 20,
+    seed: int = 0, split: float = 0.5,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The bounds an audit with this many trials reaches on the ideal Dirac mechanism
+    (:func:`dirac_mechanism_scores`), over ``repetitions`` simulated audits.
+
+    Returns:
+      ``{"clopper_pearson": (repetitions,), "gdp": (repetitions,)}`` epsilon bounds.
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[float]] = {"clopper_pearson": [], "gdp": []}
+    for r in range(repetitions):
+        c, n = dirac_mechanism_scores(
+            rng, canary_trials, null_trials, steps=steps, sample_rate=sample_rate,
+            noise_multiplier=noise_multiplier,
+        )  # fmt: skip
+        kw = dict(delta=delta, confidence=confidence, split=split, seed=seed + r)
+        out["clopper_pearson"].append(epsilon_clopper_pearson(c, n, **kw).epsilon)
+        out["gdp"].append(epsilon_gdp(c, n, **kw).epsilon)
+    return {k: np.asarray(v) for k, v in out.items()}
