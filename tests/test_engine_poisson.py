@@ -80,13 +80,27 @@ DP0 = engine.DPConfig(l2_clip=CLIP, noise_multiplier=0.0)  # one compiled progra
 FLAGS = np.array([True, False, True, True])
 
 
-def test_poisson_dp_sgd_under_vmap_equals_each_model_alone_with_the_canary(case):
+@pytest.fixture(scope="module")
+def marked(case):
+    """The four models with Poisson DP-SGD (noise 0) and the canary in ``FLAGS``' models."""
+    tiny, keep = case
+    return _train(tiny, keep, DP0, canary=CANARY, canary_keep=FLAGS)
+
+
+@pytest.fixture(scope="module")
+def plain(case):
+    """The same models and draws without a canary."""
+    tiny, keep = case
+    return _train(tiny, keep, DP0)
+
+
+def test_poisson_dp_sgd_under_vmap_equals_each_model_alone_with_the_canary(case, marked):
     """Kills: draws from a key shared across the vmapped models, or that depend on the
     pool (the largest model's steps); the counts are those of the documented draws.
     (Noise 0 here, to share compiled programs; each model's own noise key is checked in
     test_engine_dpsgd.py.)"""
     tiny, keep = case
-    pool = _train(tiny, keep, DP0, canary=CANARY, canary_keep=FLAGS)
+    pool = marked
     alone = _train(tiny, keep, DP0, canary=CANARY, canary_keep=FLAGS, mode="sequential")
     assert tree_max_diff(pool.params, alone.params) < 1e-5
     for name in sampling.COUNTS:
@@ -100,7 +114,7 @@ def test_poisson_dp_sgd_under_vmap_equals_each_model_alone_with_the_canary(case)
     np.testing.assert_array_equal(pool.dp_counts["canary"], _canary_draws(keep, FLAGS, 3, EPOCHS))
 
 
-def test_dirac_canary_moves_its_coordinate_by_lr_clip_over_batch_per_inclusion(case):
+def test_dirac_canary_moves_its_coordinate_by_lr_clip_over_batch_per_inclusion(case, marked, plain):
     """Noise 0, SGD(lr): pixel 0 is 0 in every image, so the data's gradient at
     kernel[0, 5] is 0 and that weight does not change the outputs; the canary's
     coordinate therefore moves by exactly -lr C / batch_size per inclusion (the count
@@ -108,9 +122,7 @@ def test_dirac_canary_moves_its_coordinate_by_lr_clip_over_batch_per_inclusion(c
     the canary equal those of a run without one. Kills: canary added after the division
     or with another normaliser, added when not sampled, to the wrong coordinate, or to
     the models without it."""
-    tiny, keep = case
-    plain = _train(tiny, keep, DP0)
-    marked = _train(tiny, keep, DP0, canary=CANARY, canary_keep=FLAGS)
+    _, keep = case
     count = _canary_draws(keep, FLAGS, 3, EPOCHS)
     assert count[FLAGS].min() > 0 and count[~FLAGS].max() == 0
     np.testing.assert_array_equal(marked.dp_counts["canary"], count)
@@ -218,15 +230,16 @@ def test_overflow_is_counted_when_forced(case, monkeypatch):
     assert privacy_spent(config, pool)["overflow"] == int(pool.dp_overflow.sum())
 
 
-def test_accountant_gets_the_steps_and_rate_that_ran(case):
+def test_accountant_gets_the_steps_and_rate_that_ran(case, plain):
     """privacy_spent's steps and sample rate are the engine's counted steps and b / m of
     the model with the largest epsilon; under shuffling it says plainly that the
     accountant does not cover the batches."""
-    tiny, keep = case
-    pool = _train(tiny, keep, DP0, epochs=1)
+    _, keep = case
+    pool = plain  # EPOCHS epochs
     members, q, steps = _rates(keep)
+    steps = EPOCHS * steps
     np.testing.assert_array_equal(pool.dp_counts["steps"], steps)
-    config = audit.AuditConfig(dp_noise=1.0, dp_clip=CLIP, batch_size=BATCH, epochs=1)
+    config = audit.AuditConfig(dp_noise=1.0, dp_clip=CLIP, batch_size=BATCH, epochs=EPOCHS)
     privacy = privacy_spent(config, pool.select(slice(0, 1)))  # one model, e.g. a target
     assert privacy["steps"] == int(pool.dp_counts["steps"][0]) == steps[0]
     assert privacy["sample_rate"] == pytest.approx(BATCH / members[0]) == q[0]
