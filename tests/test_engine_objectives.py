@@ -56,8 +56,9 @@ def plain(toy):
 
 
 def sgd(params, grad_fn):
-    g = jax.grad(grad_fn)(params)
-    return jax.tree.map(lambda p, d: p - LR * d, params, g)
+    """One hand SGD step ``p - LR * grad``, jitted as one program (not op by op)."""
+    step = lambda q: jax.tree.map(lambda p, d: p - LR * d, q, jax.grad(grad_fn)(q))
+    return jax.jit(step)(params)
 
 
 def ce(logits, labels):
