@@ -74,7 +74,8 @@ def test_one_step_is_the_papers_h_ascent_then_classifier_descent():
         hr = jax.nn.sigmoid(_h_hand(hp, pr, onehot[ref]))
         return jnp.mean(jnp.log(hm)) + jnp.mean(jnp.log(1 - hr))
 
-    h1 = _adam_step(0.01, h0, jax.grad(lambda hp: -gain(hp))(h0))
+    # the hand steps run jitted, one program each, rather than op by op
+    h1 = jax.jit(lambda h: _adam_step(0.01, h, jax.grad(lambda hp: -gain(hp))(h)))(h0)
     _close(nnx.to_pure_dict(s1[1]), h1)
 
     def loss(fp):  # CE + lambda * mean log h(f(x), y), h fixed
@@ -83,15 +84,22 @@ def test_one_step_is_the_papers_h_ascent_then_classifier_descent():
         hm = jax.nn.sigmoid(_h_hand(h1, jax.nn.softmax(logits), onehot[keep]))
         return ce + 2.0 * jnp.mean(jnp.log(hm))
 
-    _close(nnx.to_pure_dict(p1), _adam_step(1e-3, f0, jax.grad(loss)(f0)))
+    f1 = jax.jit(lambda f: _adam_step(1e-3, f, jax.grad(loss)(f)))(f0)
+    _close(nnx.to_pure_dict(p1), f1)
 
 
-def test_a_vmapped_pool_equals_models_trained_one_by_one():
+def _pool_settings():
+    """``(x, y, keep, ref, factory)`` of the pool test, shared with the pool-refusal test
+    (which so reuses its compiled programs)."""
     x, y = _data(n=24, d=4)
     keep = np.zeros((3, 24), bool)
     keep[0, :12], keep[1, 6:14], keep[2, 20:] = True, True, True  # unequal: masked steps
     ref = ~keep & (np.arange(24) % 2 == 0)
-    factory = models.mlp((4,), 3, 4)
+    return x, y, keep, ref, models.mlp((4,), 3, 4)
+
+
+def test_a_vmapped_pool_equals_models_trained_one_by_one():
+    x, y, keep, ref, factory = _pool_settings()
     reg = adversarial.AdvReg(strength=1.0, hidden=(6,), steps=2)
     kw = dict(epochs=2, batch_size=4, seed=3, adv_reg=reg, reference=ref)
     pool = engine.train(factory, x, y, keep, mode="vmap", chunk_size=None, **kw)
@@ -160,13 +168,11 @@ def test_train_refuses_bad_references_in_one_line():
 
 
 def test_a_pool_trained_without_adv_reg_is_refused(tmp_path):
-    x, y = _data(n=12)
-    keep = np.stack([np.arange(12) < 6, np.arange(12) >= 6])
-    factory = models.mlp((4,), 3, 3)
-    engine.train(factory, x, y, keep, epochs=0, checkpoint=tmp_path / "p")
+    x, y, keep, ref, factory = _pool_settings()  # the pool test's plain programs
+    engine.train(factory, x, y, keep, epochs=0, seed=3, checkpoint=tmp_path / "p")
     with pytest.raises(engine.pools.PoolError, match="adv_reg"):
-        engine.train(factory, x, y, keep, epochs=0, checkpoint=tmp_path / "p",
-                     adv_reg=engine.AdvReg(), reference=~keep)  # fmt: skip
+        engine.train(factory, x, y, keep, epochs=0, seed=3, checkpoint=tmp_path / "p",
+                     adv_reg=engine.AdvReg(), reference=ref)  # fmt: skip
 
 
 def test_the_audit_trains_defended_models_against_half_their_non_members():

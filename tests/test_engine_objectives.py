@@ -48,16 +48,24 @@ def one_epoch(toy, objective, epochs=1):
     return params0, after, apply, np.asarray(order)
 
 
+@pytest.fixture(scope="module")
+def plain(toy):
+    """:func:`one_epoch` without an objective, shared: its compiled programs are those of
+    every plain run of the hand-computation configuration (one model, full batch)."""
+    return one_epoch(toy, None)
+
+
 def sgd(params, grad_fn):
-    g = jax.grad(grad_fn)(params)
-    return jax.tree.map(lambda p, d: p - LR * d, params, g)
+    """One hand SGD step ``p - LR * grad``, jitted as one program (not op by op)."""
+    step = lambda q: jax.tree.map(lambda p, d: p - LR * d, q, jax.grad(grad_fn)(q))
+    return jax.jit(step)(params)
 
 
 def ce(logits, labels):
     return -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1)[:, 0]
 
 
-def test_label_smoothing_step_is_the_smoothed_cross_entropy(toy):
+def test_label_smoothing_step_is_the_smoothed_cross_entropy(toy, plain):
     x, y = toy
     eps = 0.2
     p0, p1, apply, _ = one_epoch(toy, engine.Objective(label_smoothing=eps))
@@ -67,8 +75,7 @@ def test_label_smoothing_step_is_the_smoothed_cross_entropy(toy):
         return jnp.mean(-jnp.sum(targets * jax.nn.log_softmax(apply(p, x)), axis=1))
 
     assert tree_max_diff(p1, sgd(p0, loss)) < 1e-6
-    plain = one_epoch(toy, None)[1]
-    assert tree_max_diff(p1, plain) > 1e-4  # it changed the step
+    assert tree_max_diff(p1, plain[1]) > 1e-4  # it changed the step
 
 
 def test_mixup_step_is_the_mixed_loss(toy):
@@ -101,18 +108,23 @@ def flattening(logits, labels):
 
 
 def test_relaxloss_steps_descend_ascend_and_flatten(toy):
+    # one alpha (one compiled program) between the first two epochs' losses: epoch 0
+    # descends (loss above alpha), epoch 1 flattens (below, odd), epoch 2 ascends (below, even)
     x, y = toy
-    p0, p_desc, apply, _ = one_epoch(toy, engine.Objective(relaxloss=0.01))
+    alpha = 1.11
+    objective = engine.Objective(relaxloss=alpha)
+    p0, p_desc, apply, _ = one_epoch(toy, objective)
     mean_ce = lambda p: jnp.mean(ce(apply(p, x), y))
-    assert float(mean_ce(p0)) > 0.01  # above alpha: plain descent
+    assert float(mean_ce(p0)) > alpha  # above alpha: plain descent
     assert tree_max_diff(p_desc, sgd(p0, mean_ce)) < 1e-6
-    alpha = 50.0  # below alpha: epoch 0 ascends |L - alpha|, epoch 1 flattens
-    _, p_asc, _, _ = one_epoch(toy, engine.Objective(relaxloss=alpha))
-    assert tree_max_diff(p_asc, sgd(p0, lambda p: jnp.abs(mean_ce(p) - alpha))) < 1e-6
-    assert tree_max_diff(p_asc, sgd(p0, lambda p: -mean_ce(p))) < 1e-6  # gradient ascent
-    _, p_two, _, _ = one_epoch(toy, engine.Objective(relaxloss=alpha), epochs=2)
-    expected = sgd(p_asc, lambda p: flattening(apply(p, x), y))
+    assert float(mean_ce(p_desc)) < alpha  # below alpha: epoch 1 flattens
+    _, p_two, _, _ = one_epoch(toy, objective, epochs=2)
+    expected = sgd(p_desc, lambda p: flattening(apply(p, x), y))
     assert tree_max_diff(p_two, expected) < 1e-6
+    assert float(mean_ce(p_two)) < alpha  # below alpha: epoch 2 ascends |L - alpha|
+    _, p_asc, _, _ = one_epoch(toy, objective, epochs=3)
+    assert tree_max_diff(p_asc, sgd(p_two, lambda p: jnp.abs(mean_ce(p) - alpha))) < 1e-6
+    assert tree_max_diff(p_asc, sgd(p_two, lambda p: -mean_ce(p))) < 1e-6  # gradient ascent
 
 
 def test_relaxloss_switches_at_alpha_and_on_epoch_parity():
@@ -121,7 +133,7 @@ def test_relaxloss_switches_at_alpha_and_on_epoch_parity():
     labels = jnp.asarray(rng.integers(0, C, 8))
     w = jnp.ones(8)
     mean_ce = float(jnp.mean(ce(logits, labels)))
-    f = objectives.relaxloss_loss
+    f = jax.jit(objectives.relaxloss_loss)  # one program, not op-by-op dispatch
     for epoch in (0, 1, 2, 3):
         assert float(f(logits, labels, w, mean_ce - 1e-3, epoch)) == pytest.approx(mean_ce)
     above = mean_ce + 0.5
@@ -153,7 +165,7 @@ def test_fgsm_adversarial_training_step(toy):
 
 def test_pgd_adversarial_training_step(toy):
     x, y = toy
-    eps, steps = 0.3, 3
+    eps, steps = 0.3, 2  # a random start and two projected steps
     p0, p1, apply, order = one_epoch(toy, engine.Objective(adv_eps=eps, adv_steps=steps))
     xb, yb = x[order], y[order]
     key = objectives.step_key(engine.model_keys(3, 1)[0], 0, 0)
@@ -165,9 +177,9 @@ def test_pgd_adversarial_training_step(toy):
     assert tree_max_diff(p1, sgd(p0, lambda p: jnp.mean(ce(apply(p, adv), yb)))) < 1e-6
 
 
-def test_adversarial_examples_stay_in_the_ball_and_the_range(toy):
+def test_adversarial_examples_stay_in_the_ball_and_the_range(toy, plain):
     x, y = toy
-    p0, _, apply, _ = one_epoch(toy, None, epochs=0)
+    p0, _, apply, _ = plain
     loss = lambda xx: jnp.sum(ce(apply(p0, xx), y))
     for steps, start in ((1, False), (7, True)):
         adv = objectives.adversarial_examples(
@@ -197,39 +209,47 @@ def test_mixup_draw_permutes_only_real_examples():
         np.testing.assert_array_equal(perm[[2, 6, 7]], [2, 6, 7])
         moved += (perm[real] != real).any()
     assert moved >= 25
-    lams = jax.vmap(lambda k: objectives.mixup_draw(k, weight, 0.05)[0])(
-        jax.random.split(jax.random.key(0), 200)
-    )
+    # the same draws as a vmap over these keys, without compiling a batched Beta sampler
+    keys = jax.random.split(jax.random.key(0), 200)
+    lams = jnp.asarray([objectives.mixup_draw(k, weight, 0.05)[0] for k in keys])
     assert float(jnp.mean((lams < 0.05) | (lams > 0.95))) > 0.7  # Beta(0.05, 0.05): U-shaped
+
+
+# PGD of 2 steps (a random start, then iterated and projected steps) compiles faster than 3
+COMBINED = engine.Objective(adv_eps=0.1, adv_steps=2, mixup=0.2, label_smoothing=0.1)
+
+
+def pool_settings():
+    """``(keep, kw)`` of the pool tests: rows of unequal size (masked steps and padded
+    batches), shared so that the pool-refusal test reuses the compiled programs."""
+    keep = np.zeros((3, N), bool)
+    keep[0, :9], keep[1, 2:7], keep[2, ::2] = True, True, True
+    kw = dict(epochs=2, batch_size=4, optimizer=optax.adam(0.01), seed=5, chunk_size=None,
+              mesh=None)  # fmt: skip
+    return keep, kw
 
 
 @pytest.mark.parametrize(
     "objective",
-    [
-        engine.Objective(relaxloss=1.0),
-        engine.Objective(adv_eps=0.1),
-        engine.Objective(adv_eps=0.1, adv_steps=3, mixup=0.2, label_smoothing=0.1),
-    ],
+    [engine.Objective(relaxloss=1.0), engine.Objective(adv_eps=0.1), COMBINED],
     ids=["relaxloss", "fgsm", "pgd+mixup+smoothing"],
 )
 def test_vmapped_pool_equals_models_trained_alone(toy, objective):
     x, y = toy
-    keep = np.zeros((3, N), bool)  # rows of unequal size: masked steps and padded batches
-    keep[0, :9], keep[1, 2:7], keep[2, ::2] = True, True, True
-    kw = dict(epochs=2, batch_size=4, optimizer=optax.adam(0.01), seed=5, objective=objective)
-    pool = engine.train(FACTORY, x, y, keep, chunk_size=None, mesh=None, **kw)
-    alone = engine.train(FACTORY, x, y, keep, mode="sequential", **kw)
+    keep, kw = pool_settings()
+    pool = engine.train(FACTORY, x, y, keep, objective=objective, **kw)
+    alone = engine.train(FACTORY, x, y, keep, objective=objective, **{**kw, "mode": "sequential"})
     assert tree_max_diff(pool.params, alone.params) < 1e-5
     np.testing.assert_allclose(pool.losses, alone.losses, rtol=1e-5, atol=1e-6)
 
 
-def test_defaults_off_are_bit_identical(toy):
+def test_defaults_off_are_bit_identical(toy, plain):
+    # the configuration of ``plain`` (compiled once): one model, full batches, two epochs
     x, y = toy
-    keep = np.ones((2, N), bool)
-    kw = dict(epochs=2, batch_size=5, seed=1)
-    before = engine.train(FACTORY, x, y, keep, **kw)
+    kw = dict(epochs=2, batch_size=N, optimizer=optax.sgd(LR), keys=engine.model_keys(3, 1))
+    before = engine.train(FACTORY, x, y, np.ones(N, bool), **kw)
     for objective in (None, engine.Objective()):
-        after = engine.train(FACTORY, x, y, keep, objective=objective, **kw)
+        after = engine.train(FACTORY, x, y, np.ones(N, bool), objective=objective, **kw)
         assert tree_max_diff(before.params, after.params) == 0
         np.testing.assert_array_equal(before.losses, after.losses)
 
@@ -270,13 +290,14 @@ def test_objectives_refused_with_dp_sgd_or_another_loss(toy):
 
 
 def test_a_pool_of_another_objective_is_refused(toy, tmp_path):
+    # the settings of the pool tests' combined objective (its programs are compiled once)
     x, y = toy
-    keep = np.ones((2, N), bool)
-    kw = dict(epochs=1, batch_size=6, checkpoint=tmp_path / "pool")
-    engine.train(FACTORY, x, y, keep, objective=engine.Objective(mixup=0.2), **kw)
-    again = engine.train(FACTORY, x, y, keep, objective=engine.Objective(mixup=0.2), **kw)
-    assert again.k == 2
-    for other in (None, engine.Objective(mixup=0.3)):
+    keep, kw = pool_settings()
+    kw = {**kw, "epochs": 1, "checkpoint": tmp_path / "pool"}
+    engine.train(FACTORY, x, y, keep, objective=COMBINED, **kw)
+    again = engine.train(FACTORY, x, y, keep, objective=COMBINED, **kw)
+    assert again.k == 3
+    for other in (None, dataclasses.replace(COMBINED, mixup=0.3)):
         with pytest.raises(pools.PoolError):
             engine.train(FACTORY, x, y, keep, objective=other, **kw)
 
