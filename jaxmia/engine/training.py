@@ -86,7 +86,7 @@ from jaxmia.engine.pool import Pool
 from jaxmia.engine.sampling import DiracCanary, DPPlan
 from jaxmia.models import ModelFactory
 
-__all__ = ["Pool", "ProgressFn", "adam", "compiled", "model_keys", "train"]
+__all__ = ["Pool", "ProgressFn", "adam", "compiled", "compiled_init", "model_keys", "train"]
 
 ProgressFn = Callable[[float, int, float | None], None]
 """Called as ``progress(done, k, mean_loss)`` as training goes: ``done`` models of ``k``
@@ -137,7 +137,7 @@ def compiled(
     spec = KernelSpec(
         graphdefs(factory)[0], tx, batch_size, steps, full_steps, dp, loss_fn, objective=objective
     )
-    init = functools.partial(init_one, factory, tx)
+    init = None  # compiled_init: the same for every epoch program of factory and tx
     epoch = functools.partial(sampling.counted_epoch, spec)  # kernel.epoch_one
     if dp is not None and (dp.sampling == "poisson" or canary is not None):
         epoch = functools.partial(sampling.dp_epoch_one, spec, DPPlan(max_batch, canary))
@@ -145,10 +145,26 @@ def compiled(
         init, adv_epoch = adversarial.programs(factory, spec, adv_reg, classes)
         epoch = functools.partial(adversarial.counted_epoch, adv_epoch, batch_size)
     if vmapped:
-        init = jax.vmap(init)
         epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0, 0, 0, 0, None, None))
     out = {} if mesh is None else {"out_shardings": NamedSharding(mesh, P(MODEL_AXIS))}
-    return jax.jit(init, **out), jax.jit(epoch, donate_argnums=(4, 5, 6), **out)
+    if init is None:
+        init_fn = compiled_init(factory, tx, vmapped, mesh)
+    else:
+        init_fn = jax.jit(jax.vmap(init) if vmapped else init, **out)
+    return init_fn, jax.jit(epoch, donate_argnums=(4, 5, 6), **out)
+
+
+@cache_by_structure()
+def compiled_init(
+    factory: ModelFactory, tx: optax.GradientTransformation, vmapped: bool, mesh: Mesh | None
+):
+    """The jitted ``init`` of :func:`compiled`: ``(params, rest, opt_state)`` of fresh
+    models from their key data (vmapped over models when ``vmapped``). It does not depend
+    on the batch, DP-SGD, the objective or the canary, so every epoch program of one
+    architecture and optimizer shares it, and it compiles once per shape of keys."""
+    init = functools.partial(init_one, factory, tx)
+    out = {} if mesh is None else {"out_shardings": NamedSharding(mesh, P(MODEL_AXIS))}
+    return jax.jit(jax.vmap(init) if vmapped else init, **out)
 
 
 @dataclasses.dataclass(frozen=True)
