@@ -84,3 +84,12 @@ SHADOW_QUALITY=(study-shadow-width study-shadow-depth study-shadow-epochs study-
 plots "$RESULTS/shadow-quality.png" "${SHADOW_QUALITY[@]}"
 plots "$RESULTS/factors-of-vulnerability.png" study-epochs study-width study-target-size \
   study-classes study-access study-shadow-width study-shadow-data-size study-shadow-shift
+
+# 5. DP-SGD: the noise study (Poisson-sampled batches) and the empirical audit of DP training
+#    (2,048 models per accountant epsilon; about 6-12 minutes on 2 cores).
+study study-dp --factor dp_noise --values none,0.5,1,2,4,8 --lr 0.005 --shadows 16
+if [[ (-z $ONLY || dp-audit == *"$ONLY"*) && ! -f $RESULTS/dp-audit/dp_audit.json ]]; then
+  echo "$(date -u +%H:%M:%S) dp-audit: jaxmia dp-audit --output-dir $RESULTS/dp-audit"
+  jaxmia dp-audit --output-dir "$RESULTS/dp-audit" >"$RESULTS/dp-audit.stdout" \
+    2>"$RESULTS/dp-audit.log" || { echo "FAILED dp-audit (see $RESULTS/dp-audit.log)" >&2; exit 1; }
+fi
