@@ -51,6 +51,7 @@ from jaxmia.engine.kernel import (
     init_one,
     member_order,
 )
+from jaxmia.engine.sampling import plain_counts
 from jaxmia.models import ModelFactory
 
 __all__ = [
@@ -352,9 +353,7 @@ def counted_epoch(adv_epoch, batch_size: int, key_data, epoch, rows, canary_flag
     """``adv_epoch`` (:func:`programs`' epoch) with the signature and counts of
     :func:`jaxmia.engine.sampling.dp_epoch_one`, as the engine calls every epoch:
     ``canary_flag`` is unused (no DP-SGD here) and the counts are
-    ``[ceil(members / batch_size), members, 0, 0]``."""
+    :func:`jaxmia.engine.sampling.plain_counts` of the members."""
     del canary_flag
     out = adv_epoch(key_data, epoch, rows, params, rest, opt_state, x, y)
-    count = jnp.sum(rows[0], dtype=jnp.int32)
-    steps = (count + batch_size - 1) // batch_size
-    return (*out, jnp.stack([steps, count, jnp.int32(0), jnp.int32(0)]))
+    return (*out, plain_counts(rows[0], batch_size))

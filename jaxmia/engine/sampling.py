@@ -58,6 +58,7 @@ __all__ = [
     "dp_epoch_one",
     "max_batch_size",
     "param_names",
+    "plain_counts",
     "poisson_batch",
 ]
 
@@ -323,6 +324,12 @@ def counted_epoch(spec: KernelSpec, key_data, epoch, keep_row, canary_flag, para
     batches without a canary) with the signature and :data:`COUNTS` of
     :func:`dp_epoch_one`: ``ceil(members / batch_size)`` steps, every member once."""
     out = epoch_one(spec, key_data, epoch, keep_row, params, rest, opt_state, x, y)
+    return (*out, plain_counts(keep_row, spec.batch_size))
+
+
+def plain_counts(keep_row: jax.Array, batch_size: int) -> jax.Array:
+    """The :data:`COUNTS` of an epoch that visits every member once in
+    ``ceil(members / batch_size)`` steps, without overflow or canary: int32 ``(4,)``."""
     count = jnp.sum(keep_row, dtype=jnp.int32)
-    steps = (count + spec.batch_size - 1) // spec.batch_size
-    return (*out, jnp.stack([steps, count, jnp.int32(0), jnp.int32(0)]))
+    steps = (count + batch_size - 1) // batch_size
+    return jnp.stack([steps, count, jnp.int32(0), jnp.int32(0)])
