@@ -33,12 +33,11 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from jaxmia import audit
-from jaxmia.audit import config
+from jaxmia.audit import config, fields
 
 __all__ = [
     "RESERVED",
@@ -167,15 +166,7 @@ def _from_table(table: Any, where: str) -> Setting:
 
 def read_settings(path: str) -> list[Setting]:
     """The settings of a TOML file of ``[[setting]]`` tables (module docstring)."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise SettingError(f"no such settings file: {path}") from None
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise SettingError(
-            f"cannot read settings file {path}: {getattr(e, 'strerror', e)}"
-        ) from None
+    data = fields.load_toml(path, "settings file", SettingError)
     other = sorted(set(data) - {"setting"})
     if other or not isinstance(data.get("setting"), list):
         raise SettingError(

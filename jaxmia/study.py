@@ -371,14 +371,8 @@ def write(result: StudyResult, output_dir: str | os.PathLike) -> dict[str, str]:
     writer.writeheader()
     writer.writerows(result.rows)
     files["study.csv"] = text.getvalue().encode()
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        buffer = io.BytesIO()
-        plot(result, buffer)
-        files["study.png"] = buffer.getvalue()
+    if outputs.plots_available():
+        files["study.png"] = outputs.png(lambda f: plot(result, f))
     paths = outputs.write_set(output_dir, files)
     kinds = {"study.json": "json", "study.csv": "csv", "study.png": "plot"}
     return {kinds[name]: path for name, path in paths.items()}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -34,6 +33,7 @@ from jaxmia.audit.fields import (
     as_config_error,
     check_value,
     kind_of,
+    load_toml,
     opt,
 )
 from jaxmia.defences import perturbation
@@ -378,13 +378,7 @@ for _option in _OPTIONS.values():
 def read_toml(path: str) -> dict[str, Any]:
     """The flat settings of a TOML file: top-level keys, or an ``[audit]`` table (then
     nothing else); :meth:`AuditConfig.from_dict` checks them."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"no such config file: {path}") from None
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"cannot read config file {path}: {getattr(e, 'strerror', e)}") from None
+    data = load_toml(path, "config file")
     if "audit" not in data:
         return data
     if not isinstance(data["audit"], dict):

@@ -4,7 +4,6 @@ the accountant's epsilon), as one set (:func:`jaxmia.audit.outputs.write_set`)."
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -234,12 +233,6 @@ def write(
         "dp_audit.json": (to_json(result, command) + "\n").encode(),
         "report.md": markdown(result, command).encode(),
     }
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        buffer = io.BytesIO()
-        plot(result, buffer)
-        files["dp_audit.png"] = buffer.getvalue()
+    if outputs.plots_available():
+        files["dp_audit.png"] = outputs.png(lambda f: plot(result, f))
     return outputs.write_set(output_dir, files)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -30,6 +31,7 @@ __all__ = [
     "as_config_error",
     "check_value",
     "kind_of",
+    "load_toml",
     "opt",
 ]
 
@@ -164,3 +166,16 @@ class Section:
         for f in dataclasses.fields(self):
             value = check_value(f.name, getattr(self, f.name), hints[f.name], f.metadata)
             object.__setattr__(self, f.name, value)
+
+
+def load_toml(path: str, what: str, error: type[Exception] = ConfigError) -> dict[str, Any]:
+    """The tables of the TOML file ``path``, or ``error`` in one line naming ``what`` (e.g.
+    ``"config file"``): ``no such config file: PATH`` or ``cannot read config file PATH:
+    REASON`` (unreadable, or not TOML)."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise error(f"no such {what}: {path}") from None
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise error(f"cannot read {what} {path}: {getattr(e, 'strerror', e)}") from None

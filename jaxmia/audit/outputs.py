@@ -19,16 +19,26 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import io
 import json
 import os
 import pathlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import filelock
 
 from jaxmia.engine.files import TMP_SUFFIX, sha256, write_temporary
 
-__all__ = ["LOCK", "RUN_RECORD", "claim", "prepare_output_dir", "write_set"]
+__all__ = [
+    "LOCK",
+    "RUN_RECORD",
+    "claim",
+    "plots_available",
+    "png",
+    "prepare_output_dir",
+    "write_set",
+]
 
 RUN_RECORD = "jaxmia-run.json"
 """The record of the files the last run wrote into an output directory."""
@@ -155,3 +165,20 @@ def write_set(path: str | os.PathLike, files: Mapping[str, bytes]) -> dict[str, 
     record_tmp = write_temporary(out / RUN_RECORD, lambda f: f.write(text.encode()))
     os.replace(record_tmp, out / RUN_RECORD)
     return {name: str(out / name) for name in files}
+
+
+def plots_available() -> bool:
+    """Whether matplotlib can be imported (plots are optional: ``pip install 'jaxmia[plot]'``)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def png(draw: Callable[[io.BytesIO], Any]) -> bytes:
+    """The bytes ``draw(buffer)`` writes into an in-memory buffer (a figure to add to a
+    :func:`write_set`)."""
+    buffer = io.BytesIO()
+    draw(buffer)
+    return buffer.getvalue()

@@ -148,14 +148,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _plots_available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def line_cycle():
     """Colours and line styles that stay distinct for a dozen attacks."""
     import matplotlib
@@ -374,17 +366,14 @@ def write(report: AuditReport, output_dir: str | os.PathLike) -> dict[str, str]:
         files["vulnerable.csv"] = vuln.members_csv(report.vulnerability)
         files["vulnerable_classes.csv"] = vuln.classes_csv(report.vulnerability)
     plots = {}
-    if _plots_available():
-        buffer = io.BytesIO()
-        plot_roc(report, buffer)
-        files["roc.png"], plots["ROC"] = buffer.getvalue(), "roc.png"
+    if outputs.plots_available():
+        files["roc.png"], plots["ROC"] = outputs.png(lambda f: plot_roc(report, f)), "roc.png"
         buffer = io.BytesIO()
         if plot_signals(report, buffer):
             files["signals.png"], plots["signals"] = buffer.getvalue(), "signals.png"
         if report.vulnerability is not None:
-            buffer = io.BytesIO()
-            vuln.plot(report.vulnerability, buffer)
-            files["vulnerable.png"], plots["vulnerable"] = buffer.getvalue(), "vulnerable.png"
+            files["vulnerable.png"] = outputs.png(lambda f: vuln.plot(report.vulnerability, f))
+            plots["vulnerable"] = "vulnerable.png"
     files["report.md"] = markdown(report, plots).encode()
     paths = outputs.write_set(output_dir, files)
     kinds = {"metrics.json": "metrics", "scores.npz": "scores", "report.md": "report"}
