@@ -9,11 +9,10 @@ imports, compilation and writing the outputs included):
 * ``rerun``: ``jaxmia audit --pool DIR`` again with the same pool and the now warm cache,
   into a fresh output directory each time (median of ``--repeats``);
 * ``import``: ``python -c "import jaxmia.cli"`` and ``jaxmia audit --help`` (medians);
-* ``compile``: two more reruns in a process that registers :mod:`jax.monitoring`
-  listeners, so the seconds JAX spends tracing, lowering, reading the persistent cache
-  and compiling with a warm cache are summed per event (the second run's figures: JAX's
-  cache keys include the Python call stack, so a wrapper process does not hit the
-  entries that ``python -m jaxmia.cli`` wrote; the first run writes its own).
+* ``compile``: one more rerun in a process that registers :mod:`jax.monitoring`
+  listeners before it calls :func:`jaxmia.cli.main`, so the seconds JAX spends tracing,
+  lowering, reading the persistent cache and compiling with a warm cache are summed per
+  event, with the number of cache hits and misses.
 
 Each audit's per-phase and per-attack timings are read from its ``metrics.json``, and every
 run's attack metrics are checked to be identical to the cold run's (bit for bit).
@@ -37,8 +36,10 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 MONITOR = """
-import collections, json, sys, jax.monitoring
+import collections, json, sys
 from jaxmia import cli
+cli.use_cpu_cores()  # as the CLI does, before JAX is imported
+import jax.monitoring
 seconds, counts = collections.Counter(), collections.Counter()
 jax.monitoring.register_event_duration_secs_listener(
     lambda event, s, **kw: seconds.update({event: s}))
@@ -98,10 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         record["import_jaxmia_cli_s"] = round(statistics.median(imports), 3)
         record["audit_help_s"] = round(statistics.median(helps), 3)
         events = tmp_path / "events.json"
-        for name in ("m0", "m1"):  # m0 fills the cache for this entry point
-            monitored = [sys.executable, "-c", MONITOR, str(events), "audit", "-q", "--pool",
-                         pool, "-o", str(tmp_path / name)]  # fmt: skip
-            record["monitored_rerun_s"] = round(timed(monitored, env), 2)
+        monitored = [sys.executable, "-c", MONITOR, str(events), "audit", "-q", "--pool", pool,
+                     "-o", str(tmp_path / "m")]  # fmt: skip
+        record["monitored_rerun_s"] = round(timed(monitored, env), 2)
         seen = json.loads(events.read_text())
         record["warm_cache_jax_events_s"] = {
             k: round(v, 3) for k, v in sorted(seen["seconds"].items())
