@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxmia.engine import checkpointing, distributed, manifest, pools
+from jaxmia.engine import distributed, manifest, pools
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -80,6 +80,8 @@ def test_killed_process_resumes_to_the_uninterrupted_pool(tmp_path):
     assert after["chunk-000003-000004.npz"] != before["chunk-000003-000004.npz"]  # retrained
     # each process wrote the models on its device: one file per model, none padded
     want, got = pools.load(whole), pools.load(killed)
+    differ = {key for key in want.manifest if want.manifest[key] != got.manifest.get(key)}
+    assert differ <= {"created", "updated"}, differ  # the same files, byte for byte (sha256)
     files = [c["file"] for c in got.manifest["chunks"]]
     assert files == [manifest.chunk_file(i, i + 1) for i in range(mp_worker.POOL_MODELS)]
     assert [c["file"] for c in want.manifest["chunks"]] == files
@@ -94,11 +96,6 @@ def test_killed_process_resumes_to_the_uninterrupted_pool(tmp_path):
         np.testing.assert_array_equal(returned["losses"], want.arrays["losses"])
         for name in want.leaves:
             np.testing.assert_array_equal(returned[name], want.leaves[name], err_msg=name)
-    # and the two-process pool is the one-process pool up to float rounding
-    one = mp_worker.pool_run(mesh=None)
-    for name, _, leaf in checkpointing.flatten("params", one.params):
-        np.testing.assert_allclose(want.leaves[name], leaf, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(want.arrays["logits"], one.logits, rtol=1e-4, atol=1e-5)
 
 
 def test_owners_and_runs():
