@@ -110,3 +110,36 @@ def test_process_zero_waits_for_files_then_says_why(tmp_path):
     """A file another process wrote that process 0 never sees: one clear PoolError."""
     with pytest.raises(pools.PoolError, match="file system that every process shares"):
         distributed._wait_entry(tmp_path, 0, 1, owner=1, timeout=0.1)
+
+
+def test_parts_of_a_chunk_read_back_as_the_chunk(tmp_path):
+    """Process 0's and another process's files of one chunk (owners 0, 1, 1, 0), added
+    to the manifest by process 0, read back as the chunk; a process that does not write
+    the manifest never creates or changes it, and reads process 0's."""
+    rng, path, n = np.random.default_rng(0), tmp_path / "pool", 3
+    leaves = [("params/w", "param", rng.normal(size=(4, 2)).astype(np.float32))]
+    records = {
+        "keep": rng.random((4, n)) < 0.5, "keys": rng.integers(0, 9, (4, 2)).astype(np.uint32),
+        "losses": rng.normal(size=(2, 4)), "logits": rng.normal(size=(4, n, 2)).astype(np.float32),
+        "loss": rng.normal(size=(4, n)), "logit_scaled_confidence": rng.normal(size=(4, n)),
+    }  # fmt: skip
+    records["logits"][2, 0, 0] = np.nan
+    other = pools.ChunkStore(path, {"a": 1}, write=False)
+    assert not path.exists() and other.count == 0
+    main = distributed.open_pool(path, {"a": 1})  # one process: a plain ChunkStore
+    part = [(name, kind, a[1:3]) for name, kind, a in leaves]
+    other.write_models(1, part, distributed._rows(records, 1, 3))  # "process 1"'s file
+    distributed.save_parts(main, 0, leaves, records, np.array([0, 1, 1, 0]))
+    stored = pools.load(path)
+    files = [c["file"] for c in stored.manifest["chunks"]]
+    assert files == [manifest.chunk_file(a, b) for a, b in [(0, 1), (1, 3), (3, 4)]]
+    assert stored.manifest["non_finite"] == [2]
+    np.testing.assert_array_equal(stored.leaves["params/w"], leaves[0][2])
+    for name, array in records.items():
+        np.testing.assert_array_equal(stored.arrays[name], array, err_msg=name)
+    other.reload()
+    assert other.count == 4
+    with pytest.raises(pools.PoolError, match="other settings"):
+        pools.ChunkStore(path, {"a": 2}, write=False)
+    with pytest.raises(pools.PoolError, match="do not follow"):
+        main.add_chunks([manifest.chunk_entry(path, 1, 3)], part, records["logits"][1:3])

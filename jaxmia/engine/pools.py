@@ -50,7 +50,8 @@ Writes are atomic (a temporary file in the same directory, ``fsync``, then
 run leaves the pool as of its last complete chunk, and the same command resumes there.
 Each write holds a file lock on ``DIR/.lock`` (POSIX and Windows) and checks that the
 manifest is still the one this run last wrote, so two runs on one directory fail instead
-of interleaving.
+of interleaving. Across several processes each writes its own models' chunk files and
+process 0 alone the manifest (:mod:`jaxmia.engine.distributed`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ directory atomically, with its outputs on ``x``. A later call with the same sett
 resumes after the saved models (an interrupted run loses at most one chunk), takes a
 finished pool whole, or trains only the models beyond it (a pool grown from 64 to 128
 models). A pool trained with other settings, data, keep rows or keys raises
-:class:`jaxmia.engine.pools.PoolError`.
+:class:`jaxmia.engine.pools.PoolError`. Across several processes (a shared directory),
+each process saves its own models and process 0 the manifest
+(:mod:`jaxmia.engine.distributed`).
 
 Compiled programs are cached by structure (:mod:`jaxmia.engine.caching`): an equal
 factory, optimizer or loss built anew reuses them, and the cache is bounded.
@@ -419,7 +421,8 @@ def train(
       validation, patience: early stopping on ``(x_val, y_val)``: stop a chunk once no
         model has improved for ``patience`` epochs; keep each model's best (0: off).
       checkpoint: a pool directory (:mod:`jaxmia.engine.pools`) to save every chunk to
-        and resume from; another command's pool raises ``pools.PoolError``.
+        and resume from; another command's pool raises ``pools.PoolError``. Several
+        processes share one (:mod:`jaxmia.engine.distributed`).
       checkpoint_spec, checkpoint_meta: JSON-able settings the engine cannot see
         (compared like the spec), and notes kept in the manifest (not compared).
       loss_fn: per-example loss ``(logits (b, c), labels (b,)) -> (b,)``, default
