@@ -142,7 +142,9 @@ def _add_audit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=str, default=None, help="TOML file with the same options")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    group = parser.add_argument_group("several hosts (JAX multi-process runtime)")
+    group = parser.add_argument_group(
+        "several hosts (JAX multi-process runtime; the pool directory on a file system they share)"
+    )
     group.add_argument("--coordinator", help="host:port of process 0")
     group.add_argument("--num-processes", type=int, default=1, help="number of processes")
     group.add_argument("--process-id", type=int, default=0, help="this process's index")
@@ -348,13 +350,8 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pool_dir(args: argparse.Namespace, config: Any, multi_process: bool) -> str | None:
-    """``--pool`` or ``OUTPUT_DIR/pool``; none across several processes, which do not
-    share a file system as far as jaxmia knows."""
-    if multi_process:
-        if args.pool:
-            raise ValueError("--pool is not supported with several processes yet")
-        return None
+def _pool_dir(args: argparse.Namespace, config: Any) -> str:
+    """``--pool`` or ``OUTPUT_DIR/pool`` (across processes: on a shared file system)."""
     return args.pool or os.path.join(config.output_dir, "pool")
 
 
@@ -418,12 +415,13 @@ def _audit_run(args: argparse.Namespace, config: Any, main_process: bool) -> int
     """The audit of ``jaxmia audit`` once its options are checked and its output directory
     claimed: train (or read) the pool, attack, write the report."""
     from jaxmia import audit
-    from jaxmia.engine import pools
+    from jaxmia.engine import distributed, pools
 
     quiet = args.quiet or not main_process
     log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    pool_dir = _pool_dir(args, config, bool(args.coordinator))
-    _retrain(args, pool_dir, log)
+    pool_dir = _pool_dir(args, config)
+    _retrain(args, pool_dir if main_process else None, log)
+    distributed.barrier("jaxmia-retrain")  # no process reads the pool process 0 removes
     try:
         result = audit.run(
             config, log=log, progress=None if quiet else Progress(), pool_dir=pool_dir

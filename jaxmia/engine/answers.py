@@ -15,6 +15,7 @@ import pathlib
 import zipfile
 from collections.abc import Callable
 
+import jax
 import numpy as np
 
 from jaxmia.engine.files import atomic_write, refuse_link
@@ -71,8 +72,9 @@ def cached_labels(
     labels = np.asarray(compute(x))
     if labels.size and labels.min() >= -(2**15) and labels.max() < 2**15:
         labels = labels.astype(np.int16)
-    folder.mkdir(exist_ok=True)
-    atomic_write(file, lambda f: np.savez(f, labels=labels, sha256=np.array(_digest(labels))))
+    if jax.process_index() == 0:  # several processes (jaxmia.engine.distributed): one writer
+        folder.mkdir(exist_ok=True)
+        atomic_write(file, lambda f: np.savez(f, labels=labels, sha256=np.array(_digest(labels))))
     return labels
 
 

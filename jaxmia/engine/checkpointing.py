@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from jaxmia import signals
-from jaxmia.engine import pools
+from jaxmia.engine import distributed, pools
 from jaxmia.engine.dpsgd import DPConfig
 from jaxmia.engine.fingerprint import (
     data_fingerprint,
@@ -163,7 +163,8 @@ def signals_on(logits: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
 def save_chunk(store: pools.ChunkStore, start: int, params, rest, logits: np.ndarray, y: np.ndarray,
                keep: np.ndarray, heldout: np.ndarray | None, key_data: np.ndarray,
                losses: np.ndarray, best_epoch: np.ndarray | None,
-               extra: Mapping[str, np.ndarray] | None = None) -> None:  # fmt: skip
+               extra: Mapping[str, np.ndarray] | None = None,
+               owners: np.ndarray | None = None) -> None:  # fmt: skip
     """Saves models ``[start, start + m)`` with their records.
 
     Args:
@@ -176,6 +177,8 @@ def save_chunk(store: pools.ChunkStore, start: int, params, rest, logits: np.nda
       best_epoch: ``(m,)`` under early stopping, else None.
       extra: more per-model records (under DP-SGD: ``dp_counts`` ``(m, 4)`` and
         ``canary_keep`` ``(m,)``), or None.
+      owners: across several processes, ``(m,)`` the process that writes each model
+        (:func:`jaxmia.engine.distributed.save_parts`); None: this process writes all.
     """
     train_acc, test_acc = accuracies(logits, y, keep, heldout)
     records = {
@@ -189,7 +192,11 @@ def save_chunk(store: pools.ChunkStore, start: int, params, rest, logits: np.nda
     if best_epoch is not None:
         records["best_epoch"] = best_epoch
     records.update(extra or {})
-    store.save_chunk(start, flatten("params", params) + flatten("rest", rest), records)
+    leaves = flatten("params", params) + flatten("rest", rest)
+    if owners is None:
+        store.save_chunk(start, leaves, records)
+    else:
+        distributed.save_parts(store, start, leaves, records, owners)
 
 
 def resumed_counts(resumed: pools.StoredModels, canary_keep: np.ndarray) -> np.ndarray:

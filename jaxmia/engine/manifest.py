@@ -7,11 +7,22 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jaxmia.engine.files import PoolError
+import numpy as np
 
-__all__ = ["FORMAT", "MANIFEST", "VERSION", "read_manifest"]
+from jaxmia.engine.files import PoolError, sha256
+
+__all__ = [
+    "FORMAT",
+    "MANIFEST",
+    "VERSION",
+    "chunk_entry",
+    "chunk_file",
+    "read_manifest",
+    "with_chunks",
+]
 
 FORMAT = "jaxmia-pool"
 """The ``format`` field of a pool's manifest."""
@@ -96,3 +107,46 @@ def _check_notes(path: pathlib.Path, manifest: dict[str, Any], k: int) -> None:
         raise PoolError(
             f"damaged shadow pool at {path}: meta.blocks is {blocks!r}, not increasing model counts"
         )
+
+
+def chunk_file(start: int, stop: int) -> str:
+    """The file name of models ``[start, stop)`` in a pool directory."""
+    return f"chunk-{start:06d}-{stop:06d}.npz"
+
+
+def chunk_entry(path: str | os.PathLike, start: int, stop: int) -> dict[str, Any]:
+    """The manifest entry ``{file, start, stop, sha256, bytes}`` of the chunk file of models
+    ``[start, stop)`` in the pool directory ``path`` (read to compute its SHA-256)."""
+    file = pathlib.Path(path) / chunk_file(start, stop)
+    return {
+        "file": file.name,
+        "start": start,
+        "stop": stop,
+        "sha256": sha256(file),
+        "bytes": file.stat().st_size,
+    }
+
+
+def with_chunks(
+    manifest: Mapping[str, Any],
+    entries: Sequence[Mapping[str, Any]],
+    leaves: Sequence[tuple[str, str, np.ndarray]],
+    logits: np.ndarray,
+) -> dict[str, Any]:
+    """A copy of ``manifest`` with the chunk files ``entries`` (:func:`chunk_entry`,
+    contiguous, models ``[start, stop)``) in place of any chunks from ``start`` on, their
+    variables ``leaves`` ``[(name, kind, (m, ...))]`` and the models among them whose
+    ``logits`` ``(m, n, c)`` are not all finite."""
+    start, stop = entries[0]["start"], entries[-1]["stop"]
+    bad = np.flatnonzero(~np.isfinite(logits.reshape(stop - start, -1)).all(axis=1)) + start
+    out = dict(manifest)
+    out["leaves"] = [
+        {"name": name, "kind": kind, "shape": list(a.shape[1:]), "dtype": str(a.dtype)}
+        for name, kind, a in leaves
+    ]
+    out["chunks"] = [*[c for c in out["chunks"] if c["stop"] <= start], *map(dict, entries)]
+    out["k"] = stop
+    out["non_finite"] = sorted(
+        {*(i for i in out.get("non_finite", []) if i < start), *bad.tolist()}
+    )
+    return out

@@ -50,7 +50,8 @@ Writes are atomic (a temporary file in the same directory, ``fsync``, then
 run leaves the pool as of its last complete chunk, and the same command resumes there.
 Each write holds a file lock on ``DIR/.lock`` (POSIX and Windows) and checks that the
 manifest is still the one this run last wrote, so two runs on one directory fail instead
-of interleaving.
+of interleaving. Across several processes each writes its own models' chunk files and
+process 0 alone the manifest (:mod:`jaxmia.engine.distributed`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,15 @@ from jaxmia.engine.files import (
     sha256,
 )
 from jaxmia.engine.fingerprint import data_fingerprint, spec_differences
-from jaxmia.engine.manifest import FORMAT, MANIFEST, VERSION, read_manifest
+from jaxmia.engine.manifest import (
+    FORMAT,
+    MANIFEST,
+    VERSION,
+    chunk_entry,
+    chunk_file,
+    read_manifest,
+    with_chunks,
+)
 
 __all__ = [
     "ANSWERS",
@@ -199,10 +208,18 @@ class ChunkStore:
       spec: JSON-able description of everything that determines the models besides
         their keep rows and keys; an existing pool with another spec is refused.
       meta: JSON-able notes kept in the manifest (not compared).
+      write: False for a process that only reads the manifest (checked against ``spec``
+        if there is one) and writes chunk files (:meth:`write_models`), while another
+        process writes the manifest (several processes, :mod:`jaxmia.engine.distributed`).
     """
 
     def __init__(
-        self, path: str | os.PathLike, spec: Mapping[str, Any], meta: Mapping | None = None
+        self,
+        path: str | os.PathLike,
+        spec: Mapping[str, Any],
+        meta: Mapping | None = None,
+        *,
+        write: bool = True,
     ):
         self.path = pathlib.Path(path)
         self.spec = _jsonable(dict(spec))
@@ -213,6 +230,11 @@ class ChunkStore:
                 f"{self.path} is not a shadow pool and holds other files or links "
                 f"({', '.join(foreign[:3])}); keep a pool in an empty or new directory"
             )
+        if not write:  # another process writes the manifest (jaxmia.engine.distributed)
+            self.manifest = {"k": 0, "chunks": []}
+            if (self.path / MANIFEST).exists():
+                self.reload()
+            return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -229,15 +251,7 @@ class ChunkStore:
             if stale.name.endswith(TMP_SUFFIX) and is_own(stale):
                 stale.unlink()
         if (self.path / MANIFEST).exists():
-            self.manifest = read_manifest(self.path)
-            diff = spec_differences(self.manifest["spec"], self.spec)
-            if diff:
-                raise PoolError(
-                    f"the shadow pool at {self.path} was trained with other settings ("
-                    + "; ".join(diff[:4])
-                    + ("; ..." if len(diff) > 4 else "")
-                    + f"); {RETRAIN}"
-                )
+            self.reload()
         else:
             answers = self.path / ANSWERS
             if answers.is_dir():  # answers of models no longer here
@@ -257,6 +271,19 @@ class ChunkStore:
                 "meta": self.meta,
             }
             self._write_manifest(self.manifest)
+
+    def reload(self) -> None:
+        """Reads the manifest from disk (a process that does not write it reads the one that
+        process 0 wrote) and refuses a pool trained with another spec."""
+        self.manifest = read_manifest(self.path)
+        diff = spec_differences(self.manifest["spec"], self.spec)
+        if diff:
+            raise PoolError(
+                f"the shadow pool at {self.path} was trained with other settings ("
+                + "; ".join(diff[:4])
+                + ("; ..." if len(diff) > 4 else "")
+                + f"); {RETRAIN}"
+            )
 
     @property
     def count(self) -> int:
@@ -301,44 +328,43 @@ class ChunkStore:
         (:func:`jaxmia.engine.checkpointing.flatten`) and per-model records (``keep``,
         ``keys``, ``losses``, accuracies, signals)."""
         with locked(self.path):
-            on_disk = read_manifest(self.path)
-            if on_disk["chunks"] != self.manifest["chunks"]:
-                raise PoolError(
-                    f"another run changed the shadow pool at {self.path} while this one was "
-                    "training; run one command per pool directory at a time"
-                )
-            self._save_chunk(start, leaves, arrays)
+            self._check_unchanged()
+            if start != self.count:
+                raise PoolError(f"chunk starts at model {start}, but the pool has {self.count}")
+            entry = self.write_models(start, leaves, arrays)
+            self._commit([entry], leaves, arrays["logits"])
 
-    def _save_chunk(self, start, leaves, arrays) -> None:
-        if start != self.count:
-            raise PoolError(f"chunk starts at model {start}, but the pool has {self.count}")
-        m = int(arrays["keep"].shape[0])
-        stop = start + m
-        file = self.path / f"chunk-{start:06d}-{stop:06d}.npz"
+    def write_models(self, start: int, leaves, arrays: Mapping[str, np.ndarray]) -> dict:
+        """Writes models ``[start, start + m)`` (as :meth:`save_chunk`) to their chunk file
+        without adding them to the manifest; returns the file's entry
+        (:func:`jaxmia.engine.manifest.chunk_entry`) for :meth:`add_chunks`."""
+        file = self.path / chunk_file(start, start + int(arrays["keep"].shape[0]))
         payload = {name: np.ascontiguousarray(a) for name, _, a in leaves}
         payload.update({name: np.ascontiguousarray(a) for name, a in arrays.items()})
         atomic_write(file, lambda f: np.savez(f, **payload))
-        logits = arrays["logits"].reshape(m, -1)
-        bad = np.flatnonzero(~np.isfinite(logits).all(axis=1)) + start
-        manifest = dict(self.manifest)
-        manifest["leaves"] = [
-            {"name": name, "kind": kind, "shape": list(a.shape[1:]), "dtype": str(a.dtype)}
-            for name, kind, a in leaves
-        ]
-        manifest["chunks"] = [
-            *[c for c in manifest["chunks"] if c["stop"] <= start],
-            {
-                "file": file.name,
-                "start": start,
-                "stop": stop,
-                "sha256": sha256(file),
-                "bytes": file.stat().st_size,
-            },
-        ]
-        manifest["k"] = stop
-        manifest["non_finite"] = sorted(
-            {*(i for i in manifest.get("non_finite", []) if i < start), *bad.tolist()}
-        )
+        return chunk_entry(self.path, start, start + int(arrays["keep"].shape[0]))
+
+    def add_chunks(self, entries: Sequence[Mapping[str, Any]], leaves, logits) -> None:
+        """Adds chunk files on disk to the manifest: ``entries`` contiguous from
+        :attr:`count`, of the models whose stacked ``leaves`` and ``logits`` ``(m, n, c)``
+        these are (all entries together)."""
+        with locked(self.path):
+            self._check_unchanged()
+            starts = [self.count, *(e["stop"] for e in entries[:-1])]
+            if not entries or [e["start"] for e in entries] != starts:
+                raise PoolError(f"the chunks do not follow the pool's {self.count} models")
+            self._commit(entries, leaves, logits)
+
+    def _check_unchanged(self) -> None:
+        on_disk = read_manifest(self.path)
+        if on_disk["chunks"] != self.manifest["chunks"]:
+            raise PoolError(
+                f"another run changed the shadow pool at {self.path} while this one was "
+                "training; run one command per pool directory at a time"
+            )
+
+    def _commit(self, entries, leaves, logits) -> None:
+        manifest = with_chunks(self.manifest, entries, leaves, logits)
         manifest["meta"] = {**manifest.get("meta", {}), **self.meta}
         self._write_manifest(manifest)
         self.manifest = manifest

@@ -23,7 +23,9 @@ directory atomically, with its outputs on ``x``. A later call with the same sett
 resumes after the saved models (an interrupted run loses at most one chunk), takes a
 finished pool whole, or trains only the models beyond it (a pool grown from 64 to 128
 models). A pool trained with other settings, data, keep rows or keys raises
-:class:`jaxmia.engine.pools.PoolError`.
+:class:`jaxmia.engine.pools.PoolError`. Across several processes (a shared directory),
+each process saves its own models and process 0 the manifest
+(:mod:`jaxmia.engine.distributed`).
 
 Compiled programs are cached by structure (:mod:`jaxmia.engine.caching`): an equal
 factory, optimizer or loss built anew reuses them, and the cache is bounded.
@@ -53,7 +55,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmia.engine import adversarial, checkpointing, pools, sampling
+from jaxmia.engine import adversarial, checkpointing, distributed, sampling
 from jaxmia.engine.adversarial import AdvReg
 from jaxmia.engine.caching import cache_by_structure
 from jaxmia.engine.checks import (
@@ -319,13 +321,15 @@ def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, 
     logits = apply(graphdefs(run.factory)[1], trained.params[-1], trained.rest[-1], run.x)
     trained.logits.append(logits)
     rows = slice(start, start + n_real)
-    if store is not None and jax.process_index() == 0:
+    if store is not None:  # several processes: each saves its own models
+        owners = None if jax.process_count() == 1 else distributed.chunk_owners(ck, n_real)
         heldout = None if run.heldout is None else np.broadcast_to(run.heldout, run.keep.shape)
         checkpointing.save_chunk(
             store, start, trained.params[-1], trained.rest[-1], logits, run.y, run.keep[rows],
             None if heldout is None else heldout[rows], run.key_data[rows], trained.losses[-1],
             trained.best_epoch[-1] if stopper is not None else None,
             None if run.dp is None else {"dp_counts": counts, "canary_keep": run.canary_keep[rows]},
+            owners,
         )  # fmt: skip
     if run.progress is not None:
         last = trained.losses[-1][~np.isnan(trained.losses[-1]).all(axis=1)][-1:]
@@ -417,7 +421,8 @@ def train(
       validation, patience: early stopping on ``(x_val, y_val)``: stop a chunk once no
         model has improved for ``patience`` epochs; keep each model's best (0: off).
       checkpoint: a pool directory (:mod:`jaxmia.engine.pools`) to save every chunk to
-        and resume from; another command's pool raises ``pools.PoolError``.
+        and resume from; another command's pool raises ``pools.PoolError``. Several
+        processes share one (:mod:`jaxmia.engine.distributed`).
       checkpoint_spec, checkpoint_meta: JSON-able settings the engine cannot see
         (compared like the spec), and notes kept in the manifest (not compared).
       loss_fn: per-example loss ``(logits (b, c), labels (b,)) -> (b,)``, default
@@ -455,7 +460,7 @@ def train(
             extra=checkpoint_spec, objective=objective,
             adv_reg=adversarial.spec_entry(adv_reg, reference),
         )  # fmt: skip
-        store = pools.ChunkStore(checkpoint, spec, checkpoint_meta)
+        store = distributed.open_pool(checkpoint, spec, checkpoint_meta)
         first = _resume(run, store, tx, trained)
     for start in range(first, run.k, run.chunk):
         _train_chunk(run, start, trained, seconds, store)
