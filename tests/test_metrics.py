@@ -59,6 +59,21 @@ def test_auc_unbalanced_and_integer_scores():
 
 
 @pytest.mark.parametrize(("seed", "n", "tied"), CASES)
+def test_auc_with_a_known_order_is_the_same(seed, n, tied):
+    """``order`` (any permutation sorting the scores, ties in any order) skips the sort
+    and gives the same float, bit for bit; one that does not sort them is refused."""
+    y, s = _data(seed, n, tied=tied)
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(n), s))  # ascending, ties shuffled
+    assert M.auc(y, s, order=order) == M.auc(y, s)
+    if n > 2 and np.unique(s).size > 1:
+        with pytest.raises(ValueError, match="does not sort"):
+            M.auc(y, s, order=order[::-1])
+    with pytest.raises(ValueError, match="permutation"):
+        M.auc(y, s, order=np.zeros(n, int))
+
+
+@pytest.mark.parametrize(("seed", "n", "tied"), CASES)
 def test_tpr_at_fpr_brute_force(seed, n, tied):
     y, s = _data(seed, n, tied=tied)
     n_neg = int((~y).sum())
