@@ -97,11 +97,13 @@ def _dominance(log_ratio_x: jax.Array, log_ratio_z: jax.Array, log_gamma: float)
 
 
 def _stable_order(v: np.ndarray) -> np.ndarray:
-    """``np.argsort(v, kind="stable")``, through the faster unstable sort when ``v`` has no
-    two equal values (then every sort gives the same order)."""
-    order = np.argsort(v)
-    s = v[order]
-    return np.argsort(v, kind="stable") if (s[1:] == s[:-1]).any() else order
+    """``np.argsort(v, kind="stable")`` of finite float32 ``v`` ``(m,)``, through one
+    unstable sort of 64-bit keys (the value's order-preserving bits, then the index), 5-10x
+    faster than NumPy's stable sort of floats; ``-0.0`` ties with ``0.0`` as there."""
+    bits = (np.asarray(v, np.float32) + np.float32(0.0)).view(np.uint32)  # -0.0 -> 0.0
+    ordered = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))  # monotone in v
+    keys = (ordered.astype(np.uint64) << np.uint64(32)) | np.arange(bits.size, dtype=np.uint64)
+    return (np.sort(keys) & np.uint64(0xFFFFFFFF)).astype(np.intp)
 
 
 @functools.partial(jax.jit, static_argnames=("nz",))
@@ -131,7 +133,8 @@ def _dominance_host(
     lx = np.asarray(log_ratio_x, np.float32)
     m, nz = lx.shape[0], np.shape(log_ratio_z)[0]
     order = _stable_order(lx)
-    sorted_z = np.sort(np.asarray(log_ratio_z, np.float32))
+    same = log_ratio_z is log_ratio_x  # candidates = population (the calibration)
+    sorted_z = lx[order] if same else np.sort(np.asarray(log_ratio_z, np.float32))
     count = np.empty(m, np.int32)  # queries in ascending order: searchsorted walks forward
     count[order] = np.searchsorted(sorted_z, lx[order] - np.float32(log_gamma), side="right")
     inverse = np.empty(m, np.int32)  # = argsort(argsort(lx)) with the stable sort
@@ -416,8 +419,8 @@ def calibrate_rmia(
             member = keep[t, usable]
             if member.all() or not member.any():
                 continue
-            lp, kp = jnp.asarray(log_p[others][:, usable]), jnp.asarray(keep[others][:, usable])
-            lt = log_p[t, usable]
+            pick = np.ix_(np.flatnonzero(others), np.flatnonzero(usable))
+            lp, kp, lt = jnp.asarray(log_p[pick]), jnp.asarray(keep[pick]), log_p[t, usable]
             for j, (tj, a) in enumerate(grid):
                 if tj != temperature:
                     continue
