@@ -8,6 +8,7 @@ each resample.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,6 +41,17 @@ def _stratified_bootstrap_indices(
     return np.concatenate([pos_draw, neg_draw], axis=1)
 
 
+@functools.lru_cache(maxsize=2)
+def _resamples(membership: bytes, n_boot: int, seed: int) -> np.ndarray:
+    """:func:`_stratified_bootstrap_indices` of bool membership (its bytes) with
+    ``numpy.random.default_rng(seed)``, drawn once for every attack of an audit (they share
+    the membership and the seed); read-only."""
+    y = np.frombuffer(membership, dtype=bool)
+    idx = _stratified_bootstrap_indices(y, n_boot, np.random.default_rng(seed))
+    idx.flags.writeable = False
+    return idx
+
+
 def _grouped_counts(groups: np.ndarray, n_groups: int) -> np.ndarray:
     """Per-row histogram: ``(B, m)`` group ids -> ``(B, n_groups)`` int64 counts."""
     n_rows = groups.shape[0]
@@ -61,8 +73,10 @@ def _bootstrap_stats(
     Returns:
         ``(aucs, tprs)`` with shapes ``(B,)`` and ``(B, len(fprs))``.
     """
-    rng = np.random.default_rng(seed)
-    idx = _stratified_bootstrap_indices(y, n_boot, rng)
+    if isinstance(seed, (int, np.integer)):
+        idx = _resamples(y.tobytes(), n_boot, int(seed))
+    else:  # a seed sequence or generator state: not cached
+        idx = _stratified_bootstrap_indices(y, n_boot, np.random.default_rng(seed))
     _, inv = np.unique(s, return_inverse=True)  # ascending distinct-score ids
     n_groups = int(inv.max()) + 1
     n_pos = int(y.sum())

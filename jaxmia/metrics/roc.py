@@ -87,19 +87,23 @@ def _validate(membership: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     return y_bool.astype(bool, copy=False), s
 
 
-def _roc_counts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _roc_counts(
+    y: np.ndarray, s: np.ndarray, order: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cumulative false/true-positive counts at every distinct score, highest first.
 
     Args:
         y: Validated bool membership, shape ``(n,)``.
         s: Validated float64 scores, shape ``(n,)``.
+        order: ``(n,)`` a permutation sorting ``s`` ascending, if known (ties in any
+            order: the counts at the end of each run of equal scores do not depend on it).
 
     Returns:
         ``(fps, tps, thresholds)``, each of shape ``(k + 1,)`` where ``k`` is the number
         of distinct scores. Entry ``i`` counts examples with ``score >= thresholds[i]``;
         entry 0 is the empty decision (threshold ``+inf``, counts 0).
     """
-    order = np.argsort(s, kind="stable")[::-1]
+    order = (np.argsort(s) if order is None else order)[::-1]
     s_sorted = s[order]
     y_sorted = y[order]
     # Last index of every run of equal scores (``!=`` rather than ``np.diff`` so that
@@ -329,7 +333,11 @@ def best_threshold(membership: Any, scores: Any) -> float:
         ValueError: On invalid inputs.
     """
     y, s = _validate(membership, scores)
-    fps, tps, thresholds = _roc_counts(y, s)
+    return _best_threshold(*_roc_counts(y, s))
+
+
+def _best_threshold(fps: np.ndarray, tps: np.ndarray, thresholds: np.ndarray) -> float:
+    """:func:`best_threshold` from the ROC counts of :func:`_roc_counts`."""
     n_neg = fps[-1]
     correct = tps + (n_neg - fps)  # TP + TN at each vertex
     # Vertex 0 is "predict nobody"; express it as a finite threshold when possible.
