@@ -134,3 +134,21 @@ def test_calibrate_rmia_from_log_probs_per_temperature():
         attacks.calibrate_rmia(per_t, keep, labels=y, **kw)
     with pytest.raises(attacks.AttackInputError, match="one \\(k, n\\) shape"):
         attacks.calibrate_rmia({**per_t, 4.0: per_t[4.0][:, :5]}, keep, **kw)
+
+
+def test_offline_priors_of_a_grid_are_log_prior_bit_for_bit():
+    """Pr_OUT once, then every ``a`` at once (the calibration's path): the bits of one
+    :func:`log_prior` call per ``a``, records without OUT models included."""
+    rng = np.random.default_rng(7)
+    grid = jnp.asarray(rmia.A_GRID, jnp.float32)
+    for k, n in [(1, 5), (15, 2000), (63, 301)]:
+        lp = jnp.asarray(np.log(rng.uniform(1e-6, 1, (k, n))).astype(np.float32) * 3)
+        keep = rng.random((k, n)) < 0.5
+        keep[:, :3] = True  # members of every model
+        keep = jnp.asarray(keep)
+        many = np.asarray(rmia._offline_priors(rmia._log_mean_out(lp, keep), grid))
+        for j, a in enumerate(rmia.A_GRID):
+            one = np.asarray(rmia.log_prior(lp, keep, False, a))
+            np.testing.assert_array_equal(many[j].view(np.uint32), one.view(np.uint32))
+    with pytest.raises(attacks.AttackInputError, match=r"a must lie in \[0, 1\], got 1.5"):
+        attacks.calibrate_rmia(np.asarray(lp), keep, online=False, a_grid=(0.5, 1.5))

@@ -87,6 +87,22 @@ def log_prior(log_p_refs: jax.Array, keep: jax.Array, online: bool, a: float) ->
 
 
 @jax.jit
+def _log_mean_out(log_p_refs: jax.Array, keep: jax.Array) -> jax.Array:
+    """``(n,)`` ``log Pr_OUT(x)``: the offline :func:`log_prior` before the ``a`` scaling."""
+    out = ~keep
+    n_out = jnp.maximum(jnp.sum(out, axis=0), 1)
+    return jax.nn.logsumexp(jnp.where(out, log_p_refs, -jnp.inf), axis=0) - jnp.log(n_out)
+
+
+@jax.jit
+def _offline_priors(log_mean_out: jax.Array, a: jax.Array) -> jax.Array:
+    """``(g, n)`` the offline :func:`log_prior` at each of ``g`` values ``a`` (float32),
+    from :func:`_log_mean_out` computed once (the same bits as one call per ``a``)."""
+    a = a[:, None]
+    return jnp.logaddexp(jnp.log1p(a) + log_mean_out, jnp.log1p(-a)) - jnp.log(2.0)
+
+
+@jax.jit
 def _dominance(log_ratio_x: jax.Array, log_ratio_z: jax.Array, log_gamma: float) -> jax.Array:
     """``(count + tie-break) / |Z|`` where count = #{z : ratio_x / ratio_z >= gamma}."""
     sorted_z = jnp.sort(log_ratio_z)
@@ -405,6 +421,9 @@ def calibrate_rmia(
     """
     log_p_at, shape = _log_p_at(ref_logits, labels, temperatures)
     keep = np.asarray(_checks.as_keep("keep", keep, shape))
+    bad = [a for a in a_grid if not 0.0 <= a <= 1.0]
+    if bad and not online:
+        raise _checks.AttackInputError(f"RMIA's a must lie in [0, 1], got {bad[0]}")
     k = keep.shape[0]
     grid = [(t, a) for t in temperatures for a in ((None,) if online else a_grid)]
     if k < 2 or len(grid) == 1:
@@ -421,12 +440,16 @@ def calibrate_rmia(
                 continue
             pick = np.ix_(np.flatnonzero(others), np.flatnonzero(usable))
             lp, kp, lt = jnp.asarray(log_p[pick]), jnp.asarray(keep[pick]), log_p[t, usable]
-            for j, (tj, a) in enumerate(grid):
-                if tj != temperature:
-                    continue
+            cells = [j for j, (tj, _) in enumerate(grid) if tj == temperature]
+            if online:
+                priors = np.asarray(log_prior(lp, kp, True, 0.0))[None]
+            else:  # Pr_OUT once, then every a
+                a_values = jnp.asarray([grid[j][1] for j in cells], jnp.float32)
+                priors = np.asarray(_offline_priors(_log_mean_out(lp, kp), a_values))
+            for j, prior in zip(cells, priors, strict=True):
                 # the pseudo-target's records are candidates and population at once: the
                 # scores of rmia_online / rmia_offline(a=a) with x = z, from one sort
-                ratio = lt - np.asarray(log_prior(lp, kp, online, 0.0 if a is None else a))
+                ratio = lt - prior
                 s, order = _dominance_host(ratio, ratio, log_gamma)
                 totals[j] += metrics.auc(member, s.astype(np.float64), order=order)
     return RMIACalibration(*grid[int(np.argmax(totals))])
