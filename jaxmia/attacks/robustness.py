@@ -118,14 +118,20 @@ def _flip_rows(
     ``start_hi``, ``start_lo`` ``(r,)`` uint32: the halves of each row's first flat index.
     """
     k1, k2 = jax.random.key_data(key)
-    col = jnp.arange(x.shape[1], dtype=jnp.uint32)[None, :]
-    lo = start_lo[:, None] + col
-    hi = start_hi[:, None] + (lo < col).astype(jnp.uint32)  # carry out of the low half
-    b0, b1 = _threefry2x32(k1, k2, jnp.broadcast_to(hi, lo.shape), lo)
+    b0, b1 = _threefry2x32(k1, k2, *_flat_halves(start_hi, start_lo, x.shape[1]))
     bits = b0 ^ b1
     mantissa = (bits >> jnp.uint32(9)) | jnp.uint32(0x3F800000)  # uniform in [1, 2)
     uniform = jax.lax.bitcast_convert_type(mantissa, jnp.float32) - jnp.float32(1.0)
     return jnp.where(uniform < rate, 1 - x, x)
+
+
+def _flat_halves(start_hi: jax.Array, start_lo: jax.Array, d: int) -> tuple[jax.Array, jax.Array]:
+    """``(r, d)`` uint32 halves ``(hi, lo)`` of the flat indices ``start + j`` of ``d``
+    elements after each row start ``(start_hi, start_lo)`` ``(r,)``."""
+    col = jnp.arange(d, dtype=jnp.uint32)[None, :]
+    lo = start_lo[:, None] + col
+    hi = start_hi[:, None] + (lo < col).astype(jnp.uint32)  # carry out of the low half
+    return hi, lo
 
 
 def _row_starts(rows: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
