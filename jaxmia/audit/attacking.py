@@ -168,7 +168,7 @@ subset of larger pools; smaller pools, the bundled 5,010 records among them, use
 record). ``tau`` is one scalar among the ``q + 1`` score values, chosen on ``k`` shadows
 times these records; querying every record of a large pool ``q`` times through every
 shadow model would cost more than the rest of the audit (16 shadows x 50,000 records x 16
-queries: ~1.5 TFLOP)."""
+queries of the default MLP: ~1.5 TFLOP)."""
 
 
 def calibration_records(pool: np.ndarray, seed: int) -> np.ndarray:
