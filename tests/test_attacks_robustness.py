@@ -152,6 +152,18 @@ def test_bit_flips_are_jax_randoms_bits_also_for_some_rows(shape):
             np.testing.assert_array_equal(part[i], want[rows])
 
 
+def test_other_random_number_generators_draw_through_jax_random():
+    """Keys of another generator, or Threefry without ``jax_threefry_partitionable``, are
+    drawn by ``jax.random`` itself (the written-out hash would give other bits)."""
+    x = (np.random.default_rng(5).random((30, 7)) < 0.3).astype(np.float32)
+    rows = np.array([2, 9, 29])
+    for key in (jax.random.key(1, impl="rbg"), jax.random.key(1)):
+        with jax.threefry_partitionable(str(jax.random.key_impl(key)) == "rbg"):
+            assert not robustness._partitionable_threefry(key)
+            part = list(robustness._copies(x, key, 3, "flip", 0.3, rows))
+            np.testing.assert_array_equal(part[2], _flips_by_jax_random(x, key, 2, 0.3)[rows])
+
+
 def test_threefry_and_flat_indices_beyond_32_bits():
     """The hash equals JAX's threefry primitive on any counters, and the flat indices of
     rows past 2**32 elements carry into the high half."""

@@ -125,6 +125,20 @@ def _flip_rows(
     return jnp.where(uniform < rate, 1 - x, x)
 
 
+@jax.jit
+def _flip_bits(x: jax.Array, key: jax.Array, rate: jax.Array) -> jax.Array:
+    flip = jax.random.bernoulli(key, rate, x.shape)
+    return jnp.where(flip, 1 - x, x)
+
+
+def _partitionable_threefry(key: jax.Array) -> bool:
+    """Whether ``key`` draws with the partitionable Threefry-2x32 (JAX's default), whose
+    bits :func:`_flip_rows` reproduces; other generators go through ``jax.random``."""
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    impl = str(jax.random.key_impl(key)) if typed else jax.config.jax_default_prng_impl
+    return impl == "threefry2x32" and bool(jax.config.jax_threefry_partitionable)
+
+
 def _flat_halves(start_hi: jax.Array, start_lo: jax.Array, d: int) -> tuple[jax.Array, jax.Array]:
     """``(r, d)`` uint32 halves ``(hi, lo)`` of the flat indices ``start + j`` of ``d``
     elements after each row start ``(start_hi, start_lo)`` ``(r,)``."""
@@ -226,7 +240,8 @@ def _copies(
     # drawn on the last device, one copy ahead: the pool and the target answer on the
     # first device (and the pool on all), so drawing overlaps with answering
     device = jax.local_devices()[-1]
-    if kind == "flip":
+    written_out = kind == "flip" and _partitionable_threefry(key)
+    if written_out:
         flat = part.reshape(part.shape[0], -1)
         starts = _row_starts(np.arange(x.shape[0]) if rows is None else rows, flat.shape[1])
         xd, hi, lo = jax.device_put((flat, *starts), device)
@@ -235,9 +250,11 @@ def _copies(
 
     def draw(i: int) -> jax.Array:
         k = jax.device_put(jax.random.fold_in(key, i), device)
-        if kind == "flip":
+        if written_out:
             return _flip_rows(xd, k, jnp.float32(strength), hi, lo)
-        if kind == "gaussian":
+        if kind == "flip":  # another random number generator: drawn by jax.random
+            out = _flip_bits(xd, k, jnp.float32(strength))
+        elif kind == "gaussian":
             out = _add_noise(xd, k, jnp.float32(strength))
         else:
             max_shift = min(int(strength), xd.shape[1], xd.shape[2])
