@@ -429,3 +429,13 @@ def test_an_audit_of_few_records_flags_them(tmp_path, capsys, small_digits):
     assert any("not measurable with 20 non-members" in n for n in m["notes"])
     report = (tmp_path / "o" / "report.md").read_text()
     assert "not measurable" in report
+
+
+def test_bootstrap_fpr_bound_is_the_float_test_of_every_count():
+    """The largest false-positive count whose FPR passes ``fps / n_neg <= target`` in
+    float64, by brute force over every count (targets on and between the FPR grid)."""
+    for n_neg in (1, 3, 7, 1000, 2505):
+        grid = np.arange(n_neg + 1) / n_neg
+        for target in (0.0, 0.001, 0.01, 1 / n_neg, 0.1, 1 / 3, 0.5, 0.999, 1.0, *grid[::97]):
+            want = int(np.flatnonzero(np.arange(n_neg + 1) / n_neg <= target).max())
+            assert M.bootstrap._max_count(float(target), n_neg) == want, (n_neg, target)
