@@ -1,9 +1,12 @@
 """RMIA and attack-P (jaxmia/attacks/rmia.py) against brute force."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxmia import attacks, splits
+from jaxmia.attacks import rmia
 
 
 def brute_force_rmia(lp_x, lp_z, ref_x, keep_x, ref_z, keep_z, online, a, gamma):
@@ -60,3 +63,92 @@ def test_rmia_counts_population_records_exactly_at_gamma():
     brute = np.mean(lx[0] - lz >= np.float32(np.log(2.0)))  # ties count
     assert brute == 2 / 3
     assert float(attacks.attack_p(lx, target_log_p_z=lz, gamma=2.0)[0]) == pytest.approx(brute)
+
+
+def _log_ratios(rng, kind, m, nz):
+    """Candidates' and population's float32 log-ratios: continuous, many ties (also
+    between x and z), or with -0.0 and 0.0 mixed."""
+    if kind == "normal":
+        return rng.normal(size=m).astype(np.float32), rng.normal(size=nz).astype(np.float32)
+    if kind == "ties":
+        x = rng.integers(-4, 4, m).astype(np.float32) * np.float32(np.log(2.0))
+        return x, np.concatenate([x, x])[rng.integers(0, 2 * m, nz)]
+    x, z = (np.log(rng.uniform(0.01, 1, n)).astype(np.float32) for n in (m, nz))
+    x[: m // 3], x[m // 3 : m // 2], z[: nz // 4] = 0.0, -0.0, -0.0
+    return x, z
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "zeros"])
+def test_sorted_counting_on_the_host_is_the_jitted_count_bit_for_bit(kind):
+    """The host path (NumPy sorts, the float32 arithmetic in the same XLA program) gives
+    the bits of the jitted sort + searchsorted + double argsort, and of the dense count
+    ``#{z : lx - lz >= log gamma}`` plus the rank tie-break; its order sorts the scores."""
+    rng = np.random.default_rng(["normal", "ties", "zeros"].index(kind))
+    for m, nz in [(1, 1), (7, 3), (300, 301), (1000, 257)]:
+        x, z = _log_ratios(rng, kind, m, nz)
+        for gamma in (0.5, 1.0, 2.0):
+            lg = float(np.log(gamma))
+            jitted = np.asarray(rmia._dominance(jnp.asarray(x), jnp.asarray(z), lg))
+            host, order = rmia._dominance_host(x, z, lg)
+            assert host.dtype == np.float32
+            np.testing.assert_array_equal(host.view(np.uint32), jitted.view(np.uint32))
+            dense = (x[:, None] - np.float32(lg) >= z[None, :]).sum(1)
+            rank = np.argsort(np.argsort(x, kind="stable"), kind="stable") / m
+            np.testing.assert_allclose(host, (dense + rank) / nz, rtol=1e-6, atol=0)
+            assert np.all(np.diff(host[order]) >= 0)
+            np.testing.assert_array_equal(order, np.argsort(x, kind="stable"))
+
+
+def test_rmia_traced_and_concrete_agree():
+    """Under ``jax.jit`` the sorts stay in XLA; concrete calls sort in NumPy: same bits."""
+    rng = np.random.default_rng(4)
+    k, m, nz = 6, 60, 80
+    keep, keep_z = splits.balanced_keep(k, m, seed=1), splits.balanced_keep(k, nz, seed=2)
+    lp = lambda *s: np.log(rng.uniform(0.05, 1.0, s)).astype(np.float32)
+    args = (lp(m), lp(k, m), keep)
+    kw = dict(target_log_p_z=lp(nz), ref_log_p_z=lp(k, nz), keep_z=keep_z)
+    for attack in (attacks.rmia_online, attacks.rmia_offline):
+        concrete = np.asarray(attack(*args, **kw))
+        traced = np.asarray(jax.jit(lambda *a, attack=attack: attack(*a, **kw))(*args))
+        np.testing.assert_array_equal(concrete.view(np.uint32), traced.view(np.uint32))
+
+
+def test_calibrate_rmia_from_log_probs_per_temperature():
+    """``{T: log_probs(logits, y, T)}`` calibrates as the logits do; a missing
+    temperature, labels with log-probabilities, or mixed shapes are refused."""
+    rng = np.random.default_rng(5)
+    k, n, c = 6, 80, 4
+    keep = splits.balanced_keep(k, n, seed=6)
+    y = rng.integers(0, c, n)
+    logits = rng.normal(0, 1, (k, n, c)).astype(np.float32)
+    logits[np.arange(k)[:, None], np.arange(n), y] += 2.0 * keep
+    temperatures = (1.0, 2.0, 4.0)
+    per_t = {t: np.asarray(attacks.log_probs(logits, y, temperature=t)) for t in temperatures}
+    for online in (True, False):
+        kw = dict(online=online, temperatures=temperatures)
+        want = attacks.calibrate_rmia(logits, keep, labels=y, **kw)
+        assert attacks.calibrate_rmia(per_t, keep, **kw) == want
+    with pytest.raises(attacks.AttackInputError, match=r"temperature\(s\) \[4.0\]"):
+        attacks.calibrate_rmia({1.0: per_t[1.0], 2.0: per_t[2.0]}, keep, **kw)
+    with pytest.raises(attacks.AttackInputError, match="labels go with logits"):
+        attacks.calibrate_rmia(per_t, keep, labels=y, **kw)
+    with pytest.raises(attacks.AttackInputError, match="one \\(k, n\\) shape"):
+        attacks.calibrate_rmia({**per_t, 4.0: per_t[4.0][:, :5]}, keep, **kw)
+
+
+def test_offline_priors_of_a_grid_are_log_prior_bit_for_bit():
+    """Pr_OUT once, then every ``a`` at once (the calibration's path): the bits of one
+    :func:`log_prior` call per ``a``, records without OUT models included."""
+    rng = np.random.default_rng(7)
+    grid = jnp.asarray(rmia.A_GRID, jnp.float32)
+    for k, n in [(1, 5), (15, 2000), (63, 301)]:
+        lp = jnp.asarray(np.log(rng.uniform(1e-6, 1, (k, n))).astype(np.float32) * 3)
+        keep = rng.random((k, n)) < 0.5
+        keep[:, :3] = True  # members of every model
+        keep = jnp.asarray(keep)
+        many = np.asarray(rmia._offline_priors(rmia._log_mean_out(lp, keep), grid))
+        for j, a in enumerate(rmia.A_GRID):
+            one = np.asarray(rmia.log_prior(lp, keep, False, a))
+            np.testing.assert_array_equal(many[j].view(np.uint32), one.view(np.uint32))
+    with pytest.raises(attacks.AttackInputError, match=r"a must lie in \[0, 1\], got 1.5"):
+        attacks.calibrate_rmia(np.asarray(lp), keep, online=False, a_grid=(0.5, 1.5))

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import jax.extend
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -125,6 +127,79 @@ def test_query_correctness_hand_example():
         attacks.query_correctness(lambda v: v[:, 0], x, y, n_queries=1)
     with pytest.raises(ValueError, match="row indices"):
         attacks.query_correctness(logits, x, y, rows=[7], n_queries=1)
+
+
+def _flips_by_jax_random(x, key, i, rate):
+    """Copy ``i`` of :func:`perturb_inputs` as ``jax.random.bernoulli`` draws it."""
+    k = jax.random.fold_in(key, i)
+    return np.asarray(jnp.where(jax.random.bernoulli(k, jnp.float32(rate), x.shape), 1 - x, x))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (37, 446), (40, 5, 5, 2)])
+def test_bit_flips_are_jax_randoms_bits_also_for_some_rows(shape):
+    """The written-out Threefry draws exactly ``jax.random.bernoulli``'s flips, for all
+    rows or only some (their bits do not depend on which rows are drawn)."""
+    rng = np.random.default_rng(len(shape))
+    x = (rng.random(shape) < 0.3).astype(np.float32)
+    rows = np.sort(rng.choice(shape[0], max(1, shape[0] // 3), replace=False))
+    for rate in (0.0, 0.02, 0.5):
+        key = jax.random.key(3)
+        whole = list(robustness._copies(x, key, 4, "flip", rate))
+        part = list(robustness._copies(x, key, 4, "flip", rate, rows))
+        for i in range(1, 4):
+            want = _flips_by_jax_random(x, key, i, rate)
+            np.testing.assert_array_equal(whole[i], want)
+            np.testing.assert_array_equal(part[i], want[rows])
+
+
+def test_other_random_number_generators_draw_through_jax_random():
+    """Keys of another generator, or Threefry without ``jax_threefry_partitionable``, are
+    drawn by ``jax.random`` itself (the written-out hash would give other bits)."""
+    x = (np.random.default_rng(5).random((30, 7)) < 0.3).astype(np.float32)
+    rows = np.array([2, 9, 29])
+    for key in (jax.random.key(1, impl="rbg"), jax.random.key(1)):
+        with jax.threefry_partitionable(str(jax.random.key_impl(key)) == "rbg"):
+            assert not robustness._partitionable_threefry(key)
+            part = list(robustness._copies(x, key, 3, "flip", 0.3, rows))
+            np.testing.assert_array_equal(part[2], _flips_by_jax_random(x, key, 2, 0.3)[rows])
+
+
+def test_threefry_and_flat_indices_beyond_32_bits():
+    """The hash equals JAX's threefry primitive on any counters, and the flat indices of
+    rows past 2**32 elements carry into the high half."""
+    rng = np.random.default_rng(0)
+    k1, k2, hi, lo = (jnp.asarray(rng.integers(0, 2**32, 64, dtype=np.uint64), jnp.uint32)
+                      for _ in range(4))  # fmt: skip
+    want = jax.extend.random.threefry2x32_p.bind(k1, k2, hi, lo)
+    got = robustness._threefry2x32(k1, k2, hi, lo)
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+    rows, d = np.array([0, 9_630_000, 2**26 + 3]), 446  # row * d crosses 2**32
+    start_hi, start_lo = robustness._row_starts(rows, d)
+    h, lo_ = (np.asarray(a, np.uint64) for a in robustness._flat_halves(start_hi, start_lo, d))
+    flat = (h << np.uint64(32)) | lo_
+    want_flat = rows[:, None].astype(np.uint64) * np.uint64(d) + np.arange(d, dtype=np.uint64)
+    np.testing.assert_array_equal(flat, want_flat)
+    assert h.max() >= 1
+
+
+def test_query_correctness_many_is_one_call_per_model():
+    """Several models, each on its rows (indices, negative ones, a mask, all): the answers
+    of one :func:`query_correctness` call each, with the copies drawn once."""
+    rng = np.random.default_rng(1)
+    x = (rng.random((60, 12)) < 0.5).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    w = rng.normal(size=(12, 3)).astype(np.float32)
+    one = lambda v: np.asarray(v) @ w
+    pool = lambda v: np.stack([np.asarray(v) @ w, -(np.asarray(v) @ w)])
+    rows = [np.array([5, 1, 5, -1]), np.arange(60) % 4 == 0, None]
+    kw = dict(n_queries=5, strength=0.2, seed=4)
+    for predicts in ([one, pool, one], [pool, one, pool]):
+        got = attacks.query_correctness_many(predicts, x, y, rows=rows, **kw)
+        for g, predict, r in zip(got, predicts, rows, strict=True):
+            np.testing.assert_array_equal(g, attacks.query_correctness(predict, x, y, rows=r, **kw))
+    with pytest.raises(ValueError, match="one row selection per model"):
+        attacks.query_correctness_many([one], x, y, rows=[None, None])
 
 
 # --------------------------------------------------------------------------- end to end

@@ -43,3 +43,70 @@ def test_the_target_is_read_at_rmias_calibrated_temperature(monkeypatch):
     )  # fmt: skip
     np.testing.assert_allclose(got, np.asarray(want), atol=1e-6)
     assert any("temperature 2.0" in note for note in notes)
+
+
+def test_label_only_calibration_records_are_a_seeded_subset_of_large_pools():
+    """Pools up to LABEL_CALIBRATION_RECORDS records (the bundled 5,010 among them) use
+    every record; larger ones a seeded, sorted subset of exactly that many pool records."""
+    r = attacking.LABEL_CALIBRATION_RECORDS
+    assert r >= 5010
+    small = np.zeros(9000, bool)
+    small[::2] = True
+    np.testing.assert_array_equal(attacking.calibration_records(small, 0), np.flatnonzero(small))
+    pool = np.ones(3 * r, bool)
+    pool[:100] = False
+    got = attacking.calibration_records(pool, 0)
+    assert got.size == r and np.all(np.diff(got) > 0) and pool[got].all()
+    np.testing.assert_array_equal(got, attacking.calibration_records(pool, 0))
+    assert not np.array_equal(got, attacking.calibration_records(pool, 1))
+
+
+def test_subsampled_label_only_threshold_is_close_to_the_full_one():
+    """Where the pool is larger than LABEL_CALIBRATION_RECORDS, tau from the subset is
+    within one score step of tau from every record, at nearly the same shadow accuracy.
+    Scores take q + 1 = 17 values; members score higher on average."""
+    rng = np.random.default_rng(3)
+    k, n, q = 8, 4 * attacking.LABEL_CALIBRATION_RECORDS, 16
+    keep = splits.balanced_keep(k, n, seed=4)
+    p = np.where(keep, 0.93, 0.85) - 0.2 * rng.random(n)  # per-record difficulty
+    scores = rng.binomial(q, p) / q
+    full = attacks.calibrate_threshold(scores, keep)
+    cols = attacking.calibration_records(np.ones(n, bool), 0)
+    sub = attacks.calibrate_threshold(scores[:, cols], keep[:, cols])
+    assert abs(sub - full) <= 1 / q
+    accuracy = lambda tau: np.mean((scores >= tau) == keep)
+    assert accuracy(sub) >= accuracy(full) - 0.005
+
+
+def test_label_only_queries_the_shadows_on_the_subset_only():
+    """The target answers every candidate, the shadows only the calibration records, on
+    the same copies; the note says so."""
+    rng = np.random.default_rng(5)
+    n, k = attacking.LABEL_CALIBRATION_RECORDS + 500, 4
+    x = (rng.random((n, 6)) < 0.5).astype(np.float32)
+    labels = rng.integers(0, 2, n)
+    w = rng.normal(size=(6, 2)).astype(np.float32)
+    asked = []
+
+    def shadow_query(v):
+        asked.append(v.shape[0])
+        return np.stack([v @ w * (i + 1) for i in range(k)])
+
+    keep = splits.balanced_keep(k, n, seed=6)
+    shadows = attacking.PoolSignals(signals={}, phi=None, logits=None, keep=keep,
+                                    pool=np.ones(n, bool))  # fmt: skip
+    config = AuditConfig(label_queries=3)
+    notes: list[str] = []
+    candidates = np.arange(0, n, 7)
+    scores, tau = attacking._label_only(
+        shadows, candidates, labels, config, (lambda v: v @ w, shadow_query, x), notes
+    )
+    cols = attacking.calibration_records(shadows.pool, config.seed)
+    assert asked == [cols.size] * 3
+    kw = dict(n_queries=3, seed=config.seed)
+    target = attacks.query_correctness(lambda v: v @ w, x, labels, rows=candidates, **kw)
+    np.testing.assert_array_equal(scores, np.asarray(attacks.label_only(target), np.float64))
+    shadow = attacks.query_correctness(shadow_query, x, labels, rows=cols, **kw)
+    shadow_scores = np.asarray(attacks.label_only(shadow), np.float64)
+    assert tau == attacks.calibrate_threshold(shadow_scores, keep[:, cols])
+    assert any(f"on {cols.size} of the {n} pool records" in note for note in notes)

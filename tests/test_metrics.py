@@ -59,6 +59,21 @@ def test_auc_unbalanced_and_integer_scores():
 
 
 @pytest.mark.parametrize(("seed", "n", "tied"), CASES)
+def test_auc_with_a_known_order_is_the_same(seed, n, tied):
+    """``order`` (any permutation sorting the scores, ties in any order) skips the sort
+    and gives the same float, bit for bit; one that does not sort them is refused."""
+    y, s = _data(seed, n, tied=tied)
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(n), s))  # ascending, ties shuffled
+    assert M.auc(y, s, order=order) == M.auc(y, s)
+    if n > 2 and np.unique(s).size > 1:
+        with pytest.raises(ValueError, match="does not sort"):
+            M.auc(y, s, order=order[::-1])
+    with pytest.raises(ValueError, match="permutation"):
+        M.auc(y, s, order=np.zeros(n, int))
+
+
+@pytest.mark.parametrize(("seed", "n", "tied"), CASES)
 def test_tpr_at_fpr_brute_force(seed, n, tied):
     y, s = _data(seed, n, tied=tied)
     n_neg = int((~y).sum())
@@ -414,3 +429,13 @@ def test_an_audit_of_few_records_flags_them(tmp_path, capsys, small_digits):
     assert any("not measurable with 20 non-members" in n for n in m["notes"])
     report = (tmp_path / "o" / "report.md").read_text()
     assert "not measurable" in report
+
+
+def test_bootstrap_fpr_bound_is_the_float_test_of_every_count():
+    """The largest false-positive count whose FPR passes ``fps / n_neg <= target`` in
+    float64, by brute force over every count (targets on and between the FPR grid)."""
+    for n_neg in (1, 3, 7, 1000, 2505):
+        grid = np.arange(n_neg + 1) / n_neg
+        for target in (0.0, 0.001, 0.01, 1 / n_neg, 0.1, 1 / 3, 0.5, 0.999, 1.0, *grid[::97]):
+            want = int(np.flatnonzero(np.arange(n_neg + 1) / n_neg <= target).max())
+            assert M.bootstrap._max_count(float(target), n_neg) == want, (n_neg, target)

@@ -54,7 +54,12 @@ from jaxmia.attacks.rmia import (
     rmia_offline,
     rmia_online,
 )
-from jaxmia.attacks.robustness import label_only, perturb_inputs, query_correctness
+from jaxmia.attacks.robustness import (
+    label_only,
+    perturb_inputs,
+    query_correctness,
+    query_correctness_many,
+)
 from jaxmia.attacks.threshold import (
     calibrate_threshold,
     confidence,
@@ -84,6 +89,7 @@ __all__ = [
     "modified_entropy",
     "perturb_inputs",
     "query_correctness",
+    "query_correctness_many",
     "rmia",
     "rmia_offline",
     "rmia_online",

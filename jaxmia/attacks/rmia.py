@@ -39,6 +39,7 @@ Example::
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -86,6 +87,22 @@ def log_prior(log_p_refs: jax.Array, keep: jax.Array, online: bool, a: float) ->
 
 
 @jax.jit
+def _log_mean_out(log_p_refs: jax.Array, keep: jax.Array) -> jax.Array:
+    """``(n,)`` ``log Pr_OUT(x)``: the offline :func:`log_prior` before the ``a`` scaling."""
+    out = ~keep
+    n_out = jnp.maximum(jnp.sum(out, axis=0), 1)
+    return jax.nn.logsumexp(jnp.where(out, log_p_refs, -jnp.inf), axis=0) - jnp.log(n_out)
+
+
+@jax.jit
+def _offline_priors(log_mean_out: jax.Array, a: jax.Array) -> jax.Array:
+    """``(g, n)`` the offline :func:`log_prior` at each of ``g`` values ``a`` (float32),
+    from :func:`_log_mean_out` computed once (the same bits as one call per ``a``)."""
+    a = a[:, None]
+    return jnp.logaddexp(jnp.log1p(a) + log_mean_out, jnp.log1p(-a)) - jnp.log(2.0)
+
+
+@jax.jit
 def _dominance(log_ratio_x: jax.Array, log_ratio_z: jax.Array, log_gamma: float) -> jax.Array:
     """``(count + tie-break) / |Z|`` where count = #{z : ratio_x / ratio_z >= gamma}."""
     sorted_z = jnp.sort(log_ratio_z)
@@ -93,6 +110,59 @@ def _dominance(log_ratio_x: jax.Array, log_ratio_z: jax.Array, log_gamma: float)
     m = log_ratio_x.shape[0]
     rank = jnp.argsort(jnp.argsort(log_ratio_x)).astype(jnp.float32) / m  # in [0, 1)
     return (count + rank) / log_ratio_z.shape[0]
+
+
+def _stable_order(v: np.ndarray) -> np.ndarray:
+    """``np.argsort(v, kind="stable")`` of finite float32 ``v`` ``(m,)``, through one
+    unstable sort of 64-bit keys (the value's order-preserving bits, then the index), 5-10x
+    faster than NumPy's stable sort of floats; ``-0.0`` ties with ``0.0`` as there."""
+    bits = (np.asarray(v, np.float32) + np.float32(0.0)).view(np.uint32)  # -0.0 -> 0.0
+    ordered = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))  # monotone in v
+    keys = (ordered.astype(np.uint64) << np.uint64(32)) | np.arange(bits.size, dtype=np.uint64)
+    return (np.sort(keys) & np.uint64(0xFFFFFFFF)).astype(np.intp)
+
+
+@functools.partial(jax.jit, static_argnames=("nz",))
+def _tie_broken(count: jax.Array, inverse: jax.Array, nz: int) -> jax.Array:
+    """``(count + inverse / m) / nz`` in float32: :func:`_dominance`'s arithmetic, in the
+    same XLA program (constant divisors, fused), so that its bits are those of
+    :func:`_dominance` on every CPU."""
+    return (count + inverse.astype(jnp.float32) / inverse.shape[0]) / nz
+
+
+def _dominance_host(
+    log_ratio_x: np.ndarray, log_ratio_z: np.ndarray, log_gamma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_dominance` with its sorts and counts in NumPy (XLA's sorts on the CPU are
+    10-100x slower): the same integer counts and ranks, hence the same scores, bit for bit.
+    Also returns the stable ascending order of ``log_ratio_x``, along which the scores do
+    not decrease.
+
+    Args:
+      log_ratio_x: ``(m,)`` float32 candidates' log-ratios.
+      log_ratio_z: ``(nz,)`` float32 population's log-ratios.
+      log_gamma: ``log(gamma)``, rounded to float32 as in :func:`_dominance`.
+
+    Returns:
+      ``(scores (m,) float32, order (m,))``.
+    """
+    lx = np.asarray(log_ratio_x, np.float32)
+    m, nz = lx.shape[0], np.shape(log_ratio_z)[0]
+    order = _stable_order(lx)
+    same = log_ratio_z is log_ratio_x  # candidates = population (the calibration)
+    sorted_z = lx[order] if same else np.sort(np.asarray(log_ratio_z, np.float32))
+    count = np.empty(m, np.int32)  # queries in ascending order: searchsorted walks forward
+    count[order] = np.searchsorted(sorted_z, lx[order] - np.float32(log_gamma), side="right")
+    inverse = np.empty(m, np.int32)  # = argsort(argsort(lx)) with the stable sort
+    inverse[order] = np.arange(m, dtype=np.int32)
+    return np.asarray(_tie_broken(count, inverse, nz)), order
+
+
+def _dominate(log_ratio_x: Any, log_ratio_z: Any, log_gamma: Any) -> jax.Array:
+    """:func:`_dominance`, on the host where the arrays are concrete (same bits)."""
+    if _checks.is_concrete(log_ratio_x, log_ratio_z, log_gamma):
+        return jnp.asarray(_dominance_host(log_ratio_x, log_ratio_z, log_gamma)[0])
+    return _dominance(log_ratio_x, log_ratio_z, log_gamma)
 
 
 def log_probs(logits: Any, labels: Any, *, temperature: float = 1.0) -> jax.Array:
@@ -137,7 +207,7 @@ def _rmia(
     lx = _checks.as_float("target_log_p", target_log_p)
     lz = _checks.as_float("target_log_p_z", target_log_p_z)
     if ref_log_p is None:
-        return _dominance(lx, lz, log_gamma)
+        return _dominate(lx, lz, log_gamma)
     k, m, nz = np.shape(ref_log_p)[0] if np.ndim(ref_log_p) else 0, lx.shape[0], lz.shape[0]
     if k == 0 or np.shape(ref_log_p) != (k, m) or np.shape(ref_log_p_z) != (k, nz):
         raise _checks.AttackInputError(
@@ -159,7 +229,7 @@ def _rmia(
                 )
     lx = lx - log_prior(rx, kx, online, a)
     lz = lz - log_prior(rz, kz, online, a)
-    return _dominance(lx, lz, log_gamma)
+    return _dominate(lx, lz, log_gamma)
 
 
 def rmia_online(
@@ -287,7 +357,20 @@ class RMIACalibration(NamedTuple):
 
 
 def _log_p_at(ref: Any, labels: Any, temperatures: tuple[float, ...]):
-    """``T -> (k, n)`` log-probabilities: of logits at ``T``, or given ones (``T = 1``)."""
+    """``(T -> (k, n) log-probabilities, (k, n))``: of logits at ``T``, given ones
+    (``T = 1``), or given ones per temperature."""
+    if isinstance(ref, Mapping):
+        if labels is not None:
+            raise _checks.AttackInputError("labels go with logits, not log-probabilities")
+        missing = [t for t in temperatures if t not in ref]
+        if missing:
+            raise _checks.AttackInputError(f"no log-probabilities at temperature(s) {missing}")
+        shapes = {np.shape(ref[t]) for t in temperatures}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+            raise _checks.AttackInputError(
+                f"log-probabilities per temperature must share one (k, n) shape, got {shapes}"
+            )
+        return (lambda t: np.asarray(ref[t])), next(iter(shapes))
     if labels is None:
         if np.ndim(ref) != 2:
             raise _checks.AttackInputError(
@@ -297,10 +380,10 @@ def _log_p_at(ref: Any, labels: Any, temperatures: tuple[float, ...]):
             raise _checks.AttackInputError(
                 "temperatures other than 1 need the reference logits (k, n, c) and labels"
             )
-        return lambda t: np.asarray(ref)
+        return (lambda t: np.asarray(ref)), np.shape(ref)
     if np.ndim(ref) != 3:
         raise _checks.AttackInputError(f"ref_logits must be (k, n, c), got {np.shape(ref)}")
-    return lambda t: np.asarray(log_probs(ref, labels, temperature=t))
+    return (lambda t: np.asarray(log_probs(ref, labels, temperature=t))), np.shape(ref)[:2]
 
 
 def calibrate_rmia(
@@ -322,8 +405,10 @@ def calibrate_rmia(
     own membership is never used. Host-side (NumPy); not traceable.
 
     Args:
-      ref_logits: ``(k, n, c)`` reference logits with ``labels``, or ``(k, n)``
-        log-probabilities with ``labels=None`` (then only ``T = 1`` is possible).
+      ref_logits: ``(k, n, c)`` reference logits with ``labels``; or ``(k, n)``
+        log-probabilities with ``labels=None`` (then only ``T = 1`` is possible); or
+        ``{T: (k, n)}`` log-probabilities at every temperature of ``temperatures``
+        (:func:`log_probs`, computed once by a caller that needs them again).
       keep: ``(k, n)`` bool or 0/1 reference membership.
       labels: ``(n,)`` true labels, for logits.
       online: calibrate the online attack (temperature only) or the offline one.
@@ -334,27 +419,37 @@ def calibrate_rmia(
     Returns:
       :class:`RMIACalibration` ``(temperature, a)``; ``a`` is ``None`` when online.
     """
-    log_p_at = _log_p_at(ref_logits, labels, temperatures)
-    keep = np.asarray(_checks.as_keep("keep", keep, np.shape(ref_logits)[:2]))
+    log_p_at, shape = _log_p_at(ref_logits, labels, temperatures)
+    keep = np.asarray(_checks.as_keep("keep", keep, shape))
+    bad = [a for a in a_grid if not 0.0 <= a <= 1.0]
+    if bad and not online:
+        raise _checks.AttackInputError(f"RMIA's a must lie in [0, 1], got {bad[0]}")
     k = keep.shape[0]
     grid = [(t, a) for t in temperatures for a in ((None,) if online else a_grid)]
     if k < 2 or len(grid) == 1:
         return RMIACalibration(*grid[0])
     totals = np.zeros(len(grid))
+    log_gamma = float(np.log(2.0))  # the attacks' default gamma
     for temperature in temperatures:
-        log_p = log_p_at(temperature)
+        log_p = np.asarray(_checks.as_float("reference log-probabilities", log_p_at(temperature)))
         for t in range(min(pseudo_targets, k)):
             others = np.arange(k) != t
             usable = np.ones(keep.shape[1], bool) if online else (~keep[others]).any(axis=0)
             member = keep[t, usable]
             if member.all() or not member.any():
                 continue
-            lp, kp = log_p[others][:, usable], keep[others][:, usable]
-            for j, (tj, a) in enumerate(grid):
-                if tj != temperature:
-                    continue
-                attack = rmia_online if online else functools.partial(rmia_offline, a=a)
-                lt = log_p[t, usable]
-                s = attack(lt, lp, kp, target_log_p_z=lt, ref_log_p_z=lp, keep_z=kp)
-                totals[j] += metrics.auc(member, np.asarray(s, np.float64))
+            pick = np.ix_(np.flatnonzero(others), np.flatnonzero(usable))
+            lp, kp, lt = jnp.asarray(log_p[pick]), jnp.asarray(keep[pick]), log_p[t, usable]
+            cells = [j for j, (tj, _) in enumerate(grid) if tj == temperature]
+            if online:
+                priors = np.asarray(log_prior(lp, kp, True, 0.0))[None]
+            else:  # Pr_OUT once, then every a
+                a_values = jnp.asarray([grid[j][1] for j in cells], jnp.float32)
+                priors = np.asarray(_offline_priors(_log_mean_out(lp, kp), a_values))
+            for j, prior in zip(cells, priors, strict=True):
+                # the pseudo-target's records are candidates and population at once: the
+                # scores of rmia_online / rmia_offline(a=a) with x = z, from one sort
+                ratio = lt - prior
+                s, order = _dominance_host(ratio, ratio, log_gamma)
+                totals[j] += metrics.auc(member, s.astype(np.float64), order=order)
     return RMIACalibration(*grid[int(np.argmax(totals))])

@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -52,6 +52,7 @@ __all__ = [
     "label_only",
     "perturb_inputs",
     "query_correctness",
+    "query_correctness_many",
     "resolve_kind",
 ]
 
@@ -83,10 +84,75 @@ correct, which the ``"probs"`` and ``"label"`` access levels provide."""
 # --------------------------------------------------------------------------- perturbations
 
 
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _threefry2x32(k1: jax.Array, k2: jax.Array, x0: jax.Array, x1: jax.Array):
+    """The Threefry-2x32 hash with 20 rounds (Salmon et al. 2011, "Parallel Random
+    Numbers: As Easy as 1, 2, 3"), as ``jax.random``'s threefry computes it: exact uint32
+    arithmetic, written out in one fusion (JAX lowers it on the CPU as a 5-step loop over
+    the whole array, 10x slower)."""
+    ks = (k1, k2, k1 ^ k2 ^ jnp.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _THREEFRY_ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = (x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r))
+            x1 = x0 ^ x1
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x0, x1
+
+
+@jax.jit
+def _flip_rows(
+    x: jax.Array, key: jax.Array, rate: jax.Array, start_hi: jax.Array, start_lo: jax.Array
+) -> jax.Array:
+    """``jnp.where(jax.random.bernoulli(key, rate, (n, d)), 1 - x_all, x_all)[rows]`` for
+    rows ``x`` ``(r, d)`` of an ``(n, d)`` array, computing only those rows' random bits.
+
+    With ``jax_threefry_partitionable`` (JAX's default), element ``(i, j)`` of a random
+    array draws ``threefry2x32(key, (hi, lo))`` of its flat index ``i * d + j`` (split
+    into 32-bit halves; ``bits = hi_out ^ lo_out``), and ``uniform`` keeps the top 23 bits
+    as ``1.m - 1``: the same integer and float32 operations here give the same flips.
+    ``start_hi``, ``start_lo`` ``(r,)`` uint32: the halves of each row's first flat index.
+    """
+    k1, k2 = jax.random.key_data(key)
+    b0, b1 = _threefry2x32(k1, k2, *_flat_halves(start_hi, start_lo, x.shape[1]))
+    bits = b0 ^ b1
+    mantissa = (bits >> jnp.uint32(9)) | jnp.uint32(0x3F800000)  # uniform in [1, 2)
+    uniform = jax.lax.bitcast_convert_type(mantissa, jnp.float32) - jnp.float32(1.0)
+    return jnp.where(uniform < rate, 1 - x, x)
+
+
 @jax.jit
 def _flip_bits(x: jax.Array, key: jax.Array, rate: jax.Array) -> jax.Array:
     flip = jax.random.bernoulli(key, rate, x.shape)
     return jnp.where(flip, 1 - x, x)
+
+
+def _partitionable_threefry(key: jax.Array) -> bool:
+    """Whether ``key`` draws with the partitionable Threefry-2x32 (JAX's default), whose
+    bits :func:`_flip_rows` reproduces; other generators go through ``jax.random``."""
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    impl = str(jax.random.key_impl(key)) if typed else jax.config.jax_default_prng_impl
+    return impl == "threefry2x32" and bool(jax.config.jax_threefry_partitionable)
+
+
+def _flat_halves(start_hi: jax.Array, start_lo: jax.Array, d: int) -> tuple[jax.Array, jax.Array]:
+    """``(r, d)`` uint32 halves ``(hi, lo)`` of the flat indices ``start + j`` of ``d``
+    elements after each row start ``(start_hi, start_lo)`` ``(r,)``."""
+    col = jnp.arange(d, dtype=jnp.uint32)[None, :]
+    lo = start_lo[:, None] + col
+    hi = start_hi[:, None] + (lo < col).astype(jnp.uint32)  # carry out of the low half
+    return hi, lo
+
+
+def _row_starts(rows: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 32-bit halves ``(hi, lo)`` of the flat index ``row * d`` of each row's first
+    element (exact in int64 up to 2**63)."""
+    start = rows.astype(np.int64) * np.int64(d)
+    return (start >> 32).astype(np.uint32), (start & 0xFFFFFFFF).astype(np.uint32)
 
 
 @jax.jit
@@ -156,21 +222,49 @@ def _check_strength(kind: str, strength: float | None) -> float | int:
 
 
 def _copies(
-    x: np.ndarray, key: jax.Array, n_queries: int, kind: str, strength: float | int
-) -> Iterator[jax.Array]:
-    """Yields the ``n_queries`` query copies of ``x``: ``x`` itself, then perturbations drawn
-    with ``fold_in(key, i)`` for copy ``i``, so a larger ``n_queries`` only appends copies."""
-    xd = jnp.asarray(x, jnp.float32)
-    yield xd
-    for i in range(1, n_queries):
-        k = jax.random.fold_in(key, i)
-        if kind == "flip":
-            yield _flip_bits(xd, k, jnp.float32(strength))
+    x: np.ndarray,
+    key: jax.Array,
+    n_queries: int,
+    kind: str,
+    strength: float | int,
+    rows: np.ndarray | None = None,
+) -> Iterator[np.ndarray]:
+    """Yields the ``n_queries`` query copies of ``x`` (of its ``rows`` only, if given) on
+    the host: ``x`` itself, then perturbations drawn for all of ``x`` with
+    ``fold_in(key, i)`` for copy ``i``, so a larger ``n_queries`` only appends copies.
+    Bit flips are drawn for the ``rows`` alone (:func:`_flip_rows`), the same bits; the
+    other kinds are drawn for all of ``x`` and then restricted to ``rows``."""
+    x = np.asarray(x, np.float32)
+    part = x if rows is None else x[rows]
+    yield part
+    # drawn on the last device, one copy ahead: the pool and the target answer on the
+    # first device (and the pool on all), so drawing overlaps with answering
+    device = jax.local_devices()[-1]
+    written_out = kind == "flip" and _partitionable_threefry(key)
+    if written_out:
+        flat = part.reshape(part.shape[0], -1)
+        starts = _row_starts(np.arange(x.shape[0]) if rows is None else rows, flat.shape[1])
+        xd, hi, lo = jax.device_put((flat, *starts), device)
+    else:
+        xd = jax.device_put(x, device)
+
+    def draw(i: int) -> jax.Array:
+        k = jax.device_put(jax.random.fold_in(key, i), device)
+        if written_out:
+            return _flip_rows(xd, k, jnp.float32(strength), hi, lo)
+        if kind == "flip":  # another random number generator: drawn by jax.random
+            out = _flip_bits(xd, k, jnp.float32(strength))
         elif kind == "gaussian":
-            yield _add_noise(xd, k, jnp.float32(strength))
+            out = _add_noise(xd, k, jnp.float32(strength))
         else:
             max_shift = min(int(strength), xd.shape[1], xd.shape[2])
-            yield _shift_images(xd, k, max_shift, kind == "image")
+            out = _shift_images(xd, k, max_shift, kind == "image")
+        return out if rows is None else out[jax.device_put(rows, device)]
+
+    pending = draw(1) if n_queries > 1 else None
+    for i in range(1, n_queries):
+        current, pending = pending, draw(i + 1) if i + 1 < n_queries else None
+        yield np.asarray(current).reshape(part.shape)
 
 
 def _check_queries(n_queries: int) -> int:
@@ -247,7 +341,8 @@ def query_correctness(
     The copies are those of :func:`perturb_inputs` with ``jax.random.key(seed)``, drawn for
     *all* of ``x`` and then restricted to ``rows``, so an example's copies do not depend on
     which rows are queried: the target (on its candidates) and the shadow pool (on the
-    calibration examples) answer the same copies.
+    calibration examples) answer the same copies (:func:`query_correctness_many` asks both
+    while drawing the copies once).
 
     Args:
       predict: ``x (r, ...) -> (r, c)`` outputs (logits or probabilities; only the argmax
@@ -269,25 +364,80 @@ def query_correctness(
       ValueError: on inconsistent shapes, invalid parameters, or a ``predict`` that returns
         neither outputs nor labels of the expected shape.
     """
+    kw = dict(n_queries=n_queries, kind=kind, strength=strength, seed=seed)
+    return query_correctness_many([predict], x, y, rows=[rows], **kw)[0]
+
+
+def _row_indices(rows: ArrayLike | None, n: int) -> np.ndarray:
+    """``(r,)`` int64 indices from ``rows`` (indices, an ``(n,)`` bool mask, or ``None``
+    for all), checked to lie in ``[-n, n)``."""
+    if rows is None:
+        return np.arange(n)
+    idx = np.asarray(rows)
+    idx = np.flatnonzero(np.broadcast_to(idx, (n,))) if idx.dtype == bool else idx
+    idx = idx.astype(np.int64).reshape(-1)
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise ValueError(f"row indices must be in [0, {n}), got {idx.min()}..{idx.max()}")
+    return idx
+
+
+def query_correctness_many(
+    predicts: Sequence[Callable[[np.ndarray], ArrayLike]],
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    rows: Sequence[ArrayLike | None],
+    n_queries: int = 16,
+    kind: str = "auto",
+    strength: float | None = None,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """:func:`query_correctness` of several models, each on its own rows, with every
+    perturbed copy of ``x`` drawn once for all of them (drawing is a large share of the
+    attack's time: one random number per feature of every record and copy).
+
+    ``query_correctness_many(predicts, x, y, rows=rows, ...)[i]`` equals
+    ``query_correctness(predicts[i], x, y, rows=rows[i], ...)``: the target on its
+    candidates and the shadow pool on its calibration records answer the same copies.
+
+    Args:
+      predicts: ``p`` model functions, as ``predict`` of :func:`query_correctness`.
+      x: all examples, ``(n, ...)``.
+      y: their integer labels, ``(n,)``.
+      rows: ``p`` row selections (indices, ``(n,)`` bool masks, or ``None`` for all).
+      n_queries, kind, strength, seed: as :func:`query_correctness`.
+
+    Returns:
+      ``p`` bool arrays ``(..., r_i, q)``, as :func:`query_correctness` returns them.
+
+    Raises:
+      ValueError: as :func:`query_correctness`, or ``rows`` not one per model.
+    """
     n_queries = _check_queries(n_queries)
     x, y = np.asarray(x), np.asarray(y)
     n = x.shape[0]
     if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y must hold {n} integer labels, got {y.shape} {y.dtype}")
-    if rows is None:
-        idx = np.arange(n)
-    else:
-        idx = np.asarray(rows)
-        idx = np.flatnonzero(np.broadcast_to(idx, (n,))) if idx.dtype == bool else idx
-        idx = idx.astype(np.int64).reshape(-1)
-    if idx.size and (idx.min() < -n or idx.max() >= n):
-        raise ValueError(f"row indices must be in [0, {n}), got {idx.min()}..{idx.max()}")
+    if len(rows) != len(predicts):
+        raise ValueError(f"give one row selection per model: {len(rows)} for {len(predicts)}")
+    idxs = [_row_indices(r, n) for r in rows]
     kind = resolve_kind(kind, x)
     strength = _check_strength(kind, strength)
-    answers = []
-    for xq in _copies(x, jax.random.key(seed), n_queries, kind, strength):
-        answers.append(_labels_of(predict(np.asarray(xq)[idx]), idx.size, "predict") == y[idx])
-    return np.stack(answers, axis=-1)
+    union = np.unique(np.concatenate([i % n for i in idxs])) if n else np.arange(0)
+    everything = union.size == n  # then the copies are whole and rows index them as given
+    picks = [i if everything else np.searchsorted(union, i % n) for i in idxs]
+    whole = [p.size == union.size and np.array_equal(p, np.arange(p.size)) for p in picks]
+    answers: list[list[np.ndarray]] = [[] for _ in predicts]
+    copies = _copies(
+        x, jax.random.key(seed), n_queries, kind, strength, None if everything else union
+    )
+    for xq in copies:
+        for out, predict, idx, pick, all_rows in zip(
+            answers, predicts, idxs, picks, whole, strict=True
+        ):
+            answer = _labels_of(predict(xq if all_rows else xq[pick]), idx.size, "predict")
+            out.append(answer == y[idx])
+    return [np.stack(out, axis=-1) for out in answers]
 
 
 def label_only(

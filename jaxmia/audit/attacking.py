@@ -19,7 +19,13 @@ from jaxmia.audit.config import (
     needs,
 )
 
-__all__ = ["RMIA_TEMPERATURES", "PoolSignals", "attack_target"]
+__all__ = [
+    "LABEL_CALIBRATION_RECORDS",
+    "RMIA_TEMPERATURES",
+    "PoolSignals",
+    "attack_target",
+    "calibration_records",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,18 +104,21 @@ def attack_target(
     """
     out: dict[str, tuple[np.ndarray, float | None]] = {}
     keep_c = shadows.keep[:, candidates]
+    cache: dict = {}  # what one attack computes and another reads again
     for name in attacks:
         log(f"attack: {name}")
         started = time.perf_counter()
-        _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logits_all,
-                 candidates, labels, num_classes, config, notes, queries, keep_c)  # fmt: skip
+        _run_one(name, out, shadows, target_sig, target_phi, target_all,
+                 target_logits_all, candidates, labels, num_classes, config, notes, queries,
+                 keep_c, cache)  # fmt: skip
         if seconds is not None:
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
     return out
 
 
 def _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logits_all,
-             candidates, labels, num_classes, config, notes, queries, keep_c) -> None:  # fmt: skip
+             candidates, labels, num_classes, config, notes, queries, keep_c,
+             cache) -> None:  # fmt: skip
     """Runs the attack ``name`` and stores its ``(scores, threshold)`` in ``out``."""
     if name == "shokri":
         scores = attacks_lib.shokri(
@@ -127,7 +136,7 @@ def _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logi
         )
         out[name] = (scores, classifier.THRESHOLD)
     elif name == "label_only":
-        out[name] = _label_only(shadows, candidates, labels, config, queries)
+        out[name] = _label_only(shadows, candidates, labels, config, queries, notes)
     elif name in THRESHOLD_ATTACKS:
         sig = THRESHOLD_ATTACKS[name]
         attack = getattr(attacks_lib, name)
@@ -143,10 +152,9 @@ def _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logi
         out[name] = (_host(s), None)
         _note(notes, f"LiRA variance: {variance} ({k} shadow models)")
     else:
-        out[name] = (
-            _rmia(name, shadows, target_all, target_logits_all, candidates, labels, config, notes),
-            None,
-        )
+        scores = _rmia(name, shadows, target_all, target_logits_all, candidates, labels,
+                       config, notes, cache)  # fmt: skip
+        out[name] = (scores, None)
 
 
 def _host(scores) -> np.ndarray:
@@ -154,13 +162,46 @@ def _host(scores) -> np.ndarray:
     return np.asarray(scores, dtype=np.float64)
 
 
-def _label_only(shadows, candidates, labels, config, queries) -> tuple[np.ndarray, float]:
-    """Label-only scores of the candidates and the threshold calibrated on the pool."""
+LABEL_CALIBRATION_RECORDS = 8192
+"""At most this many pool records calibrate the label-only threshold (a seeded random
+subset of larger pools; smaller pools, the bundled 5,010 records among them, use every
+record). ``tau`` is one scalar among the ``q + 1`` score values, chosen on ``k`` shadows
+times these records; querying every record of a large pool ``q`` times through every
+shadow model would cost more than the rest of the audit (16 shadows x 50,000 records x 16
+queries of the default MLP: ~1.5 TFLOP)."""
+
+
+def calibration_records(pool: np.ndarray, seed: int) -> np.ndarray:
+    """``(r,)`` sorted indices of the pool records (``pool`` ``(n,)`` bool) that calibrate
+    the label-only threshold: all of them, or :data:`LABEL_CALIBRATION_RECORDS` drawn
+    without replacement with ``numpy.random.default_rng([seed, 29])``."""
+    cols = np.flatnonzero(pool)
+    if cols.size <= LABEL_CALIBRATION_RECORDS:
+        return cols
+    rng = np.random.default_rng([seed, 29])
+    return np.sort(rng.choice(cols, LABEL_CALIBRATION_RECORDS, replace=False))
+
+
+def _label_only(shadows, candidates, labels, config, queries, notes) -> tuple[np.ndarray, float]:
+    """Label-only scores of the candidates and the threshold calibrated on the pool
+    (:func:`calibration_records`); the target and the shadows answer the same copies,
+    drawn once."""
     target_query, shadow_query, x = queries
-    kw = dict(n_queries=config.label_queries, seed=config.seed)
-    cols = np.flatnonzero(shadows.pool)
-    target = attacks_lib.query_correctness(target_query, x, labels, rows=candidates, **kw)
-    shadow = attacks_lib.query_correctness(shadow_query, x, labels, rows=cols, **kw)
+    cols = calibration_records(shadows.pool, config.seed)
+    if cols.size < shadows.pool.sum():
+        _note(
+            notes,
+            f"label-only: threshold calibrated on {cols.size} of the {int(shadows.pool.sum())} "
+            "pool records (a seeded random subset)",
+        )
+    target, shadow = attacks_lib.query_correctness_many(
+        [target_query, shadow_query],
+        x,
+        labels,
+        rows=[candidates, cols],
+        n_queries=config.label_queries,
+        seed=config.seed,
+    )
     tau = attacks_lib.calibrate_threshold(
         np.asarray(attacks_lib.label_only(shadow), np.float64), shadows.keep[:, cols]
     )
@@ -191,25 +232,40 @@ RMIA_TEMPERATURES = (1.0, 1.5, 2.0, 3.0)
 """Softmax temperatures tried when RMIA is calibrated on the reference models."""
 
 
-def _rmia(name, shadows, target_all, target_logits_all, candidates, labels, config, notes):
+def _log_probs(cache: dict | None, who: str, logits, labels, temperature: float) -> np.ndarray:
+    """``log_probs(logits, labels, temperature)`` on the host, computed once per
+    ``(who, temperature)`` in ``cache`` (RMIA online and offline share them)."""
+    if cache is None:
+        cache = {}
+    if (who, temperature) not in cache:
+        cache[who, temperature] = np.asarray(
+            attacks_lib.log_probs(logits, labels, temperature=temperature)
+        )
+    return cache[who, temperature]
+
+
+def _rmia(name, shadows, target_all, target_logits_all, candidates, labels, config, notes,
+          cache=None):  # fmt: skip
     """RMIA (online, offline) or Attack-P scores of the candidates, with the softmax
-    temperature and ``a`` calibrated on the reference models."""
+    temperature and ``a`` calibrated on the reference models; ``cache`` keeps the
+    log-probabilities of every temperature for the next RMIA attack."""
     z = _population(name, shadows, config, notes)
     gamma = config.rmia_gamma
     if name == "attack_p":
         lp = -target_all["loss"]
         return _host(attacks_lib.attack_p(lp[candidates], target_log_p_z=lp[z], gamma=gamma))
     online = name == "rmia_online"
-    if shadows.logits is not None:
-        ref, ref_labels, temperatures = shadows.logits, labels, RMIA_TEMPERATURES
-    else:  # only the loss is visible: the temperature stays 1
-        ref, ref_labels, temperatures = -shadows.signals["loss"], None, (1.0,)
     pool = shadows.pool
+    if shadows.logits is not None:  # log-probabilities at every temperature, of all records
+        temperatures = RMIA_TEMPERATURES
+        ref_at = {t: _log_probs(cache, "ref", shadows.logits, labels, t) for t in temperatures}
+    else:  # only the loss is visible: the temperature stays 1
+        temperatures = (1.0,)
+        ref_at = {1.0: -shadows.signals["loss"]}
     fixed_a = {} if config.rmia_a is None else {"a_grid": (config.rmia_a,)}
     temperature, a = attacks_lib.calibrate_rmia(
-        ref[:, pool],
+        {t: ref_at[t][:, pool] for t in temperatures},
         shadows.keep[:, pool],
-        labels=None if ref_labels is None else ref_labels[pool],
         online=online,
         temperatures=temperatures,
         **fixed_a,
@@ -220,10 +276,9 @@ def _rmia(name, shadows, target_all, target_logits_all, candidates, labels, conf
         + ("" if online else f", a = {a}")
         + " (calibrated on the reference models)",
     )
-    if ref_labels is not None:
-        ref = np.asarray(attacks_lib.log_probs(shadows.logits, labels, temperature=temperature))
+    ref = ref_at[temperature]
     if target_logits_all is not None:
-        lp = np.asarray(attacks_lib.log_probs(target_logits_all, labels, temperature=temperature))
+        lp = _log_probs(cache, "target", target_logits_all, labels, temperature)
     else:
         lp = -target_all["loss"]
     keep = shadows.keep

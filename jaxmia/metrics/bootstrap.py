@@ -8,6 +8,7 @@ each resample.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,6 +41,17 @@ def _stratified_bootstrap_indices(
     return np.concatenate([pos_draw, neg_draw], axis=1)
 
 
+@functools.lru_cache(maxsize=2)
+def _resamples(membership: bytes, n_boot: int, seed: int) -> np.ndarray:
+    """:func:`_stratified_bootstrap_indices` of bool membership (its bytes) with
+    ``numpy.random.default_rng(seed)``, drawn once for every attack of an audit (they share
+    the membership and the seed); read-only."""
+    y = np.frombuffer(membership, dtype=bool)
+    idx = _stratified_bootstrap_indices(y, n_boot, np.random.default_rng(seed))
+    idx.flags.writeable = False
+    return idx
+
+
 def _grouped_counts(groups: np.ndarray, n_groups: int) -> np.ndarray:
     """Per-row histogram: ``(B, m)`` group ids -> ``(B, n_groups)`` int64 counts."""
     n_rows = groups.shape[0]
@@ -61,8 +73,10 @@ def _bootstrap_stats(
     Returns:
         ``(aucs, tprs)`` with shapes ``(B,)`` and ``(B, len(fprs))``.
     """
-    rng = np.random.default_rng(seed)
-    idx = _stratified_bootstrap_indices(y, n_boot, rng)
+    if isinstance(seed, (int, np.integer)):
+        idx = _resamples(y.tobytes(), n_boot, int(seed))
+    else:  # a seed sequence or generator state: not cached
+        idx = _stratified_bootstrap_indices(y, n_boot, np.random.default_rng(seed))
     _, inv = np.unique(s, return_inverse=True)  # ascending distinct-score ids
     n_groups = int(inv.max()) + 1
     n_pos = int(y.sum())
@@ -76,16 +90,28 @@ def _bootstrap_stats(
     aucs = np.einsum("bg,bg->b", w1, below + 0.5 * w0) / (n_pos * n_neg)
 
     # ROC, highest score first, with the (0, 0) vertex prepended.
-    zero = np.zeros((n_boot, 1), dtype=np.int64)
-    tps = np.concatenate([zero, np.cumsum(w1[:, ::-1], axis=1)], axis=1)
-    fps = np.concatenate([zero, np.cumsum(w0[:, ::-1], axis=1)], axis=1)
-    fpr = fps / n_neg
+    tps = np.zeros((n_boot, n_groups + 1), dtype=np.int64)
+    fps = np.zeros((n_boot, n_groups + 1), dtype=np.int64)
+    np.cumsum(w1[:, ::-1], axis=1, out=tps[:, 1:])
+    np.cumsum(w0[:, ::-1], axis=1, out=fps[:, 1:])
     rows = np.arange(n_boot)
     tprs = np.empty((n_boot, fprs.shape[0]), dtype=np.float64)
     for j, target in enumerate(fprs):
-        k = np.count_nonzero(fpr <= target, axis=1) - 1
+        # vertices with fps / n_neg <= target: fps <= the largest count that passes
+        k = np.count_nonzero(fps <= _max_count(target, n_neg), axis=1) - 1
         tprs[:, j] = tps[rows, k] / n_pos
     return aucs, tprs
+
+
+def _max_count(target: float, n_neg: int) -> int:
+    """The largest ``c`` in ``[-1, n_neg]`` with ``c / n_neg <= target`` in float64 (the
+    test the ROC's vertices pass; ``c / n_neg`` does not decrease with ``c``)."""
+    c = min(max(int(np.floor(target * n_neg)), 0), n_neg)
+    while c < n_neg and (c + 1) / n_neg <= target:
+        c += 1
+    while c >= 0 and not c / n_neg <= target:
+        c -= 1
+    return c
 
 
 def bootstrap_ci(

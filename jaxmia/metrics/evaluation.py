@@ -13,12 +13,12 @@ import numpy as np
 from jaxmia.metrics.bootstrap import bootstrap_ci
 from jaxmia.metrics.roc import (
     DEFAULT_FPRS,
+    _auc_sorted,
+    _best_threshold,
     _check_fprs,
     _roc_counts,
     _tpr_at_fpr_from_curve,
     _validate,
-    auc,
-    best_threshold,
     threshold_metrics,
 )
 
@@ -140,11 +140,13 @@ def evaluate(
     """
     y, s = _validate(membership, scores)
     targets = np.atleast_1d(_check_fprs(list(fprs)))
-    fps, tps, _ = _roc_counts(y, s)
+    order = np.argsort(s)  # one sort for the ROC, the AUC and the best threshold
+    counts = _roc_counts(y, s, order)
+    fps, tps, _ = counts
     fpr_curve, tpr_curve = fps / fps[-1], tps / tps[-1]
     tprs = _tpr_at_fpr_from_curve(fpr_curve, tpr_curve, targets)
     if threshold is None:
-        threshold = best_threshold(y, s)
+        threshold = _best_threshold(*counts)
     tm = threshold_metrics(y, s, threshold)
     auc_ci: tuple[float, float] | None = None
     tpr_ci: dict[float, tuple[float, float]] | None = None
@@ -152,7 +154,7 @@ def evaluate(
         ci = bootstrap_ci(y, s, fprs=targets.tolist(), n_boot=n_boot, seed=seed)
         auc_ci, tpr_ci = ci["auc"], ci["tpr_at_fpr"]
     return AttackMetrics(
-        auc=auc(y, s),
+        auc=_auc_sorted(y[order], s[order]),
         tpr_at_fpr={float(f): float(t) for f, t in zip(targets, tprs, strict=True)},
         advantage=float(np.max(tpr_curve - fpr_curve)),
         threshold=float(threshold),

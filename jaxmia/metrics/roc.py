@@ -87,19 +87,23 @@ def _validate(membership: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     return y_bool.astype(bool, copy=False), s
 
 
-def _roc_counts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _roc_counts(
+    y: np.ndarray, s: np.ndarray, order: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cumulative false/true-positive counts at every distinct score, highest first.
 
     Args:
         y: Validated bool membership, shape ``(n,)``.
         s: Validated float64 scores, shape ``(n,)``.
+        order: ``(n,)`` a permutation sorting ``s`` ascending, if known (ties in any
+            order: the counts at the end of each run of equal scores do not depend on it).
 
     Returns:
         ``(fps, tps, thresholds)``, each of shape ``(k + 1,)`` where ``k`` is the number
         of distinct scores. Entry ``i`` counts examples with ``score >= thresholds[i]``;
         entry 0 is the empty decision (threshold ``+inf``, counts 0).
     """
-    order = np.argsort(s, kind="stable")[::-1]
+    order = (np.argsort(s) if order is None else order)[::-1]
     s_sorted = s[order]
     y_sorted = y[order]
     # Last index of every run of equal scores (``!=`` rather than ``np.diff`` so that
@@ -163,7 +167,7 @@ def roc_curve(membership: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.
     return fps / fps[-1], tps / tps[-1], thresholds
 
 
-def auc(membership: Any, scores: Any) -> float:
+def auc(membership: Any, scores: Any, *, order: Any = None) -> float:
     """Area under the ROC curve via the Mann-Whitney U statistic.
 
     Equals the probability that a random member scores higher than a random non-member,
@@ -173,6 +177,9 @@ def auc(membership: Any, scores: Any) -> float:
     Args:
         membership: Bool/0-1 array ``(n,)``, ``True`` = member.
         scores: Float array ``(n,)``, higher = more likely member.
+        order: Optional ``(n,)`` permutation along which ``scores`` do not decrease
+            (e.g. known from an earlier sort): the sort is skipped, and the result is
+            the same. Checked (a ``ValueError`` if it does not sort the scores).
 
     Returns:
         The AUC as a Python float in ``[0, 1]``.
@@ -181,19 +188,34 @@ def auc(membership: Any, scores: Any) -> float:
         ValueError: On invalid inputs.
     """
     y, s = _validate(membership, scores)
-    n = s.shape[0]
-    order = np.argsort(s, kind="stable")
-    s_sorted = s[order]
+    if order is None:
+        order = np.argsort(s, kind="stable")
+    else:
+        order = np.asarray(order)
+        n = s.shape[0]
+        if (
+            order.shape != (n,)
+            or order.dtype.kind not in "iu"
+            or np.bincount(order.clip(0, n), minlength=n + 1)[:n].min(initial=1) != 1
+        ):
+            raise ValueError(f"order must be a permutation of the {n} indices")
+    return _auc_sorted(y[order], s[order])
+
+
+def _auc_sorted(y_sorted: np.ndarray, s_sorted: np.ndarray) -> float:
+    """:func:`auc` of validated inputs sorted by score (ascending)."""
+    n = s_sorted.shape[0]
+    if n > 1 and (s_sorted[1:] < s_sorted[:-1]).any():
+        raise ValueError("order does not sort the scores in ascending order")
     # Runs of equal scores occupy positions [start, end) of the sorted array and all get
     # the average of the 1-based ranks start+1 .. end.
     starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
     ends = np.r_[starts[1:], n]
     avg_rank = (starts + 1 + ends) / 2.0
-    ranks = np.empty(n, dtype=np.float64)
-    ranks[order] = np.repeat(avg_rank, ends - starts)
-    n_pos = int(y.sum())
+    ranks = np.repeat(avg_rank, ends - starts)
+    n_pos = int(y_sorted.sum())
     n_neg = n - n_pos
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
+    u = ranks[y_sorted].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
 
 
@@ -311,7 +333,11 @@ def best_threshold(membership: Any, scores: Any) -> float:
         ValueError: On invalid inputs.
     """
     y, s = _validate(membership, scores)
-    fps, tps, thresholds = _roc_counts(y, s)
+    return _best_threshold(*_roc_counts(y, s))
+
+
+def _best_threshold(fps: np.ndarray, tps: np.ndarray, thresholds: np.ndarray) -> float:
+    """:func:`best_threshold` from the ROC counts of :func:`_roc_counts`."""
     n_neg = fps[-1]
     correct = tps + (n_neg - fps)  # TP + TN at each vertex
     # Vertex 0 is "predict nobody"; express it as a finite threshold when possible.
