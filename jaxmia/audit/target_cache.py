@@ -48,6 +48,7 @@ __all__ = ["FORMAT", "load", "path_of", "save", "target_key"]
 FORMAT = "jaxmia-target/1"
 """Part of every key: a new layout of the file gives new keys (old files are ignored)."""
 
+_LEAVES = ("params/", "rest/")
 _SPEC_KEYS = ("dp", "validation", "patience", "objective", "adv_reg", "reference", "loss_fn")
 
 
@@ -153,7 +154,9 @@ def load(
             return None
         one = functools.partial(kernel.init_one, factory, tx)
         shapes = jax.eval_shape(one, jnp.zeros((2,), jnp.uint32))[:2]
-        params, rest = checkpointing.unflatten(shapes, arrays)
+        # on the device first: jnp.asarray of a NumPy array (in unflatten) compiles a copy
+        leaves = {n: jax.device_put(a) for n, a in arrays.items() if n.startswith(_LEAVES)}
+        params, rest = checkpointing.unflatten(shapes, leaves)
     except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError):
         return None  # damaged, or of another structure: trained anew
     counts = {n.split("/", 1)[1]: a for n, a in arrays.items() if n.startswith("dp_counts/")}
