@@ -108,6 +108,18 @@ def _digest(arrays: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def _shapes(shapes) -> dict[str, tuple[int, ...]]:
+    """``{leaf name: (1, ...)}`` of one model's ``(params, rest)`` shapes, as saved."""
+    out = {}
+    for kind, tree in zip(("params", "rest"), shapes, strict=True):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            shape = leaf.shape
+            if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):  # saved as key data
+                shape = (*shape, *jax.random.key_data(jax.random.key(0)).shape)
+            out[f"{kind}/{checkpointing.leaf_name(path)}"] = (1, *shape)
+    return out
+
+
 def save(pool_dir: str | os.PathLike, key: str, target: engine.Pool) -> pathlib.Path | None:
     """Writes the trained ``target`` (a pool of one model) as ``DIR/target-<key>.npz``,
     atomically; only where ``pool_dir`` holds a shadow pool (else nothing, ``None``)."""
@@ -154,6 +166,8 @@ def load(
             return None
         one = functools.partial(kernel.init_one, factory, tx)
         shapes = jax.eval_shape(one, jnp.zeros((2,), jnp.uint32))[:2]
+        if _shapes(shapes) != {n: a.shape for n, a in arrays.items() if n.startswith(_LEAVES)}:
+            return None  # another architecture
         # on the device first: jnp.asarray of a NumPy array (in unflatten) compiles a copy
         leaves = {n: jax.device_put(a) for n, a in arrays.items() if n.startswith(_LEAVES)}
         params, rest = checkpointing.unflatten(shapes, leaves)
