@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from jaxmia import engine, models, signals, threat_models
-from jaxmia.audit import report, target_cache
-from jaxmia.engine import pools
+from jaxmia.audit import report, signal_cache, target_cache
+from jaxmia.engine import files, pools
 
 
 def _tiny():
@@ -132,3 +132,42 @@ def test_help_imports_no_jax_and_audit_help_no_study():
     assert "jaxmia.audit.config" in audit
     for lazy in ("jaxmia.study", "jaxmia.frontier", "jaxmia.audit.dp_audit", "matplotlib"):
         assert lazy not in audit, lazy
+
+
+def test_signals_kept_in_the_pool_directory_read_back_bit_for_bit(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 3, (4, 30, 5)).astype(np.float32)
+    labels = np.arange(30) % 5
+    names = ["loss", "modified_entropy", "sorted_probabilities", "correctness"]
+    want = threat_models.observe(logits, labels, "probs", names)
+    cache = signal_cache.SignalCache(tmp_path)
+    assert all(np.array_equal(cache.observe(logits, labels, "probs", names)[n], want[n])
+               for n in names)  # fmt: skip
+    cache.save()
+    assert not (tmp_path / "answers").exists()  # no shadow pool there: nothing written
+    (tmp_path / pools.MANIFEST).write_text("{}")
+    cache.save()  # nothing new since the last save
+    cache = signal_cache.SignalCache(tmp_path)
+    cache.observe(logits, labels, "probs", names)
+    cache.save()
+    (file,) = (tmp_path / "answers").glob("signals-*.npz")
+    assert files.is_own(file)  # pools.remove (--retrain) deletes it with the pool
+    assert "sorted_probabilities" not in np.load(file).files  # (..., n, c): not kept
+
+    computed = []
+    observe = threat_models.observe
+    spy = lambda lg, lb, a, n, **kw: computed.append(list(n)) or observe(lg, lb, a, n, **kw)
+    monkeypatch.setattr(threat_models, "observe", spy)
+    got = signal_cache.SignalCache(tmp_path).observe(logits, labels, "probs", names)
+    assert computed == [["sorted_probabilities"]]  # the rest was read
+    for n in names:
+        assert got[n].tobytes() == want[n].tobytes() and got[n].dtype == want[n].dtype
+    other = logits.copy()
+    other[0, 0, 0] += 1e-3  # one value differs: another file, computed
+    signal_cache.SignalCache(tmp_path).observe(other, labels, "probs", ["loss"])
+    assert computed[-1] == ["loss"]
+    file.write_bytes(file.read_bytes()[:-50])  # damaged: computed again, never trusted
+    signal_cache.SignalCache(tmp_path).observe(logits, labels, "probs", ["loss"])
+    assert computed[-1] == ["loss"]
+    with pytest.raises(threat_models.AccessError):
+        signal_cache.SignalCache(tmp_path).observe(logits, labels, "label", ["loss"])

@@ -34,6 +34,7 @@ _MODULES = (
     "scoring",
     "setup",
     "shadow_config",
+    "signal_cache",
     "target",
     "target_cache",
     "training",
