@@ -16,30 +16,55 @@ modules its command runs (``jaxmia --help`` loads no JAX, ``jaxmia audit`` no st
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-_MODULES = (
+if TYPE_CHECKING:  # what __getattr__ loads, for type checkers and the reference
+    from jaxmia.audit.config import (
+        ATTACKS,
+        LIKELIHOOD_ATTACKS,
+        AuditConfig,
+        ConfigError,
+        needs,
+        select_attacks,
+    )
+    from jaxmia.audit.own_model import audit_model
+    from jaxmia.audit.pipeline import run, train_pool
+    from jaxmia.audit.report import AuditReport
+    from jaxmia.audit.target import query_model
+
+__all__ = [
+    "ATTACKS",
+    "LIKELIHOOD_ATTACKS",
+    "AuditConfig",
+    "AuditReport",
+    "ConfigError",
     "attacking",
+    "audit_model",
     "config",
     "dp_audit",
     "dp_cli",
     "dp_report",
     "extraction",
     "fields",
+    "needs",
     "outputs",
     "own_model",
     "pipeline",
+    "query_model",
     "report",
+    "run",
     "runtime",
     "scoring",
+    "select_attacks",
     "setup",
     "shadow_config",
     "signal_cache",
     "target",
     "target_cache",
+    "train_pool",
     "training",
     "vulnerability",
-)
+]
 
 # Names re-exported from the module that defines them (name -> module).
 _ENTRY_POINTS = {
@@ -56,7 +81,7 @@ _ENTRY_POINTS = {
     "query_model": "target",
 }
 
-__all__ = sorted([*_MODULES, *_ENTRY_POINTS])
+_MODULES = frozenset(__all__) - set(_ENTRY_POINTS)
 
 
 def __getattr__(name: str) -> Any:
