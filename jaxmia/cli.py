@@ -9,6 +9,7 @@ missing dataset, unwritable output directory) prints one line and exits with sta
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import signal
 import sys
@@ -432,9 +433,25 @@ def _main(argv: Sequence[str] | None) -> int:
 def entry() -> None:
     """The ``jaxmia`` command: :func:`main`, where Ctrl-C ends the process at once with one
     line and status 130 wherever it arrives (in JAX's import or a gc callback a
-    ``KeyboardInterrupt`` is swallowed or crashes the teardown). All writes are atomic."""
+    ``KeyboardInterrupt`` is swallowed or crashes the teardown). All writes are atomic.
+
+    Once :func:`main` returns, the exit handlers run and the process ends without the
+    interpreter's teardown, which spends about 0.6 s freeing JAX's objects after an audit:
+    every file jaxmia writes is complete and synced by then."""
     signal.signal(signal.SIGINT, _interrupted)
-    sys.exit(main())
+    status = main()
+    _flush()
+    atexit._run_exitfuncs()  # e.g. JAX's shutdown of several processes, logging's flush
+    _flush()
+    os._exit(status)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or a reader that went away (| head)
+            pass
 
 
 def _interrupted(signum: int, frame: object) -> None:
