@@ -171,3 +171,19 @@ def test_signals_kept_in_the_pool_directory_read_back_bit_for_bit(tmp_path, monk
     assert computed[-1] == ["loss"]
     with pytest.raises(threat_models.AccessError):
         signal_cache.SignalCache(tmp_path).observe(logits, labels, "label", ["loss"])
+
+
+def test_a_cache_that_cannot_be_written_does_not_fail_the_audit(tmp_path, monkeypatch):
+    (tmp_path / pools.MANIFEST).write_text("{}")
+
+    def full(path, write):
+        raise OSError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(target_cache, "atomic_write", full)
+    monkeypatch.setattr(signal_cache, "atomic_write", full)
+    trained = _tiny()[0]
+    assert target_cache.save(tmp_path, "a" * 32, trained) is None
+    cache = signal_cache.SignalCache(tmp_path)
+    cache.observe(np.zeros((2, 3, 4), np.float32), np.arange(3), "probs", ["loss"])
+    cache.save()  # nothing written, nothing raised
+    assert not list(tmp_path.glob("**/*.npz"))

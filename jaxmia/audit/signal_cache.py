@@ -121,12 +121,15 @@ class SignalCache:
 
     def save(self) -> None:
         """Writes the signals computed since they were read, where the directory holds a
-        shadow pool (else nothing)."""
+        shadow pool (else nothing; nor where they cannot be written: a cache)."""
         if self._dir is None or not (self._dir / pools.MANIFEST).is_file():
             return
         for key in sorted(self._new):
             arrays = self._kept[key]
-            (self._dir / pools.ANSWERS).mkdir(exist_ok=True)
             write = lambda f, a=arrays: np.savez(f, sha256=np.array(_digest(a)), **a)
-            atomic_write(self._file(key), write)
+            try:
+                (self._dir / pools.ANSWERS).mkdir(exist_ok=True)
+                atomic_write(self._file(key), write)
+            except OSError:  # a read-only or full directory: computed again next time
+                break
         self._new.clear()

@@ -122,7 +122,8 @@ def _shapes(shapes) -> dict[str, tuple[int, ...]]:
 
 def save(pool_dir: str | os.PathLike, key: str, target: engine.Pool) -> pathlib.Path | None:
     """Writes the trained ``target`` (a pool of one model) as ``DIR/target-<key>.npz``,
-    atomically; only where ``pool_dir`` holds a shadow pool (else nothing, ``None``)."""
+    atomically, and returns its path; only where ``pool_dir`` holds a shadow pool, and
+    ``None`` (nothing written) otherwise or where the file cannot be written (a cache)."""
     folder = pathlib.Path(pool_dir)
     if not (folder / pools.MANIFEST).is_file() or (folder / pools.MANIFEST).is_symlink():
         return None
@@ -141,7 +142,10 @@ def save(pool_dir: str | os.PathLike, key: str, target: engine.Pool) -> pathlib.
         arrays[f"dp_counts/{name}"] = np.asarray(counts)
     arrays = {name: np.asarray(a) for name, a in arrays.items()}
     file = path_of(folder, key)
-    atomic_write(file, lambda f: np.savez(f, sha256=np.array(_digest(arrays)), **arrays))
+    try:
+        atomic_write(file, lambda f: np.savez(f, sha256=np.array(_digest(arrays)), **arrays))
+    except OSError:  # a read-only or full directory: the next run trains it again
+        return None
     return file
 
 
