@@ -365,13 +365,10 @@ def _audit_run(args: argparse.Namespace, config: Any, main_process: bool) -> int
     """The audit of ``jaxmia audit`` once its options are checked and its output directory
     claimed: train (or read) the pool, attack, write the report."""
     from jaxmia import audit
-    from jaxmia.audit import report
     from jaxmia.engine import pools
 
     quiet = args.quiet or not main_process
     log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    if main_process:
-        report.warm_up_plots()  # in the background, while the audit runs
     pool_dir = _pool_dir(args, config, bool(args.coordinator))
     _retrain(args, pool_dir, log)
     try:

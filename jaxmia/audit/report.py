@@ -13,7 +13,6 @@ import json
 import os
 import pathlib
 import platform
-import threading
 from typing import Any
 
 import jax
@@ -34,7 +33,6 @@ __all__ = [
     "plot_signals",
     "thin_roc",
     "versions",
-    "warm_up_plots",
     "write",
 ]
 
@@ -150,41 +148,6 @@ def versions() -> dict[str, str]:
     out["devices"] = ", ".join(sorted({d.device_kind for d in jax.devices()}))
     out["device_count"] = str(jax.device_count())
     return out
-
-
-_warm_up: list[threading.Thread] = []  # the thread warm_up_plots started, if any
-
-
-def warm_up_plots() -> None:
-    """Imports matplotlib and draws a throw-away log-log figure in a background thread.
-
-    The first figure of a process costs about a second more than the next (matplotlib's
-    import, its fonts, the mathtext parser of the log axes' labels). Started before the
-    audit (the command line does), that work overlaps the JAX phases, and :func:`write`
-    waits for it before drawing. Only matplotlib's object-oriented API runs there (no
-    pyplot); a failure (no matplotlib) is left for :func:`write` to find.
-    """
-    if not _warm_up:
-        thread = threading.Thread(target=_draw_once, name="jaxmia-plots", daemon=True)
-        _warm_up.append(thread)
-        thread.start()
-
-
-def _draw_once() -> None:
-    try:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(2, 2))
-        ax = fig.subplots()
-        ax.set_prop_cycle(line_cycle())
-        ax.plot([1e-3, 1.0], [1e-3, 1.0], label="x")
-        ax.hist(np.linspace(1e-3, 1.0, 10), bins=3, alpha=0.5, label="y")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.legend(fontsize=8)
-        fig.savefig(io.BytesIO(), dpi=40)
-    except Exception:
-        pass
 
 
 def line_cycle():
@@ -442,8 +405,6 @@ def write(report: AuditReport, output_dir: str | os.PathLike) -> dict[str, str]:
         files["vulnerable.csv"] = vuln.members_csv(report.vulnerability)
         files["vulnerable_classes.csv"] = vuln.classes_csv(report.vulnerability)
     plots = {}
-    for thread in _warm_up:  # matplotlib is imported there: draw after it
-        thread.join()
     if outputs.plots_available():
         files["roc.png"], plots["ROC"] = outputs.png(lambda f: plot_roc(report, f)), "roc.png"
         buffer = io.BytesIO()
