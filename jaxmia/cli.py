@@ -9,13 +9,20 @@ missing dataset, unwritable output directory) prints one line and exits with sta
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
-import pathlib
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
+
+from jaxmia.audit.runtime import (
+    COMPILATION_CACHE_BYTES,
+    Progress,
+    repair_compilation_cache,
+    use_compilation_cache,
+    use_cpu_cores,
+)
 
 __all__ = [
     "COMPILATION_CACHE_BYTES",
@@ -150,26 +157,57 @@ def _add_audit_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--process-id", type=int, default=0, help="this process's index")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``jaxmia`` parser: ``audit``, ``study`` and ``pool train`` take a flag per audit
-    setting; ``pool info`` describes a pool."""
-    from jaxmia import study as studies
-    from jaxmia.audit import ATTACKS, dp_cli
+_HELP = {
+    "audit": "audit a model trained on a dataset with shadow-model attacks",
+    "study": "sweep one factor of the audit and record every attack's AUC and TPR",
+    "pool": "train, resume or grow a shadow pool on disk, or describe one",
+    "plot-studies": "draw study directories in one figure",
+    "dp-audit": "audit DP-SGD: empirical epsilon lower bounds next to the accountant's",
+}
+"""The subcommands and their one-line help (``jaxmia --help``)."""
 
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``jaxmia`` parser: ``audit``, ``study`` and ``pool train`` take a flag per audit
+    setting; ``pool info`` describes a pool.
+
+    Args:
+      only: build the options of this subcommand alone, the others with their name and
+        help only (the command line builds those of the command it runs, so that
+        ``jaxmia --help`` does not import JAX); default every subcommand's.
+    """
     parser = _Parser(prog="jaxmia", description="JAX-accelerated membership inference audits.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    builders = {"audit": _audit_parser, "study": _study_parser, "pool": _pool_parser,
+                "plot-studies": _plots_parser, "dp-audit": _dp_parser}  # fmt: skip
+    for name, build in builders.items():
+        if only is None or only == name:
+            build(sub)
+        else:
+            sub.add_parser(name, help=_HELP[name])
+    return parser
+
+
+def _audit_parser(sub) -> None:
+    from jaxmia.audit.config import ATTACKS
+
     audit = sub.add_parser(
         "audit",
-        help="audit a model trained on a dataset with shadow-model attacks",
+        help=_HELP["audit"],
         description="Train a target and a shadow pool, run membership-inference attacks "
         f"({', '.join(ATTACKS)}) and write metrics.json, scores.npz, roc.png, signals.png "
         "and report.md.",
     )
     _add_audit_options(audit)
     _add_pool_option(audit, "default: OUTPUT_DIR/pool")
+
+
+def _study_parser(sub) -> None:
+    from jaxmia import study as studies
+
     study = sub.add_parser(
         "study",
-        help="sweep one factor of the audit and record every attack's AUC and TPR",
+        help=_HELP["study"],
         description="Run one audit per value of a factor (number of shadows, epochs, "
         "width, classes, access level, defence strength) and write study.json, study.csv "
         "and study.png.",
@@ -182,9 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete this study's shadow pools (OUTPUT_DIR/pools) first and train them anew",
     )
     _add_audit_options(study)
+
+
+def _pool_parser(sub) -> None:
     pool = sub.add_parser(
         "pool",
-        help="train, resume or grow a shadow pool on disk, or describe one",
+        help=_HELP["pool"],
         description="Shadow pools kept on disk (format: see jaxmia.engine.pools).",
     )
     pool_sub = pool.add_subparsers(dest="pool_command", parser_class=_Parser, required=True)
@@ -199,119 +240,25 @@ def build_parser() -> argparse.ArgumentParser:
     info = pool_sub.add_parser("info", help="describe a shadow pool directory")
     info.add_argument("dir", help="the pool directory")
     info.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    plots = sub.add_parser("plot-studies", help="draw study directories in one figure")
+
+
+def _plots_parser(sub) -> None:
+    plots = sub.add_parser("plot-studies", help=_HELP["plot-studies"])
     plots.add_argument("out", help="the .png figure to write")
     plots.add_argument("dirs", nargs="+", metavar="DIR", help="study directories (study.json)")
     plots.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def _dp_parser(sub) -> None:
+    from jaxmia.audit import dp_cli
+
     dp_cli.add_parser(sub, Progress, use_compilation_cache)  # jaxmia dp-audit
-    return parser
 
 
-class Progress:
-    """Training progress on stderr (:data:`jaxmia.engine.ProgressFn`): one updating line
-    on a terminal, a line per quarter otherwise. Each training run (the target, then
-    the shadow pool) starts a new line, after the log line that names it."""
-
-    def __init__(self, stream=None):
-        self.stream = sys.stderr if stream is None else stream
-        self.tty = self.stream.isatty()
-        self.last: tuple[float, int] | None = None
-        self.called = time.perf_counter()
-
-    def __call__(self, done: float, total: int, loss: float | None) -> None:
-        now = time.perf_counter()
-        if self.last is None or done < self.last[0] or total != self.last[1]:
-            # a new training run, which began about when the last one reported
-            self.start, self.last_quarter = self.called, -1
-        self.last, self.called = (done, total), now
-        if loss is None:  # models read from the pool directory (NaN: diverged in training)
-            print(f"  {int(done)}/{total} shadow models read from the pool", file=self.stream)
-            return
-        elapsed = now - self.start
-        line = f"  training {done / total:4.0%}"
-        if total > 1:
-            line += f"  {int(done)}/{total} models"
-        line += f"  loss {loss:.4f}  {elapsed:.1f}s"
-        if 0 < done < total:
-            line += f", about {elapsed * (total - done) / done:.0f}s left"
-        if self.tty:
-            self.stream.write("\r" + line.ljust(72) + ("\n" if done >= total else ""))
-            self.stream.flush()
-            return
-        quarter = int(4 * done // total)
-        if quarter != self.last_quarter:
-            self.last_quarter = quarter
-            print(line, file=self.stream, flush=True)
-
-
-def use_cpu_cores() -> None:
-    """Splits the CPU into one XLA device per core, so that the shadow engine shards
-    the models over the cores (measured faster than one multi-threaded device; see
-    benchmarks/README.md). Only when the user has not set ``XLA_FLAGS`` and JAX is not
-    imported yet; ``JAXMIA_CPU_DEVICES=N`` chooses N devices (1 turns it off)."""
-    if "XLA_FLAGS" in os.environ or "jax" in sys.modules:
-        return
-    count = os.environ.get("JAXMIA_CPU_DEVICES") or str(os.cpu_count() or 1)
-    if count.isdigit() and int(count) > 1:
-        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
-
-
-COMPILATION_CACHE_BYTES = 2 * 2**30
-"""Size of the compilation cache; JAX evicts the least recently used programs beyond it
-(a default audit adds about 20 MiB)."""
-
-
-def use_compilation_cache() -> None:
-    """Keeps XLA's compiled programs in JAX's persistent compilation cache on disk, so a
-    later run (an audit rerun from its saved pool, the next audit of a study) skips most
-    compilation. The cache is ``$XDG_CACHE_HOME/jaxmia/xla`` (``~/.cache/jaxmia/xla``);
-    ``JAXMIA_COMPILATION_CACHE=DIR`` chooses another directory and ``=0`` turns it off. A
-    cache the user configured for JAX (``JAX_COMPILATION_CACHE_DIR``) is left alone."""
-    setting = os.environ.get("JAXMIA_COMPILATION_CACHE", "")
-    if setting == "0" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return
-    import jax
-
-    if jax.config.jax_compilation_cache_dir:
-        return
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = setting or os.path.join(base, "jaxmia", "xla")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:  # no writable cache directory: compile every time
-        return
-    repair_compilation_cache(path)
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
-
-
-def repair_compilation_cache(path: str | os.PathLike) -> list[str]:
-    """Removes the entries of a size-capped JAX compilation cache that a killed process
-    left half-written, and returns their names.
-
-    JAX's capped cache writes each program as ``KEY-cache`` and then its access time as
-    ``KEY-atime``, under the lock ``.lockfile``. A process killed in between (Ctrl-C or
-    SIGKILL during an audit's first compilations) leaves a ``-cache`` file, possibly
-    truncated, without its ``-atime``; from then on every write to the cache fails with
-    a ``FileNotFoundError`` warning, because the eviction scan reads every entry's
-    access time, and nothing more is cached. An entry without ``-atime`` is therefore
-    unfinished, and removing it (under JAX's lock, so a writer in another process is
-    never cut off) costs one recompilation."""
-    import filelock
-
-    path = pathlib.Path(path)
-    removed = []
-    try:
-        with filelock.FileLock(path / ".lockfile", timeout=10):
-            for entry in path.glob("*-cache"):
-                key = entry.name.removesuffix("-cache")
-                if not (path / f"{key}-atime").exists():
-                    entry.unlink(missing_ok=True)
-                    removed.append(key)
-    except (OSError, filelock.Timeout):  # unreadable or busy: JAX copes or warns itself
-        pass
-    return removed
+def _chosen(argv: Sequence[str]) -> str:
+    """The subcommand the words ``argv`` run ("" for none: ``jaxmia --help``)."""
+    first = next((w for w in argv if not w.startswith("-")), "")
+    return first if first in _HELP else ""
 
 
 def _config_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -458,7 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     use_cpu_cores()  # before the parser, whose settings import JAX
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_chosen(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -480,9 +428,25 @@ def _main(argv: Sequence[str] | None) -> int:
 def entry() -> None:
     """The ``jaxmia`` command: :func:`main`, where Ctrl-C ends the process at once with one
     line and status 130 wherever it arrives (in JAX's import or a gc callback a
-    ``KeyboardInterrupt`` is swallowed or crashes the teardown). All writes are atomic."""
+    ``KeyboardInterrupt`` is swallowed or crashes the teardown). All writes are atomic.
+
+    Once :func:`main` returns, the exit handlers run and the process ends without the
+    interpreter's teardown, which spends about 0.6 s freeing JAX's objects after an audit:
+    every file jaxmia writes is complete and synced by then."""
     signal.signal(signal.SIGINT, _interrupted)
-    sys.exit(main())
+    status = main()
+    _flush()
+    atexit._run_exitfuncs()  # e.g. JAX's shutdown of several processes, logging's flush
+    _flush()
+    os._exit(status)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or a reader that went away (| head)
+            pass
 
 
 def _interrupted(signum: int, frame: object) -> None:

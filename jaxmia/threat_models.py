@@ -103,4 +103,16 @@ def observe(
     """
     names = (names,) if isinstance(names, str) else tuple(dict.fromkeys(names))
     require(access, names, "this query")
-    return {name: np.asarray(signals.compute(name, logits, labels, top_k=top_k)) for name in names}
+    return {name: _on_host(name, logits, labels, top_k) for name in names}
+
+
+def _on_host(name: str, logits: np.ndarray, labels: np.ndarray, top_k: int) -> np.ndarray:
+    """:func:`jaxmia.signals.compute` as a NumPy array. The sorted probabilities are the
+    same values sorted by NumPy: XLA:CPU sorts the short rows ``(c,)`` of a ``(k, n, c)``
+    pool about ten times slower (0.6 s against 0.05 s for 64 x 5,010 x 30), and a sort
+    only permutes, so the result is bit for bit that of :func:`signals.sorted_probabilities`
+    (probabilities hold no NaN or negative zero to order differently)."""
+    if name == "sorted_probabilities":
+        probs = np.asarray(signals.probabilities(logits))
+        return np.flip(np.sort(probs, axis=-1), axis=-1)
+    return np.asarray(signals.compute(name, logits, labels, top_k=top_k))

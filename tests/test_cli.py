@@ -101,6 +101,8 @@ def test_audit_saves_its_pool_and_reruns_from_it_exactly(tmp_path, capsys):
     pool = str(tmp_path / "a" / "pool")
     rc, _, err = run_cli([*args, "--pool", pool, "-o", str(tmp_path / "b")], capsys)
     assert rc == 0 and "4/4 shadow models read from the pool" in err, err
+    kept = list((tmp_path / "a" / "pool").glob("target-*.npz"))  # the target, beside it
+    assert len(kept) == 1 and f"target read from {kept[0]}" in err, err
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["attacks"] == first
     # a pool of other settings is refused in one line, never mixed
     rc, _, err = run_cli([*args, "--seed", "1", "--pool", pool, "-o", str(tmp_path / "c")], capsys)

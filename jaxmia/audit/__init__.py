@@ -10,39 +10,27 @@ record, for the strongest attack) and :mod:`~jaxmia.audit.report`.
 :mod:`~jaxmia.audit.dp_audit` is ``jaxmia dp-audit``: empirical epsilon lower bounds of
 DP-SGD from canaries (:mod:`~jaxmia.audit.dp_report` writes it, :mod:`~jaxmia.audit.dp_cli`
 is its command line).
+
+Every name is loaded on first use (PEP 562), so that the command line imports only the
+modules its command runs (``jaxmia --help`` loads no JAX, ``jaxmia audit`` no study).
 """
 
-from jaxmia.audit import (
-    attacking,
-    config,
-    dp_audit,
-    dp_cli,
-    dp_report,
-    extraction,
-    fields,
-    outputs,
-    own_model,
-    pipeline,
-    report,
-    scoring,
-    setup,
-    shadow_config,
-    target,
-    training,
-    vulnerability,
-)
-from jaxmia.audit.config import (
-    ATTACKS,
-    LIKELIHOOD_ATTACKS,
-    AuditConfig,
-    ConfigError,
-    needs,
-    select_attacks,
-)
-from jaxmia.audit.own_model import audit_model
-from jaxmia.audit.pipeline import run, train_pool
-from jaxmia.audit.report import AuditReport
-from jaxmia.audit.target import query_model
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what __getattr__ loads, for type checkers and the reference
+    from jaxmia.audit.config import (
+        ATTACKS,
+        LIKELIHOOD_ATTACKS,
+        AuditConfig,
+        ConfigError,
+        needs,
+        select_attacks,
+    )
+    from jaxmia.audit.own_model import audit_model
+    from jaxmia.audit.pipeline import run, train_pool
+    from jaxmia.audit.report import AuditReport
+    from jaxmia.audit.target import query_model
 
 __all__ = [
     "ATTACKS",
@@ -65,12 +53,48 @@ __all__ = [
     "query_model",
     "report",
     "run",
+    "runtime",
     "scoring",
     "select_attacks",
     "setup",
     "shadow_config",
+    "signal_cache",
     "target",
+    "target_cache",
     "train_pool",
     "training",
     "vulnerability",
 ]
+
+# Names re-exported from the module that defines them (name -> module).
+_ENTRY_POINTS = {
+    "ATTACKS": "config",
+    "LIKELIHOOD_ATTACKS": "config",
+    "AuditConfig": "config",
+    "ConfigError": "config",
+    "needs": "config",
+    "select_attacks": "config",
+    "audit_model": "own_model",
+    "run": "pipeline",
+    "train_pool": "pipeline",
+    "AuditReport": "report",
+    "query_model": "target",
+}
+
+_MODULES = frozenset(__all__) - set(_ENTRY_POINTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Imports a submodule or an entry point on first access (PEP 562)."""
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _ENTRY_POINTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_ENTRY_POINTS[name]}"), name)
+        globals()[name] = value  # later look-ups skip __getattr__
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names (``__all__``)."""
+    return list(__all__)

@@ -19,6 +19,7 @@ from jaxmia.audit import shadow_config
 from jaxmia.audit.attacking import PoolSignals
 from jaxmia.audit.config import ConfigError, needs
 from jaxmia.audit.setup import Setup
+from jaxmia.audit.signal_cache import SignalCache
 from jaxmia.audit.training import Shadows, TargetRun, predict_known
 from jaxmia.engine import pools
 
@@ -106,15 +107,13 @@ def _phi(
     y: np.ndarray,
     access: str,
     first: np.ndarray,
+    cache: SignalCache,
 ) -> np.ndarray:
     """``(..., n, q)`` logit-scaled confidence of the outputs on every view; ``first``
     holds the outputs on ``views[0]`` (the records themselves), already computed."""
     outputs = [first, *(predict(v) for v in views[1:])]
-    per_view = [
-        threat_models.observe(o, y, access, ["logit_scaled_confidence"])["logit_scaled_confidence"]
-        for o in outputs
-    ]
-    return np.stack(per_view, axis=-1)
+    name = "logit_scaled_confidence"
+    return np.stack([cache.observe(o, y, access, [name])[name] for o in outputs], axis=-1)
 
 
 def extract(setup: Setup, target: TargetRun | None, shadows: Shadows) -> Extracted:
@@ -134,15 +133,18 @@ def extract(setup: Setup, target: TargetRun | None, shadows: Shadows) -> Extract
     inputs = shadow_config.shadow_inputs(config)  # the shadows' view of a query
     pool_predict = through_interface(setup, predict_known(shadows.pool, ds.x, inputs))
     shadow_logits = pool_predict(ds.x)
+    cache = SignalCache(setup.pool_dir)  # the signals a rerun computed before
     pool_signals = PoolSignals(
-        signals=threat_models.observe(
+        signals=cache.observe(
             shadow_logits,
             ds.y,
             access,
             needed | (plot_signals if setup.loo else set()),
             top_k=config.top_k,
         ),
-        phi=_phi(pool_predict, setup.views, ds.y, access, shadow_logits) if use_lira else None,
+        phi=_phi(pool_predict, setup.views, ds.y, access, shadow_logits, cache)
+        if use_lira
+        else None,
         logits=shadow_logits if keep_logits else None,
         keep=shadows.split.shadow_keep,
         pool=shadows.split.shadow_pool,
@@ -157,13 +159,14 @@ def extract(setup: Setup, target: TargetRun | None, shadows: Shadows) -> Extract
                 "(try a lower --lr)"
             )
         target_signals = TargetSignals(
-            all=threat_models.observe(
-                logits, ds.y, access, needed | plot_signals, top_k=config.top_k
-            ),
-            phi=_phi(predict, setup.views, ds.y, access, logits[None])[0] if use_lira else None,
+            all=cache.observe(logits, ds.y, access, needed | plot_signals, top_k=config.top_k),
+            phi=_phi(predict, setup.views, ds.y, access, logits[None], cache)[0]
+            if use_lira
+            else None,
             logits=logits if keep_logits else None,
             query=lambda x: predict(x)[0],
         )
+    cache.save()
     return Extracted(
         shadows=pool_signals,
         target=target_signals,

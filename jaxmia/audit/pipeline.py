@@ -48,6 +48,7 @@ from jaxmia.audit.training import (
     Shadows,
     TargetRun,
     keep_finite,
+    keep_target,
     privacy_spent,
     train_shadows,
     train_target,
@@ -163,6 +164,7 @@ def _run(
     if target is not None:
         clock.lap("train_target" if target.trained else "query_target")
     pool = train_shadows(setup, progress=progress, log=log)
+    keep_target(setup, target)  # beside the pool, now that it is there
     clock.lap("train_shadows")
     notes: list[str] = []
     shadows = keep_finite(setup, pool, notes, log)

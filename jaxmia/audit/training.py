@@ -16,9 +16,15 @@ import jax
 import numpy as np
 
 from jaxmia import engine, splits
-from jaxmia.audit import shadow_config
+from jaxmia.audit import shadow_config, target_cache
 from jaxmia.audit.config import AuditConfig, ConfigError, Log, _note, _silent, pool_spec
-from jaxmia.audit.setup import Setup, defended_factory, describe_model, train_options
+from jaxmia.audit.setup import (
+    Setup,
+    defended_factory,
+    describe_model,
+    describe_training,
+    train_options,
+)
 from jaxmia.audit.target import query_model
 from jaxmia.defences import training as defences
 
@@ -28,6 +34,7 @@ __all__ = [
     "TargetRun",
     "checkpoint_spec",
     "keep_finite",
+    "keep_target",
     "predict_known",
     "privacy_spent",
     "train_shadows",
@@ -46,12 +53,19 @@ class TargetRun:
       privacy: epochs run and, under DP-SGD, epsilon (:func:`privacy_spent`); empty for
         the user's model.
       trained: whether jaxmia trained it (else it is the user's ``target_fn``).
+      model: the model jaxmia trained, as a pool of one (``None`` for the user's).
+      cache_key: its name in the pool directory (:mod:`jaxmia.audit.target_cache`) when
+        the audit keeps one, else ``None``.
+      cached: whether it was read from there instead of trained.
     """
 
     predict: Callable[[np.ndarray], np.ndarray]
     accuracy: tuple[float, float]
     privacy: dict[str, Any]
     trained: bool
+    model: engine.Pool | None = None
+    cache_key: str | None = None
+    cached: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,19 +165,7 @@ def train_target(
     elif setup.loo:
         return None
     else:
-        log(f"training the target for {config.epochs} epochs")
-        target = engine.train(
-            defended_factory(setup, True),
-            ds.x,
-            ds.y,
-            split.target_keep,
-            keys=engine.model_keys(jax.random.fold_in(setup.root, 1), 1),
-            progress=progress,
-            **train_options(setup, True),
-        )
-        accuracy = (target.train_accuracy[0], target.test_accuracy[0])
-        privacy = privacy_spent(config, target)
-        run = TargetRun(predict_known(target, ds.x), accuracy, privacy, trained=True)
+        run = _trained_target(setup, progress, log)
     log(f"target: train accuracy {run.accuracy[0]:.3f}, test accuracy {run.accuracy[1]:.3f}")
     if "epsilon" in run.privacy:
         shuffled = " (shuffled batches: not covered by the accountant)"
@@ -172,6 +174,42 @@ def train_target(
             + (shuffled if config.dp_sampling == "shuffle" else "")
         )
     return run
+
+
+def _trained_target(setup: Setup, progress: engine.ProgressFn | None, log: Log) -> TargetRun:
+    """The target jaxmia trains, read from the pool directory where an earlier run with
+    the same settings kept it (:mod:`jaxmia.audit.target_cache`), else trained."""
+    config, ds, split = setup.config, setup.ds, setup.split
+    factory, options = defended_factory(setup, True), train_options(setup, True)
+    keys = engine.model_keys(jax.random.fold_in(setup.root, 1), 1)
+    key, target = None, None
+    if setup.pool_dir is not None:
+        extra = {"training": describe_training(setup, True), "seed": config.seed,
+                 "defence": config.defence.describe()}  # fmt: skip
+        key = target_cache.target_key(factory, ds.x, ds.y, split.target_keep, keys, options, extra)
+        target = target_cache.load(setup.pool_dir, key, factory, options["optimizer"])
+    cached = target is not None
+    if cached:
+        log(f"target read from {target_cache.path_of(setup.pool_dir, key)}")
+    else:
+        log(f"training the target for {config.epochs} epochs")
+        target = engine.train(
+            factory, ds.x, ds.y, split.target_keep, keys=keys, progress=progress, **options
+        )
+    accuracy = (target.train_accuracy[0], target.test_accuracy[0])
+    privacy = privacy_spent(config, target)
+    return TargetRun(predict_known(target, ds.x), accuracy, privacy, trained=True,
+                     model=target, cache_key=key, cached=cached)  # fmt: skip
+
+
+def keep_target(setup: Setup, target: TargetRun | None) -> None:
+    """Saves the target jaxmia trained into the pool directory, for the next run with the
+    same settings (:mod:`jaxmia.audit.target_cache`); call it once the shadow pool is
+    there, so that a directory the pool is refused in is left alone. Nothing for the
+    user's model, a target read from there, or without a pool directory."""
+    if target is None or target.model is None or target.cache_key is None or target.cached:
+        return
+    target_cache.save(setup.pool_dir, target.cache_key, target.model)
 
 
 def checkpoint_spec(setup: Setup, defended: bool) -> dict[str, Any]:

@@ -10,7 +10,9 @@ prepared by someone else. jaxmia trusts nothing in it: every chunk is checked ag
 the SHA-256 in the manifest, nothing is unpickled, and jaxmia never writes or deletes
 through a symbolic link (:func:`refuse_link`) and deletes only files whose exact names it
 gives its own files (:func:`is_own`): the manifest, ``chunk-SSSSSS-EEEEEE.npz``,
-``answers/labels-<32 hex digits>.npz`` and their temporary files
+``answers/labels-<32 hex digits>.npz``, the audit's target ``target-<32 hex digits>.npz``
+and signals ``answers/signals-<32 hex digits>.npz`` (:mod:`jaxmia.audit.target_cache`,
+:mod:`jaxmia.audit.signal_cache`) and their temporary files
 ``.<name>.<pid>.jaxmia-tmp``. Anything else in the directory is left alone, and makes
 removing the pool (``--retrain``) refuse.
 """
@@ -44,7 +46,7 @@ LOCK = ".lock"
 TMP_SUFFIX = ".jaxmia-tmp"
 """The suffix of jaxmia's temporary files (``.<name>.<pid>.jaxmia-tmp``)."""
 
-_OWN_NAME = r"(manifest\.json|chunk-\d{6}-\d{6}\.npz|labels-[0-9a-f]{32}\.npz)"
+_OWN_NAME = r"(manifest\.json|chunk-\d{6}-\d{6}\.npz|(labels|target|signals)-[0-9a-f]{32}\.npz)"
 _OWN = re.compile(rf"^({_OWN_NAME}|\.{_OWN_NAME}\.\d+{re.escape(TMP_SUFFIX)})$")
 
 

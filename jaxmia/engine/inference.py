@@ -69,7 +69,8 @@ def apply(
         xb = x[start : start + b]
         if xb.shape[0] < b:
             xb = np.concatenate([xb, np.zeros((b - xb.shape[0], *x.shape[1:]), x.dtype)])
-        out.append(np.asarray(fn(params, rest, jnp.asarray(xb)))[:k])
+        # device_put, not jnp.asarray: that stages a jitted copy per shape (a compile)
+        out.append(np.asarray(fn(params, rest, jax.device_put(xb)))[:k])
     return np.concatenate(out, axis=1)[:, :n]
 
 

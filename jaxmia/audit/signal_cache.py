@@ -1,0 +1,135 @@
+"""The signals of model outputs kept in the pool directory, so that a rerun reads them
+instead of computing them again (about 0.5 s for a pool of 64 x 5,010 records).
+
+A signal is a pure function of the outputs, the labels and ``top_k``
+(:func:`jaxmia.threat_models.observe`), so ``DIR/answers/signals-<key>.npz`` holds, for
+one array of outputs, the scalar signals computed from it so far (and ``top_k``'s
+probabilities), each under its name, and ``sha256``, the digest of all of them. ``key``
+digests the outputs themselves (shape, dtype and every value), the labels, ``top_k``,
+:data:`FORMAT` and the jaxmia version: outputs that differ in any value (another pool,
+target or interface) read another file. The probability vectors ``(..., n, c)`` are not
+kept (large, and cheap to recompute). A file that does not match its digest is
+recomputed; files are written atomically, only into a directory that holds a shadow
+pool, beside the pool's cached answers (:mod:`jaxmia.engine.answers`), and a new pool
+there starts without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import zipfile
+from collections.abc import Iterable
+
+import numpy as np
+
+import jaxmia
+from jaxmia import threat_models
+from jaxmia.engine import pools
+from jaxmia.engine.files import atomic_write, refuse_link
+
+__all__ = ["FORMAT", "UNKEPT", "SignalCache"]
+
+FORMAT = "jaxmia-signals/1"
+"""Part of every key: a new layout or a change of the signals' code gives new keys."""
+
+UNKEPT = frozenset({"probabilities", "sorted_probabilities"})
+"""Signals computed anew every time: ``(..., n, c)`` arrays, cheap to recompute."""
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype}:{a.shape};".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+class SignalCache:
+    """:func:`jaxmia.threat_models.observe` that reads the signals a pool directory keeps
+    and keeps those it computes (:meth:`save`); without a directory, ``observe`` itself.
+
+    Args:
+      pool_dir: the pool directory, or ``None``.
+    """
+
+    def __init__(self, pool_dir: str | os.PathLike | None):
+        self._dir = None if pool_dir is None else pathlib.Path(pool_dir)
+        self._kept: dict[str, dict[str, np.ndarray]] = {}  # key -> {signal: array}
+        self._new: set[str] = set()  # keys whose signals grew
+        self._keys: dict[tuple[int, int, int], tuple] = {}  # (ids, top_k) -> arrays, key
+
+    def _key(self, logits: np.ndarray, labels: np.ndarray, top_k: int) -> str:
+        seen = self._keys.get((id(logits), id(labels), top_k))
+        if seen is not None and seen[0] is logits and seen[1] is labels:
+            return seen[2]  # the same arrays again (the pool's LiRA phi): hashed once
+        digest = hashlib.sha256(f"{FORMAT};{jaxmia.__version__};{top_k};".encode())
+        for a in map(np.ascontiguousarray, (logits, labels)):
+            digest.update(f"{a.dtype}:{a.shape};".encode())
+            digest.update(a.tobytes())
+        key = digest.hexdigest()[:32]
+        self._keys[(id(logits), id(labels), top_k)] = (logits, labels, key)
+        return key
+
+    def _file(self, key: str) -> pathlib.Path:
+        return self._dir / pools.ANSWERS / f"signals-{key}.npz"
+
+    def _read(self, key: str) -> dict[str, np.ndarray]:
+        if key in self._kept:
+            return self._kept[key]
+        kept: dict[str, np.ndarray] = {}
+        file = self._file(key)
+        refuse_link(file.parent)
+        if file.is_file():
+            try:
+                with np.load(file, allow_pickle=False) as data:
+                    arrays = {name: data[name] for name in data.files}
+                if str(arrays.pop("sha256", "")) == _digest(arrays):
+                    for a in arrays.values():
+                        a.setflags(write=False)  # as observe's (views of JAX arrays)
+                    kept = arrays
+            except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError):
+                pass  # damaged: recomputed
+        self._kept[key] = kept
+        return kept
+
+    def observe(
+        self,
+        logits: np.ndarray,
+        labels: np.ndarray,
+        access: str,
+        names: Iterable[str],
+        *,
+        top_k: int = 3,
+    ) -> dict[str, np.ndarray]:
+        """:func:`jaxmia.threat_models.observe` of the same arguments, with the signals
+        this directory keeps for these outputs read instead of computed."""
+        names = tuple(dict.fromkeys((names,) if isinstance(names, str) else names))
+        threat_models.require(access, names, "this query")
+        if self._dir is None:
+            return threat_models.observe(logits, labels, access, names, top_k=top_k)
+        key = self._key(logits, labels, top_k)
+        kept = self._read(key)
+        missing = [n for n in names if n not in kept]
+        computed = threat_models.observe(logits, labels, access, missing, top_k=top_k)
+        if any(n not in UNKEPT for n in computed):
+            kept.update({n: v for n, v in computed.items() if n not in UNKEPT})
+            self._new.add(key)
+        return {n: computed[n] if n in computed else kept[n] for n in names}
+
+    def save(self) -> None:
+        """Writes the signals computed since they were read, where the directory holds a
+        shadow pool (else nothing; nor where they cannot be written: a cache)."""
+        if self._dir is None or not (self._dir / pools.MANIFEST).is_file():
+            return
+        for key in sorted(self._new):
+            arrays = self._kept[key]
+            write = lambda f, a=arrays: np.savez(f, sha256=np.array(_digest(a)), **a)
+            try:
+                (self._dir / pools.ANSWERS).mkdir(exist_ok=True)
+                atomic_write(self._file(key), write)
+            except OSError:  # a read-only or full directory: computed again next time
+                break
+        self._new.clear()
