@@ -15,7 +15,8 @@ imports, compilation and writing the outputs included):
   event, with the number of cache hits and misses.
 
 Each audit's per-phase and per-attack timings are read from its ``metrics.json``, and every
-run's attack metrics are checked to be identical to the cold run's (bit for bit).
+run's attack metrics are checked to be identical to the cold run's (bit for bit), and the
+cold run's to those of the committed default audit (``--expect``).
 
     python benchmarks/audit_timing.py --out benchmarks/results/audit-timing-cpu-2core.json
 """
@@ -71,6 +72,8 @@ def attack_metrics(out: pathlib.Path) -> tuple[dict, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--expect", default="results/location30-default/metrics.json",
+                        help="metrics.json whose attack metrics every run must equal")  # fmt: skip
     parser.add_argument("--out", default="benchmarks/results/audit-timing-cpu-2core.json")
     args = parser.parse_args(argv)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -82,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         pool = str(tmp_path / "pool")
         record["cold_s"] = round(timed([*audit, "--pool", pool, "-o", str(tmp_path / "c")], env), 2)
         reference, record["cold_timings"] = attack_metrics(tmp_path / "c")
+        expected = json.loads((ROOT / args.expect).read_text())["attacks"]
+        record["cold_metrics_identical_to_expect"] = reference == expected
         print(f"cold: {record['cold_s']:.2f} s; {record['cold_timings']['phases_s']}", flush=True)
         reruns, same = [], True
         for i in range(args.repeats):
@@ -114,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_after": os.getloadavg(),
     })  # fmt: skip
     print(f"rerun median {record['rerun_median_s']} s; import {record['import_jaxmia_cli_s']} s;"
-          f" --help {record['audit_help_s']} s; identical metrics: {same}")  # fmt: skip
+          f" --help {record['audit_help_s']} s; identical metrics: {same}, "
+          f"cold = {args.expect}: {record['cold_metrics_identical_to_expect']}")  # fmt: skip
     for event, s in record["warm_cache_jax_events_s"].items():
         print(f"  {event}: {s} s")
     for event, n in record["warm_cache_jax_event_counts"].items():

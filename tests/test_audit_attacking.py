@@ -88,8 +88,8 @@ def test_label_only_queries_the_shadows_on_the_subset_only():
     w = rng.normal(size=(6, 2)).astype(np.float32)
     asked = []
 
-    def shadow_query(v):
-        asked.append(v.shape[0])
+    def shadow_query(v, models=None):
+        asked.append((v.shape[0], models))  # fewer than LABEL_CALIBRATION_MODELS: all
         return np.stack([v @ w * (i + 1) for i in range(k)])
 
     keep = splits.balanced_keep(k, n, seed=6)
@@ -102,11 +102,48 @@ def test_label_only_queries_the_shadows_on_the_subset_only():
         shadows, candidates, labels, config, (lambda v: v @ w, shadow_query, x), notes
     )
     cols = attacking.calibration_records(shadows.pool, config.seed)
-    assert asked == [cols.size] * 3
+    assert asked == [(cols.size, k)] * 3
     kw = dict(n_queries=3, seed=config.seed)
     target = attacks.query_correctness(lambda v: v @ w, x, labels, rows=candidates, **kw)
     np.testing.assert_array_equal(scores, np.asarray(attacks.label_only(target), np.float64))
     shadow = attacks.query_correctness(shadow_query, x, labels, rows=cols, **kw)
     shadow_scores = np.asarray(attacks.label_only(shadow), np.float64)
     assert tau == attacks.calibrate_threshold(shadow_scores, keep[:, cols])
-    assert any(f"on {cols.size} of the {n} pool records" in note for note in notes)
+    assert any(f"and {cols.size} of the {n} pool records" in note for note in notes)
+
+
+def test_label_only_calibrates_on_the_first_shadow_models_only():
+    """A pool of more than LABEL_CALIBRATION_MODELS shadows: only the first ones are
+    asked (every record), tau is calibrated on their membership rows, the note says so;
+    the target's scores do not depend on it."""
+    rng = np.random.default_rng(8)
+    n, m = 300, attacking.LABEL_CALIBRATION_MODELS
+    k = m + 4
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    labels = rng.integers(0, 3, n)
+    ws = rng.normal(size=(k, 5, 3)).astype(np.float32)
+    asked = []
+
+    def shadow_query(v, models=None):
+        asked.append(models)
+        return np.einsum("nf,kfc->knc", v, ws[:models]).argmax(-1)
+
+    keep = splits.balanced_keep(k, n, seed=9)
+    shadows = attacking.PoolSignals(signals={}, phi=None, logits=None, keep=keep,
+                                    pool=np.ones(n, bool))  # fmt: skip
+    config = AuditConfig(label_queries=4)
+    notes: list[str] = []
+    target = lambda v: v @ ws[0]
+    scores, tau = attacking._label_only(
+        shadows, np.arange(n), labels, config, (target, shadow_query, x), notes
+    )
+    assert asked == [m] * 4
+    kw = dict(n_queries=4, seed=config.seed)
+    shadow = attacks.query_correctness(lambda v: shadow_query(v, m), x, labels, **kw)
+    expected = attacks.calibrate_threshold(
+        np.asarray(attacks.label_only(shadow), np.float64), keep[:m]
+    )
+    assert tau == expected
+    assert any(f"on {m} of the {k} shadow models" in note for note in notes)
+    alone = attacks.query_correctness(target, x, labels, **kw)
+    np.testing.assert_array_equal(scores, np.asarray(attacks.label_only(alone), np.float64))

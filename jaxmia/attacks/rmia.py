@@ -439,7 +439,10 @@ def calibrate_rmia(
             if member.all() or not member.any():
                 continue
             pick = np.ix_(np.flatnonzero(others), np.flatnonzero(usable))
-            lp, kp, lt = jnp.asarray(log_p[pick]), jnp.asarray(keep[pick]), log_p[t, usable]
+            # device_put, not jnp.asarray: the shapes differ per pseudo-target, and
+            # jnp.asarray of a NumPy array compiles a copy for every shape
+            lp = jax.device_put(np.asarray(log_p[pick], np.float32))
+            kp, lt = jax.device_put(np.asarray(keep[pick], bool)), log_p[t, usable]
             cells = [j for j, (tj, _) in enumerate(grid) if tj == temperature]
             if online:
                 priors = np.asarray(log_prior(lp, kp, True, 0.0))[None]

@@ -47,7 +47,8 @@ class TargetSignals:
 class PoolLabels:
     """``x (p, ...) -> (k, p)`` the pool's predicted labels on the label-only queries:
     computed once per input, and kept in the pool directory when the outputs are
-    unperturbed (:func:`jaxmia.engine.pools.cached_labels`)."""
+    unperturbed (:func:`jaxmia.engine.pools.cached_labels`). ``models=m`` asks only the
+    pool's first ``m`` models, ``(m, p)``."""
 
     def __init__(self, setup: Setup, shadows: Shadows, predict: Callable[[np.ndarray], np.ndarray]):
         self._pool, self._rows, self._predict = shadows.pool, shadows.rows, predict
@@ -55,19 +56,33 @@ class PoolLabels:
         self._inputs = shadow_config.shadow_inputs(setup.config) or (lambda x: x)
         self._answered: dict[str, np.ndarray] = {}
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        key = pools.answers_key(x, self._rows)
+    def __call__(self, x: np.ndarray, models: int | None = None) -> np.ndarray:
+        if self._perturbed:  # the interface's noise is drawn for the whole pool at once
+            return self._labels(x, None)[:models]
+        return self._labels(x, models)
+
+    def _labels(self, x: np.ndarray, models: int | None) -> np.ndarray:
+        rows = self._rows[:models]
+        key = pools.answers_key(x, rows)
         if key not in self._answered:
+            pool = self._pool if models is None else _first(self._pool, models)
             if self._perturbed:
                 self._answered[key] = np.asarray(self._predict(x)).argmax(-1)
             elif self._dir is None:
-                self._answered[key] = engine.predict(self._pool, self._inputs(x), labels=True)
+                self._answered[key] = engine.predict(pool, self._inputs(x), labels=True)
             else:
-                compute = lambda x: engine.predict(self._pool, self._inputs(x), labels=True)
-                self._answered[key] = pools.cached_labels(
-                    self._dir, x, self._rows, compute, key=key
-                )
+                compute = lambda x: engine.predict(pool, self._inputs(x), labels=True)
+                self._answered[key] = pools.cached_labels(self._dir, x, rows, compute, key=key)
         return self._answered[key]
+
+
+def _first(pool: engine.Pool, models: int) -> engine.Pool:
+    """The pool's first ``models`` models, their parameters cut on the host (slicing the
+    sharded device arrays would compile a gather for every parameter's shape)."""
+    take = lambda a: np.asarray(a)[:models]
+    return dataclasses.replace(
+        pool, params=jax.tree.map(take, pool.params), rest=jax.tree.map(take, pool.rest)
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -78,7 +78,8 @@ def _targets(
             logits=None if pool.logits is None else pool.logits[t],
             query=lambda x, t=t: labels(x)[t],
         )
-        queries = (own.query, lambda x, t=t: np.delete(labels(x), t, axis=0), x)
+        others = lambda x, models=None, t=t: np.delete(labels(x), t, axis=0)[:models]
+        queries = (own.query, others, x)
         accuracy = (shadows.pool.train_accuracy[t], shadows.pool.test_accuracy[t])
         membership = shadows.split.shadow_keep[t, setup.split.candidates]
         out.append(_Target(pool.without(t), membership, own, accuracy, queries))
