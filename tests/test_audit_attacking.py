@@ -1,6 +1,9 @@
 """jaxmia/audit/attacking.py: running every attack against one target."""
 
+import dataclasses
+
 import numpy as np
+import pytest
 
 from jaxmia import attacks, splits
 from jaxmia.audit import AuditConfig, attacking
@@ -147,3 +150,42 @@ def test_label_only_calibrates_on_the_first_shadow_models_only():
     assert any(f"on {m} of the {k} shadow models" in note for note in notes)
     alone = attacks.query_correctness(target, x, labels, **kw)
     np.testing.assert_array_equal(scores, np.asarray(attacks.label_only(alone), np.float64))
+
+
+def _small_pool(k=4, n=200, c=3, seed=11):
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(c), size=(k, n)).astype(np.float32)
+    keep = splits.balanced_keep(k, n, seed=seed)
+    signals = {"sorted_probabilities": -np.sort(-probs, axis=-1), "loss": -np.log(probs[..., 0])}
+    shadows = attacking.PoolSignals(signals=signals, phi=None, logits=None, keep=keep,
+                                    pool=np.ones(n, bool))  # fmt: skip
+    return shadows, rng.integers(0, c, n), c
+
+
+def test_shokri_trained_in_the_background_scores_as_in_the_foreground():
+    """start_shokri's classifier (a daemon thread, started before the target's signals)
+    gives the attack the same scores, bit for bit, as training it in attack_target; the
+    other attacks are unchanged; an error in the thread is raised by attack_target."""
+    shadows, labels, c = _small_pool()
+    cand = np.arange(0, 200, 2)
+    target_all = {name: v[0] for name, v in shadows.signals.items()}
+    target_sig = {name: v[cand] for name, v in target_all.items()}
+    config = AuditConfig(seed=3)
+    run = lambda **kw: attacking.attack_target(
+        ("shokri", "loss"), shadows, target_sig, None, target_all, None, cand, labels, c,
+        config, [], **kw,
+    )  # fmt: skip
+    plain = run()
+    early = run(shokri_fit=attacking.start_shokri(shadows, labels, c, config))
+    for name in ("shokri", "loss"):
+        np.testing.assert_array_equal(plain[name][0], early[name][0])
+        assert plain[name][1] == early[name][1]
+    alone = attacks.shokri(
+        target_sig, shadows.signals, shadows.keep, labels=labels, target_labels=labels[cand],
+        num_classes=c, pool=shadows.pool, seed=3,
+        config=attacks.ShokriConfig(features=("sorted_probabilities",)),
+    )  # fmt: skip
+    np.testing.assert_array_equal(plain["shokri"][0], alone)
+    broken = dataclasses.replace(shadows, keep=np.full((4, 7), 2))
+    with pytest.raises(attacks.AttackInputError):
+        run(shokri_fit=attacking.start_shokri(broken, labels, c, config))

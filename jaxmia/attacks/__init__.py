@@ -44,7 +44,7 @@ then every model the target in turn (leave-one-out), vmapped::
 
 from jaxmia.attacks import classifier, lira, rmia, robustness, threshold
 from jaxmia.attacks._checks import AttackInputError
-from jaxmia.attacks.classifier import ShokriConfig, shokri
+from jaxmia.attacks.classifier import ShokriConfig, ShokriFit, shokri, shokri_fit, shokri_score
 from jaxmia.attacks.lira import LiRAError, augment_images, lira_offline, lira_online
 from jaxmia.attacks.rmia import (
     RMIACalibration,
@@ -73,6 +73,7 @@ __all__ = [
     "LiRAError",
     "RMIACalibration",
     "ShokriConfig",
+    "ShokriFit",
     "attack_p",
     "augment_images",
     "calibrate_rmia",
@@ -95,5 +96,7 @@ __all__ = [
     "rmia_online",
     "robustness",
     "shokri",
+    "shokri_fit",
+    "shokri_score",
     "threshold",
 ]

@@ -25,7 +25,16 @@ import numpy as np
 from jaxmia import engine, models, signals
 from jaxmia.attacks import _checks
 
-__all__ = ["PROBABILITY_SIGNALS", "THRESHOLD", "ShokriConfig", "feature_matrix", "shokri"]
+__all__ = [
+    "PROBABILITY_SIGNALS",
+    "THRESHOLD",
+    "ShokriConfig",
+    "ShokriFit",
+    "feature_matrix",
+    "shokri",
+    "shokri_fit",
+    "shokri_score",
+]
 
 PROBABILITY_SIGNALS = frozenset(
     {
@@ -126,7 +135,8 @@ def shokri(
     Trains the attack MLP (Flax, through :func:`jaxmia.engine.train`) on the shadow
     models' signals of their members and non-members, then scores the target's
     candidates. Its decision threshold is :data:`THRESHOLD` (predicted probability 1/2).
-    Runs on the host and trains a model, so it is not traceable by ``jax.jit``.
+    Runs on the host and trains a model, so it is not traceable by ``jax.jit``. The same
+    as :func:`shokri_fit` followed by :func:`shokri_score`.
 
     Args:
       target_signals: ``{signal: (m, ...)}`` the target's signals on the candidates
@@ -146,6 +156,42 @@ def shokri(
     Raises:
       AttackInputError: if ``keep`` is not a ``(k, n)`` bool or 0/1 array.
     """
+    fit = shokri_fit(shadow_signals, keep, labels=labels, num_classes=num_classes, pool=pool,
+                     config=config, seed=seed)  # fmt: skip
+    return shokri_score(fit, target_signals, target_labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShokriFit:
+    """A trained attack classifier of :func:`shokri_fit`.
+
+    Attributes:
+      models: the attack MLPs, a :class:`jaxmia.engine.Pool` of 1 (or ``c`` per class).
+      mean, std: ``(d,)`` the feature standardisation of the training rows.
+      config: the :class:`ShokriConfig` it was trained with.
+      num_classes: ``c``.
+    """
+
+    models: Any
+    mean: np.ndarray
+    std: np.ndarray
+    config: ShokriConfig
+    num_classes: int
+
+
+def shokri_fit(
+    shadow_signals: Mapping[str, Any],
+    keep: Any,
+    *,
+    labels: Any,
+    num_classes: int,
+    pool: Any = None,
+    config: ShokriConfig = ShokriConfig(),
+    seed: int = 0,
+) -> ShokriFit:
+    """Trains Shokri et al.'s attack classifier on the shadow models' signals of their
+    members and non-members (balanced rows; the arguments as in :func:`shokri`). It needs
+    nothing of the target, so it can train before the target's signals exist."""
     labels = np.asarray(labels)
     keep = np.asarray(_checks.as_keep("keep", keep, (*np.shape(keep)[:1], *labels.shape)))
     pool = np.ones(keep.shape[1], bool) if pool is None else np.asarray(pool, bool)
@@ -158,12 +204,8 @@ def shokri(
     rows = {name: np.asarray(shadow_signals[name])[mi, ei] for name in config.features}
     x = feature_matrix(rows, config.features, labels[ei] if use_label else None, num_classes)
     y = keep[mi, ei].astype(np.int32)
-    xt = feature_matrix(
-        target_signals, config.features, target_labels if use_label else None, num_classes
-    )
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-    x, xt = (x - mean) / std, (xt - mean) / std
-
+    x = (x - mean) / std
     if config.per_class:
         group = labels[ei]
         attack_keep = np.arange(num_classes)[:, None] == group[None]
@@ -182,7 +224,19 @@ def shokri(
         optimizer=engine.adam(config.learning_rate),
         seed=seed,
     )
-    logits = engine.predict(pool_models, xt)  # (1 or c, m, 2)
+    return ShokriFit(pool_models, mean, std, config, num_classes)
+
+
+def shokri_score(fit: ShokriFit, target_signals: Mapping[str, Any], target_labels: Any):
+    """``(m,)`` float64 member log-odds of the target's candidates (``target_signals``
+    ``{signal: (m, ...)}``, ``target_labels`` ``(m,)``) from a :func:`shokri_fit`."""
+    config = fit.config
+    use_label = config.include_label and not config.per_class
+    xt = feature_matrix(
+        target_signals, config.features, target_labels if use_label else None, fit.num_classes
+    )
+    xt = (xt - fit.mean) / fit.std
+    logits = engine.predict(fit.models, xt)  # (1 or c, m, 2)
     which = np.asarray(target_labels) if config.per_class else np.zeros(len(xt), int)
     chosen = logits[which, np.arange(len(xt))]
     return (chosen[:, 1] - chosen[:, 0]).astype(np.float64)

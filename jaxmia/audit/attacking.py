@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -29,6 +30,8 @@ __all__ = [
     "PoolSignals",
     "attack_target",
     "calibration_records",
+    "fit_shokri",
+    "start_shokri",
 ]
 
 
@@ -78,6 +81,7 @@ def attack_target(
     log: Log = _silent,
     queries: tuple[Callable, Callable, np.ndarray] | None = None,
     seconds: dict[str, float] | None = None,
+    shokri_fit: concurrent.futures.Future | None = None,
 ) -> dict[str, tuple[np.ndarray, float | None]]:
     """Runs every attack against one target.
 
@@ -103,6 +107,8 @@ def attack_target(
       seconds: if given, each attack's wall time (calibration included) is added to
         ``seconds[attack]`` (the attacks of :data:`BACKGROUND` run in a thread alongside
         the others, so their time overlaps).
+      shokri_fit: Shokri's classifier, training since :func:`start_shokri` (on these
+        ``shadows``); its time counts from the start of its training.
 
     Returns:
       ``{attack: (scores (m,), threshold or None)}``; a ``None`` threshold means the
@@ -116,6 +122,9 @@ def attack_target(
 
     def one(name: str) -> None:
         started = time.perf_counter()
+        if name == "shokri" and shokri_fit is not None:  # trained since start_shokri
+            fit, started = shokri_fit.result()
+            cache["shokri_fit"] = fit
         _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logits_all,
                  candidates, labels, num_classes, config, own_notes[name], queries, keep_c,
                  cache)  # fmt: skip
@@ -144,6 +153,44 @@ def attack_target(
     return {name: out[name] for name in attacks}
 
 
+def fit_shokri(
+    shadows: PoolSignals, labels: np.ndarray, num_classes: int, config: AuditConfig
+) -> classifier.ShokriFit:
+    """Shokri et al.'s attack classifier trained on the pool's signals, as the audit
+    configures it (:func:`jaxmia.attacks.shokri_fit`)."""
+    return attacks_lib.shokri_fit(
+        shadows.signals,
+        shadows.keep,
+        labels=labels,
+        num_classes=num_classes,
+        pool=shadows.pool,
+        config=classifier.ShokriConfig(
+            features=needs("shokri", config.effective_access), per_class=config.per_class
+        ),
+        seed=config.seed,
+    )
+
+
+def start_shokri(
+    shadows: PoolSignals, labels: np.ndarray, num_classes: int, config: AuditConfig
+) -> concurrent.futures.Future:
+    """:func:`fit_shokri` in a background (daemon) thread, started as soon as the pool's
+    signals exist: the classifier needs nothing of the target, so it trains while the
+    target's signals are computed and the other attacks run. The future holds
+    ``(ShokriFit, perf_counter at its start)`` or the exception it raised."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run() -> None:
+        started = time.perf_counter()
+        try:
+            future.set_result((fit_shokri(shadows, labels, num_classes, config), started))
+        except BaseException as e:  # raised again by future.result()
+            future.set_exception(e)
+
+    threading.Thread(target=run, name="jaxmia-shokri", daemon=True).start()
+    return future
+
+
 BACKGROUND = ("shokri", "label_only")
 """Attacks that run in a background thread while the others run. Shokri's classifier
 trains through thousands of small steps (3,000 of a 64-unit MLP) that keep one core busy
@@ -158,19 +205,9 @@ def _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logi
              cache) -> None:  # fmt: skip
     """Runs the attack ``name`` and stores its ``(scores, threshold)`` in ``out``."""
     if name == "shokri":
-        scores = attacks_lib.shokri(
-            target_sig,
-            shadows.signals,
-            shadows.keep,
-            labels=labels,
-            target_labels=labels[candidates],
-            num_classes=num_classes,
-            pool=shadows.pool,
-            config=classifier.ShokriConfig(
-                features=needs(name, config.effective_access), per_class=config.per_class
-            ),
-            seed=config.seed,
-        )
+        prefit = cache.get("shokri_fit")
+        fit = fit_shokri(shadows, labels, num_classes, config) if prefit is None else prefit
+        scores = attacks_lib.shokri_score(fit, target_sig, labels[candidates])
         out[name] = (scores, classifier.THRESHOLD)
     elif name == "label_only":
         out[name] = _label_only(shadows, candidates, labels, config, queries, notes)

@@ -8,6 +8,7 @@ The signals are computed once on all ``n`` records: ``(k, n, ...)`` for the pool
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 from collections.abc import Callable
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from jaxmia import engine, signals, threat_models
 from jaxmia.audit import shadow_config
-from jaxmia.audit.attacking import PoolSignals
+from jaxmia.audit.attacking import PoolSignals, start_shokri
 from jaxmia.audit.config import ConfigError, needs
 from jaxmia.audit.setup import Setup
 from jaxmia.audit.signal_cache import SignalCache
@@ -94,12 +95,15 @@ class Extracted:
       target: the target's (:class:`TargetSignals`), or ``None`` in leave-one-out.
       plot_signals: the signals the report plots (confidence, loss) where provided.
       pool_labels: the pool's labels on any queries (:class:`PoolLabels`).
+      shokri: Shokri's classifier, training in the background since the pool's signals
+        were ready (:func:`jaxmia.audit.attacking.start_shokri`), or ``None``.
     """
 
     shadows: PoolSignals
     target: TargetSignals | None
     plot_signals: frozenset[str]
     pool_labels: PoolLabels
+    shokri: concurrent.futures.Future | None = None
 
 
 def through_interface(
@@ -149,20 +153,23 @@ def extract(setup: Setup, target: TargetRun | None, shadows: Shadows) -> Extract
     pool_predict = through_interface(setup, predict_known(shadows.pool, ds.x, inputs))
     shadow_logits = pool_predict(ds.x)
     cache = SignalCache(setup.pool_dir)  # the signals a rerun computed before
+    observed = cache.observe(
+        shadow_logits, ds.y, access, needed | (plot_signals if setup.loo else set()),
+        top_k=config.top_k,
+    )  # fmt: skip
+    keep, pool = shadows.split.shadow_keep, shadows.split.shadow_pool
+    shokri = None
+    if "shokri" in attacks and not setup.loo:  # leave-one-out: one classifier per target
+        early = PoolSignals(signals=observed, phi=None, logits=None, keep=keep, pool=pool)
+        shokri = start_shokri(early, ds.y, ds.num_classes, config)
     pool_signals = PoolSignals(
-        signals=cache.observe(
-            shadow_logits,
-            ds.y,
-            access,
-            needed | (plot_signals if setup.loo else set()),
-            top_k=config.top_k,
-        ),
+        signals=observed,
         phi=_phi(pool_predict, setup.views, ds.y, access, shadow_logits, cache)
         if use_lira
         else None,
         logits=shadow_logits if keep_logits else None,
-        keep=shadows.split.shadow_keep,
-        pool=shadows.split.shadow_pool,
+        keep=keep,
+        pool=pool,
     )
     target_signals = None
     if target is not None:
@@ -187,4 +194,5 @@ def extract(setup: Setup, target: TargetRun | None, shadows: Shadows) -> Extract
         target=target_signals,
         plot_signals=frozenset(plot_signals),
         pool_labels=PoolLabels(setup, shadows, pool_predict),
+        shokri=shokri,
     )

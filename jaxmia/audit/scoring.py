@@ -122,6 +122,7 @@ def attack_all(
             log=log if t == 0 else _silent,
             queries=one.queries,
             seconds=seconds,
+            shokri_fit=None if setup.loo else extracted.shokri,
         )
         for name, (s, tau) in results.items():
             scores[name].append(s)
