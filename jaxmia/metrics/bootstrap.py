@@ -41,23 +41,30 @@ def _stratified_bootstrap_indices(
     return np.concatenate([pos_draw, neg_draw], axis=1)
 
 
+def _draw_counts(
+    y: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """How often each example is drawn in each of :func:`_stratified_bootstrap_indices`'s
+    resamples (a resample is a multiset, so its statistics depend on these counts only):
+    ``(members, non_members)``, two ``(B, n)`` int32 arrays, each zero outside its class."""
+    idx = _stratified_bootstrap_indices(y, n_boot, rng)
+    counts = np.empty((n_boot, y.shape[0]), dtype=np.int32)
+    for b in range(n_boot):
+        counts[b] = np.bincount(idx[b], minlength=y.shape[0])
+    members = np.where(y, counts, 0)
+    return members, counts - members
+
+
 @functools.lru_cache(maxsize=2)
-def _resamples(membership: bytes, n_boot: int, seed: int) -> np.ndarray:
-    """:func:`_stratified_bootstrap_indices` of bool membership (its bytes) with
+def _resample_counts(membership: bytes, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_draw_counts` of bool membership (its bytes) with
     ``numpy.random.default_rng(seed)``, drawn once for every attack of an audit (they share
     the membership and the seed); read-only."""
     y = np.frombuffer(membership, dtype=bool)
-    idx = _stratified_bootstrap_indices(y, n_boot, np.random.default_rng(seed))
-    idx.flags.writeable = False
-    return idx
-
-
-def _grouped_counts(groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per-row histogram: ``(B, m)`` group ids -> ``(B, n_groups)`` int64 counts."""
-    n_rows = groups.shape[0]
-    offsets = (np.arange(n_rows, dtype=np.int64) * n_groups)[:, None]
-    flat = np.bincount((groups + offsets).ravel(), minlength=n_rows * n_groups)
-    return flat.reshape(n_rows, n_groups)
+    counts = _draw_counts(y, n_boot, np.random.default_rng(seed))
+    for a in counts:
+        a.flags.writeable = False
+    return counts
 
 
 def _bootstrap_stats(
@@ -74,32 +81,44 @@ def _bootstrap_stats(
         ``(aucs, tprs)`` with shapes ``(B,)`` and ``(B, len(fprs))``.
     """
     if isinstance(seed, (int, np.integer)):
-        idx = _resamples(y.tobytes(), n_boot, int(seed))
+        drawn1, drawn0 = _resample_counts(y.tobytes(), n_boot, int(seed))
     else:  # a seed sequence or generator state: not cached
-        idx = _stratified_bootstrap_indices(y, n_boot, np.random.default_rng(seed))
-    _, inv = np.unique(s, return_inverse=True)  # ascending distinct-score ids
-    n_groups = int(inv.max()) + 1
+        drawn1, drawn0 = _draw_counts(y, n_boot, np.random.default_rng(seed))
     n_pos = int(y.sum())
     n_neg = y.shape[0] - n_pos
-    g = inv[idx]
-    w1 = _grouped_counts(g[:, :n_pos], n_groups)
-    w0 = _grouped_counts(g[:, n_pos:], n_groups)
+    # per distinct score (ascending), the resampled members w1 and non-members w0: the
+    # draw counts in score order, summed over runs of tied scores
+    order = np.argsort(s, kind="stable")
+    w1, w0 = np.take(drawn1, order, axis=1), np.take(drawn0, order, axis=1)
+    s_sorted = s[order]
+    ties = s_sorted[1:] == s_sorted[:-1]
+    if ties.any():
+        starts = np.flatnonzero(np.concatenate([[True], ~ties]))
+        w1, w0 = np.add.reduceat(w1, starts, axis=1), np.add.reduceat(w0, starts, axis=1)
+    n_groups = w1.shape[1]
+    if int(w1.max(initial=0)) * max(n_neg, 1) >= 2**31:  # the products below in int64
+        w1 = w1.astype(np.int64)
+    # cum0[:, m], cum1[:, m]: resampled non-members / members in the m lowest groups
+    # (int32: at most n)
+    cum0 = np.zeros((n_boot, n_groups + 1), dtype=np.int32)
+    cum1 = np.zeros((n_boot, n_groups + 1), dtype=np.int32)
+    np.cumsum(w0, axis=1, out=cum0[:, 1:])
+    np.cumsum(w1, axis=1, out=cum1[:, 1:])
 
-    # AUC: each member beats the non-members strictly below it and ties with its group.
-    below = np.cumsum(w0, axis=1) - w0
-    aucs = np.einsum("bg,bg->b", w1, below + 0.5 * w0) / (n_pos * n_neg)
+    # AUC: each member beats the non-members strictly below it and ties with its group
+    # (integer sums, exact, so the float64 result is that of the Mann-Whitney formula)
+    beats = (w1 * cum0[:, :-1]).sum(axis=1, dtype=np.int64)
+    ties_with = (w1 * w0).sum(axis=1, dtype=np.int64)
+    aucs = (beats + 0.5 * ties_with) / (n_pos * n_neg)
 
-    # ROC, highest score first, with the (0, 0) vertex prepended.
-    tps = np.zeros((n_boot, n_groups + 1), dtype=np.int64)
-    fps = np.zeros((n_boot, n_groups + 1), dtype=np.int64)
-    np.cumsum(w1[:, ::-1], axis=1, out=tps[:, 1:])
-    np.cumsum(w0[:, ::-1], axis=1, out=fps[:, 1:])
-    rows = np.arange(n_boot)
+    # ROC from the highest score down: after the top j groups fps = n_neg - cum0[G - j]
+    # and tps = n_pos - cum1[G - j] (every resample keeps the class counts). The last
+    # vertex with fps <= c is the first m = G - j with cum0[m] >= n_neg - c.
     tprs = np.empty((n_boot, fprs.shape[0]), dtype=np.float64)
     for j, target in enumerate(fprs):
-        # vertices with fps / n_neg <= target: fps <= the largest count that passes
-        k = np.count_nonzero(fps <= _max_count(target, n_neg), axis=1) - 1
-        tprs[:, j] = tps[rows, k] / n_pos
+        need = n_neg - _max_count(target, n_neg)
+        m = np.array([np.searchsorted(row, need, side="left") for row in cum0])
+        tprs[:, j] = (n_pos - cum1[np.arange(n_boot), m]) / n_pos
     return aucs, tprs
 
 
