@@ -2,7 +2,7 @@
 
 Location-30 (5,010 records of 446 binary features) is tiled to n records: copy t > 0 of
 every record flips each feature with probability ``--flip`` (seeded), labels unchanged.
-Each n is audited by ``jaxmia audit --dataset tiled.npz --shadows K --n-boot 0`` in its
+Each n is audited by ``jaxmia audit --dataset tiled.npz --shadows K --n-boot B`` in its
 own process (a fresh compilation cache per run unless ``--warm``), and the per-phase
 timings are read from its ``metrics.json``; the peak resident memory is the whole
 process's (``/usr/bin/time -f %M``: phases are not measured apart).
@@ -43,12 +43,12 @@ def tiled(n: int, flip: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs)[:n], np.concatenate(ys)[:n]
 
 
-def audit(data: pathlib.Path, shadows: int, out: pathlib.Path, cache: str) -> dict:
+def audit(data: pathlib.Path, shadows: int, out: pathlib.Path, cache: str, n_boot: int) -> dict:
     """One ``jaxmia audit`` of ``data`` in its own process: wall time, peak memory and the
     per-phase timings of its ``metrics.json``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAXMIA_COMPILATION_CACHE": cache}
-    command = [sys.executable, "-m", "jaxmia.cli", "audit", "--dataset", str(data),
-               "--shadows", str(shadows), "--n-boot", "0", "-q", "-o", str(out)]  # fmt: skip
+    command = [sys.executable, "-m", "jaxmia.cli", "audit", "--dataset", str(data), "--shadows",
+               str(shadows), "--n-boot", str(n_boot), "-q", "-o", str(out)]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(["/usr/bin/time", "-f", "%M", *command], env=env, check=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -70,18 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shadows", type=int, default=16)
     parser.add_argument("--flip", type=float, default=0.02)
     parser.add_argument("--warm", action="store_true", help="one compilation cache for all")
+    parser.add_argument("--n-boot", type=int, default=0, help="bootstrap resamples (metrics)")
     parser.add_argument("--out", default="benchmarks/results/scaling-n-cpu-2core.json")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = pathlib.Path(tmp)
-        for n in sizes:
+        for i, n in enumerate(sizes):  # a size may repeat: each run on its own
             x, y = tiled(n, args.flip)
             data = tmp_path / f"location30x{n}.npz"
             np.savez(data, x=x, y=y)
-            cache = str(tmp_path / ("xla" if args.warm else f"xla-{n}"))
-            row = {"n": n, **audit(data, args.shadows, tmp_path / f"audit-{n}", cache)}
+            cache = str(tmp_path / ("xla" if args.warm else f"xla-{i}"))
+            out = tmp_path / f"audit-{i}"
+            row = {"n": n, **audit(data, args.shadows, out, cache, args.n_boot)}
             results.append(row)
             phases = ", ".join(f"{k} {v:.2f}" for k, v in row["phases_s"].items())
             print(f"n={n}: {row['wall_s']:.1f} s, peak {row['peak_rss_mib']:.0f} MiB; {phases}")
@@ -91,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "shadows": args.shadows,
         "flip": args.flip,
+        "n_boot": args.n_boot,
         "compilation_cache": "shared" if args.warm else "cold per run",
         "peak_memory": "the audit process's peak RSS (/usr/bin/time %M); not per phase",
         "results": results,

@@ -86,24 +86,22 @@ def _bootstrap_stats(
         drawn1, drawn0 = _draw_counts(y, n_boot, np.random.default_rng(seed))
     n_pos = int(y.sum())
     n_neg = y.shape[0] - n_pos
-    # per distinct score (ascending), the resampled members w1 and non-members w0: the
-    # draw counts in score order, summed over runs of tied scores
+    # the resampled members w1 and non-members w0 of each example in ascending score
+    # order, and cum1[:, m], cum0[:, m]: how many lie before position m
     order = np.argsort(s, kind="stable")
     w1, w0 = np.take(drawn1, order, axis=1), np.take(drawn0, order, axis=1)
-    s_sorted = s[order]
-    ties = s_sorted[1:] == s_sorted[:-1]
-    if ties.any():
-        starts = np.flatnonzero(np.concatenate([[True], ~ties]))
-        w1, w0 = np.add.reduceat(w1, starts, axis=1), np.add.reduceat(w0, starts, axis=1)
-    n_groups = w1.shape[1]
-    if int(w1.max(initial=0)) * max(n_neg, 1) >= 2**31:  # the products below in int64
-        w1 = w1.astype(np.int64)
-    # cum0[:, m], cum1[:, m]: resampled non-members / members in the m lowest groups
-    # (int32: at most n)
-    cum0 = np.zeros((n_boot, n_groups + 1), dtype=np.int32)
-    cum1 = np.zeros((n_boot, n_groups + 1), dtype=np.int32)
+    cum0 = np.zeros((n_boot, y.shape[0] + 1), dtype=np.int32)  # int32: at most n
+    cum1 = np.zeros((n_boot, y.shape[0] + 1), dtype=np.int32)
     np.cumsum(w0, axis=1, out=cum0[:, 1:])
     np.cumsum(w1, axis=1, out=cum1[:, 1:])
+    s_sorted = s[order]
+    ties = s_sorted[1:] == s_sorted[:-1]
+    if ties.any():  # one group per distinct score: cut the sums at the groups' starts
+        bounds = np.flatnonzero(np.concatenate([[True], ~ties, [True]]))
+        cum0, cum1 = cum0[:, bounds], cum1[:, bounds]
+        w1, w0 = np.diff(cum1, axis=1), np.diff(cum0, axis=1)
+    if int(w1.max(initial=0)) * max(n_neg, 1) >= 2**31:  # the products below in int64
+        w1 = w1.astype(np.int64)
 
     # AUC: each member beats the non-members strictly below it and ties with its group
     # (integer sums, exact, so the float64 result is that of the Mann-Whitney formula)
