@@ -9,6 +9,7 @@ each resample.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,6 +56,9 @@ def _draw_counts(
     return members, counts - members
 
 
+_COUNTS_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=2)
 def _resample_counts(membership: bytes, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_draw_counts` of bool membership (its bytes) with
@@ -81,7 +85,8 @@ def _bootstrap_stats(
         ``(aucs, tprs)`` with shapes ``(B,)`` and ``(B, len(fprs))``.
     """
     if isinstance(seed, (int, np.integer)):
-        drawn1, drawn0 = _resample_counts(y.tobytes(), n_boot, int(seed))
+        with _COUNTS_LOCK:  # attacks evaluated in threads draw the counts once
+            drawn1, drawn0 = _resample_counts(y.tobytes(), n_boot, int(seed))
     else:  # a seed sequence or generator state: not cached
         drawn1, drawn0 = _draw_counts(y, n_boot, np.random.default_rng(seed))
     n_pos = int(y.sum())
