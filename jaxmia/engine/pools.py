@@ -44,6 +44,10 @@ Derived answers: ``DIR/answers/labels-<digest>.npz`` holds the predicted labels
 attack's perturbed queries; the digest covers the inputs and the model indices) and
 ``sha256``, the digest of ``labels``. They are a cache: :func:`cached_labels` recomputes
 any that is missing or does not match its digest, and a new pool starts without them.
+The audit keeps two more caches there (:mod:`jaxmia.audit.target_cache`,
+:mod:`jaxmia.audit.signal_cache`): ``DIR/target-<key>.npz``, the trained target keyed by
+its full specification, and ``DIR/answers/signals-<key>.npz``, signals keyed by a digest
+of the outputs they come from.
 
 Writes are atomic (a temporary file in the same directory, ``fsync``, then
 ``os.replace``; the manifest is replaced only after its chunk is on disk), so a killed
