@@ -179,8 +179,7 @@ def test_a_cache_that_cannot_be_written_does_not_fail_the_audit(tmp_path, monkey
     def full(path, write):
         raise OSError(f"cannot write {path}: No space left on device")
 
-    monkeypatch.setattr(target_cache, "atomic_write", full)
-    monkeypatch.setattr(signal_cache, "atomic_write", full)
+    monkeypatch.setattr(files, "atomic_write", full)  # under both caches' write_checked
     trained = _tiny()[0]
     assert target_cache.save(tmp_path, "a" * 32, trained) is None
     cache = signal_cache.SignalCache(tmp_path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import zipfile
 from collections.abc import Iterable
 
 import numpy as np
@@ -27,7 +26,7 @@ import numpy as np
 import jaxmia
 from jaxmia import threat_models
 from jaxmia.engine import pools
-from jaxmia.engine.files import atomic_write, refuse_link
+from jaxmia.engine.files import read_checked, refuse_link, write_checked
 
 __all__ = ["FORMAT", "UNKEPT", "SignalCache"]
 
@@ -36,15 +35,6 @@ FORMAT = "jaxmia-signals/1"
 
 UNKEPT = frozenset({"probabilities", "sorted_probabilities"})
 """Signals computed anew every time: ``(..., n, c)`` arrays, cheap to recompute."""
-
-
-def _digest(arrays: dict[str, np.ndarray]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}:{a.dtype}:{a.shape};".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()
 
 
 class SignalCache:
@@ -79,19 +69,11 @@ class SignalCache:
     def _read(self, key: str) -> dict[str, np.ndarray]:
         if key in self._kept:
             return self._kept[key]
-        kept: dict[str, np.ndarray] = {}
         file = self._file(key)
         refuse_link(file.parent)
-        if file.is_file():
-            try:
-                with np.load(file, allow_pickle=False) as data:
-                    arrays = {name: data[name] for name in data.files}
-                if str(arrays.pop("sha256", "")) == _digest(arrays):
-                    for a in arrays.values():
-                        a.setflags(write=False)  # as observe's (views of JAX arrays)
-                    kept = arrays
-            except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError):
-                pass  # damaged: recomputed
+        kept = read_checked(file) or {}
+        for a in kept.values():
+            a.setflags(write=False)  # as observe's (views of JAX arrays)
         self._kept[key] = kept
         return kept
 
@@ -125,11 +107,9 @@ class SignalCache:
         if self._dir is None or not (self._dir / pools.MANIFEST).is_file():
             return
         for key in sorted(self._new):
-            arrays = self._kept[key]
-            write = lambda f, a=arrays: np.savez(f, sha256=np.array(_digest(a)), **a)
             try:
                 (self._dir / pools.ANSWERS).mkdir(exist_ok=True)
-                atomic_write(self._file(key), write)
+                write_checked(self._file(key), self._kept[key])
             except OSError:  # a read-only or full directory: computed again next time
                 break
         self._new.clear()

@@ -41,7 +41,7 @@ import optax
 
 from jaxmia import engine, models
 from jaxmia.engine import adversarial, checkpointing, kernel, pools
-from jaxmia.engine.files import atomic_write, refuse_link
+from jaxmia.engine.files import read_checked, refuse_link, write_checked
 
 __all__ = ["FORMAT", "load", "path_of", "save", "target_key"]
 
@@ -99,15 +99,6 @@ def path_of(pool_dir: str | os.PathLike, key: str) -> pathlib.Path:
     return pathlib.Path(pool_dir) / f"target-{key}.npz"
 
 
-def _digest(arrays: Mapping[str, np.ndarray]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}:{a.dtype}:{a.shape};".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()
-
-
 def _shapes(shapes) -> dict[str, tuple[int, ...]]:
     """``{leaf name: (1, ...)}`` of one model's ``(params, rest)`` shapes, as saved."""
     out = {}
@@ -143,7 +134,7 @@ def save(pool_dir: str | os.PathLike, key: str, target: engine.Pool) -> pathlib.
     arrays = {name: np.asarray(a) for name, a in arrays.items()}
     file = path_of(folder, key)
     try:
-        atomic_write(file, lambda f: np.savez(f, sha256=np.array(_digest(arrays)), **arrays))
+        write_checked(file, arrays)
     except OSError:  # a read-only or full directory: the next run trains it again
         return None
     return file
@@ -160,14 +151,10 @@ def load(
     digest or the architecture (then the caller trains it anew)."""
     file = path_of(pool_dir, key)
     refuse_link(file)
-    if not file.is_file():
+    arrays = read_checked(file)
+    if arrays is None:
         return None
     try:
-        with np.load(file, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-        check = str(arrays.pop("sha256"))
-        if check != _digest(arrays):
-            return None
         one = functools.partial(kernel.init_one, factory, tx)
         shapes = jax.eval_shape(one, jnp.zeros((2,), jnp.uint32))[:2]
         if _shapes(shapes) != {n: a.shape for n, a in arrays.items() if n.startswith(_LEAVES)}:

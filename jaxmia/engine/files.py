@@ -24,20 +24,25 @@ import hashlib
 import os
 import pathlib
 import re
-from collections.abc import Callable, Iterator
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from typing import BinaryIO
 
 import filelock
+import numpy as np
 
 __all__ = [
     "LOCK",
     "TMP_SUFFIX",
     "PoolError",
+    "arrays_digest",
     "atomic_write",
     "is_own",
     "locked",
+    "read_checked",
     "refuse_link",
     "sha256",
+    "write_checked",
     "write_temporary",
 ]
 
@@ -132,6 +137,37 @@ def sha256(path: pathlib.Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 (hex) of named arrays: each one's name, dtype, shape and bytes, by name."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype}:{a.shape};".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def write_checked(path: pathlib.Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Writes ``arrays`` as an ``.npz`` with their :func:`arrays_digest` as ``sha256``,
+    atomically (:func:`atomic_write`)."""
+    digest = np.array(arrays_digest(arrays))
+    atomic_write(path, lambda f: np.savez(f, sha256=digest, **arrays))
+
+
+def read_checked(path: pathlib.Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a :func:`write_checked` file, or ``None`` when there is none, it is
+    damaged or its arrays do not match their ``sha256`` (nothing is unpickled)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+    check = arrays.pop("sha256", None)
+    return arrays if check is not None and str(check) == arrays_digest(arrays) else None
 
 
 @contextlib.contextmanager
