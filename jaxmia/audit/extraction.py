@@ -78,12 +78,13 @@ class PoolLabels:
 
 
 def _first(pool: engine.Pool, models: int) -> engine.Pool:
-    """The pool's first ``models`` models, their parameters cut on the host (slicing the
-    sharded device arrays would compile a gather for every parameter's shape)."""
-    take = lambda a: np.asarray(a)[:models]
-    return dataclasses.replace(
-        pool, params=jax.tree.map(take, pool.params), rest=jax.tree.map(take, pool.rest)
+    """The pool's first ``models`` models (:meth:`jaxmia.engine.Pool.select`), on host
+    copies of the parameters: slicing the sharded device arrays would compile a gather
+    for every parameter's shape."""
+    host = dataclasses.replace(
+        pool, params=jax.tree.map(np.asarray, pool.params), rest=jax.tree.map(np.asarray, pool.rest)
     )
+    return host.select(slice(0, models))
 
 
 @dataclasses.dataclass(frozen=True)
