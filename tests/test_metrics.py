@@ -185,6 +185,45 @@ def test_bootstrap_matches_loop():
         np.testing.assert_allclose(tprs[b], M.tpr_at_fpr(yb, sb, fprs), atol=1e-15)
 
 
+def _each_resample_exact(y, s, fprs, n_boot, seed):
+    """The vectorised bootstrap's AUC and TPRs, asserted equal, bit for bit, to the point
+    metrics on each explicit resample (seeded with ``SeedSequence(seed)``)."""
+    aucs, tprs = M.bootstrap._bootstrap_stats(y, s, fprs, n_boot, seed=np.random.SeedSequence(seed))
+    idx = M.bootstrap._stratified_bootstrap_indices(
+        y, n_boot, np.random.default_rng(np.random.SeedSequence(seed))
+    )
+    for b in range(n_boot):
+        yb, sb = y[idx[b]], s[idx[b]]
+        assert aucs[b] == M.auc(yb, sb)
+        np.testing.assert_array_equal(tprs[b], M.tpr_at_fpr(yb, sb, fprs))
+    return aucs, tprs
+
+
+@pytest.mark.parametrize("kind", ["distinct", "levels", "all_tied", "signed_zeros"])
+def test_bootstrap_equals_each_resample_bit_for_bit(kind, monkeypatch):
+    """Every resample's AUC and TPR (at FPR 0, the smallest nonzero, 0.5 and 1) equal the
+    point metrics on that explicit resample exactly, whatever the ties between members and
+    non-members; and the same with the draw counts held as int32 instead of uint8."""
+    rng = np.random.default_rng(["distinct", "levels", "all_tied", "signed_zeros"].index(kind))
+    n = 400
+    y = rng.random(n) < 0.4
+    s = {
+        "distinct": rng.normal(size=n) + y,
+        "levels": rng.integers(0, 4, n) + 1.0 * y * (rng.random(n) < 0.5),
+        "all_tied": np.zeros(n),
+        "signed_zeros": np.where(rng.random(n) < 0.5, -0.0, rng.integers(-1, 2, n) * 1.0),
+    }[kind]
+    fprs = np.array([0.0, 1 / (~y).sum(), 0.5, 1.0])
+    aucs, tprs = _each_resample_exact(y, s, fprs, 15, 3)
+    draw = M.bootstrap._draw_counts
+    assert all(c.dtype == np.uint8 for c in draw(y, 2, np.random.default_rng(0)))
+    wide = lambda *a: tuple(c.astype(np.int32) for c in draw(*a))  # counts past 255
+    monkeypatch.setattr(M.bootstrap, "_draw_counts", wide)
+    again = M.bootstrap._bootstrap_stats(y, s, fprs, 15, seed=np.random.SeedSequence(3))
+    np.testing.assert_array_equal(again[0], aucs)
+    np.testing.assert_array_equal(again[1], tprs)
+
+
 def test_bootstrap_matches_loop_past_int32_counts():
     """Two score levels over 200,000 examples: ~70,000 resampled members of the top group
     times ~70,000 non-members below it pass 2**31 (int32), and the AUC's sums are still
@@ -195,14 +234,7 @@ def test_bootstrap_matches_loop_past_int32_counts():
     y = rng.random(n) < 0.5
     fprs = np.array([0.001, 0.1])
     for s in (np.where(rng.random(n) < 0.3 + 0.4 * y, 1.0, 0.0), rng.normal(size=n) + y):
-        aucs, tprs = M.bootstrap._bootstrap_stats(y, s, fprs, 3, seed=np.random.SeedSequence(4))
-        idx = M.bootstrap._stratified_bootstrap_indices(
-            y, 3, np.random.default_rng(np.random.SeedSequence(4))
-        )
-        for b in range(3):
-            yb, sb = y[idx[b]], s[idx[b]]
-            assert aucs[b] == M.auc(yb, sb)
-            np.testing.assert_array_equal(tprs[b], M.tpr_at_fpr(yb, sb, fprs))
+        _each_resample_exact(y, s, fprs, 3, 4)
 
 
 def test_bootstrap_ci_properties():

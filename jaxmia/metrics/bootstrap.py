@@ -47,13 +47,24 @@ def _draw_counts(
 ) -> tuple[np.ndarray, np.ndarray]:
     """How often each example is drawn in each of :func:`_stratified_bootstrap_indices`'s
     resamples (a resample is a multiset, so its statistics depend on these counts only):
-    ``(members, non_members)``, two ``(B, n)`` int32 arrays, each zero outside its class."""
-    idx = _stratified_bootstrap_indices(y, n_boot, rng)
-    counts = np.empty((n_boot, y.shape[0]), dtype=np.int32)
-    for b in range(n_boot):
-        counts[b] = np.bincount(idx[b], minlength=y.shape[0])
-    members = np.where(y, counts, 0)
-    return members, counts - members
+    ``(members, non_members)``, two ``(B, n)`` arrays, each zero outside its class.
+
+    The same draws of ``rng`` as :func:`_stratified_bootstrap_indices`, counted with one
+    ``bincount`` per class. The counts are ``uint8`` when none exceeds 255 (always, in
+    practice: a count is Binomial(n_class, 1/n_class)), else ``int32``: the sums over
+    them are taken in ``int32``/``int64`` either way.
+    """
+    n = y.shape[0]
+    out = []
+    for columns in (np.flatnonzero(y), np.flatnonzero(~y)):
+        size = columns.shape[0]
+        draw = rng.integers(0, size, size=(n_boot, size))  # as the indices draw them
+        draw += (np.arange(n_boot) * size)[:, None]  # row b's bins follow row b - 1's
+        counts = np.bincount(draw.ravel(), minlength=n_boot * size).reshape(n_boot, size)
+        full = np.zeros((n_boot, n), np.uint8 if counts.max(initial=0) <= 255 else np.int32)
+        full[:, columns] = counts
+        out.append(full)
+    return out[0], out[1]
 
 
 _COUNTS_LOCK = threading.Lock()
@@ -91,37 +102,47 @@ def _bootstrap_stats(
         drawn1, drawn0 = _draw_counts(y, n_boot, np.random.default_rng(seed))
     n_pos = int(y.sum())
     n_neg = y.shape[0] - n_pos
-    # the resampled members w1 and non-members w0 of each example in ascending score
-    # order, and cum1[:, m], cum0[:, m]: how many lie before position m
+    # members and non-members each in ascending score order (s1, s0), and for every
+    # member how many non-members score below it (lo) and at most as high (hi)
     order = np.argsort(s, kind="stable")
-    w1, w0 = np.take(drawn1, order, axis=1), np.take(drawn0, order, axis=1)
-    cum0 = np.zeros((n_boot, y.shape[0] + 1), dtype=np.int32)  # int32: at most n
-    cum1 = np.zeros((n_boot, y.shape[0] + 1), dtype=np.int32)
-    np.cumsum(w0, axis=1, out=cum0[:, 1:])
-    np.cumsum(w1, axis=1, out=cum1[:, 1:])
-    s_sorted = s[order]
-    ties = s_sorted[1:] == s_sorted[:-1]
-    if ties.any():  # one group per distinct score: cut the sums at the groups' starts
-        bounds = np.flatnonzero(np.concatenate([[True], ~ties, [True]]))
-        cum0, cum1 = cum0[:, bounds], cum1[:, bounds]
-        w1, w0 = np.diff(cum1, axis=1), np.diff(cum0, axis=1)
+    member_sorted = y[order]
+    pos, neg = order[member_sorted], order[~member_sorted]
+    s1, s0 = s[pos], s[neg]
+    lo, hi = np.searchsorted(s0, s1, side="left"), np.searchsorted(s0, s1, side="right")
+    # per resample (a row each): w1 how often each member is drawn; c0[:, r] and c1[:, r]
+    # how many draws the r lowest non-members and members got
+    w1 = np.take(drawn1, pos, axis=1)
+    c0 = np.zeros((n_boot, n_neg + 1), dtype=np.int32)  # int32: at most n
+    c1 = np.zeros((n_boot, n_pos + 1), dtype=np.int32)
+    np.cumsum(np.take(drawn0, neg, axis=1), axis=1, dtype=np.int32, out=c0[:, 1:])
+    np.cumsum(w1, axis=1, dtype=np.int32, out=c1[:, 1:])
     if int(w1.max(initial=0)) * max(n_neg, 1) >= 2**31:  # the products below in int64
-        w1 = w1.astype(np.int64)
+        w1 = w1.astype(np.int64)  # (else int32: uint8 counts promote to it)
 
-    # AUC: each member beats the non-members strictly below it and ties with its group
-    # (integer sums, exact, so the float64 result is that of the Mann-Whitney formula)
-    beats = (w1 * cum0[:, :-1]).sum(axis=1, dtype=np.int64)
-    ties_with = (w1 * w0).sum(axis=1, dtype=np.int64)
+    # AUC: each member beats the non-members strictly below it and ties with those of its
+    # score (integer sums, exact, so the float64 result is the Mann-Whitney formula's)
+    beats = (w1 * np.take(c0, lo, axis=1)).sum(axis=1, dtype=np.int64)
+    tied = np.flatnonzero(hi != lo)
+    ties_with = 0
+    if tied.size:
+        ties_with = (w1[:, tied] * (c0[:, hi[tied]] - c0[:, lo[tied]])).sum(axis=1, dtype=np.int64)
     aucs = (beats + 0.5 * ties_with) / (n_pos * n_neg)
 
-    # ROC from the highest score down: after the top j groups fps = n_neg - cum0[G - j]
-    # and tps = n_pos - cum1[G - j] (every resample keeps the class counts). The last
-    # vertex with fps <= c is the first m = G - j with cum0[m] >= n_neg - c.
+    # ROC from the highest score down: its vertices lie at the distinct scores, with
+    # fps = n_neg - (non-members below) and tps = n_pos - (members below). The last vertex
+    # with fps <= c lies just below the score v of the non-member at which c0 first
+    # reaches need = n_neg - c (the r-th lowest, r counting the c0 still short of need;
+    # c0 does not decrease), so its tps = n_pos - (members scoring at most v).
+    members_at_most = np.searchsorted(s1, s0, side="right")  # (n_neg,)
+    rows = np.arange(n_boot)
     tprs = np.empty((n_boot, fprs.shape[0]), dtype=np.float64)
     for j, target in enumerate(fprs):
         need = n_neg - _max_count(target, n_neg)
-        m = np.array([np.searchsorted(row, need, side="left") for row in cum0])
-        tprs[:, j] = (n_pos - cum1[np.arange(n_boot), m]) / n_pos
+        if need <= 0:  # every example called a member
+            tprs[:, j] = 1.0
+            continue
+        r = (c0 < need).sum(axis=1)  # >= 1: c0[:, 0] = 0
+        tprs[:, j] = (n_pos - c1[rows, members_at_most[r - 1]]) / n_pos
     return aucs, tprs
 
 
