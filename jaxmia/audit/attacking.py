@@ -137,10 +137,14 @@ def attack_target(
         for name in behind:
             log(f"attack: {name} (in the background)")
             futures.append(executor.submit(one, name))
-        for name in attacks:
-            if name not in behind:
-                log(f"attack: {name}")
-                one(name)
+        # Shokri's classifier, still training in its thread, is scored last: the other
+        # attacks go on meanwhile instead of waiting for it
+        ahead = [a for a in attacks if a not in behind]
+        if shokri_fit is not None and "shokri" in ahead:
+            ahead = [a for a in ahead if a != "shokri"] + ["shokri"]
+        for name in ahead:
+            log(f"attack: {name}")
+            one(name)
         for future in futures:
             future.result()  # raises what the attack raised
     finally:
