@@ -123,9 +123,10 @@ def _add_pool_option(parser: argparse.ArgumentParser, default: str) -> None:
     )
 
 
-def _add_audit_options(parser: argparse.ArgumentParser) -> None:
+def _add_audit_options(parser: argparse.ArgumentParser, *, hosts: bool = True) -> None:
     """A flag for every setting of :class:`jaxmia.audit.AuditConfig`, generated from its
-    fields' metadata (:func:`jaxmia.audit.config.options`), plus the run's own flags."""
+    fields' metadata (:func:`jaxmia.audit.config.options`), plus the run's own flags (with
+    ``hosts``, those of a run over several processes)."""
     from jaxmia.audit import config
 
     for option in config.options():
@@ -149,6 +150,8 @@ def _add_audit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=str, default=None, help="TOML file with the same options")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    if not hosts:
+        return
     group = parser.add_argument_group(
         "several hosts (JAX multi-process runtime; the pool directory on a file system they share)"
     )
@@ -219,7 +222,7 @@ def _study_parser(sub) -> None:
         action="store_true",
         help="delete this study's shadow pools (OUTPUT_DIR/pools) first and train them anew",
     )
-    _add_audit_options(study)
+    _add_audit_options(study, hosts=False)  # one host: its audits would race to write
 
 
 def _pool_parser(sub) -> None:
@@ -284,11 +287,10 @@ def _study(args: argparse.Namespace) -> int:
     factor_values = study.parse_values(args.factor, args.values, base)
     outputs.prepare_output_dir(base.output_dir, study.OUTPUTS)
     log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    pool_root = None if args.coordinator else os.path.join(base.output_dir, "pools")
+    pool_root = os.path.join(base.output_dir, "pools")
     with outputs.claim(base.output_dir):
-        if pool_root is not None:
-            for name in sorted({study.pool_name(args.factor, v, base) for v in factor_values}):
-                _retrain(args, os.path.join(pool_root, name), log)
+        for name in sorted({study.pool_name(args.factor, v, base) for v in factor_values}):
+            _retrain(args, os.path.join(pool_root, name), log)
         result = study.run(args.factor, factor_values, base, log=log, pool_root=pool_root)
         written = study.write(result, base.output_dir)
     print(study.table(result))
@@ -314,15 +316,21 @@ def _pool_train(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
     from jaxmia import audit
-    from jaxmia.engine import pools
+    from jaxmia.engine import distributed, pools
 
     if not args.pool:
         raise ValueError("jaxmia pool train needs --pool DIR")
+    if args.coordinator:  # each process trains its devices' models, process 0 reports
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    main_process = distributed.is_main_process()
     config = audit.AuditConfig.from_dict(_config_values(args))
-    log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    _retrain(args, args.pool, log)
-    audit.train_pool(config, args.pool, log=log, progress=None if args.quiet else Progress())
-    print(pools.info(args.pool))
+    quiet = args.quiet or not main_process
+    log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    _retrain(args, args.pool if main_process else None, log)
+    distributed.barrier("jaxmia-retrain")  # no process reads the pool process 0 removes
+    audit.train_pool(config, args.pool, log=log, progress=None if quiet else Progress())
+    if main_process:
+        print(pools.info(args.pool))
     return 0
 
 

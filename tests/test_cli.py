@@ -73,6 +73,10 @@ def test_config_file_and_flag_precedence(tmp_path, capsys):
         (["audit", "--shadows", "3"], "even number of models"),
         (["audit", "--epochs", "0"], "epochs must be an integer >= 1"),
         (["audit", "--config", "nope.toml"], "no such config file"),
+        (
+            ["study", "--factor", "shadows", "--values", "2,4", "--coordinator", "h:1"],
+            "unrecognized arguments: --coordinator",
+        ),  # jaxmia study runs on one host
     ],
 )
 def test_user_mistakes_give_one_line_and_exit_2(args, message, capsys, tmp_path):
@@ -149,6 +153,29 @@ def test_pool_train_needs_a_directory_and_info_needs_a_pool(tmp_path, capsys):
     assert rc == 2 and "needs --pool DIR" in err
     rc, _, err = run_cli(["pool", "info", str(tmp_path)], capsys)
     assert rc == 2 and "manifest.json is missing" in err
+
+
+def test_pool_train_over_processes_joins_them_and_process_0_reports(tmp_path, capsys, monkeypatch):
+    """``jaxmia pool train --coordinator``: JAX's multi-process runtime starts with the
+    flags given, every process trains, and only process 0 removes the pool (``--retrain``)
+    and describes it."""
+    from jaxmia.engine import distributed
+
+    joined, trained, removed = [], [], []
+    monkeypatch.setattr(distributed, "initialize", lambda *a: joined.append(a))
+    monkeypatch.setattr(audit, "train_pool", lambda config, pool, **kw: trained.append(pool))
+    monkeypatch.setattr(pools, "remove", lambda path: removed.append(path))
+    monkeypatch.setattr(pools, "info", lambda path: f"POOL {path}")
+    pool = str(tmp_path / "pool")
+    flags = ["pool", "train", "--dataset", "digits", "--pool", pool, "--retrain"]
+    flags += ["--coordinator", "h0:1234", "--num-processes", "2"]
+    for pid in (1, 0):
+        monkeypatch.setattr(distributed, "is_main_process", lambda pid=pid: pid == 0)
+        rc, out, err = run_cli([*flags, "--process-id", str(pid)], capsys)
+        assert rc == 0, err
+        assert (f"POOL {pool}" in out) == (pid == 0)
+    assert joined == [("h0:1234", 2, 1), ("h0:1234", 2, 0)]
+    assert trained == [pool, pool] and removed == [pool]
 
 
 def test_one_pool_serves_leave_one_out_targets(tmp_path, capsys):
