@@ -81,6 +81,7 @@ def run_point(workload: str, mode: str, k: int, width: int, epochs: int) -> dict
         "width": width,
         "epochs": epochs,
         "devices": jax.device_count(),
+        "backend": jax.default_backend(),
         "chunk": engine.auto_chunk_size(factory, ds.input_shape, 128, k)
         if chunk == "auto"
         else chunk,
@@ -107,21 +108,34 @@ def child(spec: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def plan(quick: bool) -> list[dict]:
+def plan(
+    quick: bool,
+    ks: tuple[int, ...] | None = None,
+    modes: tuple[str, ...] = MODES,
+    cnn_k: int = 4,
+    widths: tuple[int, ...] = (64, 256, 512),
+) -> list[dict]:
+    """The points: ``k`` in ``ks`` (default 1, 4, 16, 64, 256; 1, 4 with ``quick``) for
+    each of ``modes`` on Location-30, then (unless ``quick``) the MLP ``widths`` at
+    ``k = 64`` and the MNIST CNN at ``k = cnn_k`` (none for 0)."""
     points = []
-    ks = (1, 4) if quick else (1, 4, 16, 64, 256)
+    ks = ks or ((1, 4) if quick else (1, 4, 16, 64, 256))
     epochs = 2 if quick else 4
     for k in ks:
-        for mode in MODES:
+        for mode in modes:
             if mode == "vmap-1chunk" and k > 64:
                 continue  # 256 models in one chunk: the memory figure of the 64 case says why
             points.append(dict(workload="location30", mode=mode, k=k, width=128, epochs=epochs))
     if not quick:
-        for width in (64, 256, 512):
+        for width in widths:
             for mode in ("vmap", "sequential-jit"):
-                points.append(dict(workload="location30", mode=mode, k=64, width=width, epochs=4))
+                if mode in modes:
+                    points.append(
+                        dict(workload="location30", mode=mode, k=64, width=width, epochs=4)
+                    )
         for mode in ("vmap", "vmap-1chunk", "sequential-jit"):
-            points.append(dict(workload="mnist-cnn", mode=mode, k=4, width=64, epochs=3))
+            if mode in modes and cnn_k:
+                points.append(dict(workload="mnist-cnn", mode=mode, k=cnn_k, width=64, epochs=3))
     return points
 
 
@@ -164,7 +178,8 @@ def plot(rows: list[dict], path: str) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("number of models k")
     ax.set_ylabel("training examples / s")
-    ax.set_title("Location-30 MLP 446-128-30, 2-core CPU")
+    where = f"{os.cpu_count()}-core CPU" if rows[0].get("backend", "cpu") == "cpu" else "GPU"
+    ax.set_title(f"Location-30 MLP 446-128-30, {where}")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
@@ -177,12 +192,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--plot", help="write throughput versus k here (PNG)")
     parser.add_argument("--quick", action="store_true", help="k in 1, 4 only, 2 epochs")
+    parser.add_argument("--ks", help="comma list of k (default 1,4,16,64,256)")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES)
+    )
+    parser.add_argument("--cnn-k", type=int, default=4, help="models of the CNN points (0: none)")
+    parser.add_argument("--widths", default="64,256,512", help="MLP widths at k = 64")
     args = parser.parse_args(argv)
     if args.point:
         print(json.dumps(run_point(**json.loads(args.point))))
         return 0
+    modes = tuple(m for m in args.modes.split(",") if m)
+    if set(modes) - set(MODES):
+        parser.error(f"unknown mode(s) {sorted(set(modes) - set(MODES))}; choose from {MODES}")
+    ks = tuple(int(k) for k in args.ks.split(",")) if args.ks else None
+    widths = tuple(int(w) for w in args.widths.split(",") if w)
     rows = []
-    for spec in plan(args.quick):
+    for spec in plan(args.quick, ks, modes, args.cnn_k, widths):
         t0 = time.perf_counter()
         rows.append(child(spec))
         print(

@@ -219,6 +219,18 @@ def torch_available() -> bool:
     return True
 
 
+def torch_device(name: str):
+    """``(device, sync)``: the torch device ``name`` (``"auto"``: CUDA where there is one,
+    else the CPU) and a function that waits for its queued work (timings end with it)."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    return device, sync
+
+
 def torch_mlp(widths: Sequence[int]):
     """The benchmark's MLP in PyTorch: tanh between the ``widths`` (a fresh init)."""
     from torch import nn
@@ -230,8 +242,12 @@ def torch_mlp(widths: Sequence[int]):
     return nn.Sequential(*layers)
 
 
-def torch_runner(widths: Sequence[int], x, y, keep, epochs: int, models_timed: int, threads: int):
-    """PyTorch, one model at a time, batches by tensor indexing (no DataLoader overhead).
+def torch_runner(
+    widths: Sequence[int], x, y, keep, epochs: int, models_timed: int, threads: int,
+    device: str = "auto",
+):  # fmt: skip
+    """PyTorch, one model at a time, batches by tensor indexing (no DataLoader overhead),
+    on ``device`` (:func:`torch_device`; the data lives there).
 
     Returns ``(warm_up, run)`` like :func:`step_runner`.
     """
@@ -239,29 +255,32 @@ def torch_runner(widths: Sequence[int], x, y, keep, epochs: int, models_timed: i
     from torch.nn import functional
 
     torch.set_num_threads(threads)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
-    members = [torch.from_numpy(np.flatnonzero(row)) for row in keep[:models_timed]]
+    dev, sync = torch_device(device)
+    xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y.astype(np.int64)).to(dev)
+    members = [torch.from_numpy(np.flatnonzero(row)).to(dev) for row in keep[:models_timed]]
 
     def warm_up() -> None:
         """A few steps of a throwaway model (thread pool, allocator); nothing compiles."""
-        model = torch_mlp(widths)
+        model = torch_mlp(widths).to(dev)
         opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
         for _ in range(10):
             opt.zero_grad(set_to_none=True)
             functional.cross_entropy(model(xt[:BATCH_SIZE]), yt[:BATCH_SIZE]).backward()
             opt.step()
+        sync()
 
     def run() -> RunResult:
         t_wall = time.perf_counter()
         train_s, final = 0.0, []
         for i, idx in enumerate(members):
             torch.manual_seed(SEED * 1_000_003 + i)
-            model = torch_mlp(widths)
+            model = torch_mlp(widths).to(dev)
             opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
             gen = torch.Generator().manual_seed(SEED * 1_000_003 + i)
+            sync()
             t0 = time.perf_counter()
             for _ in range(epochs):
-                order = idx[torch.randperm(len(idx), generator=gen)]
+                order = idx[torch.randperm(len(idx), generator=gen).to(dev)]
                 epoch_losses = []
                 for s in range(0, len(order), BATCH_SIZE):
                     batch = order[s : s + BATCH_SIZE]
@@ -270,6 +289,7 @@ def torch_runner(widths: Sequence[int], x, y, keep, epochs: int, models_timed: i
                     loss.backward()
                     opt.step()
                     epoch_losses.append(loss.detach())
+            sync()
             train_s += time.perf_counter() - t0
             final.append(float(torch.stack(epoch_losses).mean()))
         return train_s, time.perf_counter() - t_wall, float(np.mean(final)), len(members), None
@@ -277,8 +297,11 @@ def torch_runner(widths: Sequence[int], x, y, keep, epochs: int, models_timed: i
     return warm_up, run
 
 
-def torch_vmap_runner(widths: Sequence[int], x, y, keep, epochs: int, threads: int):
-    """PyTorch with ``torch.func``: every model at once, vmapped over stacked state.
+def torch_vmap_runner(
+    widths: Sequence[int], x, y, keep, epochs: int, threads: int, device: str = "auto"
+):
+    """PyTorch with ``torch.func``: every model at once, vmapped over stacked state, on
+    ``device`` (:func:`torch_device`; the data and the batches' indices live there).
 
     Returns ``(warm_up, run)`` like :func:`step_runner`.
     """
@@ -287,7 +310,8 @@ def torch_vmap_runner(widths: Sequence[int], x, y, keep, epochs: int, threads: i
     from torch.nn import functional
 
     torch.set_num_threads(threads)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    dev, sync = torch_device(device)
+    xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y.astype(np.int64)).to(dev)
     members = [torch.from_numpy(np.flatnonzero(row)) for row in keep]
     k, longest = len(members), max(len(m) for m in members)
     steps = -(-longest // BATCH_SIZE)
@@ -303,12 +327,13 @@ def torch_vmap_runner(widths: Sequence[int], x, y, keep, epochs: int, threads: i
 
     def train(epochs_run: int) -> tuple[float, float]:
         torch.manual_seed(SEED)
-        params, _ = stack_module_state([torch_mlp(widths) for _ in range(k)])
+        params, _ = stack_module_state([torch_mlp(widths).to(dev) for _ in range(k)])
         params = {n: p.detach() for n, p in params.items()}
         m = {n: torch.zeros_like(p) for n, p in params.items()}
         v = {n: torch.zeros_like(p) for n, p in params.items()}
-        count = torch.zeros(k)
+        count = torch.zeros(k, device=dev)
         gen = torch.Generator().manual_seed(SEED)
+        sync()
         t0, losses = time.perf_counter(), []
         for _ in range(epochs_run):
             idx = torch.zeros(k, steps * BATCH_SIZE, dtype=torch.int64)
@@ -316,6 +341,7 @@ def torch_vmap_runner(widths: Sequence[int], x, y, keep, epochs: int, threads: i
             for i, own in enumerate(members):
                 idx[i, : len(own)] = own[torch.randperm(len(own), generator=gen)]
                 w[i, : len(own)] = 1.0
+            idx, w = idx.to(dev), w.to(dev)
             for s in range(steps):
                 bi, bw = idx[:, s * BATCH_SIZE : (s + 1) * BATCH_SIZE], w[:, s * BATCH_SIZE :]
                 bw = bw[:, :BATCH_SIZE]
@@ -335,6 +361,7 @@ def torch_vmap_runner(widths: Sequence[int], x, y, keep, epochs: int, threads: i
                     )
                     params[n] = params[n] - a * step
                 losses.append(loss.mean())
+        sync()
         return time.perf_counter() - t0, float(torch.stack(losses[-steps:]).mean())
 
     def warm_up() -> None:
@@ -433,14 +460,20 @@ def run_workload(name: str, args, modes: Sequence[str], peak: float) -> dict:
         slow = mode in SLOW_MODES
         repeats = args.slow_repeats if slow else args.repeats
         timed_k = slow_k if slow else k
+        if mode == "sequential-jit" and args.sequential_models:  # a loop: linear in models
+            timed_k = min(k, args.sequential_models)
         if mode in ("vmap", "sequential-jit"):
-            run, warm = engine_runner(mode, factory, tx, x, y, keep, epochs), None
+            run, warm = engine_runner(mode, factory, tx, x, y, keep[:timed_k], epochs), None
         elif mode == "sequential-step":
             warm, run = step_runner(factory, tx, x, y, keep, epochs, timed_k)
         elif mode == "torch-vmap" and torch_available():
-            warm, run = torch_vmap_runner(widths, x, y, keep, epochs, args.torch_threads)
+            warm, run = torch_vmap_runner(
+                widths, x, y, keep, epochs, args.torch_threads, args.torch_device
+            )
         elif torch_available():
-            warm, run = torch_runner(widths, x, y, keep, epochs, timed_k, args.torch_threads)
+            warm, run = torch_runner(
+                widths, x, y, keep, epochs, timed_k, args.torch_threads, args.torch_device
+            )
         else:
             print(f"  {mode}: skipped (torch is not installed)", flush=True)
             results[mode] = {"skipped": "torch is not installed"}
@@ -558,6 +591,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="time only this many models in the slow modes and extrapolate (default: all)",
     )
     p.add_argument(
+        "--sequential-models",
+        type=int,
+        default=None,
+        help="time only this many models in sequential-jit and extrapolate (default: all)",
+    )
+    p.add_argument(
+        "--torch-device",
+        default="auto",
+        help="device of the torch modes: cpu, cuda, ... (default: cuda where there is one)",
+    )
+    p.add_argument(
         "--torch-threads",
         type=int,
         default=os.cpu_count() or 1,
@@ -605,6 +649,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "repeats": args.repeats,
             "slow_repeats": args.slow_repeats,
             "slow_models": args.slow_models,
+            "sequential_models": args.sequential_models,
+            "torch_device": args.torch_device,
             "torch_threads": args.torch_threads,
             "quick": args.quick,
             "seconds": "median training time of the k models over all epochs; "
