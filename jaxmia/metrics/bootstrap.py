@@ -87,10 +87,12 @@ def _bootstrap_stats(
 ) -> tuple[np.ndarray, np.ndarray]:
     """AUC and TPR@FPR for every stratified bootstrap resample, vectorised.
 
-    Each resample is summarised by per-distinct-score counts of members ``W1`` and
-    non-members ``W0`` (shape ``(B, G)``), from which the AUC (Mann-Whitney with ties
-    counting 1/2) and the ROC curve follow by cumulative sums. The results are identical
-    to calling :func:`auc` / :func:`tpr_at_fpr` on each resample.
+    Each resample is summarised by how often it draws each example (:func:`_draw_counts`).
+    With the members and the non-members each sorted by score once, the prefix sums of
+    the non-members' counts, read at each member's rank, give the AUC (Mann-Whitney with
+    ties counting 1/2, in exact integer sums), and the first prefix sum to reach the
+    allowed number of false positives gives each TPR. The results are identical to
+    calling :func:`auc` / :func:`tpr_at_fpr` on each resample.
 
     Returns:
         ``(aucs, tprs)`` with shapes ``(B,)`` and ``(B, len(fprs))``.
