@@ -189,3 +189,25 @@ def test_shokri_trained_in_the_background_scores_as_in_the_foreground():
     broken = dataclasses.replace(shadows, keep=np.full((4, 7), 2))
     with pytest.raises(attacks.AttackInputError):
         run(shokri_fit=attacking.start_shokri(broken, labels, c, config))
+
+
+def test_leave_one_out_classifiers_trained_together_score_as_one_by_one():
+    """start_shokri_fits (every target's classifier queued at once, two threads) gives
+    each target the scores of a classifier trained in its own turn, bit for bit."""
+    shadows, labels, c = _small_pool()
+    cand = np.arange(0, 200, 2)
+    config = AuditConfig(seed=3)
+    pools = [shadows.without(t) for t in range(3)]
+    fits, executor = attacking.start_shokri_fits(pools, labels, c, config, workers=2)
+    try:
+        for t, others in enumerate(pools):
+            target_all = {name: v[t] for name, v in shadows.signals.items()}
+            target_sig = {name: v[cand] for name, v in target_all.items()}
+            args = (("shokri",), others, target_sig, None, target_all, None, cand, labels, c)
+            seconds: dict[str, float] = {}
+            early = attacking.attack_target(*args, config, [], shokri_fit=fits[t], seconds=seconds)
+            plain = attacking.attack_target(*args, config, [])
+            np.testing.assert_array_equal(early["shokri"][0], plain["shokri"][0])
+            assert early["shokri"][1] == plain["shokri"][1] and seconds["shokri"] > 0
+    finally:
+        executor.shutdown()

@@ -32,6 +32,7 @@ __all__ = [
     "calibration_records",
     "fit_shokri",
     "start_shokri",
+    "start_shokri_fits",
 ]
 
 
@@ -108,7 +109,7 @@ def attack_target(
         ``seconds[attack]`` (the attacks of :data:`BACKGROUND` run in a thread alongside
         the others, so their time overlaps).
       shokri_fit: Shokri's classifier, training since :func:`start_shokri` (on these
-        ``shadows``); its time counts from the start of its training.
+        ``shadows``); its time is its training's, then its scoring's.
 
     Returns:
       ``{attack: (scores (m,), threshold or None)}``; a ``None`` threshold means the
@@ -123,7 +124,8 @@ def attack_target(
     def one(name: str) -> None:
         started = time.perf_counter()
         if name == "shokri" and shokri_fit is not None:  # trained since start_shokri
-            fit, started = shokri_fit.result()
+            fit, trained_s = shokri_fit.result()
+            started = time.perf_counter() - trained_s  # not the wait for this turn
             cache["shokri_fit"] = fit
         _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logits_all,
                  candidates, labels, num_classes, config, own_notes[name], queries, keep_c,
@@ -181,18 +183,41 @@ def start_shokri(
     """:func:`fit_shokri` in a background (daemon) thread, started as soon as the pool's
     signals exist: the classifier needs nothing of the target, so it trains while the
     target's signals are computed and the other attacks run. The future holds
-    ``(ShokriFit, perf_counter at its start)`` or the exception it raised."""
+    ``(ShokriFit, seconds it trained)`` or the exception it raised."""
     future: concurrent.futures.Future = concurrent.futures.Future()
 
     def run() -> None:
         started = time.perf_counter()
         try:
-            future.set_result((fit_shokri(shadows, labels, num_classes, config), started))
+            fit = fit_shokri(shadows, labels, num_classes, config)
+            future.set_result((fit, time.perf_counter() - started))
         except BaseException as e:  # raised again by future.result()
             future.set_exception(e)
 
     threading.Thread(target=run, name="jaxmia-shokri", daemon=True).start()
     return future
+
+
+def start_shokri_fits(
+    pools: list[PoolSignals],
+    labels: np.ndarray,
+    num_classes: int,
+    config: AuditConfig,
+    workers: int,
+) -> tuple[list[concurrent.futures.Future], concurrent.futures.ThreadPoolExecutor]:
+    """:func:`fit_shokri` on each of ``pools`` (in leave-one-out, the pool without each
+    target), ``workers`` at a time in background threads, all queued at once: the
+    classifiers train while the targets' other attacks run, instead of one after another
+    within each target's turn. Returns the futures, each holding ``(ShokriFit, seconds
+    it trained)`` as :func:`start_shokri`'s does, and their executor (shut it down once
+    they are read)."""
+    executor = concurrent.futures.ThreadPoolExecutor(max(1, workers), "jaxmia-shokri")
+
+    def fit(pool: PoolSignals) -> tuple[classifier.ShokriFit, float]:
+        started = time.perf_counter()
+        return fit_shokri(pool, labels, num_classes, config), time.perf_counter() - started
+
+    return [executor.submit(fit, pool) for pool in pools], executor
 
 
 BACKGROUND = ("shokri", "label_only")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from jaxmia import metrics
-from jaxmia.audit.attacking import PoolSignals, attack_target
+from jaxmia.audit.attacking import PoolSignals, attack_target, start_shokri_fits
 from jaxmia.audit.config import Log, _note, _silent
 from jaxmia.audit.extraction import Extracted, TargetSignals
 from jaxmia.audit.setup import Setup
@@ -105,6 +105,33 @@ def attack_all(
     taus: dict[str, list[float | None]] = {a: [] for a in setup.attacks}
     seconds: dict[str, float] = {}
     targets = _targets(setup, extracted, target, shadows)
+    fits: list = [extracted.shokri]  # the one target's classifier, training since signals
+    executor = None
+    if setup.loo and "shokri" in setup.attacks:  # every target's, a core each, from now
+        workers = min(len(targets), os.cpu_count() or 1)
+        others = [one.others for one in targets]
+        fits, executor = start_shokri_fits(others, ds.y, ds.num_classes, config, workers)
+    try:
+        _attack_each(setup, targets, fits, scores, taus, seconds, notes, log)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+    return Scored(
+        scores=scores,
+        taus=taus,
+        membership=[one.membership for one in targets],
+        candidates=[cand for _ in targets],
+        accuracy=np.asarray([one.accuracy for one in targets], dtype=np.float64),
+        plot={name: targets[0].signals.all[name][cand] for name in extracted.plot_signals},
+        seconds={name: round(v, 3) for name, v in seconds.items()},
+    )
+
+
+def _attack_each(setup, targets, fits, scores, taus, seconds, notes, log) -> None:
+    """:func:`attack_target` on each of ``targets`` in turn, its Shokri classifier from
+    ``fits[t]`` (futures; ``None`` to train it there); collects into ``scores``, ``taus``
+    and ``seconds``."""
+    config, cand, ds = setup.config, setup.split.candidates, setup.ds
     for t, one in enumerate(targets):
         if setup.loo:
             log(f"target {t + 1}/{config.targets} (leave-one-out)")
@@ -124,20 +151,11 @@ def attack_all(
             log=log if t == 0 else _silent,
             queries=one.queries,
             seconds=seconds,
-            shokri_fit=None if setup.loo else extracted.shokri,
+            shokri_fit=fits[t] if t < len(fits) else None,
         )
         for name, (s, tau) in results.items():
             scores[name].append(s)
             taus[name].append(tau)
-    return Scored(
-        scores=scores,
-        taus=taus,
-        membership=[one.membership for one in targets],
-        candidates=[cand for _ in targets],
-        accuracy=np.asarray([one.accuracy for one in targets], dtype=np.float64),
-        plot={name: targets[0].signals.all[name][cand] for name in extracted.plot_signals},
-        seconds={name: round(v, 3) for name, v in seconds.items()},
-    )
 
 
 def evaluate(setup: Setup, scored: Scored, notes: list[str]) -> dict[str, metrics.AttackMetrics]:
