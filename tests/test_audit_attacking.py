@@ -215,3 +215,33 @@ def test_leave_one_out_classifiers_trained_together_score_as_one_by_one(monkeypa
             assert early["shokri"][1] == plain["shokri"][1] and seconds["shokri"] > 0
     finally:
         executor.shutdown()
+
+
+def test_leave_one_out_reads_rmias_log_probabilities_computed_once():
+    """known_without's rows of log_probs_of (the whole pool's log-probabilities, computed
+    once) equal each target's own computation bit for bit, so RMIA scores each
+    leave-one-out target alike with them and without; wrong rows (another target's)
+    would change the scores."""
+    rng = np.random.default_rng(4)
+    k, n, c = 6, 60, 4
+    keep = splits.balanced_keep(k, n, seed=5)
+    labels = rng.integers(0, c, n)
+    logits = rng.normal(0, 3, (k, n, c)).astype(np.float32)
+    pool = attacking.PoolSignals(
+        signals={}, phi=None, logits=logits, keep=keep, pool=np.ones(n, bool)
+    )
+    shared = attacking.log_probs_of(logits, labels)
+    cand = np.arange(0, n, 2)
+    for t in (0, 3):
+        known = attacking.known_without(shared, t)
+        for temperature in attacking.RMIA_TEMPERATURES:
+            alone = attacks.log_probs(logits[np.arange(k) != t], labels, temperature=temperature)
+            np.testing.assert_array_equal(known["ref", temperature], np.asarray(alone))
+        args = (("rmia_online", "rmia_offline"), pool.without(t), {}, None, {}, logits[t],
+                cand, labels, c, AuditConfig(seed=1), [])  # fmt: skip
+        with_known = attacking.attack_target(*args, known=known)
+        plain = attacking.attack_target(*args)
+        for name in ("rmia_online", "rmia_offline"):
+            np.testing.assert_array_equal(with_known[name][0], plain[name][0])
+    wrong = attacking.attack_target(*args, known=attacking.known_without(shared, 0))
+    assert not np.array_equal(wrong["rmia_online"][0], plain["rmia_online"][0])

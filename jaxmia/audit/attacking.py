@@ -31,6 +31,8 @@ __all__ = [
     "attack_target",
     "calibration_records",
     "fit_shokri",
+    "known_without",
+    "log_probs_of",
     "start_shokri",
     "start_shokri_fits",
 ]
@@ -83,6 +85,7 @@ def attack_target(
     queries: tuple[Callable, Callable, np.ndarray] | None = None,
     seconds: dict[str, float] | None = None,
     shokri_fit: concurrent.futures.Future | None = None,
+    known: Mapping | None = None,
 ) -> dict[str, tuple[np.ndarray, float | None]]:
     """Runs every attack against one target.
 
@@ -110,6 +113,8 @@ def attack_target(
         the others, so their time overlaps).
       shokri_fit: Shokri's classifier, training since :func:`start_shokri` (on these
         ``shadows``); its time is its training's, then its scoring's.
+      known: what the attacks would otherwise compute, already computed by the caller:
+        ``{("ref" or "target", temperature): log-probabilities}`` (:func:`known_without`).
 
     Returns:
       ``{attack: (scores (m,), threshold or None)}``; a ``None`` threshold means the
@@ -117,7 +122,7 @@ def attack_target(
     """
     out: dict[str, tuple[np.ndarray, float | None]] = {}
     keep_c = shadows.keep[:, candidates]
-    cache: dict = {}  # what one attack computes and another reads again
+    cache: dict = dict(known or {})  # what one attack computes and another reads again
     own_notes: dict[str, list[str]] = {name: [] for name in attacks}
     taken: dict[str, float] = {}
 
@@ -343,6 +348,23 @@ def _population(name, shadows, config, notes) -> np.ndarray:
 
 RMIA_TEMPERATURES = (1.0, 1.5, 2.0, 3.0)
 """Softmax temperatures tried when RMIA is calibrated on the reference models."""
+
+
+def log_probs_of(logits: np.ndarray, labels: np.ndarray) -> dict[float, np.ndarray]:
+    """RMIA's log-probabilities ``{T: (k, n)}`` of a pool's ``(k, n, c)`` ``logits`` at
+    every temperature of :data:`RMIA_TEMPERATURES`, computed once for all leave-one-out
+    targets (:func:`known_without` cuts each target's rows from them)."""
+    return {t: _log_probs(None, "", logits, labels, t) for t in RMIA_TEMPERATURES}
+
+
+def known_without(log_probs: Mapping[float, np.ndarray], t: int) -> dict:
+    """The ``known`` of :func:`attack_target` with model ``t`` of the pool as the target
+    and the others as references: ``("ref", T)`` the other models' rows of
+    :func:`log_probs_of`, ``("target", T)`` model ``t``'s. The same values as computing
+    them for each target (each row's log-probabilities depend on its logits alone)."""
+    others = np.arange(next(iter(log_probs.values())).shape[0]) != t
+    known: dict = {("ref", T): lp[others] for T, lp in log_probs.items()}
+    return known | {("target", T): lp[t] for T, lp in log_probs.items()}
 
 
 def _log_probs(cache: dict | None, who: str, logits, labels, temperature: float) -> np.ndarray:

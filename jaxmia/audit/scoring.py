@@ -15,7 +15,13 @@ from collections.abc import Callable
 import numpy as np
 
 from jaxmia import metrics
-from jaxmia.audit.attacking import PoolSignals, attack_target, start_shokri_fits
+from jaxmia.audit.attacking import (
+    PoolSignals,
+    attack_target,
+    known_without,
+    log_probs_of,
+    start_shokri_fits,
+)
 from jaxmia.audit.config import Log, _note, _silent
 from jaxmia.audit.extraction import Extracted, TargetSignals
 from jaxmia.audit.setup import Setup
@@ -111,8 +117,11 @@ def attack_all(
         workers = min(len(targets), os.cpu_count() or 1)
         others = [one.others for one in targets]
         fits, executor = start_shokri_fits(others, ds.y, ds.num_classes, config, workers)
+    shared = None  # RMIA's log-probabilities of the whole pool, cut for each target
+    if setup.loo and extracted.shadows.logits is not None:
+        shared = log_probs_of(extracted.shadows.logits, ds.y)
     try:
-        _attack_each(setup, targets, fits, scores, taus, seconds, notes, log)
+        _attack_each(setup, targets, fits, shared, scores, taus, seconds, notes, log)
     finally:
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
@@ -127,10 +136,11 @@ def attack_all(
     )
 
 
-def _attack_each(setup, targets, fits, scores, taus, seconds, notes, log) -> None:
+def _attack_each(setup, targets, fits, shared, scores, taus, seconds, notes, log) -> None:
     """:func:`attack_target` on each of ``targets`` in turn, its Shokri classifier from
-    ``fits[t]`` (futures; ``None`` to train it there); collects into ``scores``, ``taus``
-    and ``seconds``."""
+    ``fits[t]`` (futures; ``None`` to train it there), in leave-one-out RMIA's
+    log-probabilities from ``shared`` (:func:`log_probs_of`); collects into ``scores``,
+    ``taus`` and ``seconds``."""
     config, cand, ds = setup.config, setup.split.candidates, setup.ds
     for t, one in enumerate(targets):
         if setup.loo:
@@ -152,6 +162,7 @@ def _attack_each(setup, targets, fits, scores, taus, seconds, notes, log) -> Non
             queries=one.queries,
             seconds=seconds,
             shokri_fit=fits[t] if t < len(fits) else None,
+            known=None if shared is None else known_without(shared, t),
         )
         for name, (s, tau) in results.items():
             scores[name].append(s)
