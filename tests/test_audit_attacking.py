@@ -233,7 +233,7 @@ def test_leave_one_out_reads_rmias_log_probabilities_computed_once():
     shared = attacking.log_probs_of(logits, labels)
     cand = np.arange(0, n, 2)
     for t in (0, 3):
-        known = attacking.known_without(shared, t)
+        known = attacking.known_without(t, shared)
         for temperature in attacking.RMIA_TEMPERATURES:
             alone = attacks.log_probs(logits[np.arange(k) != t], labels, temperature=temperature)
             np.testing.assert_array_equal(known["ref", temperature], np.asarray(alone))
@@ -243,5 +243,36 @@ def test_leave_one_out_reads_rmias_log_probabilities_computed_once():
         plain = attacking.attack_target(*args)
         for name in ("rmia_online", "rmia_offline"):
             np.testing.assert_array_equal(with_known[name][0], plain[name][0])
-    wrong = attacking.attack_target(*args, known=attacking.known_without(shared, 0))
+    wrong = attacking.attack_target(*args, known=attacking.known_without(0, shared))
     assert not np.array_equal(wrong["rmia_online"][0], plain["rmia_online"][0])
+
+
+def test_leave_one_out_label_only_answered_once_scores_as_each_target_alone():
+    """label_only_answers (the pool's answers to the perturbed copies, for every
+    leave-one-out target at once) cut by known_without gives each target the label-only
+    scores and threshold of asking the copies for that target alone, bit for bit."""
+    rng = np.random.default_rng(6)
+    k, n, d, c = 4, 80, 12, 3
+    x = (rng.random((n, d)) < 0.5).astype(np.float32)
+    y = rng.integers(0, c, n)
+    weights = rng.normal(size=(k, d, c)).astype(np.float32)
+
+    def labels(inputs, models=None):  # (k, p): each "model" a fixed linear map
+        return np.argmax(np.einsum("pd,kdc->kpc", inputs, weights), axis=-1)[:models]
+
+    keep = splits.balanced_keep(k, n, seed=7)
+    pool = attacking.PoolSignals(signals={}, phi=None, logits=None, keep=keep,
+                                 pool=np.ones(n, bool))  # fmt: skip
+    cand = np.arange(0, n, 3)
+    config = AuditConfig(seed=2, label_queries=6)
+    answers = attacking.label_only_answers(labels, x, y, pool, cand, config)
+    for t in range(k):
+        own = lambda inputs, t=t: labels(inputs)[t]
+        others = lambda inputs, models=None, t=t: np.delete(labels(inputs), t, axis=0)[:models]
+        args = (("label_only",), pool.without(t), {}, None, {}, None, cand, y, c, config, [])
+        alone = attacking.attack_target(*args, queries=(own, others, x))["label_only"]
+        once = attacking.attack_target(
+            *args, queries=(own, others, x), known=attacking.known_without(t, answers=answers)
+        )["label_only"]
+        np.testing.assert_array_equal(once[0], alone[0])
+        assert once[1] == alone[1]

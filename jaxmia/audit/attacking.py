@@ -32,6 +32,7 @@ __all__ = [
     "calibration_records",
     "fit_shokri",
     "known_without",
+    "label_only_answers",
     "log_probs_of",
     "start_shokri",
     "start_shokri_fits",
@@ -113,8 +114,8 @@ def attack_target(
         the others, so their time overlaps).
       shokri_fit: Shokri's classifier, training since :func:`start_shokri` (on these
         ``shadows``); its time is its training's, then its scoring's.
-      known: what the attacks would otherwise compute, already computed by the caller:
-        ``{("ref" or "target", temperature): log-probabilities}`` (:func:`known_without`).
+      known: what the attacks would otherwise compute, already computed by the caller
+        (in leave-one-out, once for every target: :func:`known_without`).
 
     Returns:
       ``{attack: (scores (m,), threshold or None)}``; a ``None`` threshold means the
@@ -244,7 +245,7 @@ def _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logi
         scores = attacks_lib.shokri_score(fit, target_sig, labels[candidates])
         out[name] = (scores, classifier.THRESHOLD)
     elif name == "label_only":
-        out[name] = _label_only(shadows, candidates, labels, config, queries, notes)
+        out[name] = _label_only(shadows, candidates, labels, config, queries, notes, cache)
     elif name in THRESHOLD_ATTACKS:
         sig = THRESHOLD_ATTACKS[name]
         attack = getattr(attacks_lib, name)
@@ -298,10 +299,11 @@ def calibration_records(pool: np.ndarray, seed: int) -> np.ndarray:
     return np.sort(rng.choice(cols, LABEL_CALIBRATION_RECORDS, replace=False))
 
 
-def _label_only(shadows, candidates, labels, config, queries, notes) -> tuple[np.ndarray, float]:
-    """Label-only scores of the candidates and the threshold calibrated on the pool
-    (:func:`calibration_records`); the target and the shadows answer the same copies,
-    drawn once."""
+def _label_only(shadows, candidates, labels, config, queries, notes, cache=None):
+    """Label-only scores ``(m,)`` of the candidates and the threshold calibrated on the
+    pool (:func:`calibration_records`); the target and the shadows answer the same
+    copies, drawn once (or, in leave-one-out, for every target at once: ``cache`` then
+    holds this target's answers, :func:`known_without`)."""
     target_query, shadow_query, x = queries
     cols = calibration_records(shadows.pool, config.seed)
     models = min(shadows.keep.shape[0], LABEL_CALIBRATION_MODELS)
@@ -312,18 +314,47 @@ def _label_only(shadows, candidates, labels, config, queries, notes) -> tuple[np
             f"shadow models and {cols.size} of the {int(shadows.pool.sum())} pool records"
             + (" (a seeded random subset)" if cols.size < shadows.pool.sum() else ""),
         )
-    target, shadow = attacks_lib.query_correctness_many(
-        [target_query, functools.partial(shadow_query, models=models)],
-        x,
-        labels,
-        rows=[candidates, cols],
-        n_queries=config.label_queries,
-        seed=config.seed,
-    )
+    if cache is not None and ("label_only", "target") in cache:
+        target, shadow = cache["label_only", "target"], cache["label_only", "shadow"][:models]
+    else:
+        shadow_query = functools.partial(shadow_query, models=models)
+        target, shadow = _answers(
+            [target_query, shadow_query], x, labels, [candidates, cols], config
+        )
     tau = attacks_lib.calibrate_threshold(
         np.asarray(attacks_lib.label_only(shadow), np.float64), shadows.keep[:models, cols]
     )
     return _host(attacks_lib.label_only(target)), tau
+
+
+def _answers(predicts, x, labels, rows, config) -> list[np.ndarray]:
+    """:func:`jaxmia.attacks.query_correctness_many` with the audit's label-only settings."""
+    return attacks_lib.query_correctness_many(
+        predicts, x, labels, rows=rows, n_queries=config.label_queries, seed=config.seed
+    )
+
+
+def label_only_answers(
+    pool_labels: Callable, x: np.ndarray, labels: np.ndarray, shadows: PoolSignals,
+    candidates: np.ndarray, config: AuditConfig,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Whether each model of the pool answers each perturbed copy correctly, on the
+    candidates ``(k, m, q)`` and on the calibration records ``(k, r, q)``: the
+    label-only attack's queries for every leave-one-out target at once (each reads its
+    rows, :func:`known_without`), where each target would draw the same copies again.
+
+    Args:
+      pool_labels: ``x (p, ...) -> (k, p)`` the pool's labels on any inputs.
+      x: ``(n, ...)`` the records; labels: ``(n,)``.
+      shadows: the whole pool's signals (its ``pool`` picks the calibration records).
+      candidates: ``(m,)`` candidate indices.
+      config: the audit options (queries, seed).
+    """
+    cols = calibration_records(shadows.pool, config.seed)
+    on_candidates, on_cols = _answers(
+        [pool_labels, pool_labels], x, labels, [candidates, cols], config
+    )
+    return on_candidates, on_cols
 
 
 def _population(name, shadows, config, notes) -> np.ndarray:
@@ -357,14 +388,25 @@ def log_probs_of(logits: np.ndarray, labels: np.ndarray) -> dict[float, np.ndarr
     return {t: _log_probs(None, "", logits, labels, t) for t in RMIA_TEMPERATURES}
 
 
-def known_without(log_probs: Mapping[float, np.ndarray], t: int) -> dict:
+def known_without(
+    t: int,
+    log_probs: Mapping[float, np.ndarray] | None = None,
+    answers: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
     """The ``known`` of :func:`attack_target` with model ``t`` of the pool as the target
-    and the others as references: ``("ref", T)`` the other models' rows of
-    :func:`log_probs_of`, ``("target", T)`` model ``t``'s. The same values as computing
-    them for each target (each row's log-probabilities depend on its logits alone)."""
-    others = np.arange(next(iter(log_probs.values())).shape[0]) != t
-    known: dict = {("ref", T): lp[others] for T, lp in log_probs.items()}
-    return known | {("target", T): lp[t] for T, lp in log_probs.items()}
+    and the others as references, from what was computed once for the whole pool:
+    ``("ref", T)`` the other models' rows of :func:`log_probs_of`, ``("target", T)``
+    model ``t``'s (each row's log-probabilities depend on its logits alone); and
+    ``("label_only", "target" / "shadow")`` model ``t``'s and the others' rows of
+    :func:`label_only_answers`. The same values as computing them for each target."""
+    known: dict = {}
+    for T, lp in (log_probs or {}).items():
+        known["ref", T], known["target", T] = np.delete(lp, t, axis=0), lp[t]
+    if answers is not None:
+        on_candidates, on_cols = answers
+        known["label_only", "target"] = on_candidates[t]
+        known["label_only", "shadow"] = np.delete(on_cols, t, axis=0)
+    return known
 
 
 def _log_probs(cache: dict | None, who: str, logits, labels, temperature: float) -> np.ndarray:

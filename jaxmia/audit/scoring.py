@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import os
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -19,6 +20,7 @@ from jaxmia.audit.attacking import (
     PoolSignals,
     attack_target,
     known_without,
+    label_only_answers,
     log_probs_of,
     start_shokri_fits,
 )
@@ -117,9 +119,15 @@ def attack_all(
         workers = min(len(targets), os.cpu_count() or 1)
         others = [one.others for one in targets]
         fits, executor = start_shokri_fits(others, ds.y, ds.num_classes, config, workers)
-    shared = None  # RMIA's log-probabilities of the whole pool, cut for each target
-    if setup.loo and extracted.shadows.logits is not None:
-        shared = log_probs_of(extracted.shadows.logits, ds.y)
+    shared: dict = {}  # leave-one-out: computed once for the whole pool, cut per target
+    if setup.loo and extracted.shadows.logits is not None:  # RMIA's log-probabilities
+        shared["log_probs"] = log_probs_of(extracted.shadows.logits, ds.y)
+    if setup.loo and "label_only" in setup.attacks:  # the pool's answers to the copies
+        started = time.perf_counter()
+        shared["answers"] = label_only_answers(
+            extracted.pool_labels, ds.x, ds.y, extracted.shadows, cand, config
+        )
+        seconds["label_only"] = time.perf_counter() - started
     try:
         _attack_each(setup, targets, fits, shared, scores, taus, seconds, notes, log)
     finally:
@@ -138,9 +146,9 @@ def attack_all(
 
 def _attack_each(setup, targets, fits, shared, scores, taus, seconds, notes, log) -> None:
     """:func:`attack_target` on each of ``targets`` in turn, its Shokri classifier from
-    ``fits[t]`` (futures; ``None`` to train it there), in leave-one-out RMIA's
-    log-probabilities from ``shared`` (:func:`log_probs_of`); collects into ``scores``,
-    ``taus`` and ``seconds``."""
+    ``fits[t]`` (futures; ``None`` to train it there), in leave-one-out what ``shared``
+    holds for every target (:func:`known_without`'s arguments); collects into
+    ``scores``, ``taus`` and ``seconds``."""
     config, cand, ds = setup.config, setup.split.candidates, setup.ds
     for t, one in enumerate(targets):
         if setup.loo:
@@ -162,7 +170,7 @@ def _attack_each(setup, targets, fits, shared, scores, taus, seconds, notes, log
             queries=one.queries,
             seconds=seconds,
             shokri_fit=fits[t] if t < len(fits) else None,
-            known=None if shared is None else known_without(shared, t),
+            known=known_without(t, **shared) if setup.loo else None,
         )
         for name, (s, tau) in results.items():
             scores[name].append(s)
