@@ -35,11 +35,15 @@ def _stratified_bootstrap_indices(
         ``n_members`` columns are members and the rest non-members, so each resample keeps
         the original class counts.
     """
-    pos = np.flatnonzero(y)
-    neg = np.flatnonzero(~y)
-    pos_draw = pos[rng.integers(0, pos.shape[0], size=(n_boot, pos.shape[0]))]
-    neg_draw = neg[rng.integers(0, neg.shape[0], size=(n_boot, neg.shape[0]))]
-    return np.concatenate([pos_draw, neg_draw], axis=1)
+    return np.concatenate([columns[draw] for columns, draw in _class_draws(y, n_boot, rng)], 1)
+
+
+def _class_draws(y: np.ndarray, n_boot: int, rng: np.random.Generator):
+    """The resamples' draws, class by class (members, then non-members): the class's
+    example indices ``(size,)`` and each resample's draws among them ``(B, size)``, in
+    ``[0, size)``, with replacement."""
+    for columns in (np.flatnonzero(y), np.flatnonzero(~y)):
+        yield columns, rng.integers(0, columns.shape[0], size=(n_boot, columns.shape[0]))
 
 
 def _draw_counts(
@@ -49,16 +53,15 @@ def _draw_counts(
     resamples (a resample is a multiset, so its statistics depend on these counts only):
     ``(members, non_members)``, two ``(B, n)`` arrays, each zero outside its class.
 
-    The same draws of ``rng`` as :func:`_stratified_bootstrap_indices`, counted with one
-    ``bincount`` per class. The counts are ``uint8`` when none exceeds 255 (always, in
-    practice: a count is Binomial(n_class, 1/n_class)), else ``int32``: the sums over
-    them are taken in ``int32``/``int64`` either way.
+    The same draws as :func:`_stratified_bootstrap_indices` (:func:`_class_draws`),
+    counted with one ``bincount`` per class. The counts are ``uint8`` when none exceeds
+    255 (always, in practice: a count is Binomial(n_class, 1/n_class)), else ``int32``:
+    the sums over them are taken in ``int32``/``int64`` either way.
     """
     n = y.shape[0]
     out = []
-    for columns in (np.flatnonzero(y), np.flatnonzero(~y)):
+    for columns, draw in _class_draws(y, n_boot, rng):
         size = columns.shape[0]
-        draw = rng.integers(0, size, size=(n_boot, size))  # as the indices draw them
         draw += (np.arange(n_boot) * size)[:, None]  # row b's bins follow row b - 1's
         counts = np.bincount(draw.ravel(), minlength=n_boot * size).reshape(n_boot, size)
         full = np.zeros((n_boot, n), np.uint8 if counts.max(initial=0) <= 255 else np.int32)
