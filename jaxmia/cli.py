@@ -304,30 +304,40 @@ def _pool_dir(args: argparse.Namespace, config: Any) -> str:
     return args.pool or os.path.join(config.output_dir, "pool")
 
 
-def _retrain(args: argparse.Namespace, pool_dir: str | None, log) -> None:
-    """``--retrain``: removes the pool at ``pool_dir`` (:func:`jaxmia.engine.pools.remove`)."""
-    from jaxmia.engine import pools
+def _retrain(args: argparse.Namespace, pool_dir: str, log) -> None:
+    """``--retrain``: process 0 removes the pool at ``pool_dir``
+    (:func:`jaxmia.engine.pools.remove`); every process waits for it, so that none reads
+    the pool process 0 removes."""
+    from jaxmia.engine import distributed, pools
 
-    if args.retrain and pool_dir is not None and pools.remove(pool_dir):
+    if args.retrain and distributed.is_main_process() and pools.remove(pool_dir):
         log(f"removed the shadow pool in {pool_dir} (--retrain)")
+    distributed.barrier("jaxmia-retrain")
+
+
+def _join(args: argparse.Namespace) -> bool:
+    """Joins JAX's multi-process runtime where ``--coordinator`` is given; whether this
+    is process 0 (or the only one), which writes the outputs."""
+    from jaxmia.engine import distributed
+
+    if args.coordinator:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    return distributed.is_main_process()
 
 
 def _pool_train(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
     from jaxmia import audit
-    from jaxmia.engine import distributed, pools
+    from jaxmia.engine import pools
 
     if not args.pool:
         raise ValueError("jaxmia pool train needs --pool DIR")
-    if args.coordinator:  # each process trains its devices' models, process 0 reports
-        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    main_process = distributed.is_main_process()
+    main_process = _join(args)  # each process trains its devices' models, process 0 reports
     config = audit.AuditConfig.from_dict(_config_values(args))
     quiet = args.quiet or not main_process
     log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    _retrain(args, args.pool if main_process else None, log)
-    distributed.barrier("jaxmia-retrain")  # no process reads the pool process 0 removes
+    _retrain(args, args.pool, log)
     audit.train_pool(config, args.pool, log=log, progress=None if quiet else Progress())
     if main_process:
         print(pools.info(args.pool))
@@ -353,11 +363,8 @@ def _audit(args: argparse.Namespace) -> int:
     use_compilation_cache()
     from jaxmia import audit
     from jaxmia.audit import outputs, report
-    from jaxmia.engine import distributed
 
-    if args.coordinator:
-        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    main_process = distributed.is_main_process()
+    main_process = _join(args)
     config = audit.AuditConfig.from_dict(_config_values(args))
     if not main_process:
         return _audit_run(args, config, main_process)
@@ -370,13 +377,12 @@ def _audit_run(args: argparse.Namespace, config: Any, main_process: bool) -> int
     """The audit of ``jaxmia audit`` once its options are checked and its output directory
     claimed: train (or read) the pool, attack, write the report."""
     from jaxmia import audit
-    from jaxmia.engine import distributed, pools
+    from jaxmia.engine import pools
 
     quiet = args.quiet or not main_process
     log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     pool_dir = _pool_dir(args, config)
-    _retrain(args, pool_dir if main_process else None, log)
-    distributed.barrier("jaxmia-retrain")  # no process reads the pool process 0 removes
+    _retrain(args, pool_dir, log)
     try:
         result = audit.run(
             config, log=log, progress=None if quiet else Progress(), pool_dir=pool_dir
