@@ -351,9 +351,7 @@ def label_only_answers(
       config: the audit options (queries, seed).
     """
     cols = calibration_records(shadows.pool, config.seed)
-    on_candidates, on_cols = _answers(
-        [pool_labels, pool_labels], x, labels, [candidates, cols], config
-    )
+    on_candidates, on_cols = _answers([pool_labels] * 2, x, labels, [candidates, cols], config)
     return on_candidates, on_cols
 
 
@@ -385,7 +383,10 @@ def log_probs_of(logits: np.ndarray, labels: np.ndarray) -> dict[float, np.ndarr
     """RMIA's log-probabilities ``{T: (k, n)}`` of a pool's ``(k, n, c)`` ``logits`` at
     every temperature of :data:`RMIA_TEMPERATURES`, computed once for all leave-one-out
     targets (:func:`known_without` cuts each target's rows from them)."""
-    return {t: _log_probs(None, "", logits, labels, t) for t in RMIA_TEMPERATURES}
+    return {
+        t: np.asarray(attacks_lib.log_probs(logits, labels, temperature=t))
+        for t in RMIA_TEMPERATURES
+    }
 
 
 def known_without(

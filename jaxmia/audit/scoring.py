@@ -113,7 +113,8 @@ def attack_all(
     taus: dict[str, list[float | None]] = {a: [] for a in setup.attacks}
     seconds: dict[str, float] = {}
     targets = _targets(setup, extracted, target, shadows)
-    fits: list = [extracted.shokri]  # the one target's classifier, training since signals
+    # Shokri's classifier of each target: the one target's training since the signals
+    fits: list = [None] * len(targets) if setup.loo else [extracted.shokri]
     executor = None
     if setup.loo and "shokri" in setup.attacks:  # every target's, a core each, from now
         workers = min(len(targets), os.cpu_count() or 1)
@@ -169,7 +170,7 @@ def _attack_each(setup, targets, fits, shared, scores, taus, seconds, notes, log
             log=log if t == 0 else _silent,
             queries=one.queries,
             seconds=seconds,
-            shokri_fit=fits[t] if t < len(fits) else None,
+            shokri_fit=fits[t],
             known=known_without(t, **shared) if setup.loo else None,
         )
         for name, (s, tau) in results.items():
