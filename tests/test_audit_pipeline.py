@@ -40,6 +40,24 @@ def test_train_options_and_descriptions(digits):
     assert "loss_fn" not in setup.train_options(user, False)  # the target's are the config's
 
 
+def first_step(tx) -> float:
+    """The first update of ``tx`` to a zero weight matrix with gradient 1: ``-lr`` for
+    Adam (the L1 penalty is 0 at zero weights, AdamW's decay too)."""
+    params = {"w": np.zeros((2, 2), np.float32)}
+    update, _ = tx.update({"w": np.ones((2, 2), np.float32)}, tx.init(params), params)
+    return float(update["w"][0, 0])
+
+
+@pytest.mark.parametrize("defence", [{}, {"l1": 1e-3}, {"weight_decay": 0.5, "l1": 1e-3}])
+def test_shadows_train_at_the_shadow_learning_rate(tiny, defence):
+    config = QUICK.replace(learning_rate=1e-3, shadow_lr=0.01, defend_shadows=True, **defence)
+    s = setup.prepare(config, dataset=tiny.ds)
+    assert first_step(setup.train_options(s, True)["optimizer"]) == pytest.approx(-1e-3, rel=1e-4)
+    shadows = setup.train_options(s, True, shadows=True)["optimizer"]
+    assert first_step(shadows) == pytest.approx(-0.01, rel=1e-4)
+    assert "Adam 0.01" in setup.describe_training(s, True, shadows=True)
+
+
 def test_phases_compose_to_run(digits):
     report = audit.run(QUICK, dataset=digits)
     s = setup.prepare(QUICK, dataset=digits)

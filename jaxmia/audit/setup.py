@@ -162,10 +162,9 @@ def train_options(setup: Setup, defended: bool, *, shadows: bool = False) -> dic
     if shadows:
         lr, epochs = shadow_config.shadow_lr(config), shadow_config.shadow_epochs(config)
     tx = user.optimizer
-    if tx is None and defended and defence.l1:
-        tx = defences.optimizer(config.learning_rate, defence.weight_decay, defence.l1)
-    if tx is None:
-        tx = defences.optimizer(lr, defence.weight_decay if defended else 0.0)
+    if tx is None:  # Adam at the target's or the shadows' rate, with the defence's decay
+        decay, l1 = (defence.weight_decay, defence.l1) if defended else (0.0, 0.0)
+        tx = defences.optimizer(lr, decay, l1)
     kw: dict[str, Any] = dict(epochs=epochs, batch_size=config.batch_size, optimizer=tx)
     if user.loss_fn is not None:
         kw["loss_fn"] = user.loss_fn
