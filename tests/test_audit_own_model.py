@@ -73,6 +73,31 @@ def test_probabilities_are_named_as_read(parts):
     assert report.dataset.startswith("my digits: 1797 records")  # the user's own label
 
 
+@pytest.mark.parametrize("width", [11, 9])
+def test_a_model_of_another_width_than_the_classes_is_refused(parts, monkeypatch, width):
+    monkeypatch.setattr(engine, "train", lambda *a, **k: pytest.fail("trained shadows"))
+    w = np.random.default_rng(1).normal(size=(64, width)).astype(np.float32)
+    message = rf"^the model outputs {width} values per record, but the labels \(0 \.\. 9\) name 10"
+    with pytest.raises(audit.ConfigError, match=message):
+        audit.audit_model(
+            lambda x: np.asarray(x) @ w, parts.members, parts.nonmembers, parts.population
+        )
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (lambda y: y - 1, "members: labels must be class indices >= 0, got -1"),
+        (lambda y: y[:, None], r"members: x must be \(n, ...\) and y \(n,\), got .* \(600, 1\)"),
+    ],
+    ids=["negative", "2-d"],
+)
+def test_labels_that_name_no_class_are_refused(parts, labels, message):
+    members = (parts.members[0], labels(parts.members[1]))
+    with pytest.raises(audit.ConfigError, match=message):
+        audit.audit_model(linear_model, members, parts.nonmembers, parts.population)
+
+
 class MyNet:
     """Stands in for a user's NNX class (only its name and arguments are read)."""
 

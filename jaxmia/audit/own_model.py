@@ -93,8 +93,8 @@ def audit_model(
     reading = output_kind(probe, outputs)
     if pool is not None:
         _check_pool(pool, probe.shape[1], x, optimizer, batch_size, loss_fn, pool_dir)
+    num_classes = _check_width(probe.shape[1], y)
     config = _user_config(config, batch_size, pool)
-    num_classes = max(int(y.max()) + 1, probe.shape[1])
     ds = datasets.Dataset(x=x, y=y, num_classes=num_classes, name=config.dataset)
     split = _user_split(config, counts, pool)
     report = _run(
@@ -124,6 +124,18 @@ def _records(*pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndar
         raise ConfigError("inputs contain NaN or infinite values")
     y = np.concatenate([p[1] for p in parts]).astype(np.int32)
     return x, y, [len(p[0]) for p in parts]
+
+
+def _check_width(width: int, y: np.ndarray) -> int:
+    """The number of classes: the model's output width ``c``, one output per class of the
+    labels ``y`` (``0 .. c - 1``); a one-line error for a model with more or fewer."""
+    classes = int(y.max()) + 1
+    if width != classes:
+        raise ConfigError(
+            f"the model outputs {width} values per record, but the labels (0 .. "
+            f"{classes - 1}) name {classes} classes; it must output one per class"
+        )
+    return width
 
 
 def _check_pool(pool: engine.Pool, classes: int, x: np.ndarray, *training: Any) -> None:

@@ -103,8 +103,12 @@ def _xy(name: str, data: Any) -> tuple[np.ndarray, np.ndarray]:
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a pair (x, y)") from None
     x, y = np.asarray(x, np.float32), np.asarray(y)
+    if x.ndim == 0 or y.ndim != 1:
+        raise ConfigError(f"{name}: x must be (n, ...) and y (n,), got {x.shape} and {y.shape}")
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ConfigError(f"{name}: x has {x.shape[0]} rows and y {y.shape[0]}; need equal, > 0")
     if not np.issubdtype(y.dtype, np.integer):
         raise ConfigError(f"{name}: labels must be integers, got {y.dtype}")
+    if y.min() < 0:
+        raise ConfigError(f"{name}: labels must be class indices >= 0, got {y.min()}")
     return x, y
