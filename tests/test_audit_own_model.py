@@ -84,6 +84,21 @@ def test_a_model_of_another_width_than_the_classes_is_refused(parts, monkeypatch
         )
 
 
+def test_a_shadow_architecture_of_another_width_is_refused(parts, monkeypatch):
+    monkeypatch.setattr(engine, "train", lambda *a, **k: pytest.fail("trained shadows"))
+    message = r"^the shadow architecture \(factory=\) outputs 11 values per record, the model 10$"
+    with pytest.raises(audit.ConfigError, match=message):
+        audit.audit_model(
+            linear_model, parts.members, parts.nonmembers, parts.population,
+            factory=models.mlp((8,), 11, 64), config=QUICK,
+        )  # fmt: skip
+    with pytest.raises(audit.ConfigError, match=r"^factory: the model does not take inputs"):
+        audit.audit_model(
+            linear_model, parts.members, parts.nonmembers, parts.population,
+            factory=models.mlp((8,), 10, 60), config=QUICK,
+        )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("labels", "message"),
     [
@@ -143,6 +158,12 @@ def test_a_users_pool_defines_the_shadows(parts, monkeypatch):
         audit.audit_model(
             linear_model, parts.members, parts.nonmembers, parts.population, config=QUICK,
             pool=dataclasses.replace(pool, keep=keep[:, :1000]),
+        )  # fmt: skip
+    wide = dataclasses.replace(pool, logits=np.concatenate([pool.logits, pool.logits], axis=2))
+    with pytest.raises(audit.ConfigError, match=r"^the user's pool's logits are \(4, 1797, 20\), "):
+        audit.audit_model(
+            linear_model, parts.members, parts.nonmembers, parts.population, config=QUICK,
+            pool=wide,
         )  # fmt: skip
     with pytest.raises(audit.ConfigError, match="pool= is a trained pool"):
         audit.audit_model(

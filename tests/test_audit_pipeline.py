@@ -4,12 +4,14 @@ each testable alone, and together exactly :func:`jaxmia.audit.run`."""
 import ast
 import dataclasses
 import pathlib
+import types
 
 import numpy as np
 import pytest
 
 from jaxmia import attacks, audit, engine, splits
 from jaxmia.audit import extraction, pipeline, scoring, setup, training
+from jaxmia.engine import pools
 
 QUICK = audit.AuditConfig(
     dataset="digits", num_shadows=4, epochs=2, n_boot=0, attacks=("loss", "lira_online")
@@ -56,6 +58,52 @@ def test_shadows_train_at_the_shadow_learning_rate(tiny, defence):
     shadows = setup.train_options(s, True, shadows=True)["optimizer"]
     assert first_step(shadows) == pytest.approx(-0.01, rel=1e-4)
     assert "Adam 0.01" in setup.describe_training(s, True, shadows=True)
+
+
+class Stop(Exception):
+    """Raised by a stand-in for training: the test ends there."""
+
+
+def stop(*args, **kwargs):
+    raise Stop
+
+
+def test_the_log_says_which_shadow_models_are_read_and_from_where(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "train", stop)
+    lines: list[str] = []
+    fresh = setup.prepare(QUICK, dataset=tiny.ds)
+    with pytest.raises(Stop):
+        training.train_shadows(fresh, log=lines.append)
+    assert lines == ["training 4 shadow models for 2 epochs"]
+    (tmp_path / pools.MANIFEST).write_text("{}")  # a pool of 4 models, by its manifest
+    monkeypatch.setattr(pools, "read_manifest", lambda path: {"k": 4})
+    for k, line in [
+        (4, f"reading the 4 shadow models from {tmp_path}"),
+        (6, f"reading 4 of the 6 shadow models from {tmp_path}; training 2 shadow models for 2 "
+         "epochs"),
+    ]:  # fmt: skip
+        s = setup.prepare(QUICK.replace(num_shadows=k), dataset=tiny.ds, pool_dir=tmp_path)
+        with pytest.raises(Stop):
+            training.train_shadows(s, log=lines.append)
+        assert lines[-1] == line
+
+
+def test_logits_of_another_shape_are_refused_in_one_line(tiny, tmp_path, monkeypatch):
+    s = setup.prepare(QUICK, dataset=tiny.ds, pool_dir=tmp_path)
+    read = types.SimpleNamespace(logits=np.zeros((4, 64, 11), np.float32))  # 11 classes of 10
+    monkeypatch.setattr(engine, "train", lambda *a, **k: read)
+    message = (
+        rf"^the pool in {tmp_path}: logits are \(4, 64, 11\), expected \(4, 64, 10\) \(4 models"
+    )
+    with pytest.raises(audit.ConfigError, match=message):
+        training.train_shadows(s)
+    monkeypatch.setattr(training.target_cache, "load", lambda *a: read)
+    kept = r"target-\w+\.npz: logits are \(4, 64, 11\), expected \(1, 64, 10\) \(1 model, 64 "
+    with pytest.raises(audit.ConfigError, match=kept):
+        training.train_target(s)
+    user = r"^the target model's logits are \(64, 9\), expected \(64, 10\) \(64 records, 10 "
+    with pytest.raises(audit.ConfigError, match=user):
+        training.train_target(s, lambda x: np.zeros((len(x), 9)))
 
 
 def test_phases_compose_to_run(digits):

@@ -39,3 +39,17 @@ def test_ambiguous_outputs_ask_for_the_reading():
     with pytest.raises(ConfigError, match=r"rows sum to 5 .. 5.*outputs='probs'"):
         target.output_kind(out)
     assert target.output_kind(out, "logits") == "logits"
+
+
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        (lambda b: np.ones((len(b), 3 + (len(b) < 4))), r"\(1, 3\) outputs .* got shape \(1, 4\)$"),
+        (lambda b: np.ones(len(b)), r"\(4, classes\) outputs .* got shape \(4,\)$"),
+        (lambda b: np.ones((len(b) + 1, 3)), r"\(4, 3\) outputs .* got shape \(5, 3\)$"),
+    ],
+    ids=["width changes between batches", "no class axis", "another number of rows"],
+)
+def test_outputs_of_another_shape_are_refused_in_one_line(outputs, message):
+    with pytest.raises(ConfigError, match="^the model must return " + message):
+        target.query_model(outputs, np.zeros((5, 2)), outputs="logits", batch_size=4)

@@ -94,6 +94,8 @@ def audit_model(
     if pool is not None:
         _check_pool(pool, probe.shape[1], x, optimizer, batch_size, loss_fn, pool_dir)
     num_classes = _check_width(probe.shape[1], y)
+    if factory is not None:
+        _check_factory(factory, x.shape[1:], num_classes)
     config = _user_config(config, batch_size, pool)
     ds = datasets.Dataset(x=x, y=y, num_classes=num_classes, name=config.dataset)
     split = _user_split(config, counts, pool)
@@ -136,6 +138,20 @@ def _check_width(width: int, y: np.ndarray) -> int:
             f"{classes - 1}) name {classes} classes; it must output one per class"
         )
     return width
+
+
+def _check_factory(factory: models.ModelFactory, input_shape: tuple, classes: int) -> None:
+    """A one-line error for a shadow architecture that does not take the records' inputs
+    or outputs another number of values than the model's ``classes``."""
+    try:
+        width = engine.checks.output_width(factory, input_shape, np.zeros(0, np.int32))
+    except ValueError as e:
+        raise ConfigError(f"factory: {e}") from None
+    if width != classes:
+        raise ConfigError(
+            f"the shadow architecture (factory=) outputs {width} values per record, "
+            f"the model {classes}"
+        )
 
 
 def _check_pool(pool: engine.Pool, classes: int, x: np.ndarray, *training: Any) -> None:

@@ -70,10 +70,18 @@ def query_model(
     """
     if outputs not in ("auto", "logits", "probs"):
         raise ConfigError(f"outputs must be auto, logits or probs, got {outputs!r}")
-    parts = [np.asarray(fn(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    parts: list[np.ndarray] = []
+    for i in range(0, len(x), batch_size):
+        batch = x[i : i + batch_size]
+        part = np.asarray(fn(batch))
+        width = parts[0].shape[1] if parts else part.shape[-1] if part.ndim == 2 else "classes"
+        if part.shape != (len(batch), width):
+            raise ConfigError(
+                f"the model must return ({len(batch)}, {width}) outputs for a batch of "
+                f"{len(batch)} records, got shape {part.shape}"
+            )
+        parts.append(part)
     out = np.concatenate(parts).astype(np.float32)
-    if out.ndim != 2 or out.shape[0] != len(x):
-        raise ConfigError(f"the model must return (n, classes) outputs, got shape {out.shape}")
     if not np.isfinite(out).all():
         raise ConfigError("the model returned NaN or infinite outputs")
     if output_kind(out, outputs) == "probs":

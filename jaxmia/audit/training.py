@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import pathlib
 from collections.abc import Callable
 from typing import Any
 
@@ -27,11 +29,13 @@ from jaxmia.audit.setup import (
 )
 from jaxmia.audit.target import query_model
 from jaxmia.defences import training as defences
+from jaxmia.engine import pools
 
 __all__ = [
     "ACCOUNTING",
     "Shadows",
     "TargetRun",
+    "check_logits",
     "checkpoint_spec",
     "keep_finite",
     "keep_target",
@@ -159,7 +163,9 @@ def train_target(
     config, ds, split = setup.config, setup.ds, setup.split
     if target_fn is not None:
         predict = lambda x: query_model(target_fn, x, outputs="logits")[None]
-        correct = predict(ds.x[split.candidates])[0].argmax(-1) == ds.y[split.candidates]
+        out = predict(ds.x[split.candidates])[0]
+        check_logits(out, (split.candidates.size, ds.num_classes), "the target model's")
+        correct = out.argmax(-1) == ds.y[split.candidates]
         accuracy = (correct[split.membership].mean(), correct[~split.membership].mean())
         run = TargetRun(predict=predict, accuracy=accuracy, privacy={}, trained=False)
     elif setup.loo:
@@ -190,7 +196,9 @@ def _trained_target(setup: Setup, progress: engine.ProgressFn | None, log: Log) 
         target = target_cache.load(setup.pool_dir, key, factory, options["optimizer"])
     cached = target is not None
     if cached:
-        log(f"target read from {target_cache.path_of(setup.pool_dir, key)}")
+        file = target_cache.path_of(setup.pool_dir, key)
+        check_logits(target.logits, (1, ds.n, ds.num_classes), f"the target kept in {file}:")
+        log(f"target read from {file}")
     else:
         log(f"training the target for {config.epochs} epochs")
         target = engine.train(
@@ -200,6 +208,18 @@ def _trained_target(setup: Setup, progress: engine.ProgressFn | None, log: Log) 
     privacy = privacy_spent(config, target)
     return TargetRun(predict_known(target, ds.x), accuracy, privacy, trained=True,
                      model=target, cache_key=key, cached=cached)  # fmt: skip
+
+
+def check_logits(logits: np.ndarray, expected: tuple[int, ...], what: str) -> None:
+    """A one-line error where ``logits`` are not of the ``expected`` shape, ``(models,
+    records, classes)`` or ``(records, classes)``; ``what`` names whose they are."""
+    shape = tuple(np.shape(logits))
+    if shape != expected:
+        axes = ("models", "records", "classes")[-len(expected) :]
+        named = ", ".join(
+            f"{v} {a[:-1] if v == 1 else a}" for v, a in zip(expected, axes, strict=True)
+        )
+        raise ConfigError(f"{what} logits are {shape}, expected {expected} ({named})")
 
 
 def keep_target(setup: Setup, target: TargetRun | None) -> None:
@@ -231,13 +251,11 @@ def train_shadows(
         log(f"shadows: the user's pool of {given.k} models")
         if given.logits is None or given.logits.shape[:2] != (given.k, ds.n):
             given = dataclasses.replace(given, logits=engine.predict(given, ds.x))
+        check_logits(given.logits, (given.k, ds.n, ds.num_classes), "the user's pool's")
         return given
     k = split.shadow_keep.shape[0]
     inputs = shadow_config.shadow_inputs(config)  # the features shift, else None
-    log(
-        f"training {k} shadow models for {shadow_config.shadow_epochs(config)} epochs"
-        + (f" (leave-one-out over the first {config.targets})" if setup.loo else "")
-    )
+    log(_shadows_line(setup, k))
     defended = config.defend_shadows or setup.loo  # in leave-one-out the pool is the target
     pool = engine.train(
         defended_factory(setup, defended, shadows=True),
@@ -253,12 +271,38 @@ def train_shadows(
         checkpoint_meta={"dataset": ds.name, **({"blocks": setup.blocks} if setup.blocks else {})},
         **train_options(setup, defended, shadows=True),
     )
+    what = "the shadow models'" if setup.pool_dir is None else f"the pool in {setup.pool_dir}:"
+    check_logits(pool.logits, (k, ds.n, ds.num_classes), what)
     log(
         f"shadows: train accuracy {np.nanmean(pool.train_accuracy):.3f}, "
         f"test accuracy {np.nanmean(pool.test_accuracy):.3f}"
         + (f"; pool kept in {setup.pool_dir}" if setup.pool_dir is not None else "")
     )
     return pool
+
+
+def _shadows_line(setup: Setup, k: int) -> str:
+    """The log line before the shadow pool's phase: how many of the ``k`` models are
+    read from the pool directory, and how many trained."""
+    config, pool_dir = setup.config, setup.pool_dir
+    loo = f" (leave-one-out over the first {config.targets})" if setup.loo else ""
+    kept = _kept_models(pool_dir, k)
+    if kept == k:
+        return f"reading the {k} shadow models from {pool_dir}{loo}"
+    read = f"reading {kept} of the {k} shadow models from {pool_dir}; " if kept else ""
+    epochs = shadow_config.shadow_epochs(config)
+    return f"{read}training {k - kept} shadow models for {epochs} epochs{loo}"
+
+
+def _kept_models(pool_dir: str | os.PathLike | None, k: int) -> int:
+    """How many of ``k`` models the pool directory holds by its manifest (0 without
+    one, or with one the engine will refuse as it opens the pool)."""
+    if pool_dir is None or not (pathlib.Path(pool_dir) / pools.MANIFEST).is_file():
+        return 0
+    try:
+        return min(int(pools.read_manifest(pool_dir)["k"]), k)
+    except (pools.PoolError, KeyError, TypeError, ValueError):
+        return 0
 
 
 def keep_finite(setup: Setup, pool: engine.Pool, notes: list[str], log: Log = _silent) -> Shadows:
