@@ -18,11 +18,24 @@ from jaxmia import cli
 from jaxmia.audit import dp_audit, dp_cli, dp_report
 
 TINY = dict(
-    epsilons=(2.0, math.inf), models=32, records=99, batch_size=20, epochs=8, canaries=60,
-    repetitions=3, hidden=8,
-)  # fmt: skip
+    epsilons=(2.0, math.inf),
+    models=32,
+    records=99,
+    batch_size=20,
+    epochs=8,
+    canaries=60,
+    repetitions=3,
+    hidden=8,
+)
 """Small enough for seconds; 8 epochs at q = 0.2 (40 steps): a canary model misses the
 canary with probability 0.8^40 = 1.3e-4, so without noise the scores separate."""
+
+
+SMALL = [
+    *("--models", "8", "--records", "99", "--batch-size", "20", "--epochs", "1"),
+    *("--canaries", "10", "--repetitions", "1", "--hidden", "4"),
+]
+"""Settings that train in a second, for errors that must come before any training."""
 
 
 def _args(config: dict, out, pool) -> list[str]:
@@ -50,12 +63,17 @@ def audited(tmp_path_factory):
 
 
 def _bounds(row: dict) -> list[float]:
+    """The lower bounds of a row, and the GDP estimates (a Gaussian-like mechanism: they
+    stay below too)."""
     return [
-        row["white_box"]["clopper_pearson"], row["white_box"]["gdp"],
-        row["black_box"]["clopper_pearson"], row["black_box"]["gdp"],
-        row["one_run"]["epsilon"], *row["ideal"]["clopper_pearson"]["values"],
-        *row["ideal"]["gdp"]["values"],
-    ]  # fmt: skip
+        row["white_box"]["clopper_pearson"],
+        row["white_box"]["gdp_estimate"],
+        row["black_box"]["clopper_pearson"],
+        row["black_box"]["gdp_estimate"],
+        row["one_run"]["epsilon"],
+        *row["ideal"]["clopper_pearson"]["values"],
+        *row["ideal"]["gdp_estimate"]["values"],
+    ]
 
 
 def _eps(value) -> float:
@@ -72,6 +90,10 @@ def test_every_bound_is_at_most_the_accountant_epsilon(audited):
     assert _eps(finite["one_run"]["accountant_epsilon"]) <= 2.0 + 1e-9
     for row in rows:
         assert all(b <= _eps(row["accountant_epsilon"]) for b in _bounds(row))
+        # the gap's parts: RDP >= PLD >= the white-box statistic's exact epsilon
+        pld, statistic = _eps(row["pld_epsilon"]), _eps(row["statistic_epsilon"])
+        assert _eps(row["accountant_epsilon"]) >= pld >= statistic > 0
+        assert row["white_box"]["clopper_pearson"] <= statistic
         assert row["models"] == 32 and row["canary_models"] == 16
         assert row["steps"] == 8 * 5 and row["overflow"] == 0
 
@@ -82,7 +104,7 @@ def test_without_noise_the_white_box_bound_reaches_the_ceiling(audited):
     assert row["noise_multiplier"] == 0 and row["accountant_epsilon"] == "inf"
     ceiling = result["ceiling"]
     assert row["white_box"]["clopper_pearson"] == pytest.approx(ceiling["clopper_pearson"])
-    assert row["white_box"]["gdp"] == pytest.approx(ceiling["gdp"])
+    assert row["white_box"]["gdp_estimate"] == pytest.approx(ceiling["gdp_estimate"])
     assert ceiling["clopper_pearson"] == pytest.approx(
         dp_audit.privacy_auditing.epsilon_ceiling(16, 16, delta=1e-5)
     )
@@ -95,7 +117,11 @@ def test_outputs_progress_and_table(audited):
     assert {p.name for p in out.iterdir()} >= {*dp_report.OUTPUTS, "jaxmia-run.json"}
     assert (out / "dp_audit.png").read_bytes()[:4] == b"\x89PNG"
     report = (out / "report.md").read_text()
-    assert "| accountant eps | white-box CP |" in report and "inf (no noise)" in report
+    assert "| accountant eps (RDP) | PLD eps | statistic eps | white-box CP |" in report
+    assert "inf (no noise)" in report and "white-box GDP estimate" in report
+    assert "Every bound holds" not in report and "best any audit" not in report
+    assert "6 lower bounds on the trained models" in report  # 3 a row, 2 rows
+    assert "## Where the gap comes from" in report and "PLD accountant gives" in report
     assert result["command"].startswith("jaxmia dp-audit --epsilons 2,inf --models 32")
     assert "white-box CP" in stdout and "wrote " in stdout
     assert "epsilon 2: noise multiplier" in stderr and "training" in stderr
@@ -191,6 +217,11 @@ def dp_audit_command_words(config) -> list[str]:
         (["--confidence", "1"], "confidence must be in [0.5, 1)"),
         (["--delta", "0"], "delta must be in (0, 1)"),
         (["--records", "1700", "--canaries", "500"], "exceeds the 1797 records"),
+        (["--seed", "99999999999999999999"], "seed must be an integer in [0, 4294967295]"),
+        (
+            ["--epsilons", "2,1e9", *SMALL],
+            "epsilon 1e+09 is not reachable: the least noise audited (0.05) already gives",
+        ),
     ],
 )
 def test_bad_options_are_one_line_errors(words, message, tmp_path, capsys):
@@ -198,6 +229,28 @@ def test_bad_options_are_one_line_errors(words, message, tmp_path, capsys):
     assert rc == 2 and out == ""
     assert message in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+def test_pool_of_jaxmia_audit_is_refused(tmp_path, capsys):
+    """dp-audit would write its epsilon-*/ pools into a shadow pool of jaxmia audit."""
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "manifest.json").write_text('{"format": "jaxmia-pool"}')
+    words = ["dp-audit", "-o", str(tmp_path / "o"), "--pool", str(pool), *SMALL]
+    rc, _, err = run_cli(words, capsys)
+    assert rc == 2 and "holds a shadow pool of jaxmia audit" in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in pool.iterdir()) == ["manifest.json"]
+
+
+def test_pool_of_other_settings_is_refused_without_retrain_advice(audited, tmp_path):
+    """dp-audit has no --retrain: a pool trained with other settings says what to do."""
+    _, pool, *_ = audited
+    other = dict(TINY, learning_rate=0.25)
+    rc, out, err = _main(_args(other, tmp_path / "o", pool))
+    assert rc == 2 and out == ""
+    assert "--retrain" not in err and "use another --pool directory, or remove" in err
+    assert str(pool / "epsilon-2") in err
 
 
 def test_help_lists_the_options(capsys):

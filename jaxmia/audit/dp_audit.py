@@ -18,9 +18,14 @@ data set ``D`` (Jagielski et al. 2020; Nasr et al. 2021 and 2023):
 * **one-run audit** (Steinke, Nasr and Jagielski 2023): ``m`` mislabelled records, each
   in the training set of one further model with probability 1/2, at the same epsilon.
 
-The bounds (:mod:`jaxmia.metrics.privacy_auditing`) sit next to the ideal-mechanism
-reference: the same estimators on draws from the Dirac canary's exact output distribution
-with the same number of trials (the best an audit of this size can reach), and the
+The Clopper-Pearson and one-run lower bounds and the Gaussian-DP estimate
+(:mod:`jaxmia.metrics.privacy_auditing`; an estimate under a Gaussian-trade-off assumption,
+not a bound) sit next to what explains the gap to the accountant's epsilon: the same
+epsilon by the PLD accountant (:func:`pld_epsilon`; the RDP accountant's slack), the exact
+epsilon of the white-box statistic
+(:func:`jaxmia.metrics.privacy_auditing.dirac_statistic_epsilon`; what observing only the
+final weight costs), the ideal-mechanism reference (the same estimators on draws from that
+statistic's exact distribution with the same number of trials) and the Clopper-Pearson
 ceiling that the trial count allows (perfectly separated scores). The engine samples at
 ``q = batch_size / members``: the models with the black-box canary (one more member)
 sample at a slightly lower rate, so the reported accountant epsilon is the largest over
@@ -43,6 +48,9 @@ import optax
 
 from jaxmia import attacks, datasets, engine, models, signals
 from jaxmia.defences import training as defence_training
+from jaxmia.engine import pools
+from jaxmia.engine.files import inside
+from jaxmia.engine.manifest import MANIFEST
 from jaxmia.metrics import one_run_auditing, privacy_auditing
 
 __all__ = [
@@ -53,12 +61,19 @@ __all__ = [
     "audit_data",
     "calibrate_noise",
     "dp_epsilon",
+    "pld_epsilon",
     "run",
     "run_setting",
 ]
 
 DEFAULT_EPSILONS = (1.0, 2.0, 4.0, 8.0, math.inf)
 """Accountant epsilons audited by default; ``inf`` is training without noise."""
+SEED_MAX = 2**32 - 1
+"""The largest seed (the one-run model's engine seed ``7919 seed + i`` stays an int64)."""
+MIN_NOISE = 0.05
+"""The smallest noise multiplier :func:`calibrate_noise` tries: an epsilon that needs less
+is refused (audit it as ``inf``, no noise)."""
+_REMOVE = "use another --pool directory, or remove {path} to train it anew"
 
 
 class DPAuditError(ValueError):
@@ -126,6 +141,8 @@ class DPAuditConfig:
         for name in ("hidden", "epochs", "batch_size", "canaries", "repetitions"):
             _positive_int(name, getattr(self, name))
         _positive_int("seed", self.seed, 0)
+        if self.seed > SEED_MAX:
+            raise DPAuditError(f"seed must be an integer in [0, {SEED_MAX}], got {self.seed!r}")
         if self.batch_size > self.records or self.records % self.batch_size == 0:
             raise DPAuditError(
                 f"batch_size ({self.batch_size}) must be below records ({self.records}) and "
@@ -225,12 +242,49 @@ def dp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: f
         absl.setLevel(level)
 
 
+def pld_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
+    """The epsilon of the same DP-SGD run by dp-accounting's PLD accountant (Poisson
+    sampled Gaussian; its discretisation of 1e-3 is pessimistic by about 3e-5 at the
+    default setting, against 2e-5), against which the RDP accountant's :func:`dp_epsilon`
+    is loose; ``inf`` without noise."""
+    if noise_multiplier <= 0:
+        return math.inf
+    import dp_accounting
+    from dp_accounting.pld import pld_privacy_accountant
+
+    accountant = pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-3)
+    step = dp_accounting.PoissonSampledDpEvent(
+        sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)
+    )
+    accountant.compose(dp_accounting.SelfComposedDpEvent(step, steps))
+    return float(accountant.get_epsilon(delta))
+
+
+def _check_floor(epsilon: float, sample_rate: float, steps: int, delta: float) -> None:
+    """Refuses a finite ``epsilon`` above that of the least noise, :data:`MIN_NOISE`."""
+    if math.isinf(epsilon):
+        return
+    floor = dp_epsilon(MIN_NOISE, sample_rate, steps, delta)
+    if floor < epsilon:
+        raise DPAuditError(
+            f"epsilon {epsilon:g} is not reachable: the least noise audited "
+            f"({MIN_NOISE:g}) already gives epsilon {floor:.4g} at rate {sample_rate:.4g} "
+            f"over {steps} steps; audit inf for training without noise"
+        )
+
+
 def calibrate_noise(epsilon: float, sample_rate: float, steps: int, delta: float) -> float:
     """The smallest noise multiplier (to 0.1%) whose RDP epsilon under Poisson sampling
-    (:func:`dp_epsilon`) is at most ``epsilon``; 0 for ``inf``."""
+    (:func:`dp_epsilon`) is at most ``epsilon``; 0 for ``inf``.
+
+    Raises:
+      DPAuditError: ``epsilon`` needs less noise than :data:`MIN_NOISE` (it would not be
+        the accountant epsilon of the run) or more than 10,000.
+    """
     if math.isinf(epsilon):
         return 0.0
-    lo, hi = 0.05, 1.0
+    _check_floor(epsilon, sample_rate, steps, delta)
+    lo, hi = MIN_NOISE, 1.0
     while dp_epsilon(hi, sample_rate, steps, delta) > epsilon:
         lo, hi = hi, 2 * hi
         if hi > 1e4:
@@ -290,6 +344,27 @@ def _pool_settings(config: DPAuditConfig) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
 
 
+def _train(checkpoint: str | None, **kwargs: Any) -> engine.Pool:
+    """:func:`jaxmia.engine.train` into ``checkpoint``, with a refused pool's advice
+    pointing at what dp-audit offers (it has no ``--retrain``)."""
+    try:
+        return engine.train(checkpoint=checkpoint, **kwargs)
+    except pools.PoolError as e:
+        advice = _REMOVE.format(path=checkpoint)
+        raise DPAuditError(str(e).replace(pools.RETRAIN, advice)) from None
+
+
+def _check_pool_dir(pool_dir: str | None) -> None:
+    """Refuses a ``--pool`` that is a shadow pool of ``jaxmia audit`` (its manifest at the
+    top), into which dp-audit would write its ``epsilon-*`` pools."""
+    if pool_dir is not None and os.path.lexists(os.path.join(pool_dir, MANIFEST)):
+        raise DPAuditError(
+            f"--pool {pool_dir} holds a shadow pool of jaxmia audit ({MANIFEST}); dp-audit "
+            "keeps its models in epsilon-*/ and one-run-*/ of a directory of its own: use "
+            "another --pool directory"
+        )
+
+
 def _train_pool(config, data, epsilon, sigma, index, pool_dir, progress) -> _Trained:
     """``config.models`` models on ``D``: a random half with the Dirac canary, another
     random half with the black-box canary (the last record)."""
@@ -299,11 +374,12 @@ def _train_pool(config, data, epsilon, sigma, index, pool_dir, progress) -> _Tra
     factory = models.mlp((config.hidden,), data.classes, data.x.shape[1])
     tx = optax.sgd(config.learning_rate)
     keys = engine.model_keys(jax.random.fold_in(jax.random.key(config.seed), index), k)
-    pool = engine.train(
-        factory,
-        np.concatenate([data.x, data.canary_x]),
-        np.concatenate([data.y, data.canary_y]),
-        np.concatenate([np.ones((k, n), bool), input_in[:, None]], axis=1),
+    pool = _train(
+        None if pool_dir is None else inside(pool_dir, f"epsilon-{epsilon:g}"),
+        factory=factory,
+        x=np.concatenate([data.x, data.canary_x]),
+        y=np.concatenate([data.y, data.canary_y]),
+        keep=np.concatenate([np.ones((k, n), bool), input_in[:, None]], axis=1),
         epochs=config.epochs,
         batch_size=config.batch_size,
         optimizer=tx,
@@ -312,7 +388,6 @@ def _train_pool(config, data, epsilon, sigma, index, pool_dir, progress) -> _Tra
         canary=engine.DiracCanary(_LEAF, data.feature * config.hidden),
         canary_keep=dirac_in,
         progress=progress,
-        checkpoint=None if pool_dir is None else os.path.join(pool_dir, f"epsilon-{epsilon:g}"),
         checkpoint_spec={"dp_audit": _pool_settings(config) | {"epsilon": epsilon}},
     )
     return _Trained(pool, factory, tx, keys, dirac_in, input_in)
@@ -362,12 +437,23 @@ def run_setting(
     kw = dict(delta=config.delta, confidence=config.confidence, seed=config.seed)
     c_in, c_out = int(t.dirac_in.sum()), int((~t.dirac_in).sum())
     ideal = privacy_auditing.ideal_reference(
-        c_in, c_out, steps=steps, sample_rate=q, noise_multiplier=sigma, delta=config.delta,
-        confidence=config.confidence, repetitions=config.repetitions, seed=config.seed,
-    )  # fmt: skip
+        c_in,
+        c_out,
+        steps=steps,
+        sample_rate=q,
+        noise_multiplier=sigma,
+        delta=config.delta,
+        confidence=config.confidence,
+        repetitions=config.repetitions,
+        seed=config.seed,
+    )
     return {
         "accountant_epsilon": _accountant(t.pool, sigma, config),
         "target_epsilon": epsilon,
+        "pld_epsilon": pld_epsilon(sigma, q, steps, config.delta),
+        "statistic_epsilon": privacy_auditing.dirac_statistic_epsilon(
+            steps, q, sigma, config.delta
+        ),
         "noise_multiplier": sigma,
         "sample_rate": q,
         "steps": steps,
@@ -393,34 +479,57 @@ def _spread(values: np.ndarray) -> dict[str, Any]:
 
 
 def _bounds(canary: np.ndarray, null: np.ndarray, kw: dict) -> dict[str, float]:
+    """The Clopper-Pearson lower bound, the GDP estimate and its lower bound on mu."""
     cp = privacy_auditing.epsilon_clopper_pearson(canary, null, **kw)
-    gdp = privacy_auditing.epsilon_gdp(canary, null, **kw)
-    return {"clopper_pearson": cp.epsilon, "gdp": gdp.epsilon, "mu": gdp.mu}
+    gdp = privacy_auditing.epsilon_gdp_estimate(canary, null, **kw)
+    return {
+        "clopper_pearson": cp.epsilon,
+        "gdp_estimate": gdp.epsilon_estimate,
+        "gdp_mu_lower": gdp.mu_lower,
+    }
+
+
+def _one_run_plan(
+    config: DPAuditConfig, data: AuditData, index: int
+) -> tuple[np.ndarray, float, int]:
+    """The one-run audit of the ``index``-th epsilon: ``(included (m,), q, steps)``, which
+    canaries are in, its Poisson rate and its step count."""
+    n, m = data.x.shape[0], data.one_run_x.shape[0]
+    rng = np.random.default_rng([config.seed, index, 1])
+    included = rng.random(m) < 0.5
+    members = n + int(included.sum())
+    return included, config.batch_size / members, _steps(config, members)
+
+
+def _check_reachable(config: DPAuditConfig, data: AuditData) -> None:
+    """Refuses, before any training, an epsilon that the least noise does not reach, in
+    the many-run or the one-run setting (:func:`calibrate_noise` would refuse it later)."""
+    steps = _steps(config, data.x.shape[0])
+    for index, epsilon in enumerate(config.epsilons):
+        _check_floor(epsilon, config.sample_rate, steps, config.delta)
+        _, q, one_run_steps = _one_run_plan(config, data, index)
+        _check_floor(epsilon, q, one_run_steps, config.delta)
 
 
 def _one_run(config, data, epsilon, index, pool_dir, log) -> dict[str, Any]:
     """The one-run audit: one model on ``D`` plus each one-run canary with probability
     1/2, its noise calibrated to ``epsilon`` for its own steps and rate."""
     n, m = data.x.shape[0], data.one_run_x.shape[0]
-    rng = np.random.default_rng([config.seed, index, 1])
-    included = rng.random(m) < 0.5
-    members = n + int(included.sum())
-    q = config.batch_size / members
-    steps = _steps(config, members)
+    included, q, steps = _one_run_plan(config, data, index)
     sigma = calibrate_noise(epsilon, q, steps, config.delta)
     keep = np.concatenate([np.ones(n, bool), included])[None]
     factory = models.mlp((config.hidden,), data.classes, data.x.shape[1])
-    pool = engine.train(
-        factory,
-        np.concatenate([data.x, data.one_run_x]),
-        np.concatenate([data.y, data.one_run_y]),
-        keep,
+    pool = _train(
+        None if pool_dir is None else inside(pool_dir, f"one-run-{epsilon:g}"),
+        factory=factory,
+        x=np.concatenate([data.x, data.one_run_x]),
+        y=np.concatenate([data.y, data.one_run_y]),
+        keep=keep,
         epochs=config.epochs,
         batch_size=config.batch_size,
         optimizer=optax.sgd(config.learning_rate),
         seed=config.seed * 7919 + index,
         dp=engine.DPConfig(l2_clip=config.clip, noise_multiplier=sigma),
-        checkpoint=None if pool_dir is None else os.path.join(pool_dir, f"one-run-{epsilon:g}"),
         checkpoint_spec={"dp_audit": _pool_settings(config) | {"epsilon": epsilon}},
     )
     loss = _canary_loss(pool, data.one_run_x, data.one_run_y)[0]
@@ -452,8 +561,14 @@ def run(
 
     Returns:
       ``{"config", "data", "ceiling", "rows", "seconds"}``: ``rows`` one dict per
-      epsilon; ``ceiling`` the Clopper-Pearson and GDP bounds of perfectly separated
-      scores at the white-box trial counts.
+      epsilon; ``ceiling`` the Clopper-Pearson bound and the GDP estimate of perfectly
+      separated scores at the white-box trial counts (the GDP one an artefact of the
+      Gaussian conversion).
+
+    Raises:
+      DPAuditError: ``pool_dir`` is a pool of ``jaxmia audit``, an epsilon is not
+        reachable (:func:`calibrate_noise`), or a pool in ``pool_dir`` was trained with
+        other settings.
     """
     start = time.perf_counter()
     try:
@@ -462,7 +577,12 @@ def run(
         raise DPAuditError(
             "jaxmia dp-audit needs dp-accounting: pip install 'jaxmia[dp]'"
         ) from None
+    _check_pool_dir(pool_dir)
+    for epsilon in config.epsilons if pool_dir is not None else ():
+        for kind in ("epsilon", "one-run"):  # never a link: refused before any training
+            inside(pool_dir, f"{kind}-{epsilon:g}")
     data = audit_data(config)
+    _check_reachable(config, data)
     log(
         f"dp-audit: {config.dataset}, {data.x.shape[0]} records, Dirac canary on the "
         f"first-layer weights of feature {data.feature} (0 in every record)"
@@ -483,7 +603,7 @@ def run(
             confidence=config.confidence,
             method=method,
         )
-        for method in ("clopper_pearson", "gdp")
+        for method in privacy_auditing.METHODS
     }
     return {
         "config": dataclasses.asdict(config),

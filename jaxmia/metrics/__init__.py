@@ -22,8 +22,9 @@ turn such a pair into the usual summary numbers:
 * :mod:`jaxmia.metrics.plotting`: a log-log ROC plot of several attacks
   (:func:`plot_roc`, needs matplotlib);
 * :mod:`jaxmia.metrics.privacy_auditing` and :mod:`jaxmia.metrics.one_run_auditing`:
-  epsilon lower bounds of DP training from canary scores (Clopper-Pearson, Gaussian DP,
-  one run) and the ideal Dirac-canary reference; :mod:`jaxmia.metrics.intervals`: the
+  epsilon lower bounds of DP training from canary scores (Clopper-Pearson, one run), the
+  Gaussian-DP epsilon *estimate* (valid only for a Gaussian privacy curve, not a bound)
+  and the ideal Dirac-canary reference; :mod:`jaxmia.metrics.intervals`: the
   float64 statistics under them (Clopper-Pearson bounds, the mu-GDP curve).
 
 Everything is pure NumPy on the host and runs in ``O(n log n)`` per metric. Example::
@@ -49,7 +50,7 @@ from jaxmia.metrics.bootstrap import bootstrap_ci
 from jaxmia.metrics.evaluation import AttackMetrics, evaluate, format_table, markdown_table
 from jaxmia.metrics.one_run_auditing import epsilon_one_run
 from jaxmia.metrics.plotting import plot_roc
-from jaxmia.metrics.privacy_auditing import epsilon_clopper_pearson, epsilon_gdp
+from jaxmia.metrics.privacy_auditing import epsilon_clopper_pearson, epsilon_gdp_estimate
 from jaxmia.metrics.roc import (
     DEFAULT_FPRS,
     advantage,
@@ -71,7 +72,7 @@ __all__ = [
     "bootstrap",
     "bootstrap_ci",
     "epsilon_clopper_pearson",
-    "epsilon_gdp",
+    "epsilon_gdp_estimate",
     "epsilon_one_run",
     "evaluate",
     "evaluation",

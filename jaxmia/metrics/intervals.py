@@ -13,6 +13,7 @@ import math
 import statistics
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "betainc",
@@ -34,13 +35,13 @@ _TINY = 1e-300
 # --------------------------------------------------------------------------------------
 
 
-def normal_cdf(x) -> np.ndarray:
+def normal_cdf(x: npt.ArrayLike) -> np.ndarray:
     """Standard normal CDF ``Phi(x)`` in float64, accurate in the lower tail (erfc)."""
     x = np.asarray(x, dtype=np.float64)
     return 0.5 * np.vectorize(math.erfc, otypes=[np.float64])(-x / math.sqrt(2.0))
 
 
-def normal_ppf(p) -> np.ndarray:
+def normal_ppf(p: npt.ArrayLike) -> np.ndarray:
     """Standard normal quantile ``Phi^-1(p)`` in float64 (``-inf`` at 0, ``inf`` at 1)."""
     p = np.asarray(p, dtype=np.float64)
 
@@ -55,11 +56,18 @@ def normal_ppf(p) -> np.ndarray:
 
 
 def _log_ndtr(x: float) -> float:
-    """``log Phi(x)`` for a scalar, with the asymptotic series far in the lower tail."""
+    """``log Phi(x)`` for a scalar, with the asymptotic series
+    ``Phi(x) = phi(x) / -x * sum_n (-1)^n (2n - 1)!! / x^(2n)`` far in the lower tail
+    (``x <= -30``: its terms shrink by ``(2n + 1) / x^2`` until ``n ~ x^2 / 2``; summed
+    until they fall below float64 rounding)."""
     if x > -30:
         return math.log(0.5 * math.erfc(-x / math.sqrt(2.0)))
     x2 = x * x
-    series = 1 - 1 / x2 + 3 / x2**2 - 15 / x2**3
+    series, term, n = 1.0, 1.0, 1
+    while abs(term) > 1e-17:
+        term *= -(2 * n - 1) / x2
+        series += term
+        n += 1
     return -x2 / 2 - math.log(-x) - 0.5 * math.log(2 * math.pi) + math.log(series)
 
 
@@ -89,7 +97,7 @@ def _betacf(a: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
     return h
 
 
-def betainc(a, b, x) -> np.ndarray:
+def betainc(a: npt.ArrayLike, b: npt.ArrayLike, x: npt.ArrayLike) -> np.ndarray:
     """Regularised incomplete beta function ``I_x(a, b)`` in float64 (``a, b > 0``,
     ``0 <= x <= 1``), by its continued fraction (Numerical Recipes, section 6.4).
 
@@ -110,7 +118,7 @@ def betainc(a, b, x) -> np.ndarray:
     return np.clip(np.where(direct, part, 1.0 - part), 0.0, 1.0)
 
 
-def binomial_sf(k, n, p) -> np.ndarray:
+def binomial_sf(k: npt.ArrayLike, n: npt.ArrayLike, p: npt.ArrayLike) -> np.ndarray:
     """``P(Binomial(n, p) >= k)`` in float64 (1 for ``k <= 0``, 0 for ``k > n``)."""
     k, n, p = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (k, n, p)))
     inside = (k >= 1) & (k <= n)
@@ -118,7 +126,9 @@ def binomial_sf(k, n, p) -> np.ndarray:
     return np.where(inside, value, np.where(k <= 0, 1.0, 0.0))
 
 
-def clopper_pearson_upper(successes, trials, alpha: float) -> np.ndarray:
+def clopper_pearson_upper(
+    successes: npt.ArrayLike, trials: npt.ArrayLike, alpha: float
+) -> np.ndarray:
     """One-sided Clopper-Pearson upper bound on a binomial rate: the ``p`` with
     ``P(Binomial(trials, p) <= successes) = alpha`` (1 when ``successes == trials``), the
     ``1 - alpha`` quantile of Beta(successes + 1, trials - successes).
@@ -143,7 +153,9 @@ def clopper_pearson_upper(successes, trials, alpha: float) -> np.ndarray:
     return np.where(full, 1.0, hi)
 
 
-def clopper_pearson_lower(successes, trials, alpha: float) -> np.ndarray:
+def clopper_pearson_lower(
+    successes: npt.ArrayLike, trials: npt.ArrayLike, alpha: float
+) -> np.ndarray:
     """One-sided Clopper-Pearson lower bound: ``1 - clopper_pearson_upper(trials -
     successes, trials, alpha)`` (0 when ``successes == 0``)."""
     k, n = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (successes, trials)))

@@ -10,6 +10,7 @@ import dataclasses
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["OneRunBound", "epsilon_one_run"]
 
@@ -77,9 +78,14 @@ def _one_run_epsilon(m: int, r: int, v: int, significance: float, delta: float) 
 
 
 def epsilon_one_run(
-    scores, included, *, delta: float, confidence: float = 0.95,
-    guesses: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5), two_sided: bool = True,
-) -> OneRunBound:  # fmt: skip
+    scores: npt.ArrayLike,
+    included: npt.ArrayLike,
+    *,
+    delta: float,
+    confidence: float = 0.95,
+    guesses: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+    two_sided: bool = True,
+) -> OneRunBound:
     """One-run epsilon lower bound (Steinke, Nasr and Jagielski 2023, "Privacy Auditing
     with One (1) Training Run").
 
