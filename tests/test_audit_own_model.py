@@ -11,6 +11,7 @@ import optax
 import pytest
 
 from jaxmia import audit, engine, models, splits
+from jaxmia.audit import own_model
 from jaxmia.audit.setup import describe_model
 
 
@@ -56,11 +57,14 @@ def test_report_describes_the_users_data_and_model(parts, tmp_path):
     assert "4 shadow models" in shadows and "2 epochs, batch 128, Adam 0.001" in shadows
     assert "Command:" not in text and "jaxmia audit" not in text
     assert "bootstrap" not in text  # n_boot=0: no intervals were computed
+    assert "- defences of the target: not known to jaxmia (the user's own model)\n" in setting
+    assert f'"output_dir": "{tmp_path}"' in text.split("Config:")[1]  # where it went
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert "location30" not in json.dumps(m)
     assert m["data"]["members"] == 600 and m["data"]["population"] == 597
     assert "not trained by jaxmia" in m["target"] and "logits" in m["target"]
     assert "2 epochs" in m["shadows"]
+    assert m["config"]["learning_rate"] == 0.001 and m["config"]["output_dir"] == str(tmp_path)
 
 
 def test_probabilities_are_named_as_read(parts):
@@ -97,6 +101,13 @@ def test_a_shadow_architecture_of_another_width_is_refused(parts, monkeypatch):
             linear_model, parts.members, parts.nonmembers, parts.population,
             factory=models.mlp((8,), 10, 60), config=QUICK,
         )  # fmt: skip
+
+
+def test_defences_that_would_apply_to_nothing_are_refused(parts, monkeypatch):
+    monkeypatch.setattr(engine, "train", lambda *a, **k: pytest.fail("trained shadows"))
+    config = dataclasses.replace(QUICK, weight_decay=0.5)
+    with pytest.raises(audit.ConfigError, match=r"^defence settings \(L2 weight decay 0.5\) "):
+        audit.audit_model(linear_model, *parts, config=config)
 
 
 @pytest.mark.parametrize(
@@ -141,6 +152,9 @@ def test_shadows_take_the_users_optimizer_and_batch_size(parts, monkeypatch):
     assert seen[-1]["optimizer"] is tx and seen[-1]["batch_size"] == 64
     assert "batch 64" in report.shadows and "optimizer given" in report.shadows
     assert "Adam" not in report.shadows
+    settings = report.settings()
+    assert settings["learning_rate"] == "user optimizer" and settings["batch_size"] == 64
+    assert settings["model"] == "auto" and settings["hidden"] == [128]  # these applied
 
 
 def test_a_users_pool_defines_the_shadows(parts, monkeypatch):
@@ -153,6 +167,7 @@ def test_a_users_pool_defines_the_shadows(parts, monkeypatch):
         linear_model, parts.members, parts.nonmembers, parts.population, config=QUICK, pool=pool
     )
     assert "the user's pool of 4 models" in report.shadows
+    assert {report.settings()[name] for name in own_model.USER_POOL} == {"user pool"}
     assert np.isfinite(report.scores["lira_online"]).all()
     with pytest.raises(audit.ConfigError, match=r"pool.*\(4, 1000\).*1797 records"):
         audit.audit_model(
@@ -199,6 +214,11 @@ def test_audit_a_users_own_model(location, tmp_path):
     assert report.target_accuracy["train"] > 0.95
     assert set(report.metrics) >= {"shokri", "loss", "lira_online", "rmia_online"}
     assert report.metrics["lira_online"].auc > 0.8
+    settings = report.settings()
+    assert [settings[name] for name in ("model", "hidden", "activation")] == [
+        "user model factory"
+    ] * 3
+    assert settings["learning_rate"] == 0.001  # the shadows' Adam rate
     # a plain function returning probabilities works the same
     probs = lambda x: jax.nn.softmax(user(x))
     seen = []

@@ -121,6 +121,8 @@ def test_phases_compose_to_run(digits):
         np.testing.assert_array_equal(np.concatenate(scored.scores[name]), report.scores[name])
         assert results[name] == report.metrics[name]
     assert notes == report.notes
+    optimistic = "lira_online: accuracy at the best threshold on the target (optimistic)"
+    assert report.optimistic == ("lira_online",) and optimistic in notes  # loss is calibrated
 
 
 def test_train_pool_returns_the_audits_pool(digits, tmp_path):

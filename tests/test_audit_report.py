@@ -74,3 +74,54 @@ def test_unwritable_output_dir_is_one_line(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OSError, match="cannot write to output directory"):
         outputs.prepare_output_dir(blocker / "out")
+
+
+CALIBRATED = "are at the threshold calibrated on the shadow models"
+BEST = "at the best threshold on the target's own scores (optimistic)"
+
+
+@pytest.mark.parametrize(
+    ("optimistic", "says"),
+    [
+        ((), f"{CALIBRATED}."),
+        (("confidence",), f"{CALIBRATED}, except for confidence: {BEST}."),
+        (("loss", "confidence"), f"are {BEST}."),
+    ],
+    ids=["calibrated", "one optimistic", "all optimistic"],
+)
+def test_the_table_says_which_threshold_each_accuracy_is_at(optimistic, says):
+    text = report_module.markdown(make_report(20, optimistic=optimistic), {})
+    header = next(line for line in text.splitlines() if line.startswith("Scores are oriented"))
+    assert header == (
+        "Scores are oriented so that higher means member; AUC 0.5 is chance. Accuracy, "
+        f"precision and recall {says} Brackets: 95% bootstrap intervals."
+    )
+
+
+def test_the_config_block_shows_the_settings_that_applied(tmp_path):
+    applied = {"learning_rate": "user optimizer", "model": "user model factory"}
+    report = make_report(0, applied=applied, reproducible=False)
+    report.write(tmp_path / "elsewhere")
+    text = (tmp_path / "elsewhere" / "report.md").read_text()
+    config = json.loads(text.split("```json")[1].split("```")[0])
+    m = json.loads((tmp_path / "elsewhere" / "metrics.json").read_text())
+    assert (
+        config
+        == m["config"]
+        == report.config.to_dict() | applied | {"output_dir": str(tmp_path / "elsewhere")}
+    )
+    assert report.config.output_dir == "jaxmia-audit"  # where it did not go
+
+
+def test_the_shadows_defences_beside_a_target_whose_defences_are_unknown():
+    privacy = {"defence": "not known to jaxmia (the user's own model)", "interface": "none",
+               "shadow_defence": "L2 weight decay 0.5"}  # fmt: skip
+    config = audit.AuditConfig(dataset="digits", weight_decay=0.5, defend_shadows=True)
+    text = report_module.markdown(make_report(0, privacy=privacy, config=config), {})
+    assert (
+        "- defences of the target: not known to jaxmia (the user's own model); the shadows "
+        "trained with L2 weight decay 0.5\n" in text
+    )
+    trained = make_report(0, privacy={"defence": "L2 weight decay 0.5"}, config=config)
+    text = report_module.markdown(trained, {})
+    assert "- defences of the target: L2 weight decay 0.5 (shadows trained alike)\n" in text

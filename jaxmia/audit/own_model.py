@@ -96,6 +96,7 @@ def audit_model(
     num_classes = _check_width(probe.shape[1], y)
     if factory is not None:
         _check_factory(factory, x.shape[1:], num_classes)
+    _check_defence(config, pool)
     config = _user_config(config, batch_size, pool)
     ds = datasets.Dataset(x=x, y=y, num_classes=num_classes, name=config.dataset)
     split = _user_split(config, counts, pool)
@@ -110,7 +111,8 @@ def audit_model(
         pool_dir=pool_dir,
         shadow_training=ShadowTraining(optimizer=optimizer, loss_fn=loss_fn, pool=pool),
     )
-    return _describe(report, ds, counts, reading)
+    applied = _applied(factory, optimizer, pool)
+    return _describe(dataclasses.replace(report, applied=applied), ds, counts, reading)
 
 
 def _records(*pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -167,6 +169,23 @@ def _check_pool(pool: engine.Pool, classes: int, x: np.ndarray, *training: Any) 
         raise ConfigError(f"the pool's models output {pool_classes} classes, the model {classes}")
 
 
+def _check_defence(config: AuditConfig, pool: engine.Pool | None) -> None:
+    """A one-line error for defence settings that would apply to nothing: the target is
+    the user's own model, so they can only train the shadows (``defend_shadows``), and
+    not those of a user's pool."""
+    defence = config.defence.describe()
+    if defence == "none":
+        return
+    if pool is not None:
+        raise ConfigError(f"defence settings ({defence}) cannot apply to the user's own pool")
+    if not config.defend_shadows:
+        raise ConfigError(
+            f"defence settings ({defence}) train a target jaxmia trains; the model audited "
+            "here is the user's own: set defend_shadows=True to train the shadows with "
+            "them, or leave them out"
+        )
+
+
 def _user_config(
     config: AuditConfig, batch_size: int | None, pool: engine.Pool | None
 ) -> AuditConfig:
@@ -212,6 +231,28 @@ def _user_split(
         shadow_pool=shadow_pool,
         scheme=config.scheme,
     )
+
+
+USER_POOL = ("model", "hidden", "activation", "epochs", "learning_rate", "chunk_size")
+"""The settings of training the shadows, which a user's pool replaces (its batch size
+cannot be given beside it)."""
+
+
+def _applied(
+    factory: models.ModelFactory | None,
+    optimizer: optax.GradientTransformation | None,
+    pool: engine.Pool | None,
+) -> dict[str, str]:
+    """``{setting: what applied instead}`` for the settings that the user's own factory,
+    optimizer or pool replaced (:attr:`AuditReport.applied`)."""
+    if pool is not None:
+        return dict.fromkeys(USER_POOL, "user pool")
+    applied = {}
+    if factory is not None:
+        applied |= dict.fromkeys(("model", "hidden", "activation"), "user model factory")
+    if optimizer is not None:
+        applied["learning_rate"] = "user optimizer"
+    return applied
 
 
 def _describe(

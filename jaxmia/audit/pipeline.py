@@ -221,6 +221,10 @@ def assemble(
     accuracies, privacy, and what was audited (data, target, shadows)."""
     config, ds, pool = setup.config, setup.ds, shadows.pool
     privacy = {"defence": config.defence.describe(), "interface": config.interface.describe()}
+    if target is not None and not target.trained:  # the user's: its defences unknown
+        privacy["defence"] = "not known to jaxmia (the user's own model)"
+        if config.defend_shadows:
+            privacy["shadow_defence"] = config.defence.describe()
     if target is not None:
         privacy.update(target.privacy)
     elif setup.loo:
@@ -259,4 +263,5 @@ def assemble(
         },
         target=_describe_target(setup, target),
         shadows=_describe_shadows(setup, shadows),
+        optimistic=tuple(a for a, taus in scored.taus.items() if all(t is None for t in taus)),
     )

@@ -73,6 +73,13 @@ class AuditReport:
       vulnerability: per-class and per-record vulnerability to the strongest attack
         (:class:`jaxmia.metrics.Vulnerability`, :mod:`jaxmia.audit.vulnerability`), or
         ``None``.
+      applied: ``{setting: value}`` where what applied differs from the config: for
+        :func:`jaxmia.audit.audit_model`, the user's factory, optimizer or pool in place
+        of the architecture and training settings; :func:`write` adds the directory the
+        report went to (:meth:`settings`).
+      optimistic: the attacks without a threshold calibrated on the shadows, whose
+        accuracy, precision and recall are at the best threshold on the target's own
+        scores.
     """
 
     config: AuditConfig
@@ -97,6 +104,13 @@ class AuditReport:
     reproducible: bool = True
     attack_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     vulnerability: metrics.Vulnerability | None = None
+    applied: dict[str, Any] = dataclasses.field(default_factory=dict)
+    optimistic: tuple[str, ...] = ()
+
+    def settings(self) -> dict[str, Any]:
+        """The flat settings as they applied: the config's (:meth:`AuditConfig.to_dict`)
+        with :attr:`applied` in place."""
+        return self.config.to_dict() | self.applied
 
     def table(self) -> str:
         """The metrics as an aligned text table."""
@@ -120,7 +134,7 @@ class AuditReport:
             "n_candidates": int(self.candidates.size),
             "n_targets": int(self.target_index.max()) + 1 if self.target_index.size else 0,
             "notes": self.notes,
-            "config": self.config.to_dict(),
+            "config": self.settings(),
             "timings_s": self.timings,
             "timings_s_by_attack": self.attack_seconds,
             "versions": self.versions,
@@ -277,8 +291,7 @@ def _setting(report: AuditReport) -> list[str]:
         f"- attacker access: `{c.effective_access}`"
         + (f" (top {c.top_k})" if c.effective_access == "topk" else "")
         + f"; target interface: {privacy.get('interface', 'none')}",
-        f"- defences of the target: {privacy.get('defence', 'none')}"
-        + (" (shadows trained alike)" if c.defend_shadows else ""),
+        f"- defences of the target: {privacy.get('defence', 'none')}" + _shadow_defence(report),
     ]
     differ = shadow_config.describe(c)
     if differ:  # after the shadows' line
@@ -292,13 +305,23 @@ def _setting(report: AuditReport) -> list[str]:
     return lines
 
 
+def _shadow_defence(report: AuditReport) -> str:
+    """The shadows' defences after the target's: trained alike, or (the user's own
+    model, whose defences jaxmia does not know) ``privacy["shadow_defence"]``."""
+    if not report.config.defend_shadows:
+        return ""
+    if "shadow_defence" not in report.privacy:
+        return " (shadows trained alike)"
+    return f"; the shadows trained with {report.privacy['shadow_defence']}"
+
+
 def _results(report: AuditReport) -> list[str]:
     """report.md's "Results": the table, the bootstrap intervals (where computed) and,
     in leave-one-out, mean ± std over the targets."""
     intervals = [(name, m) for name, m in report.metrics.items() if m.auc_ci is not None]
     lines = [
-        "Scores are oriented so that higher means member; AUC 0.5 is chance. Accuracy, "
-        "precision and recall are at the threshold calibrated on the shadow models."
+        "Scores are oriented so that higher means member; AUC 0.5 is chance. "
+        + _thresholds(report)
         + (" Brackets: 95% bootstrap intervals." if intervals else ""),
         "",
         metrics.markdown_table(report.metrics),
@@ -334,6 +357,23 @@ def _results(report: AuditReport) -> list[str]:
     return lines
 
 
+def _thresholds(report: AuditReport) -> str:
+    """Which threshold the table's accuracy, precision and recall are at: calibrated on
+    the shadow models, or (:attr:`AuditReport.optimistic`) the best on the target."""
+    best = "at the best threshold on the target's own scores (optimistic)"
+    optimistic = [name for name in report.metrics if name in report.optimistic]
+    if not optimistic:
+        return (
+            "Accuracy, precision and recall are at the threshold calibrated on the shadow models."
+        )
+    if len(optimistic) == len(report.metrics):
+        return f"Accuracy, precision and recall are {best}."
+    return (
+        "Accuracy, precision and recall are at the threshold calibrated on the shadow "
+        f"models, except for {', '.join(optimistic)}: {best}."
+    )
+
+
 def _run_section(report: AuditReport) -> list[str]:
     """report.md's "Run": the command (where ``jaxmia audit`` reproduces the audit),
     timings, versions and the config."""
@@ -353,7 +393,7 @@ def _run_section(report: AuditReport) -> list[str]:
         "Config:",
         "",
         "```json",
-        json.dumps(c.to_dict(), indent=2),
+        json.dumps(report.settings(), indent=2),
         "```",
         "",
     ]
@@ -391,6 +431,7 @@ OUTPUTS = (
 def write(report: AuditReport, output_dir: str | os.PathLike) -> dict[str, str]:
     """Writes every output file of an audit as one consistent set
     (:func:`jaxmia.audit.outputs.write_set`) and returns ``{kind: path}``."""
+    report = dataclasses.replace(report, applied={**report.applied, "output_dir": str(output_dir)})
     files = {"metrics.json": json.dumps(report.to_dict(), indent=2).encode()}
     buffer = io.BytesIO()
     np.savez_compressed(
