@@ -8,15 +8,28 @@ missing dataset, unwritable output directory) prints one line and exits with sta
 
 from __future__ import annotations
 
-import argparse
-import atexit
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
 
-from jaxmia.audit.runtime import (
+
+def _interrupted(signum: int, frame: object) -> None:
+    try:
+        sys.stderr.write("jaxmia: interrupted\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
+
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) in ("jaxmia", "jaxmia.exe"):
+    signal.signal(signal.SIGINT, _interrupted)  # the command: Ctrl-C in the imports below
+
+import argparse  # noqa: E402
+import atexit  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from typing import Any, NoReturn  # noqa: E402
+
+from jaxmia.audit.runtime import (  # noqa: E402
     COMPILATION_CACHE_BYTES,
     Progress,
     repair_compilation_cache,
@@ -280,17 +293,20 @@ def _study(args: argparse.Namespace) -> int:
     use_compilation_cache()
     from jaxmia import audit, study
     from jaxmia.audit import outputs
+    from jaxmia.engine.files import inside
 
     values = _config_values(args)
     values.setdefault("output_dir", "jaxmia-study")
     base = audit.AuditConfig.from_dict(values)
     factor_values = study.parse_values(args.factor, args.values, base)
+    pool_root = inside(base.output_dir, "pools")  # never a link: refused before anything
+    names = sorted({study.pool_name(args.factor, v, base) for v in factor_values})
+    pool_dirs = [inside(pool_root, name) for name in names]
     outputs.prepare_output_dir(base.output_dir, study.OUTPUTS)
     log = (lambda _: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    pool_root = os.path.join(base.output_dir, "pools")
     with outputs.claim(base.output_dir):
-        for name in sorted({study.pool_name(args.factor, v, base) for v in factor_values}):
-            _retrain(args, os.path.join(pool_root, name), log)
+        for pool_dir in pool_dirs:
+            _retrain(args, pool_dir, log)
         result = study.run(args.factor, factor_values, base, log=log, pool_root=pool_root)
         written = study.write(result, base.output_dir)
     print(study.table(result))
@@ -299,9 +315,13 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pool_dir(args: argparse.Namespace, config: Any) -> str:
-    """``--pool`` or ``OUTPUT_DIR/pool`` (across processes: on a shared file system)."""
-    return args.pool or os.path.join(config.output_dir, "pool")
+def _pool_dir(args: argparse.Namespace, config: Any) -> str | os.PathLike:
+    """``--pool`` or ``OUTPUT_DIR/pool`` (across processes: on a shared file system), the
+    latter never a symbolic link (:func:`jaxmia.engine.files.inside`): the user named the
+    output directory, not where a link in it leads."""
+    from jaxmia.engine.files import inside
+
+    return args.pool or inside(config.output_dir, "pool")
 
 
 def _retrain(args: argparse.Namespace, pool_dir: str, log) -> None:
@@ -366,22 +386,24 @@ def _audit(args: argparse.Namespace) -> int:
 
     main_process = _join(args)
     config = audit.AuditConfig.from_dict(_config_values(args))
+    pool_dir = _pool_dir(args, config)  # a linked OUTPUT_DIR/pool refused before anything
     if not main_process:
-        return _audit_run(args, config, main_process)
+        return _audit_run(args, config, pool_dir, main_process)
     outputs.prepare_output_dir(config.output_dir, report.OUTPUTS)  # fail before training
     with outputs.claim(config.output_dir):
-        return _audit_run(args, config, main_process)
+        return _audit_run(args, config, pool_dir, main_process)
 
 
-def _audit_run(args: argparse.Namespace, config: Any, main_process: bool) -> int:
+def _audit_run(
+    args: argparse.Namespace, config: Any, pool_dir: str | os.PathLike, main_process: bool
+) -> int:
     """The audit of ``jaxmia audit`` once its options are checked and its output directory
-    claimed: train (or read) the pool, attack, write the report."""
+    claimed: train (or read) the pool in ``pool_dir``, attack, write the report."""
     from jaxmia import audit
     from jaxmia.engine import pools
 
     quiet = args.quiet or not main_process
     log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    pool_dir = _pool_dir(args, config)
     _retrain(args, pool_dir, log)
     try:
         result = audit.run(
@@ -461,14 +483,6 @@ def _flush() -> None:
             stream.flush()
         except (OSError, ValueError):  # closed, or a reader that went away (| head)
             pass
-
-
-def _interrupted(signum: int, frame: object) -> None:
-    try:
-        sys.stderr.write("jaxmia: interrupted\n")
-        sys.stderr.flush()
-    finally:
-        os._exit(130)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ from collections.abc import Iterable
 import numpy as np
 
 import jaxmia
-from jaxmia import threat_models
+from jaxmia import signals, threat_models
 from jaxmia.engine import pools
-from jaxmia.engine.files import read_checked, refuse_link, write_checked
+from jaxmia.engine.files import Layout, inside, read_checked, write_checked
 
 __all__ = ["FORMAT", "UNKEPT", "SignalCache"]
 
@@ -64,14 +64,23 @@ class SignalCache:
         return key
 
     def _file(self, key: str) -> pathlib.Path:
-        return self._dir / pools.ANSWERS / f"signals-{key}.npz"
+        return inside(self._dir, pools.ANSWERS, f"signals-{key}.npz")
 
-    def _read(self, key: str) -> dict[str, np.ndarray]:
+    def _read(self, key: str, logits: np.ndarray, top_k: int) -> dict[str, np.ndarray]:
         if key in self._kept:
             return self._kept[key]
-        file = self._file(key)
-        refuse_link(file.parent)
-        kept = read_checked(file) or {}
+        rows = tuple(np.shape(logits)[:-1])
+
+        def expected(layout: Layout) -> bool:  # the signals of these outputs, checked unread
+            return all(
+                name in signals.SIGNALS
+                and name not in UNKEPT
+                and dtype.kind in "fiub"
+                and shape == ((*rows, top_k) if name == "top_k_probabilities" else rows)
+                for name, (dtype, shape) in layout.items()
+            )
+
+        kept = read_checked(self._file(key), expected) or {}
         for a in kept.values():
             a.setflags(write=False)  # as observe's (views of JAX arrays)
         self._kept[key] = kept
@@ -93,7 +102,7 @@ class SignalCache:
         if self._dir is None:
             return threat_models.observe(logits, labels, access, names, top_k=top_k)
         key = self._key(logits, labels, top_k)
-        kept = self._read(key)
+        kept = self._read(key, logits, top_k)
         missing = [n for n in names if n not in kept]
         computed = threat_models.observe(logits, labels, access, missing, top_k=top_k)
         if any(n not in UNKEPT for n in computed):

@@ -41,7 +41,7 @@ import optax
 
 from jaxmia import engine, models
 from jaxmia.engine import adversarial, checkpointing, kernel, pools
-from jaxmia.engine.files import read_checked, refuse_link, write_checked
+from jaxmia.engine.files import Layout, inside, read_checked, write_checked
 
 __all__ = ["FORMAT", "load", "path_of", "save", "target_key"]
 
@@ -95,8 +95,9 @@ def target_key(
 
 
 def path_of(pool_dir: str | os.PathLike, key: str) -> pathlib.Path:
-    """The target's file in the pool directory: ``DIR/target-<key>.npz``."""
-    return pathlib.Path(pool_dir) / f"target-{key}.npz"
+    """The target's file in the pool directory: ``DIR/target-<key>.npz``
+    (:func:`jaxmia.engine.files.inside`: never a symbolic link)."""
+    return inside(pool_dir, f"target-{key}.npz")
 
 
 def _shapes(shapes) -> dict[str, tuple[int, ...]]:
@@ -111,12 +112,47 @@ def _shapes(shapes) -> dict[str, tuple[int, ...]]:
     return out
 
 
+_RECORDS = {
+    "keep": ("b", (1, "n")),
+    "losses": ("f", ("epochs", 1)),
+    "train_accuracy": ("f", (1,)),
+    "test_accuracy": ("f", (1,)),
+    "logits": ("f", (1, "n", "c")),
+    "best_epoch": ("iu", (1,)),
+}
+"""What each record of a target's file holds: its dtype kinds and shape (``n``, the
+records, the same in every record; ``epochs`` and ``c`` any)."""
+_REQUIRED = ("keep", "losses", "train_accuracy", "test_accuracy", "logits")
+
+
+def _expected(leaves: Mapping[str, tuple[int, ...]], layout: Layout) -> bool:
+    """Whether a target's file of this ``layout`` (names, dtypes and shapes, before any
+    array is read) holds the variables ``leaves`` ``{name: (1, ...)}`` of the architecture,
+    the records :func:`save` writes and nothing else."""
+    if any(name not in layout for name in [*leaves, *_REQUIRED]):
+        return False
+    sizes: dict[str, int] = {}
+    for name, (dtype, shape) in layout.items():
+        if name in leaves:
+            kinds, want = "fiub", leaves[name]
+        elif name.startswith("dp_counts/"):
+            kinds, want = "iu", (1,)
+        else:
+            kinds, want = _RECORDS.get(name, ("", ()))
+        if dtype.kind not in kinds or len(shape) != len(want):
+            return False
+        for size, dim in zip(shape, want, strict=True):
+            if size != (sizes.setdefault(dim, size) if isinstance(dim, str) else dim):
+                return False
+    return True
+
+
 def save(pool_dir: str | os.PathLike, key: str, target: engine.Pool) -> pathlib.Path | None:
     """Writes the trained ``target`` (a pool of one model) as ``DIR/target-<key>.npz``,
     atomically, and returns its path; only where ``pool_dir`` holds a shadow pool, and
     ``None`` (nothing written) otherwise or where the file cannot be written (a cache)."""
     folder = pathlib.Path(pool_dir)
-    if not (folder / pools.MANIFEST).is_file() or (folder / pools.MANIFEST).is_symlink():
+    if not inside(folder, pools.MANIFEST).is_file():
         return None
     arrays = {name: leaf for name, _, leaf in checkpointing.flatten("params", target.params)}
     arrays.update(
@@ -150,15 +186,12 @@ def load(
     it (``epoch_seconds`` empty), or ``None`` when there is none or it does not match its
     digest or the architecture (then the caller trains it anew)."""
     file = path_of(pool_dir, key)
-    refuse_link(file)
-    arrays = read_checked(file)
+    one = functools.partial(kernel.init_one, factory, tx)
+    shapes = jax.eval_shape(one, jnp.zeros((2,), jnp.uint32))[:2]
+    arrays = read_checked(file, functools.partial(_expected, _shapes(shapes)))
     if arrays is None:
-        return None
+        return None  # none, damaged, or of another architecture: trained anew
     try:
-        one = functools.partial(kernel.init_one, factory, tx)
-        shapes = jax.eval_shape(one, jnp.zeros((2,), jnp.uint32))[:2]
-        if _shapes(shapes) != {n: a.shape for n, a in arrays.items() if n.startswith(_LEAVES)}:
-            return None  # another architecture
         # on the device first: jnp.asarray of a NumPy array (in unflatten) compiles a copy
         leaves = {n: jax.device_put(a) for n, a in arrays.items() if n.startswith(_LEAVES)}
         params, rest = checkpointing.unflatten(shapes, leaves)

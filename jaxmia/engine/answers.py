@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pathlib
-import zipfile
 from collections.abc import Callable
 
 import jax
 import numpy as np
 
-from jaxmia.engine.files import atomic_write, refuse_link
+from jaxmia.engine.files import PoolError, atomic_write, inside, npz_layout, open_read, read_npz
 
 __all__ = ["ANSWERS", "answers_key", "cached_labels"]
 
@@ -58,17 +56,21 @@ def cached_labels(
       call stored them for the same inputs and models.
     """
     key = answers_key(x, models) if key is None else key
-    folder = pathlib.Path(path) / ANSWERS
-    refuse_link(folder)
-    file = folder / f"labels-{key}.npz"
+    folder = inside(path, ANSWERS)
+    file = inside(folder, f"labels-{key}.npz")
     if file.is_file():
         try:
-            with np.load(file, allow_pickle=False) as data:
-                labels, check = data["labels"], str(data["sha256"])
-            if labels.shape == (np.size(models), x.shape[0]) and check == _digest(labels):
-                return labels
-        except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError):
+            with open_read(file) as f:
+                layout = npz_layout(f)  # read only the arrays it should hold, as big
+                shapes = {name: (dtype.kind, shape) for name, (dtype, shape) in layout.items()}
+                if shapes == {"labels": ("i", (np.size(models), x.shape[0])), "sha256": ("U", ())}:
+                    data = read_npz(f, layout)
+                    if str(data["sha256"]) == _digest(data["labels"]):
+                        return data["labels"]
+        except OSError:
             pass  # a damaged cache entry is recomputed
+        except PoolError:
+            inside(folder, file.name)  # a link planted since is refused, damage recomputed
     labels = np.asarray(compute(x))
     if labels.size and labels.min() >= -(2**15) and labels.max() < 2**15:
         labels = labels.astype(np.int16)

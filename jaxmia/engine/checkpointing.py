@@ -73,7 +73,12 @@ def flatten(kind: str, tree: Any) -> list[tuple[str, str, np.ndarray]]:
 
 def unflatten(shapes: Sequence[Any], leaves: Mapping[str, np.ndarray]) -> tuple[Any, ...]:
     """The inverse of :func:`flatten`: ``(params, rest)`` with the structure of
-    ``shapes`` (one model's state, e.g. from ``jax.eval_shape``) from named leaves."""
+    ``shapes`` (one model's state, e.g. from ``jax.eval_shape``) from named leaves
+    ``(count, ...)``.
+
+    Raises:
+      PoolError: a variable is missing or has another shape than ``shapes`` gives it.
+    """
     trees = []
     for kind, tree in zip(("params", "rest"), shapes, strict=True):
         flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
@@ -82,6 +87,12 @@ def unflatten(shapes: Sequence[Any], leaves: Mapping[str, np.ndarray]) -> tuple[
             name = f"{kind}/{leaf_name(path)}"
             if name not in leaves:
                 raise pools.PoolError(f"the saved pool has no variable {name}")
+            want = (jax.eval_shape(jax.random.key_data, shape) if _is_key(shape) else shape).shape
+            if tuple(np.shape(leaves[name])[1:]) != want:
+                raise pools.PoolError(
+                    f"the saved pool's variable {name} has shape {np.shape(leaves[name])[1:]} "
+                    f"per model, not the model's {want}"
+                )
             a = jnp.asarray(leaves[name])
             out.append(jax.random.wrap_key_data(a) if _is_key(shape) else a)
         trees.append(jax.tree.unflatten(treedef, out))

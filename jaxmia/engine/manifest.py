@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxmia.engine.files import PoolError, sha256
+from jaxmia.engine.files import PoolError, inside, open_read, sha256
 
 __all__ = [
     "FORMAT",
@@ -40,13 +40,14 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """The manifest of the pool at ``path``; :class:`PoolError` if there is none or it is
     not a jaxmia pool of a version this code reads."""
     path = pathlib.Path(path)
-    file = path / MANIFEST
+    file = inside(path, MANIFEST)
     if not path.is_dir():
         raise PoolError(f"no shadow pool at {path}: not a directory")
     if not file.is_file():
         raise PoolError(f"no shadow pool at {path}: {MANIFEST} is missing")
     try:
-        manifest = json.loads(file.read_text())
+        with open_read(file) as f:
+            manifest = json.loads(f.read().decode())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PoolError(
             f"damaged shadow pool at {path}: {MANIFEST} is not valid JSON ({e})"
@@ -58,9 +59,11 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
             f"shadow pool {path} has format version {manifest.get('version')!r}; "
             f"this jaxmia reads version {VERSION}"
         )
-    chunks = manifest.get("chunks")
-    if not isinstance(chunks, list) or not isinstance(manifest.get("spec"), dict):
+    chunks, spec = manifest.get("chunks"), manifest.get("spec")
+    if not isinstance(chunks, list) or not isinstance(spec, dict):
         raise PoolError(f"damaged shadow pool at {path}: {MANIFEST} lacks chunks or spec")
+    if not isinstance(spec.get("data", {}), dict):
+        raise PoolError(f"damaged shadow pool at {path}: spec.data is {spec['data']!r}")
     expected = 0
     for chunk in chunks:
         if not isinstance(chunk, dict) or chunk.get("start") != expected:
@@ -75,6 +78,10 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
             )
         if not isinstance(chunk.get("sha256"), str):
             raise PoolError(f"damaged shadow pool at {path}: chunk {name} has no checksum")
+        if not _count(chunk.get("bytes", 0)):
+            raise PoolError(
+                f"damaged shadow pool at {path}: chunk {name} has bytes {chunk['bytes']!r}"
+            )
         expected = chunk["stop"]
     if manifest.get("k") != expected:
         raise PoolError(f"damaged shadow pool at {path}: k does not match its chunks")
@@ -117,14 +124,11 @@ def chunk_file(start: int, stop: int) -> str:
 def chunk_entry(path: str | os.PathLike, start: int, stop: int) -> dict[str, Any]:
     """The manifest entry ``{file, start, stop, sha256, bytes}`` of the chunk file of models
     ``[start, stop)`` in the pool directory ``path`` (read to compute its SHA-256)."""
-    file = pathlib.Path(path) / chunk_file(start, stop)
-    return {
-        "file": file.name,
-        "start": start,
-        "stop": stop,
-        "sha256": sha256(file),
-        "bytes": file.stat().st_size,
-    }
+    file = inside(path, chunk_file(start, stop))
+    with open_read(file) as f:
+        digest = sha256(f)
+        size = f.tell()
+    return {"file": file.name, "start": start, "stop": stop, "sha256": digest, "bytes": size}
 
 
 def with_chunks(
@@ -134,19 +138,23 @@ def with_chunks(
     logits: np.ndarray,
 ) -> dict[str, Any]:
     """A copy of ``manifest`` with the chunk files ``entries`` (:func:`chunk_entry`,
-    contiguous, models ``[start, stop)``) in place of any chunks from ``start`` on, their
-    variables ``leaves`` ``[(name, kind, (m, ...))]`` and the models among them whose
-    ``logits`` ``(m, n, c)`` are not all finite."""
+    contiguous, models ``[start, stop)`` from its ``k``) added, their variables ``leaves``
+    ``[(name, kind, (m, ...))]`` and the models among them whose ``logits`` ``(m, n, c)``
+    are not all finite.
+
+    Raises:
+      PoolError: ``entries`` do not start at the manifest's ``k``.
+    """
     start, stop = entries[0]["start"], entries[-1]["stop"]
+    if start != manifest["k"]:
+        raise PoolError(f"chunks from model {start} added to a pool of {manifest['k']}")
     bad = np.flatnonzero(~np.isfinite(logits.reshape(stop - start, -1)).all(axis=1)) + start
     out = dict(manifest)
     out["leaves"] = [
         {"name": name, "kind": kind, "shape": list(a.shape[1:]), "dtype": str(a.dtype)}
         for name, kind, a in leaves
     ]
-    out["chunks"] = [*[c for c in out["chunks"] if c["stop"] <= start], *map(dict, entries)]
+    out["chunks"] = [*out["chunks"], *map(dict, entries)]
     out["k"] = stop
-    out["non_finite"] = sorted(
-        {*(i for i in out.get("non_finite", []) if i < start), *bad.tolist()}
-    )
+    out["non_finite"] = sorted({*out.get("non_finite", []), *bad.tolist()})
     return out

@@ -65,8 +65,7 @@ import datetime
 import json
 import os
 import pathlib
-import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,9 +76,12 @@ from jaxmia.engine.files import (
     TMP_SUFFIX,
     PoolError,
     atomic_write,
+    inside,
     is_own,
     locked,
-    refuse_link,
+    npz_layout,
+    open_read,
+    read_npz,
     sha256,
 )
 from jaxmia.engine.fingerprint import data_fingerprint, spec_differences
@@ -127,29 +129,101 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _checked(path: pathlib.Path, chunk: Mapping[str, Any]) -> pathlib.Path:
-    """The chunk's file, after checking its SHA-256 against the manifest."""
-    file = path / chunk["file"]
+def _chunk_layout(manifest: Mapping[str, Any], chunk: Mapping[str, Any]) -> Callable:
+    """``check(name, dtype, shape)``: whether an array may be in the chunk file of models
+    ``[start, stop)`` of a pool with this manifest (see the module docstring): every leaf
+    with the manifest's dtype and shape, ``(m, n)`` records, ``(epochs, m)`` losses."""
+    m = chunk["stop"] - chunk["start"]
+    spec = manifest["spec"]
+    n = spec.get("data", {}).get("n")
+    epochs = spec.get("epochs")
+    leaves = {}
+    for leaf in manifest["leaves"]:
+        try:
+            leaves[leaf["name"]] = (np.dtype(leaf["dtype"]), (m, *map(int, leaf["shape"])))
+        except (TypeError, ValueError, KeyError):
+            raise PoolError(f"bad variable entry {leaf!r} in {MANIFEST}") from None
+    records = {
+        "keep": ("b", (m, n)),
+        "keys": ("u", (m, None)),
+        "losses": ("f", (epochs, m)),
+        "train_accuracy": ("f", (m,)),
+        "test_accuracy": ("f", (m,)),
+        "best_epoch": ("iu", (m,)),
+        "logits": ("f", (m, n, None)),
+        "loss": ("f", (m, n)),
+        "logit_scaled_confidence": ("f", (m, n)),
+        "dp_counts": ("iu", (m, None)),
+        "canary_keep": ("b", (m,)),
+    }
+
+    def check(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> bool:
+        if name in leaves:
+            want, want_shape = leaves[name]
+            same = dtype == want or (dtype.kind == "V" and dtype.itemsize == want.itemsize)
+            return same and shape == want_shape
+        if name not in records:
+            return False
+        kinds, want_shape = records[name]
+        return (
+            dtype.kind in kinds
+            and len(shape) == len(want_shape)
+            and all(w is None or s == w for s, w in zip(shape, want_shape, strict=True))
+        )
+
+    return check
+
+
+def _open_chunk(path: pathlib.Path, manifest: Mapping[str, Any], chunk: Mapping[str, Any]):
+    """The chunk's file, open, with its :func:`jaxmia.engine.files.npz_layout`, after
+    checking its SHA-256 against the manifest and every array's name, dtype and shape
+    against the manifest's variables and the records a chunk holds (before any is read)."""
+    file = inside(path, chunk["file"])
     if not file.is_file():
         raise PoolError(f"damaged shadow pool at {path}: {chunk['file']} is missing")
-    if sha256(file) != chunk.get("sha256"):
-        raise PoolError(
-            f"damaged shadow pool at {path}: {chunk['file']} does not match the checksum in "
-            f"{MANIFEST} (truncated or modified); delete the pool or that chunk's entry"
-        )
-    return file
-
-
-def _read_chunk(path: pathlib.Path, chunk: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Every array of one chunk file, after checking its SHA-256 against the manifest."""
-    file = _checked(path, chunk)
+    f = open_read(file)
     try:
-        with np.load(file, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise PoolError(
-            f"damaged shadow pool at {path}: cannot read {chunk['file']} ({e})"
-        ) from None
+        if sha256(f) != chunk.get("sha256"):
+            raise PoolError(
+                f"damaged shadow pool at {path}: {chunk['file']} does not match the checksum "
+                f"in {MANIFEST} (truncated or modified); delete the pool or that chunk's entry"
+            )
+        try:
+            layout = npz_layout(f)
+        except PoolError as e:
+            raise PoolError(
+                f"damaged shadow pool at {path}: cannot read {chunk['file']} ({e})"
+            ) from None
+        check = _chunk_layout(manifest, chunk)
+        wrong = [n for n, (dtype, shape) in layout.items() if not check(n, dtype, shape)]
+        names = [leaf["name"] for leaf in manifest["leaves"]]
+        missing = [n for n in [*names, "keep", "keys", "losses", *SIGNALS] if n not in layout]
+        if wrong or missing:
+            name = (wrong or missing)[0]
+            what = f"holds {name} {layout[name][1]} {layout[name][0]}" if wrong else "lacks"
+            raise PoolError(
+                f"damaged shadow pool at {path}: {chunk['file']} {what}"
+                + ("" if wrong else f" {name}")
+                + f", not what {MANIFEST} describes"
+            )
+    except BaseException:
+        f.close()
+        raise
+    return f, layout
+
+
+def _read_chunk(
+    path: pathlib.Path, manifest: Mapping[str, Any], chunk: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """Every array of one chunk file, after checking it (:func:`_open_chunk`)."""
+    f, layout = _open_chunk(path, manifest, chunk)
+    with f:
+        try:
+            return read_npz(f, layout)
+        except PoolError as e:
+            raise PoolError(
+                f"damaged shadow pool at {path}: cannot read {chunk['file']} ({e})"
+            ) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,11 +263,8 @@ def load(path: str | os.PathLike, count: int | None = None) -> StoredModels:
     for chunk in manifest["chunks"]:
         if chunk["start"] >= count:
             break
-        data = _read_chunk(path, chunk)
+        data = _read_chunk(path, manifest, chunk)
         take = count - chunk["start"]
-        missing = [n for n in [*names, "keep", "keys", "losses", *SIGNALS] if n not in data]
-        if missing:
-            raise PoolError(f"damaged shadow pool at {path}: {chunk['file']} lacks {missing[0]}")
         for name, array in data.items():
             axis = 1 if name == "losses" else 0
             parts.setdefault(name, []).append(array[:, :take] if axis else array[:take])
@@ -249,8 +320,8 @@ class ChunkStore:
             self._open()
 
     def _open(self) -> None:
-        refuse_link(self.path / MANIFEST)
-        refuse_link(self.path / ANSWERS)
+        inside(self.path, MANIFEST)
+        inside(self.path, ANSWERS)
         for stale in self.path.iterdir():  # left by a killed writer (we hold the lock)
             if stale.name.endswith(TMP_SUFFIX) and is_own(stale):
                 stale.unlink()
@@ -342,7 +413,7 @@ class ChunkStore:
         """Writes models ``[start, start + m)`` (as :meth:`save_chunk`) to their chunk file
         without adding them to the manifest; returns the file's entry
         (:func:`jaxmia.engine.manifest.chunk_entry`) for :meth:`add_chunks`."""
-        file = self.path / chunk_file(start, start + int(arrays["keep"].shape[0]))
+        file = inside(self.path, chunk_file(start, start + int(arrays["keep"].shape[0])))
         payload = {name: np.ascontiguousarray(a) for name, _, a in leaves}
         payload.update({name: np.ascontiguousarray(a) for name, a in arrays.items()})
         atomic_write(file, lambda f: np.savez(f, **payload))
@@ -376,7 +447,7 @@ class ChunkStore:
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         manifest["updated"] = _now()
         text = json.dumps(manifest, indent=2) + "\n"
-        atomic_write(self.path / MANIFEST, lambda f: f.write(text.encode()))
+        atomic_write(inside(self.path, MANIFEST), lambda f: f.write(text.encode()))
 
 
 def remove(path: str | os.PathLike) -> bool:
@@ -385,13 +456,19 @@ def remove(path: str | os.PathLike) -> bool:
     training run starts afresh. Returns whether there was a pool.
 
     Only files that carry the exact names jaxmia gives its own files are deleted
-    (:func:`jaxmia.engine.files.is_own`), never through a symbolic link.
+    (:func:`jaxmia.engine.files.is_own`), never through a symbolic link: a pool
+    directory that is itself a link is refused (its files lie elsewhere).
 
     Raises:
-      PoolError: ``path`` holds anything else (it is not only a pool); nothing is
-        deleted then.
+      PoolError: ``path`` is a symbolic link, or holds anything else (it is not only a
+        pool); nothing is deleted then.
     """
     path = pathlib.Path(path)
+    if path.is_symlink():
+        raise PoolError(
+            f"{path} is a symbolic link; --retrain deletes a pool only in a directory, "
+            "never through a link: nothing removed"
+        )
     if not path.exists():
         return False
     if not path.is_dir():
@@ -456,13 +533,18 @@ def _version() -> str:
         return "unknown"
 
 
+def _shape(value: Any) -> Any:
+    """A manifest's shape ``[d, ...]`` as a tuple (any other JSON value as it is)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def info(path: str | os.PathLike) -> str:
     """A human-readable summary of the pool at ``path`` (``jaxmia pool info``), after
     checking every chunk against its checksum (:class:`PoolError` if one does not match)."""
     path = pathlib.Path(path)
     manifest = read_manifest(path)
-    for chunk in manifest["chunks"]:
-        _checked(path, chunk)  # a damaged pool is refused here too, not described
+    for chunk in manifest["chunks"]:  # a damaged pool is refused here too, not described
+        _open_chunk(path, manifest, chunk)[0].close()
     spec = manifest["spec"]
     data = spec.get("data", {})
     training = {
@@ -473,7 +555,7 @@ def info(path: str | os.PathLike) -> str:
         f"shadow pool {path} ({FORMAT} v{manifest['version']}, jaxmia {manifest.get('jaxmia')})",
         f"  models:        {manifest['k']} in {len(manifest['chunks'])} chunk(s), "
         f"{size / 2**20:.1f} MiB",
-        f"  data:          n = {data.get('n')}, input shape {tuple(data.get('input_shape', ()))}, "
+        f"  data:          n = {data.get('n')}, input shape {_shape(data.get('input_shape', []))}, "
         f"x sha256 {str(data.get('x_sha256'))[:12]}...",
         f"  architecture:  {spec.get('model', '(not described)')}",
         "  training:      " + ", ".join(f"{k}={v}" for k, v in sorted(training.items())),
