@@ -39,6 +39,7 @@ from typing import Any
 
 from jaxmia import audit, datasets, frontier
 from jaxmia.audit import config, outputs, report
+from jaxmia.engine.files import inside
 
 __all__ = [
     "DEFENCE_FACTORS",
@@ -261,8 +262,8 @@ def run(
         start = time.perf_counter()
         name = getattr(value, "name", value)  # a frontier.Setting by its name
         log(f"{factor} = {name}" + (f" ({value.describe()})" if factor == "defence" else ""))
-        pool_dir = (
-            None if pool_root is None else pathlib.Path(pool_root) / pool_name(factor, value, base)
+        pool_dir = (  # never through a link (jaxmia.engine.files.inside)
+            None if pool_root is None else inside(pool_root, pool_name(factor, value, base))
         )
         audited = audit.run(settings, dataset=ds, pool_dir=pool_dir)
         seconds = round(time.perf_counter() - start, 2)
