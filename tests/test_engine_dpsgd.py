@@ -77,3 +77,38 @@ def test_vmapped_dp_noise_differs_between_models(digits):
     again = engine.train(factory, ds.x, ds.y, keep, epochs=1, keys=twice, optimizer=tx, dp=dp)
     leaf = jax.tree.leaves(again.params)[0]
     np.testing.assert_array_equal(leaf[0], leaf[1])
+
+
+def _square_loss(params, rest, xb, yb, weight):
+    """Weighted mean of ``||w - x||^2 / 2``: each example's gradient is ``w - x``."""
+    per = 0.5 * jax.numpy.sum((params["w"] - xb) ** 2, axis=1)
+    return jax.numpy.sum(per * weight) / jax.numpy.maximum(jax.numpy.sum(weight), 1.0), rest
+
+
+def test_padding_slots_add_nothing_to_the_clipped_sum():
+    """Kills ``scale = min(...)`` without ``weight``: a Poisson batch of 3 members padded to
+    5 with record 0 (as the engine pads); noise 0: the update is the sum of the members'
+    clipped gradients over the denominator, without record 0's gradient twice more."""
+    x = np.array([[3.0, 0, 0], [0, 0.5, 0], [0, 0, -4.0], [3.0, 0, 0], [3.0, 0, 0]], np.float32)
+    weight = np.array([1, 1, 1, 0, 0], np.float32)
+    params = {"w": np.zeros(3, np.float32)}
+    dp = engine.DPConfig(l2_clip=1.0, noise_multiplier=0.0)
+    key = jax.random.key(0)
+    _, grads = engine.dpsgd.private_grads(
+        _square_loss, dp, key, params, None, x, np.zeros(5), weight, denominator=4.0
+    )
+    g = -x[:3]  # w - x at w = 0
+    clipped = g * np.minimum(1.0, 1.0 / np.linalg.norm(g, axis=1, keepdims=True))
+    np.testing.assert_allclose(grads["w"], clipped.sum(axis=0) / 4.0, rtol=1e-6)
+
+
+def test_each_leaf_draws_its_own_noise():
+    """Kills one key for every leaf: leaves of equal size (and a reshaped one) would get
+    the same draws. Each leaf's noise is uncorrelated with the others' (256 draws: |r| <
+    0.3 is more than 4.5 sd) and has the asked standard deviation."""
+    like = {"a": np.zeros(256), "b": np.zeros(256), "c": np.zeros((16, 16))}
+    noise = engine.dpsgd.dp_noise(jax.random.key(1), like, 2.0)
+    flat = [np.ravel(noise[k]) for k in ("a", "b", "c")]
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        assert abs(np.corrcoef(flat[i], flat[j])[0, 1]) < 0.3
+    assert all(1.6 < f.std() < 2.4 for f in flat)
