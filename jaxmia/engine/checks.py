@@ -5,6 +5,8 @@ Each mistake gives one clear ``ValueError`` line instead of a traceback from ins
 
 from __future__ import annotations
 
+import functools
+import types
 from typing import Any
 
 import jax
@@ -16,16 +18,88 @@ from jaxmia.engine.caching import cache_by_structure
 from jaxmia.engine.kernel import LossFn, abstract_model, as_mask, graphdefs
 from jaxmia.models import ModelFactory
 
-__all__ = ["MODES", "check_heldout", "check_inputs", "check_loss", "check_settings", "output_width"]
+__all__ = [
+    "MODES",
+    "check_factory",
+    "check_heldout",
+    "check_inputs",
+    "check_loss",
+    "check_settings",
+    "check_validation",
+    "output_width",
+]
 
 MODES = ("vmap", "sequential")
 """Training modes of :func:`jaxmia.engine.train`: ``"vmap"`` (the engine) and
 ``"sequential"`` (the same jitted per-model function in a Python loop)."""
 
 
+def check_factory(factory: Any) -> None:
+    """Refuses a model factory that cannot build a model as the engine calls it,
+    ``factory(rngs=nnx.Rngs(...))``, in one line that says which of two things failed:
+    the call itself (a class or function that needs more arguments, a model instead of
+    a factory) or the model's construction inside the factory."""
+    if isinstance(factory, nnx.Module):
+        raise ValueError(
+            f"got a model ({type(factory).__name__} instance) where the engine needs a factory "
+            "that builds a fresh model per shadow: pass e.g. lambda rngs: "
+            f"{type(factory).__name__}(..., rngs=rngs)"
+        )
+    if not callable(factory):
+        raise ValueError(
+            f"the model factory must be callable as factory(rngs=...), got {factory!r}"
+        )
+    try:
+        abstract_model(factory)
+    except Exception as e:  # a user's code: any error means it does not build
+        cause = f"{type(e).__name__}: {_first_line(e)}"
+        name = _factory_name(factory)
+        if isinstance(e, TypeError) and _failed_at_call(factory, e):
+            raise ValueError(
+                f"the model factory {name} cannot be called as {name}(rngs=nnx.Rngs(...)), "
+                f"which is how the engine builds every model ({cause}); bind its other "
+                f"arguments first, e.g. functools.partial({name}, ...) or "
+                f"lambda rngs: {name}(..., rngs=rngs)"
+            ) from e
+        raise ValueError(f"building the model with {name}(rngs=...) failed: {cause}") from e
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _factory_name(factory: Any) -> str:
+    inner = factory.func if isinstance(factory, functools.partial) else factory
+    return getattr(inner, "__name__", None) or type(inner).__name__
+
+
+def _code_of(factory: Any) -> types.CodeType | None:
+    """The code object a call of ``factory`` enters first (a class's ``__init__``)."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    if isinstance(factory, type):
+        factory = factory.__init__
+    return getattr(factory, "__code__", None)
+
+
+def _failed_at_call(factory: Any, e: TypeError) -> bool:
+    """Whether ``e`` was raised by calling ``factory`` itself (its arguments did not
+    bind) rather than inside it: the factory's own code never ran."""
+    code = _code_of(factory)
+    if code is None:
+        return False
+    tb, frames = e.__traceback__, set()
+    while tb is not None:
+        frames.add(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    return code not in frames
+
+
 def output_width(factory: ModelFactory, input_shape: tuple[int, ...], y: np.ndarray) -> int:
-    """The model's number of outputs ``c`` for inputs of ``input_shape``; refuses labels
-    ``y`` ``(n,)`` that are not ``< c``."""
+    """The model's number of outputs ``c`` for inputs of ``input_shape``; refuses a
+    factory the engine cannot call (:func:`check_factory`) and labels ``y`` ``(n,)``
+    that are not ``< c``."""
+    check_factory(factory)
     classes = _output_width(factory, input_shape)
     if y.size and y.max() >= classes:
         raise ValueError(f"labels must be < {classes} (the model's outputs), got {y.max()}")
@@ -36,15 +110,17 @@ def output_width(factory: ModelFactory, input_shape: tuple[int, ...], y: np.ndar
 def _output_width(factory: ModelFactory, input_shape: tuple[int, ...]) -> int:
     """The model's number of outputs for inputs of ``input_shape``, from shapes alone
     (cached); a clear error when the model does not take such inputs."""
+    state = nnx.state(abstract_model(factory), nnx.Param, ...)
     try:
         out = jax.eval_shape(
             lambda state, xb: nnx.merge(graphdefs(factory)[1], *state)(xb),
-            nnx.state(abstract_model(factory), nnx.Param, ...),
+            state,
             jax.ShapeDtypeStruct((1, *input_shape), jnp.float32),
         )
     except (TypeError, ValueError) as e:
-        cause = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"the model does not take inputs shaped {input_shape}: {cause}") from e
+        raise ValueError(
+            f"the model does not take inputs shaped {input_shape}: {_first_line(e)}"
+        ) from e
     return int(out.shape[-1])
 
 
@@ -109,6 +185,31 @@ def check_heldout(heldout, keep: np.ndarray) -> np.ndarray | None:
     ):
         raise ValueError(f"heldout must be (k, n) or (n,) with n = {n}, got {np.shape(heldout)}")
     return as_mask(heldout, "heldout")
+
+
+def check_validation(validation: Any, input_shape: tuple[int, ...], classes: int):
+    """``(x_val float32 (v, *input_shape), y_val int32 (v,))`` of early stopping (or
+    None), checked against the training inputs' shape and the model's ``classes``."""
+    if validation is None:
+        return None
+    if not isinstance(validation, tuple | list) or len(validation) != 2:
+        raise ValueError("validation must be a pair (x_val, y_val)")
+    x_val, y_val = np.asarray(validation[0]), np.asarray(validation[1])
+    if x_val.dtype.kind not in "biuf" or not np.issubdtype(y_val.dtype, np.integer):
+        raise ValueError(
+            f"validation needs numeric x_val and integer y_val, got {x_val.dtype} and {y_val.dtype}"
+        )
+    if x_val.shape[1:] != input_shape or y_val.shape != x_val.shape[:1]:
+        raise ValueError(
+            f"validation must be x_val (v, *{input_shape}) and y_val (v,) like x and y, "
+            f"got {x_val.shape} and {y_val.shape}"
+        )
+    if y_val.size and (y_val.min() < 0 or y_val.max() >= classes):
+        raise ValueError(
+            f"validation labels must be in [0, {classes}) (the model's outputs), "
+            f"got {y_val.min()}..{y_val.max()}"
+        )
+    return validation
 
 
 def check_loss(loss_fn: LossFn, classes: int, batch_size: int) -> LossFn:

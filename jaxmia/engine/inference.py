@@ -20,7 +20,7 @@ from jaxmia.engine.caching import cache_by_structure
 from jaxmia.engine.kernel import as_mask
 from jaxmia.engine.placement import MODEL_AXIS, auto_mesh
 
-__all__ = ["accuracies", "apply", "apply_fn", "predict"]
+__all__ = ["accuracies", "apply", "apply_fn", "check_input_shape", "predict"]
 
 
 @cache_by_structure()
@@ -52,7 +52,7 @@ def apply(
       local devices the models are sharded over them (padded with copies of the last
       model to a multiple of the device count), as in training.
     """
-    x = np.asarray(x, dtype=np.float32)
+    x = _as_inputs(x)
     n = x.shape[0]
     k = int(jax.tree.leaves(params)[0].shape[0])
     fn = apply_fn(graphdef, labels)
@@ -64,6 +64,7 @@ def apply(
             jax.tree.map(grow, (params, rest)), NamedSharding(mesh, P(MODEL_AXIS))
         )
     b = min(batch_size, max(n, 1))
+    check_input_shape(fn, params, rest, x.shape[1:], b)
     out = []
     for start in range(0, n, b):
         xb = x[start : start + b]
@@ -72,6 +73,54 @@ def apply(
         # device_put, not jnp.asarray: that stages a jitted copy per shape (a compile)
         out.append(np.asarray(fn(params, rest, jax.device_put(xb)))[:k])
     return np.concatenate(out, axis=1)[:, :n]
+
+
+def _as_inputs(x: Any) -> np.ndarray:
+    """``x`` as a float32 ``(n, ...)`` array; one line when it is not numbers of that shape."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"inputs must be numbers, got dtype {x.dtype}")
+    if x.ndim == 0:
+        raise ValueError("inputs must be an array shaped (n, *input_shape), got a scalar")
+    return x.astype(np.float32, copy=False)
+
+
+def check_input_shape(fn, params, rest, input_shape: tuple[int, ...], batch: int = 1) -> None:
+    """Refuses inputs of ``input_shape`` that the stacked models (``fn`` of
+    :func:`apply_fn`) do not take, in one line naming the shape they do take where it
+    can be found, before anything runs (shapes only: it traces ``fn`` once per shape,
+    the trace its call reuses).
+
+    Raises:
+      ValueError: e.g. "x has 60 features per example but the models take 64".
+    """
+    try:
+        _trace(fn, params, rest, input_shape, batch)
+        return
+    except (TypeError, ValueError) as e:
+        cause = str(e).splitlines()[0] if str(e) else type(e).__name__
+    for shape in _candidate_shapes(params):
+        try:
+            _trace(fn, params, rest, shape, 1)
+        except (TypeError, ValueError):
+            continue
+        if len(shape) == len(input_shape) == 1:
+            raise ValueError(
+                f"x has {input_shape[0]} features per example but the models take {shape[0]}"
+            )
+        raise ValueError(f"x holds inputs shaped {input_shape} but the models take {shape}")
+    raise ValueError(f"the models do not take inputs shaped {input_shape}: {cause}")
+
+
+def _trace(fn, params, rest, input_shape, batch):
+    jax.eval_shape(fn, params, rest, jax.ShapeDtypeStruct((batch, *input_shape), jnp.float32))
+
+
+def _candidate_shapes(params) -> list[tuple[int, ...]]:
+    """Flat input shapes ``(d,)`` the models may take: the input widths of their 2-D
+    kernels (a dense layer's ``(d, out)``, after the model axis), first leaf first."""
+    widths = [a.shape[1] for a in jax.tree.leaves(params) if np.ndim(a) == 3]
+    return [(d,) for d in dict.fromkeys(widths)]
 
 
 def predict(
@@ -108,8 +157,13 @@ def accuracies(
       ``(train_accuracy, test_accuracy)``, each ``(k,)``; NaN where a model has no
       examples in that set.
     """
-    keep = as_mask(keep)
-    correct = np.asarray(logits).argmax(-1) == np.asarray(y)[None]
+    keep, logits, y = as_mask(keep), np.asarray(logits), np.asarray(y)
+    if logits.ndim != 3 or y.shape != logits.shape[1:2] or keep.shape != logits.shape[:2]:
+        raise ValueError(
+            f"need logits (k, n, c), y (n,) and keep (k, n), got {logits.shape}, {y.shape} "
+            f"and {keep.shape}"
+        )
+    correct = logits.argmax(-1) == y[None]
     if heldout is None:
         heldout = ~keep
     else:

@@ -63,6 +63,7 @@ from jaxmia.engine.checks import (
     check_inputs,
     check_loss,
     check_settings,
+    check_validation,
     output_width,
 )
 from jaxmia.engine.dpsgd import DPConfig
@@ -400,8 +401,10 @@ def train(
       epochs: passes over each model's members.
       batch_size: examples per step. Model ``i`` takes
         ``steps_per_epoch(keep, batch_size)[i]`` optimizer steps per epoch
-        (:func:`jaxmia.engine.steps_per_epoch`): size optax schedules with it, e.g.
-        ``optax.cosine_decay_schedule(1e-3, epochs * steps)``.
+        (:func:`jaxmia.engine.steps_per_epoch`), a number that differs between models
+        whose member counts differ (balanced splits included); size an optax schedule
+        with the largest total, ``optimizer_steps(keep, batch_size, epochs).max()``
+        (:func:`jaxmia.engine.optimizer_steps`).
       optimizer: any optax transformation (default ``optax.adam(1e-3)``).
       seed, keys: per-model keys ``jax.random.split(key(seed), k)``, or these ``(k,)``.
       mode: ``"vmap"`` (the engine) or ``"sequential"`` (the same jitted per-model
@@ -441,6 +444,7 @@ def train(
     check_settings(mode, epochs, batch_size)
     x, y, keep = check_inputs(x, y, keep)
     classes = output_width(factory, tuple(x.shape[1:]), y)
+    validation = check_validation(validation, tuple(x.shape[1:]), classes)
     loss_fn = check_loss(cross_entropy if loss_fn is None else loss_fn, classes, batch_size)
     tx = optimizer if optimizer is not None else adam(1e-3)
     objective = check_objective(objective, dp, loss_fn, x)
