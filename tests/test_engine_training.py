@@ -388,11 +388,14 @@ def test_loss_fn_of_the_wrong_shape_is_refused(data):
 
 
 def counting_optimizer() -> optax.GradientTransformation:
-    """Adds 1 to every parameter per optimizer step that runs, whatever the gradient."""
-    return optax.GradientTransformation(
+    """Adds ``t`` to every parameter at the optimizer's ``t``-th step (optax's count plus
+    one), whatever the gradient: after ``T`` steps a parameter has moved by
+    ``T (T + 1) / 2``, which a step count advanced by skipped steps would change."""
+    ones = optax.GradientTransformation(
         lambda params: optax.EmptyState(),
         lambda grads, state, params=None: (jax.tree.map(jnp.ones_like, grads), state),
     )
+    return optax.chain(ones, optax.scale_by_schedule(lambda count: count + 1))
 
 
 @pytest.mark.parametrize("epochs", [1, 2])
@@ -402,14 +405,30 @@ def test_steps_per_epoch_is_what_the_kernel_runs(data, epochs):
     keep[0, :40], keep[1, :64], keep[2, 50:150] = True, True, True
     steps = engine.steps_per_epoch(keep, 32)
     np.testing.assert_array_equal(steps, [2, 2, 4])
+    total = engine.optimizer_steps(keep, 32, epochs)
+    np.testing.assert_array_equal(total, epochs * steps)
     kwargs = dict(batch_size=32, optimizer=counting_optimizer(), seed=0, chunk_size=None)
     before = engine.train(factory, data.x, data.y, keep, epochs=0, **kwargs)
     after = engine.train(factory, data.x, data.y, keep, epochs=epochs, **kwargs)
-    for i in range(3):
+    for i in range(3):  # each model's own schedule count, not the pool's longest
         moved = jax.tree.map(lambda a, b, i=i: a[i] - b[i], after.params, before.params)
         for leaf in jax.tree.leaves(moved):
-            np.testing.assert_allclose(leaf, epochs * steps[i], atol=1e-5)
+            np.testing.assert_allclose(leaf, total[i] * (total[i] + 1) / 2, atol=1e-4)
     np.testing.assert_array_equal(engine.steps_per_epoch(keep[1].astype(int), 32), [2])
+
+
+def test_balanced_splits_give_models_unequal_step_counts():
+    # the rows of a balanced split differ in size, so their schedules reach other counts
+    keep = splits.balanced_keep(16, 1797, seed=0)
+    members = keep.sum(axis=1)
+    steps = engine.steps_per_epoch(keep, 64)
+    np.testing.assert_array_equal(steps, np.ceil(members / 64).astype(int))
+    assert set(steps.tolist()) == {14, 15}
+    total = engine.optimizer_steps(keep, 64, 30)
+    np.testing.assert_array_equal(total, 30 * steps)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="integer epochs >= 0"):
+            engine.optimizer_steps(keep, 64, bad)
 
 
 def test_keep_as_zero_one_integers_everywhere(data):

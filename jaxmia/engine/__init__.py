@@ -37,7 +37,7 @@ from jaxmia.engine.adversarial import AdvReg
 from jaxmia.engine.checks import MODES
 from jaxmia.engine.dpsgd import DPConfig
 from jaxmia.engine.inference import accuracies, apply, predict
-from jaxmia.engine.kernel import LossFn, steps_per_epoch
+from jaxmia.engine.kernel import LossFn, optimizer_steps, steps_per_epoch
 from jaxmia.engine.objectives import Objective
 from jaxmia.engine.placement import auto_chunk_size, model_mesh
 from jaxmia.engine.sampling import DiracCanary
@@ -72,6 +72,7 @@ __all__ = [
     "model_keys",
     "model_mesh",
     "objectives",
+    "optimizer_steps",
     "placement",
     "pool",
     "pools",

@@ -41,6 +41,7 @@ __all__ = [
     "init_one",
     "member_order",
     "model_rngs",
+    "optimizer_steps",
     "steps_per_epoch",
 ]
 
@@ -140,10 +141,14 @@ def steps_per_epoch(keep: Any, batch_size: int) -> np.ndarray:
     """Optimizer steps each model takes per epoch, as the kernel counts them.
 
     A model with ``m`` members takes ``ceil(m / batch_size)`` steps per epoch (its last
-    batch partial); the extra steps a pool runs for its largest model are no-ops for
-    the others (their optimizer state does not advance). An optax schedule over epochs
-    therefore counts ``epoch * steps_per_epoch(keep, batch_size)[i]`` steps for model
-    ``i``; balanced splits give every model the same number.
+    batch partial), in plain training, under DP-SGD (shuffled or Poisson-sampled) and
+    under adversarial regularisation alike. A pool runs as many steps as its largest
+    model; the extra steps are no-ops for the others: their parameters and optimizer
+    state, optax's step count included, do not advance. So models whose member counts
+    differ take different numbers of steps, and balanced splits do differ:
+    ``splits.balanced_keep(16, 1797)``'s rows hold 873 to 930 members (seed 0), 14 or
+    15 steps at batch size 64. A learning-rate schedule reads each model's own count;
+    :func:`optimizer_steps` gives the counts at the end of training and how to size one.
 
     Args:
       keep: ``(k, n)`` or ``(n,)`` bool (or 0/1) members.
@@ -157,6 +162,34 @@ def steps_per_epoch(keep: Any, batch_size: int) -> np.ndarray:
         raise ValueError(f"need keep (k, n) or (n,) and batch_size >= 1, got {keep.shape}")
     counts = np.atleast_2d(keep).sum(axis=1).astype(np.int64)
     return -(-counts // int(batch_size))
+
+
+def optimizer_steps(keep: Any, batch_size: int, epochs: int) -> np.ndarray:
+    """Optimizer steps each model has taken after ``epochs`` epochs: the step count an
+    optax schedule of that model reaches, ``epochs * steps_per_epoch(keep, batch_size)``
+    (fewer under early stopping, which ends a chunk's epochs sooner).
+
+    The engine trains every model of a pool with the one optimizer it is given, so one
+    schedule serves models whose counts differ (:func:`steps_per_epoch`). Size it with
+    the largest, e.g. ``optax.cosine_decay_schedule(1e-3, optimizer_steps(keep, 64,
+    epochs).max())``: no model steps past the schedule's end, and model ``i`` stops at
+    ``optimizer_steps(...)[i] / max`` of it (14/15 or more on ``balanced_keep(16,
+    1797)`` at batch size 64). A schedule sized from one row (row 0, or the smallest)
+    runs the larger models past its end, where optax schedules hold their last value
+    (a learning rate of 0 after a cosine decay to 0). For every model to end exactly at
+    the schedule's end, give them equal member counts.
+
+    Args:
+      keep: ``(k, n)`` or ``(n,)`` bool (or 0/1) members.
+      batch_size: examples per step.
+      epochs: epochs of training.
+
+    Returns:
+      ``(k,)`` int64 steps.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 0:
+        raise ValueError(f"need an integer epochs >= 0, got {epochs!r}")
+    return int(epochs) * steps_per_epoch(keep, batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
