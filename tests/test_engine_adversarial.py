@@ -2,6 +2,8 @@
 against a hand computation of the paper's formulas, pool against models one by one, and
 one-line errors for bad settings."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -219,3 +221,84 @@ def test_adv_reg_is_a_flag_of_audit_and_study_and_a_toml_key(tmp_path):
     words = ["study", "--factor", "epochs", "--values", "1,2", "--adv-reg", "0.5"]
     base = cli._config_values(cli.build_parser().parse_args(words))
     assert audit.AuditConfig.from_dict(base).adv_reg == 0.5  # a study's base setting
+
+
+def _adv_spec(factory, tx, batch_size, steps, reg, classes=3) -> adversarial.AdvSpec:
+    train_gd, eval_gd = engine.kernel.graphdefs(factory)
+    kernel = engine.kernel.KernelSpec(train_gd, tx, batch_size, steps, steps, None)
+    h_gd = adversarial.h_graphdef(classes, reg.hidden)
+    return adversarial.AdvSpec(kernel, eval_gd, h_gd, reg, classes)
+
+
+def _random_states(factory, seed: int):
+    """Random ``(params, rest)`` of the classifier and random parameters of ``h`` (3
+    classes, hidden (5,)), from shapes alone: no init program to compile."""
+    rng = np.random.default_rng(seed)
+    fill = lambda state: jax.tree.map(lambda a: rng.normal(size=a.shape).astype(a.dtype), state)
+    _, params, rest = nnx.split(nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(0))), nnx.Param, ...)
+    h = nnx.eval_shape(lambda: adversarial._h_model(3, (5,), jax.random.key(0)))
+    return fill(params), rest, fill(nnx.split(h, nnx.Param)[1])
+
+
+def test_classifier_loss_of_a_padded_batch_is_the_loss_of_its_real_rows():
+    # the engine pads a model's last batch (weight 0); padding enters neither the task
+    # loss nor the privacy term, whatever the padding rows hold
+    x, y = _data(n=12)
+    factory = models.mlp((4,), 3, 3)
+    reg = adversarial.AdvReg(strength=2.0, hidden=(5,))
+    spec = _adv_spec(factory, optax.sgd(0.1), 5, 1, reg)
+    params, rest, h_params = _random_states(factory, 1)
+    loss = jax.jit(functools.partial(adversarial.classifier_loss, spec))
+    real, _ = loss(h_params, params, rest, x[:3], y[:3], np.ones(3, np.float32))
+    for pad in (x[[0, 0]], x[[7, 9]] * 5):  # the engine's padding (record 0), or any rows
+        xb, yb = np.concatenate([x[:3], pad]), np.concatenate([y[:3], y[[1, 2]]])
+        padded, _ = loss(h_params, params, rest, xb, yb, np.array([1, 1, 1, 0, 0], np.float32))
+        np.testing.assert_allclose(padded, real, rtol=1e-6)
+
+
+def test_h_batches_are_the_documented_draws():
+    # 5 members and 4 reference records at batch 2, k = 2 steps of h per classifier step,
+    # 3 classifier steps: h step j of classifier step s reads positions
+    # (s * k + j) * 2 + [0, 2) of the member and the reference orders, wrapping around,
+    # each order drawn from its own key. The classifier's learning rate is 0, so h's six
+    # steps are rebuilt from those keys alone and must give h's parameters.
+    x, y = _data(n=12)
+    keep, ref = np.zeros(12, bool), np.zeros(12, bool)
+    keep[[0, 2, 4, 6, 8]], ref[[1, 5, 9, 11]] = True, True
+    reg = adversarial.AdvReg(strength=1.0, hidden=(5,), learning_rate=0.05, steps=2)
+    factory, tx, b = models.mlp((4,), 3, 3), optax.sgd(0.0), 2
+    spec = _adv_spec(factory, tx, b, 3, reg)
+    ce = engine.kernel.cross_entropy
+    epoch = training.compiled(factory, tx, b, 3, 3, False, None, None, ce,
+                              adv_reg=reg, classes=3)[1]  # fmt: skip
+    params, rest, h = _random_states(factory, 2)
+    h_opt = spec.h_tx.init(h)
+
+    @jax.jit
+    def h_orders(key):  # the documented draws: fold_in(fold_in(h data key, epoch), 0 or 1)
+        data_key = jax.random.split(jax.random.fold_in(key, adversarial.ADV_STREAM))[1]
+        epoch_key = jax.random.fold_in(data_key, 0)
+        members = engine.kernel.member_order(jax.random.fold_in(epoch_key, 0), keep)
+        return members, engine.kernel.member_order(jax.random.fold_in(epoch_key, 1), ref)
+
+    @jax.jit
+    def h_step(h, h_opt, xm, ym, xr, yr):  # adversarial.inference_gain ascended by Adam
+        f = nnx.merge(spec.eval_graphdef, params, rest)
+        pm, pr = jax.nn.softmax(f(xm)), jax.nn.softmax(f(xr))
+        gain = lambda hp: adversarial.inference_gain(spec.h_graphdef, hp, pm, ym, pr, yr)
+        updates, h_opt = spec.h_tx.update(jax.grad(lambda hp: -gain(hp))(h), h_opt, h)
+        return optax.apply_updates(h, updates), h_opt
+
+    key = jax.random.key(7)
+    members, references = (np.asarray(o) for o in h_orders(key))
+    members, references = members[: keep.sum()], references[: ref.sum()]
+    want = (h, h_opt)
+    for t in range(3 * reg.steps):
+        pos = t * b + np.arange(b)
+        m, r = members[pos % len(members)], references[pos % len(references)]
+        want = h_step(*want, x[m], y[m], x[r], y[r])
+
+    key_data, rows = jnp.asarray(jax.random.key_data(key)), jnp.asarray(np.stack([keep, ref]))
+    state = (tx.init(params), h, h_opt)
+    got = epoch(key_data, jnp.int32(0), rows, False, params, rest, state, x, y)[2][1]
+    _close(got, want[0])
