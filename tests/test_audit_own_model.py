@@ -65,6 +65,7 @@ def test_report_describes_the_users_data_and_model(parts, tmp_path):
     assert "not trained by jaxmia" in m["target"] and "logits" in m["target"]
     assert "2 epochs" in m["shadows"]
     assert m["config"]["learning_rate"] == 0.001 and m["config"]["output_dir"] == str(tmp_path)
+    assert "shadow_defence" not in m["privacy"]  # the shadows are undefended
 
 
 def test_probabilities_are_named_as_read(parts):

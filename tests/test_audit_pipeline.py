@@ -75,13 +75,15 @@ def test_the_log_says_which_shadow_models_are_read_and_from_where(tiny, tmp_path
     with pytest.raises(Stop):
         training.train_shadows(fresh, log=lines.append)
     assert lines == ["training 4 shadow models for 2 epochs"]
-    (tmp_path / pools.MANIFEST).write_text("{}")  # a pool of 4 models, by its manifest
-    monkeypatch.setattr(pools, "read_manifest", lambda path: {"k": 4})
-    for k, line in [
-        (4, f"reading the 4 shadow models from {tmp_path}"),
-        (6, f"reading 4 of the 6 shadow models from {tmp_path}; training 2 shadow models for 2 "
-         "epochs"),
+    (tmp_path / pools.MANIFEST).write_text("{}")  # a pool of 4 or 8 models, by its manifest
+    for kept, k, line in [
+        (4, 4, f"reading the 4 shadow models from {tmp_path}"),
+        (4, 6, f"reading 4 of the 6 shadow models from {tmp_path}; training 2 shadow models "
+         "for 2 epochs"),
+        (8, 4, f"reading the 4 shadow models from {tmp_path}"),  # the first block of two
     ]:  # fmt: skip
+        manifest = {"k": kept, "meta": {"blocks": [4, 8][: kept // 4]}}
+        monkeypatch.setattr(pools, "read_manifest", lambda path, m=manifest: m)
         s = setup.prepare(QUICK.replace(num_shadows=k), dataset=tiny.ds, pool_dir=tmp_path)
         with pytest.raises(Stop):
             training.train_shadows(s, log=lines.append)
@@ -104,6 +106,23 @@ def test_logits_of_another_shape_are_refused_in_one_line(tiny, tmp_path, monkeyp
     user = r"^the target model's logits are \(64, 9\), expected \(64, 10\) \(64 records, 10 "
     with pytest.raises(audit.ConfigError, match=user):
         training.train_target(s, lambda x: np.zeros((len(x), 9)))
+
+
+def test_optimistic_attacks_are_those_that_no_target_calibrated():
+    scored = scoring.Scored(
+        scores={a: [np.arange(10.0)] * 2 for a in ("a", "b", "c")},
+        taus={"a": [0.5, None], "b": [None, None], "c": [1.0, 2.0]},
+        membership=[np.arange(10) < 5] * 2,
+        candidates=[np.arange(10)] * 2,
+        accuracy=np.zeros((2, 2)),
+        plot={},
+    )
+    notes: list[str] = []
+    scoring.evaluate(types.SimpleNamespace(config=QUICK), scored, notes)
+    assert scoring.optimistic(scored) == ("b",)
+    assert [n for n in notes if "optimistic" in n] == [
+        "b: accuracy at the best threshold on the target (optimistic)"
+    ]
 
 
 def test_phases_compose_to_run(digits):

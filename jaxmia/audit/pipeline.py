@@ -36,7 +36,7 @@ from jaxmia import datasets, engine, metrics, models, splits
 from jaxmia.audit.config import AuditConfig, Log, _note, _silent
 from jaxmia.audit.extraction import extract
 from jaxmia.audit.report import AuditReport, versions
-from jaxmia.audit.scoring import Scored, attack_all, evaluate, evaluate_per_target
+from jaxmia.audit.scoring import Scored, attack_all, evaluate, evaluate_per_target, optimistic
 from jaxmia.audit.setup import (
     Setup,
     ShadowTraining,
@@ -263,5 +263,5 @@ def assemble(
         },
         target=_describe_target(setup, target),
         shadows=_describe_shadows(setup, shadows),
-        optimistic=tuple(a for a, taus in scored.taus.items() if all(t is None for t in taus)),
+        optimistic=optimistic(scored),
     )

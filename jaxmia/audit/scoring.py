@@ -29,7 +29,7 @@ from jaxmia.audit.extraction import Extracted, TargetSignals
 from jaxmia.audit.setup import Setup
 from jaxmia.audit.training import Shadows, TargetRun
 
-__all__ = ["Scored", "attack_all", "evaluate", "evaluate_per_target"]
+__all__ = ["Scored", "attack_all", "evaluate", "evaluate_per_target", "optimistic"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,9 +198,8 @@ def evaluate(setup: Setup, scored: Scored, notes: list[str]) -> dict[str, metric
     # the attacks in threads: the bootstrap's NumPy work releases the GIL (1.5x on 2 cores)
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, "jaxmia-metrics") as ex:
         results = dict(zip(scored.scores, ex.map(one, scored.scores), strict=True))
-    for name in scored.scores:
-        if not any(t is not None for t in scored.taus[name]):
-            _note(notes, f"{name}: accuracy at the best threshold on the target (optimistic)")
+    for name in optimistic(scored):
+        _note(notes, f"{name}: accuracy at the best threshold on the target (optimistic)")
     low = sorted({f for m in results.values() for f in m.unmeasurable_fprs})
     if low:
         n_out = next(iter(results.values())).n_nonmembers
@@ -212,6 +211,13 @@ def evaluate(setup: Setup, scored: Scored, notes: list[str]) -> dict[str, metric
             "tpr_at_fpr_unmeasurable in metrics.json",
         )
     return results
+
+
+def optimistic(scored: Scored) -> tuple[str, ...]:
+    """The attacks without a threshold calibrated on the shadows for any target: their
+    accuracy, precision and recall are at the best threshold on the target's own scores
+    (:func:`evaluate`)."""
+    return tuple(a for a, taus in scored.taus.items() if all(t is None for t in taus))
 
 
 def evaluate_per_target(setup: Setup, scored: Scored) -> dict[str, list[metrics.AttackMetrics]]:
