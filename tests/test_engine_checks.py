@@ -89,6 +89,8 @@ def test_predict_names_the_width_the_models_take(tiny):
     assert message == "x holds inputs shaped (60, 1) but the models take (64,)"
     assert _one_line_error(engine.predict, pool, x.astype(str)).startswith("inputs must be numbers")
     assert _one_line_error(engine.predict, pool, np.float32(1.0)).startswith("inputs must be")
+    assert engine.predict(pool, x[:0]).shape == (2, 0, 10)  # nothing to ask: nothing runs
+    assert engine.predict(pool, x[:0], labels=True).shape == (2, 0)
 
 
 def test_bad_validation_sets_and_logits_are_refused_in_one_line(tiny, no_compiling):
@@ -98,6 +100,8 @@ def test_bad_validation_sets_and_logits_are_refused_in_one_line(tiny, no_compili
         ((x[:, :60], y), "validation must be x_val (v, *(64,)) and y_val (v,)"),
         ((x, y[:-1]), "validation must be x_val"),
         ((x, y + 10), "validation labels must be in [0, 10)"),
+        ((x, np.where(y == 0, 10, y)), "validation labels must be in [0, 10)"),
+        ((x, y - 1), "validation labels must be in [0, 10)"),
         ((x, y.astype(float)), "validation needs numeric x_val and integer y_val"),
         (x, "validation must be a pair"),
     ]:

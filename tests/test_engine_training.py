@@ -456,3 +456,18 @@ def test_keep_as_zero_one_integers_everywhere(data):
         engine.train(factory, data.x, data.y, keep, heldout=heldout.astype(int) - 1, **kwargs)
     with pytest.raises(ValueError, match="keep must hold bools or 0/1 integers"):
         engine.steps_per_epoch(keep.astype(int) + 1, 32)
+
+
+def test_accuracies_count_members_and_held_out_records_apart():
+    # model 0 right on its members only, model 1 right on its non-members only
+    y = np.array([0, 1, 0, 1])
+    keep = np.array([[1, 1, 0, 0], [1, 1, 0, 0]], bool)
+    right = np.eye(2, dtype=np.float32)[y]
+    logits = np.stack(
+        [np.where(keep[0, :, None], right, 1 - right), np.where(keep[1, :, None], 1 - right, right)]
+    )
+    train_acc, test_acc = engine.accuracies(logits, y, keep)
+    np.testing.assert_array_equal(train_acc, [1.0, 0.0])
+    np.testing.assert_array_equal(test_acc, [0.0, 1.0])
+    heldout = np.array([1, 1, 1, 0], bool)  # members are never counted as held out
+    np.testing.assert_array_equal(engine.accuracies(logits, y, keep, heldout)[1], [0.0, 1.0])

@@ -64,7 +64,9 @@ def apply(
             jax.tree.map(grow, (params, rest)), NamedSharding(mesh, P(MODEL_AXIS))
         )
     b = min(batch_size, max(n, 1))
-    check_input_shape(fn, params, rest, x.shape[1:], b)
+    shape = check_input_shape(fn, params, rest, x.shape[1:], b)
+    if n == 0:
+        return np.zeros((k, 0, *shape.shape[2:]), shape.dtype)
     out = []
     for start in range(0, n, b):
         xb = x[start : start + b]
@@ -85,18 +87,22 @@ def _as_inputs(x: Any) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def check_input_shape(fn, params, rest, input_shape: tuple[int, ...], batch: int = 1) -> None:
+def check_input_shape(
+    fn, params, rest, input_shape: tuple[int, ...], batch: int = 1
+) -> jax.ShapeDtypeStruct:
     """Refuses inputs of ``input_shape`` that the stacked models (``fn`` of
     :func:`apply_fn`) do not take, in one line naming the shape they do take where it
     can be found, before anything runs (shapes only: it traces ``fn`` once per shape,
     the trace its call reuses).
 
+    Returns:
+      The shape and dtype of ``fn``'s output on a batch of ``batch`` such inputs.
+
     Raises:
       ValueError: e.g. "x has 60 features per example but the models take 64".
     """
     try:
-        _trace(fn, params, rest, input_shape, batch)
-        return
+        return _trace(fn, params, rest, input_shape, batch)
     except (TypeError, ValueError) as e:
         cause = str(e).splitlines()[0] if str(e) else type(e).__name__
     for shape in _candidate_shapes(params):
@@ -113,7 +119,8 @@ def check_input_shape(fn, params, rest, input_shape: tuple[int, ...], batch: int
 
 
 def _trace(fn, params, rest, input_shape, batch):
-    jax.eval_shape(fn, params, rest, jax.ShapeDtypeStruct((batch, *input_shape), jnp.float32))
+    xb = jax.ShapeDtypeStruct((batch, *input_shape), jnp.float32)
+    return jax.eval_shape(fn, params, rest, xb)
 
 
 def _candidate_shapes(params) -> list[tuple[int, ...]]:
