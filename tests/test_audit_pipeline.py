@@ -42,11 +42,14 @@ def test_train_options_and_descriptions(digits):
     assert "loss_fn" not in setup.train_options(user, False)  # the target's are the config's
 
 
-def first_step(tx) -> float:
-    """The first update of ``tx`` to a zero weight matrix with gradient 1: ``-lr`` for
-    Adam (the L1 penalty is 0 at zero weights, AdamW's decay too)."""
-    params = {"w": np.zeros((2, 2), np.float32)}
-    update, _ = tx.update({"w": np.ones((2, 2), np.float32)}, tx.init(params), params)
+def first_step(tx, weight: float = 0.0, gradient: float = 1.0) -> float:
+    """The first update of ``tx`` to a weight matrix: ``-lr`` for Adam and a gradient 1
+    at zero weights (where the L1 penalty and AdamW's decay are 0); with weights 1 and
+    no gradient, ``-lr`` where an L1 penalty applies (its gradient is positive), plus
+    AdamW's ``-lr * decay``."""
+    params = {"w": np.full((2, 2), weight, np.float32)}
+    grads = {"w": np.full((2, 2), gradient, np.float32)}
+    update, _ = tx.update(grads, tx.init(params), params)
     return float(update["w"][0, 0])
 
 
@@ -58,6 +61,11 @@ def test_shadows_train_at_the_shadow_learning_rate(tiny, defence):
     shadows = setup.train_options(s, True, shadows=True)["optimizer"]
     assert first_step(shadows) == pytest.approx(-0.01, rel=1e-4)
     assert "Adam 0.01" in setup.describe_training(s, True, shadows=True)
+    # the L1 penalty's step (-lr) and AdamW's decay (-lr * decay * w), on defended models only
+    penalties = -0.01 * ("l1" in defence) - 0.01 * defence.get("weight_decay", 0.0)
+    assert first_step(shadows, weight=1.0, gradient=0.0) == pytest.approx(penalties, rel=1e-4)
+    undefended = setup.train_options(s, False, shadows=True)["optimizer"]
+    assert first_step(undefended, weight=1.0, gradient=0.0) == 0.0
 
 
 class Stop(Exception):
