@@ -236,7 +236,7 @@ def _random_states(factory, seed: int):
     rng = np.random.default_rng(seed)
     fill = lambda state: jax.tree.map(lambda a: rng.normal(size=a.shape).astype(a.dtype), state)
     _, params, rest = nnx.split(nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(0))), nnx.Param, ...)
-    h = nnx.eval_shape(lambda: adversarial._h_model(3, (5,), jax.random.key(0)))
+    h = nnx.eval_shape(lambda: adversarial.InferenceModel(3, (5,), rngs=nnx.Rngs(0)))
     return fill(params), rest, fill(nnx.split(h, nnx.Param)[1])
 
 

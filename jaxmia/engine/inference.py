@@ -20,7 +20,7 @@ from jaxmia.engine.caching import cache_by_structure
 from jaxmia.engine.kernel import as_mask
 from jaxmia.engine.placement import MODEL_AXIS, auto_mesh
 
-__all__ = ["accuracies", "apply", "apply_fn", "check_input_shape", "predict"]
+__all__ = ["accuracies", "apply", "apply_fn", "predict"]
 
 
 @cache_by_structure()
@@ -64,7 +64,7 @@ def apply(
             jax.tree.map(grow, (params, rest)), NamedSharding(mesh, P(MODEL_AXIS))
         )
     b = min(batch_size, max(n, 1))
-    shape = check_input_shape(fn, params, rest, x.shape[1:], b)
+    shape = _check_input_shape(fn, params, rest, x.shape[1:], b)
     if n == 0:
         return np.zeros((k, 0, *shape.shape[2:]), shape.dtype)
     out = []
@@ -87,7 +87,7 @@ def _as_inputs(x: Any) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def check_input_shape(
+def _check_input_shape(
     fn, params, rest, input_shape: tuple[int, ...], batch: int = 1
 ) -> jax.ShapeDtypeStruct:
     """Refuses inputs of ``input_shape`` that the stacked models (``fn`` of
