@@ -256,3 +256,9 @@ def test_pool_of_other_settings_is_refused_without_retrain_advice(audited, tmp_p
 def test_help_lists_the_options(capsys):
     rc, out, _ = run_cli(["dp-audit", "--help"], capsys)
     assert rc == 0 and "--epsilons" in out and "--pool" in out and "dp_audit.json" in out
+
+
+def test_seed_range_edges():
+    dp_audit.DPAuditConfig(seed=2**32 - 1)
+    with pytest.raises(dp_audit.DPAuditError, match="seed must be an integer in"):
+        dp_audit.DPAuditConfig(seed=2**32)
