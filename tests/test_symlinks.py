@@ -246,16 +246,16 @@ def test_inside_refuses_links_and_names_that_leave_the_directory(tmp_path, outsi
 # --- 3. arrays checked before they are read ----------------------------------------------
 
 
-def _npz(path: pathlib.Path, arrays: dict, bomb: str | None = None, deflate=()) -> None:
-    """An ``.npz`` of ``arrays``; the array ``bomb``'s header claims ``(10**12,)`` float32
-    (4 TB) over its real data; those in ``deflate`` are compressed."""
+def _npz(path: pathlib.Path, arrays: dict, bomb: str | None = None, deflate=(), shape=None):
+    """An ``.npz`` of ``arrays``; the array ``bomb``'s header claims ``shape`` (default
+    ``(10**12,)``) float32 (4 TB) over its real data; those in ``deflate`` are compressed."""
     with zipfile.ZipFile(path, "w") as archive:
         for name, a in arrays.items():
             a = np.asanyarray(a)
             buffer = io.BytesIO()
             header = np.lib.format.header_data_from_array_1_0(a)
             if name == bomb:
-                header = {**header, "shape": (10**12,), "descr": "<f4"}
+                header = {**header, "shape": shape or (10**12,), "descr": "<f4"}
             np.lib.format.write_array_header_1_0(buffer, header)
             buffer.write(a.tobytes())
             method = zipfile.ZIP_DEFLATED if name in deflate else zipfile.ZIP_STORED
@@ -274,7 +274,7 @@ def _rewrite_chunk(pool: pathlib.Path, change) -> None:
     (pool / "manifest.json").write_text(json.dumps(text))
 
 
-@pytest.mark.parametrize("how", ["bomb", "extra", "compressed", "missing", "leaf shape"])
+@pytest.mark.parametrize("how", ["bomb", "wide", "extra", "compressed", "missing", "leaf shape"])
 def test_a_chunk_not_as_the_manifest_describes_is_refused_before_reading(tmp_path, how):
     """A header of ``(10**12,)`` with the SHA-256 updated gave ``_ArrayMemoryError: Unable
     to allocate 3.64 TiB``; an extra 3 GiB array compressed to 3.6 MB was accepted with
@@ -285,6 +285,8 @@ def test_a_chunk_not_as_the_manifest_describes_is_refused_before_reading(tmp_pat
     def change(arrays, chunk):
         if how == "bomb":
             _npz(chunk, arrays, bomb="logits")
+        elif how == "wide":  # logits' class axis is not in the manifest: 10**9 classes
+            _npz(chunk, arrays, bomb="logits", shape=(*arrays["logits"].shape[:2], 10**9))
         elif how in ("extra", "compressed"):
             arrays["evil"] = np.zeros(1 << 21, np.float32)  # 8 MB, 8 kB compressed
             _npz(chunk, arrays, deflate=("evil",) if how == "compressed" else ())
@@ -332,7 +334,10 @@ def test_cache_files_with_a_planted_header_are_recomputed_unallocated(tmp_path):
         arrays = {n: data[n] for n in data.files if n != "sha256"}
     _npz(file, {**arrays, "sha256": np.array(files.arrays_digest(arrays))}, bomb="logits")
     assert target_cache.load(pool, key, factory, tx) is None  # trained anew, not allocated
-    arrays["extra"] = np.zeros(3)
+    arrays["logits"] = arrays["logits"][:, :4]  # 4 records where keep has 5
+    _npz(file, {**arrays, "sha256": np.array(files.arrays_digest(arrays))})
+    assert target_cache.load(pool, key, factory, tx) is None
+    arrays["logits"], arrays["extra"] = target.logits, np.zeros(3)
     _npz(file, {**arrays, "sha256": np.array(files.arrays_digest(arrays))})
     assert target_cache.load(pool, key, factory, tx) is None
 
@@ -431,3 +436,12 @@ def jax_shape(tree):
     import jax
 
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), tree)
+
+
+def test_a_fifo_in_place_of_a_cache_file_is_never_opened_to_block(tmp_path):
+    """A FIFO planted as a cache file would block a reader that opens it; it is refused
+    as not a regular file, at once (mutant: the regular-file check dropped)."""
+    os.mkfifo(tmp_path / "f.npz")
+    with pytest.raises(files.PoolError, match="not a regular file"):
+        files.open_read(tmp_path / "f.npz")
+    assert files.read_checked(tmp_path / "f.npz") is None
