@@ -273,3 +273,88 @@ def test_pool_spec_equals_the_spec_the_pipeline_writes(settings, tmp_path):
     written = pools.read_manifest(tmp_path / "pool")["spec"]
     spec = cfg.pool_spec(c, model=written["model"])
     assert {k: written[k] for k in spec} == json.loads(json.dumps(spec))
+
+
+def test_a_string_of_attacks_is_a_comma_separated_list_of_known_names(tmp_path):
+    """Issue 23: ``attacks="nosuch"`` was accepted, and ``"loss,lira_online"`` stored as
+    one name that ``audit.run`` met with a bare KeyError."""
+    c = audit.AuditConfig(dataset="digits", attacks="loss, lira_online")
+    assert c.attacks == ("loss", "lira_online") == audit.select_attacks(c)
+    assert audit.AuditConfig(attacks="loss").attacks == ("loss",)
+    with pytest.raises(audit.ConfigError, match=r"^attacks: unknown attack\(s\) nosuch; choose"):
+        audit.AuditConfig(attacks="nosuch")
+    with pytest.raises(audit.ConfigError, match=r"unknown attack\(s\) loss,lira_online"):
+        audit.AuditConfig(attacks=("loss,lira_online",))  # in a list, a name is one name
+    f = write_toml(tmp_path / "a.toml", 'attacks = "loss,lira_online"\n')
+    assert audit.AuditConfig.from_dict(cfg.read_toml(f)).attacks == ("loss", "lira_online")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('attacks = "bogus"', "attacks: unknown attack(s) bogus"),
+        ('attacks = "loss,,loss"', "attacks: empty item in 'loss,,loss'"),
+        ('attacks = ["loss", "loss"]', "attacks repeats 'loss'"),
+        ("fprs = [0.01, 0.01]", "fprs repeats 0.01"),
+    ],
+)
+def test_toml_attacks_and_fprs_are_refused_in_one_line(text, message, tmp_path):
+    """Issue 23: ``attacks = "bogus"`` or ``"loss,lira_online"`` in a config file gave a
+    KeyError traceback."""
+    path = write_toml(tmp_path / "c.toml", f'dataset = "digits"\n{text}\n')
+    with pytest.raises(audit.ConfigError) as e:
+        audit.AuditConfig.from_dict(cfg.read_toml(path))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"attacks": "loss,,rmia_online"}, "attacks: empty item in 'loss,,rmia_online'"),
+        ({"attacks": "loss,"}, "attacks: empty item in 'loss,'"),
+        ({"attacks": ("loss", "shokri", "loss")}, "attacks repeats 'loss'"),
+        ({"fprs": (0.1, 0.01, 0.1)}, "fprs repeats 0.1"),
+    ],
+)
+def test_empty_and_repeated_items_are_refused_not_dropped(settings, message):
+    """Issue 23: ``3,,4`` and ``loss,,loss`` lost their empty item silently. A list that
+    is a set of choices (attacks, FPRs) may not repeat an item either; layer widths may."""
+    with pytest.raises(audit.ConfigError) as e:
+        audit.AuditConfig(**settings)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert audit.AuditConfig(hidden=(64, 64)).hidden == (64, 64)
+
+
+@pytest.mark.parametrize(
+    "words, message",
+    [
+        (["--attacks", "loss,loss"], "attacks repeats 'loss'"),
+        (["--config", "bogus.toml"], "attacks: unknown attack(s) bogus"),
+    ],
+)
+def test_cli_refuses_unknown_and_repeated_attacks(words, message, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(audit, "run", lambda *a, **k: pytest.fail("an audit ran"))
+    write_toml(tmp_path / "bogus.toml", 'attacks = "bogus"\n')
+    monkeypatch.chdir(tmp_path)
+    rc = cli.main(["audit", "--dataset", "digits", *words])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_leave_one_out_may_take_every_pool_model_as_a_target():
+    """Issue 23, section 5 (config.py:320, ``>`` -> ``>=``): as many targets as models."""
+    assert audit.AuditConfig(targets=8, num_shadows=8).targets == 8
+    with pytest.raises(audit.ConfigError, match=r"targets \(9\) cannot exceed the pool size"):
+        audit.AuditConfig(targets=9, num_shadows=8)
+
+
+def test_open_bounds_are_open():
+    """Issue 23, section 5 (fields.py:55, the open upper bound ignored): an FPR is in (0, 1)."""
+    for fpr in (1.0, 0.0):
+        with pytest.raises(
+            audit.ConfigError, match=r"fprs must be .* in \(0, 1\), got \(1?0?\.0,\)"
+        ):
+            audit.AuditConfig(fprs=(fpr,))
+    assert audit.AuditConfig(fprs=(0.999,)).fprs == (0.999,)
+    assert 1.0 not in cfg.UNIT and 0.0 not in cfg.UNIT and 1.0 in cfg.Range(0, 1)
+    assert 0.0 in cfg.Range(0, 1) and 0.0 not in cfg.POSITIVE_REAL and 5 in cfg.POSITIVE_REAL

@@ -159,7 +159,9 @@ class QueryConfig(Section):
 class AttackConfig(Section):
     """Which attacks run, and their options."""
 
-    attacks: tuple[str, ...] | None = opt(None, "comma-separated attacks (default: all allowed)")
+    attacks: tuple[str, ...] | None = opt(
+        None, "comma-separated attacks (default: all allowed)", distinct=True
+    )
     per_class: bool = opt(False, "one Shokri attack model per class")
     lira_variance: str = opt(
         "auto", "LiRA variance (auto: per example from 64 shadows on)", c=("auto", *lira.VARIANCES)
@@ -171,22 +173,21 @@ class AttackConfig(Section):
     label_queries: int = opt(16, "perturbed queries of the label-only attack", b=POS)
 
     def __post_init__(self):
-        a = tuple(self.attacks) if isinstance(self.attacks, list) else self.attacks
-        if isinstance(a, tuple) and all(isinstance(x, str) for x in a):
-            unknown = [x for x in a if x not in ATTACKS]
-            if unknown:  # an empty list: refused by the generic check
-                raise ConfigError(
-                    f"attacks: unknown attack(s) {', '.join(unknown)}; "
-                    f"choose from {', '.join(ATTACKS)}"
-                )
-        super().__post_init__()
+        super().__post_init__()  # a string: its comma-separated names
+        unknown = [a for a in self.attacks or () if a not in ATTACKS]
+        if unknown:
+            raise ConfigError(
+                f"attacks: unknown attack(s) {', '.join(unknown)}; choose from {', '.join(ATTACKS)}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
 class OutputConfig(Section):
     """What the report states and where it goes."""
 
-    fprs: tuple[float, ...] = opt((0.001, 0.01), "FPRs for TPR@FPR, e.g. 0.001,0.01", b=UNIT)
+    fprs: tuple[float, ...] = opt(
+        (0.001, 0.01), "FPRs for TPR@FPR, e.g. 0.001,0.01", b=UNIT, distinct=True
+    )
     n_boot: int = opt(200, "bootstrap resamples for confidence intervals", b=NAT)
     output_dir: str = opt("jaxmia-audit", "where to write the report", f=("--output-dir", "-o"))
 

@@ -2,11 +2,13 @@
 :mod:`jaxmia.audit.config`.
 
 A setting is a frozen-dataclass field made by :func:`opt`, whose metadata holds its
-``help`` text, CLI ``flags``, ``choices``, ``bounds`` (a :class:`Range`) and ``pool``
-(whether it changes a shadow pool). :class:`Section` checks every field of a dataclass
-from its type hint and metadata: strict types (a bool is no number, a string no number,
-floats finite, integers of 64 bits), choices and bounds, each refused by a one-line
-:class:`ConfigError` that names the setting, the value and what is allowed.
+``help`` text, CLI ``flags``, ``choices``, ``bounds`` (a :class:`Range`), ``pool``
+(whether it changes a shadow pool) and ``distinct`` (whether a list may repeat an item).
+:class:`Section` checks every field of a dataclass from its type hint and metadata: strict
+types (a bool is no number, a string no number, floats finite, integers of 64 bits),
+choices, bounds and repeats, each refused by a one-line :class:`ConfigError` that names
+the setting, the value and what is allowed. A string where a list of names belongs is a
+comma-separated list (:func:`split_list`: an empty item is refused, never dropped).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "kind_of",
     "load_toml",
     "opt",
+    "split_list",
 ]
 
 
@@ -74,10 +77,11 @@ INT64_MAX = 2**63 - 1
 """The largest integer a setting may hold (NumPy's int64; seeds, sizes)."""
 
 
-def opt(default, help: str, pool: str = "never", f=None, *, c=None, b=None):
+def opt(default, help: str, pool: str = "never", f=None, *, c=None, b=None, distinct=False):
     """A config field with its metadata: ``help``, ``pool``, ``flags`` (``f``), ``choices``
-    (``c``) and ``bounds`` (``b``, a :class:`Range`)."""
-    metadata = dict(help=help, pool=pool, flags=f, choices=c, bounds=b)
+    (``c``), ``bounds`` (``b``, a :class:`Range`) and ``distinct`` (a list whose items may
+    not repeat: a set of choices, not a sequence such as layer widths)."""
+    metadata = dict(help=help, pool=pool, flags=f, choices=c, bounds=b, distinct=distinct)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -116,12 +120,28 @@ def _plain(v, kind: type):
     return v
 
 
+def split_list(name: str, text: str) -> tuple[str, ...]:
+    """The items of the comma-separated ``text``, stripped (``"loss, rmia_online"``; a
+    blank ``text``: none); an empty item (``3,,4``, a trailing comma) is refused by a
+    one-line :class:`ConfigError` naming ``name`` (as the user gave it: a key or a flag),
+    never dropped."""
+    items = tuple(item.strip() for item in text.split(","))
+    if items == ("",):
+        return ()
+    if "" in items:
+        raise ConfigError(f"{name}: empty item in {text!r}; separate the items by single commas")
+    return items
+
+
 def check_value(name: str, value, hint, meta: Mapping[str, Any]):
-    """``value`` as the field ``name`` stores it (lists become tuples), or a ConfigError."""
+    """``value`` as the field ``name`` stores it (lists become tuples, a string in a list
+    of strings a comma-separated list), or a ConfigError."""
     kind, many, optional = kind_of(hint)
     given = value  # as the user wrote it, for the message
     if value is None and optional:
         return None
+    if many and kind is str and isinstance(value, str):
+        value = split_list(name, value)
     if many and isinstance(value, list | tuple):
         value = tuple(_plain(v, kind) for v in value)
     else:
@@ -145,6 +165,10 @@ def check_value(name: str, value, hint, meta: Mapping[str, Any]):
             raise ConfigError(f"{name} must be {word.split(' or ')[0]} {bounds}, got {given!r}")
         if kind is int and not -INT64_MAX - 1 <= v <= INT64_MAX:
             raise ConfigError(f"{name} must be a 64-bit integer, got {given!r}")
+    if many and meta.get("distinct"):
+        repeated = [v for i, v in enumerate(value) if v in value[:i]]
+        if repeated:
+            raise ConfigError(f"{name} repeats {repeated[0]!r} in {given!r}; give each once")
     return value
 
 
