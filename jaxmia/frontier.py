@@ -50,9 +50,15 @@ __all__ = [
     "tpr_column",
 ]
 
-RESERVED = frozenset({"output_dir", "defend_shadows"})
-"""Audit settings a frontier setting may not change: the study's output directory, and
-the shadows' defence (always on in a frontier)."""
+RESERVED: Mapping[str, str] = {
+    "output_dir": "the study writes one output directory",
+    "defend_shadows": "a frontier always defends the shadows",
+    "dataset": "a study loads its data once: give --dataset to the whole study",
+    "label_column": "a study loads its data once: give --label-column to the whole study",
+}
+"""Audit settings a frontier setting may not change, and why: the study's output
+directory, the shadows' defence (always on in a frontier) and the data (loaded once for
+every setting, so a per-setting value would label a row with data it never ran on)."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _UNDEFENDED = "none"
@@ -83,7 +89,9 @@ class Setting(NamedTuple):
 def _option(setting: str, key: str) -> config.Option:
     options = {o.name: o for o in config.options()}
     if key in RESERVED:
-        raise SettingError(f"setting {setting!r}: {key} cannot be set per setting")
+        raise SettingError(
+            f"setting {setting!r}: {key} cannot be set per setting ({RESERVED[key]})"
+        )
     if key not in options:
         close = difflib.get_close_matches(key, list(options), 1)
         hint = f"; did you mean {close[0]}?" if close else " (see jaxmia audit --help)"
@@ -188,7 +196,7 @@ def parse_settings(spec: str | Sequence[str | Setting | Mapping[str, Any]]) -> l
         text = spec.strip()
         if text.endswith(".toml"):
             return _distinct(read_settings(text))
-        spec = [s for s in text.split(";") if s.strip()]
+        spec = _split(text)
     found = []
     for item in spec:
         if isinstance(item, Setting):
@@ -196,8 +204,19 @@ def parse_settings(spec: str | Sequence[str | Setting | Mapping[str, Any]]) -> l
         elif isinstance(item, Mapping):
             found.append(_from_table(item, "the settings"))
         else:
-            found.extend(_parse_one(s) for s in str(item).split(";") if s.strip())
+            found.extend(_parse_one(s) for s in _split(str(item)))
     return _distinct(found)
+
+
+def _split(text: str) -> list[str]:
+    """The ``;``-separated settings of ``text`` (none if there are none); an empty one
+    among others (``a=dropout:0.1;;none``, a trailing ``;``) is refused, never dropped."""
+    items = [s.strip() for s in text.split(";")]
+    if not any(items):
+        return []
+    if "" in items:
+        raise SettingError(f"empty setting in {text!r}; separate the settings by single ';'")
+    return items
 
 
 def _distinct(settings: list[Setting]) -> list[Setting]:

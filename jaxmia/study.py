@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jaxmia import audit, datasets, frontier
-from jaxmia.audit import config, outputs, report
+from jaxmia.audit import config, fields, outputs, report
 from jaxmia.engine.files import inside
 
 __all__ = [
@@ -146,7 +146,10 @@ def parse_values(
             raise StudyError(str(e)) from None
         return found
     if isinstance(values, str):
-        values = [v.strip() for v in values.split(",") if v.strip()]
+        try:
+            values = fields.split_list("--values", values)
+        except fields.ConfigError as e:
+            raise StudyError(str(e)) from None
     if not values:
         raise StudyError("a study needs at least one value")
     out = []
@@ -183,7 +186,8 @@ def _subset_classes(ds: datasets.Dataset, c: int) -> datasets.Dataset:
     if not 2 <= c <= ds.num_classes:
         raise StudyError(f"classes must lie in [2, {ds.num_classes}], got {c}")
     keep = ds.y < c
-    return datasets.Dataset(x=ds.x[keep], y=ds.y[keep], num_classes=c, name=f"{ds.name}[:{c}]")
+    name = f"{ds.name}[:{c}]"
+    return dataclasses.replace(ds, x=ds.x[keep], y=ds.y[keep], num_classes=c, name=name)
 
 
 @dataclasses.dataclass

@@ -40,3 +40,13 @@ def test_study_refuses_bad_factor():
         study.parse_values("colour", [1])
     with pytest.raises(study.StudyError, match="bad value"):
         study.parse_values("shadows", ["many"])
+
+
+@pytest.mark.parametrize("values", ["3,,4", "3,4,", ",3"])
+def test_study_refuses_an_empty_value_in_one_line(values):
+    """Issue 23: ``--values 3,,4`` ran the study over 3 and 4, the empty item dropped."""
+    with pytest.raises(study.StudyError) as e:
+        study.parse_values("epochs", values, STUDY_BASE)
+    assert (
+        str(e.value) == f"--values: empty item in {values!r}; separate the items by single commas"
+    )

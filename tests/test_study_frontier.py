@@ -78,6 +78,10 @@ def test_settings_from_toml(tmp_path):
         ("dpdrop=dp_noise:1,dropout:0.1", "setting 'dpdrop': DP-SGD"),
         ("out=output_dir:x", "output_dir cannot be set per setting"),
         ("atk=defend_shadows:false", "defend_shadows cannot be set per setting"),
+        ("none; a=dataset:mnist", "'a': dataset cannot be set per setting (a study loads"),
+        ("a=label_column:y", "label_column cannot be set per setting"),
+        ("none;;l2=weight_decay:1", "empty setting in 'none;;l2=weight_decay:1'"),
+        ("none; l2=weight_decay:1;", "empty setting in"),
         ("../up=dropout:0.1", "bad setting name '../up'"),
         ("a b=dropout:0.1", "bad setting name 'a b'"),
         ("l2", "setting 'l2' has no changes"),
@@ -153,3 +157,13 @@ def test_cli_refuses_a_bad_setting_before_training(tmp_path, capsys):
     rc, _, err = run_cli([*args, "-o", str(out)], capsys)
     assert rc == 2 and "unknown key 'wd'" in err and err.count("\n") == 1
     assert not (out / "pools").exists()
+
+
+def test_cli_refuses_a_setting_of_other_data_before_training(tmp_path, capsys):
+    """Issue 23: ``a=dataset:mnist`` was labelled "dataset:mnist" and ran on the study's
+    digits (its metrics equal to ``none``'s)."""
+    out = tmp_path / "f"
+    args = ["study", "--factor", "defence", "--values", "none; a=dataset:mnist"]
+    rc, _, err = run_cli([*args, "--dataset", "digits", "-o", str(out)], capsys)
+    assert rc == 2 and "setting 'a': dataset cannot be set per setting" in err
+    assert err.count("\n") == 1 and not (out / "pools").exists()
