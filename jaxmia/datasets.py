@@ -19,8 +19,16 @@ are integers but not ``0 .. C-1`` are remapped to it in sorted order.
 
 Tables (csv, parquet, hub) follow what a tabular user expects:
 
+* the label column is ``label_column`` or else the one column named as in
+  :data:`LABEL_COLUMNS`; a table with several such columns (``label`` and ``y``) is
+  refused, since each other column is a feature and a second label would leak into the
+  features. The :class:`Dataset` records its label column (:func:`describe` states it);
 * a text (categorical) feature column is one-hot encoded, one feature per distinct value
   in sorted order (a column ``colour`` with values ``blue``, ``red`` gives two features);
+  a text column whose values are mostly numbers is refused, naming its first value that
+  is not (a stray string in a numeric column), rather than one-hot encoded;
+* a table may have at most :data:`MAX_FEATURES` columns and one-hot features, checked
+  from the file's header (csv) or metadata (parquet) before any row is read;
 * a text label column (e.g. ``income`` with ``<=50K`` and ``>50K``) is a class label,
   classes in sorted order;
 * missing values are refused, naming the column and the count: jaxmia does not impute,
@@ -54,6 +62,7 @@ __all__ = [
     "BUNDLED",
     "DEFAULT",
     "LABEL_COLUMNS",
+    "MAX_FEATURES",
     "SUFFIXES",
     "Dataset",
     "DatasetError",
@@ -69,8 +78,14 @@ DEFAULT = "location30"
 """The dataset an audit uses when none is given."""
 
 LABEL_COLUMNS = ("label", "labels", "y", "target", "class")
-"""Column names taken as the label of a table or hub dataset, first match wins, when no
-``label_column`` is given."""
+"""Column names taken as the label of a table or hub dataset when no ``label_column`` is
+given; a table with more than one of them is refused (which is the label is ambiguous)."""
+
+MAX_FEATURES = 16_384
+"""The most feature columns (and features, counting each one-hot value) a table may
+have, checked before ``datasets`` reads it: that takes about 3 ms a column (a csv of 3
+rows and 10^4 columns: 35 s), so a csv of 3 rows and 10^6 columns ran for an hour.
+Wider data (images) belongs in an ``.npz`` file."""
 
 SUFFIXES = (".npz", ".csv", ".parquet")
 """File suffixes :func:`load` reads from a local path."""
@@ -98,12 +113,15 @@ class Dataset:
       y: ``(n,)`` int32 labels in ``0 .. num_classes - 1``.
       num_classes: number of classes ``C``.
       name: where the data came from (a bundled name, a file stem or ``hf:...``).
+      label_column: the column of a table (csv, parquet, hub) that holds the labels;
+        ``None`` for bundled and ``.npz`` data.
     """
 
     x: np.ndarray
     y: np.ndarray
     num_classes: int
     name: str
+    label_column: str | None = None
 
     @property
     def n(self) -> int:
@@ -128,8 +146,10 @@ class Dataset:
 
 
 def describe(ds: Dataset) -> str:
-    """One-line summary, e.g. ``'digits: 1797 examples, input shape (64,), 10 classes'``."""
-    return f"{ds.name}: {ds.n} examples, input shape {ds.input_shape}, {ds.num_classes} classes"
+    """One-line summary, e.g. ``'digits: 1797 examples, input shape (64,), 10 classes'``;
+    for a table, its label column too (``..., 2 classes in column 'income'``)."""
+    text = f"{ds.name}: {ds.n} examples, input shape {ds.input_shape}, {ds.num_classes} classes"
+    return text if ds.label_column is None else f"{text} in column {ds.label_column!r}"
 
 
 def load(name_or_path: str | os.PathLike, *, label_column: str | None = None) -> Dataset:
@@ -140,8 +160,8 @@ def load(name_or_path: str | os.PathLike, *, label_column: str | None = None) ->
         ``"hf:owner/name:split"`` (split ``"train"`` if omitted); or the path of a
         ``.npz`` (arrays ``x`` and ``y``), ``.csv`` or ``.parquet`` file.
       label_column: for tables (csv, parquet, hub), the label column; by default the
-        first of :data:`LABEL_COLUMNS` present. All other columns are features (for a
-        hub dataset with an image column, that column alone).
+        one of :data:`LABEL_COLUMNS` present (several: refused). All other columns are
+        features (for a hub dataset with an image column, that column alone).
 
     Returns:
       The :class:`Dataset`; ``x`` is ``(n, d)`` for tables and ``(n, H, W, C)`` for images.
@@ -173,10 +193,9 @@ def load(name_or_path: str | os.PathLike, *, label_column: str | None = None) ->
         )
     if suffix == ".npz":
         _no_label_column(label_column, str(path))
-        x, y = _read_npz(path)
-    else:
-        x, y = _read_table(path, suffix[1:], label_column)
-    return _build(x, y, name=path.stem, source=str(path))
+        return _build(*_read_npz(path), name=path.stem, source=str(path))
+    x, y, label_column = _read_table(path, suffix[1:], label_column)
+    return _build(x, y, name=path.stem, source=str(path), label_column=label_column)
 
 
 def normalise_features(x: np.ndarray) -> np.ndarray:
@@ -253,13 +272,25 @@ def _read_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_table(
     path: pathlib.Path, kind: str, label_column: str | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Reads a csv or parquet file through ``datasets.load_dataset``."""
-    import datasets  # heavy: imported only when a table is read
-
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Reads a csv or parquet file through ``datasets.load_dataset``, once its columns
+    are counted (at most :data:`MAX_FEATURES` + 1)."""
     try:
         if _table_is_empty(path, kind):
             raise DatasetError(f"empty dataset: {path} has no rows")
+        columns = _count_columns(path, kind, MAX_FEATURES + 2)
+    except DatasetError:
+        raise
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"cannot read {path}: {_short(e)}") from e
+    if columns > MAX_FEATURES + 1:  # the features and the label
+        raise DatasetError(
+            f"{path} has more than {MAX_FEATURES + 1} columns ({MAX_FEATURES} features and a "
+            "label at most); select the features first or store them as an .npz array"
+        )
+    import datasets  # heavy: imported only when a table is read
+
+    try:
         hf_ds = datasets.load_dataset(
             kind, data_files=str(path), split="train", cache_dir=_table_cache_dir(path)
         )
@@ -281,6 +312,33 @@ def _table_cache_dir(path: pathlib.Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return os.path.join(datasets.config.HF_DATASETS_CACHE, "jaxmia-tables", digest.hexdigest())
+
+
+def _count_columns(path: pathlib.Path, kind: str, stop: int) -> int:
+    """The number of columns of a table, from a parquet file's metadata or a csv file's
+    header line (commas outside double quotes), read in blocks and counted only up to
+    ``stop``, so that a huge header costs no more than its first columns."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return len(pq.read_schema(path).names)
+    count, quoted, started = 1, False, False
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 16), b""):
+            if not started:  # blank lines before the header are skipped, as by the reader
+                block = block.lstrip(b"\r\n")
+                started = bool(block)
+            for i, part in enumerate(block.split(b'"')):
+                quoted ^= i > 0
+                if quoted:
+                    continue
+                end = part.find(b"\n")
+                if end >= 0:
+                    return count + part.count(b",", 0, end)
+                count += part.count(b",")
+            if count >= stop:
+                break
+    return count
 
 
 def _table_is_empty(path: pathlib.Path, kind: str) -> bool:
@@ -325,7 +383,8 @@ def _load_hub(spec: str, label_column: str | None) -> Dataset:
         raise DatasetError(
             f"cannot load {repo!r} (split {split!r}) from the Hugging Face hub: {_short(e)}"
         ) from e
-    return _build(*_hf_to_numpy(hf_ds, label_column, spec), name=spec, source=spec)
+    x, y, label_column = _hf_to_numpy(hf_ds, label_column, spec)
+    return _build(x, y, name=spec, source=spec, label_column=label_column)
 
 
 def _hub_unreachable() -> str | None:
@@ -343,29 +402,38 @@ def _hub_unreachable() -> str | None:
         return f"{url.hostname}:{port}: {_short(e)}"
 
 
-def _hf_to_numpy(hf_ds, label_column: str | None, source: str) -> tuple[np.ndarray, np.ndarray]:
+def _hf_to_numpy(
+    hf_ds, label_column: str | None, source: str
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Splits a ``datasets.Dataset`` into features and raw labels.
 
     Args:
       hf_ds: a ``datasets.Dataset``.
-      label_column: the label column, or None for the first of :data:`LABEL_COLUMNS`.
+      label_column: the label column, or None for the one of :data:`LABEL_COLUMNS`.
       source: the file or hub name, for messages.
 
     Returns:
-      ``x``, ``(n, d)`` numeric columns or ``(n, H, W, C)`` uint8 images, and the raw
-      labels ``(n,)``.
+      ``x``, ``(n, d)`` numeric columns or ``(n, H, W, C)`` uint8 images, the raw labels
+      ``(n,)`` and the label column's name.
     """
     import datasets
 
     columns = list(hf_ds.column_names)
     found = ", ".join(columns) or "none"
     if label_column is None:
-        label_column = next((c for c in LABEL_COLUMNS if c in columns), None)
-        if label_column is None:
+        candidates = [c for c in LABEL_COLUMNS if c in columns]
+        if not candidates:
             raise DatasetError(
                 f"no label column in {source}: found columns {found}; "
                 f"name one with label_column= (default: one of {', '.join(LABEL_COLUMNS)})"
             )
+        if len(candidates) > 1:
+            raise DatasetError(
+                f"{source} has {len(candidates)} possible label columns "
+                f"({', '.join(candidates)}); choose the label with --label-column (label_column= "
+                "in Python or TOML): the others are then features"
+            )
+        label_column = candidates[0]
     elif label_column not in columns:
         raise DatasetError(f"label column {label_column!r} not in {source}: found columns {found}")
     feature_columns = [c for c in columns if c != label_column]
@@ -374,11 +442,15 @@ def _hf_to_numpy(hf_ds, label_column: str | None, source: str) -> tuple[np.ndarr
 
     table = hf_ds.with_format("arrow")[:]
     y = _table_labels(table.column(label_column), label_column, source)
-    images = [c for c in feature_columns if isinstance(hf_ds.features[c], datasets.Image)]
+    features = hf_ds.features  # a deep copy at each access: read once, not per column
+    images = [c for c in feature_columns if isinstance(features[c], datasets.Image)]
     if images:
-        return _stack_images(hf_ds[images[0]], images[0], source), y
-    columns = [_table_feature(table.column(c), c, source) for c in feature_columns]
-    return np.column_stack(columns), y
+        return _stack_images(hf_ds[images[0]], images[0], source), y, label_column
+    columns, width = [], 0
+    for c in feature_columns:
+        columns.append(_table_feature(table.column(c), c, source, MAX_FEATURES - width))
+        width += columns[-1].shape[1]
+    return np.column_stack(columns), y, label_column
 
 
 def _kind(arrow_type) -> str | None:
@@ -414,9 +486,10 @@ def _table_labels(labels, name: str, source: str) -> np.ndarray:
     return labels.cast(pa.float64()).to_numpy() if labels.null_count else labels.to_numpy()
 
 
-def _table_feature(column, name: str, source: str) -> np.ndarray:
-    """``(n,)`` a numeric column or ``(n, v)`` the one-hot code of a text column with
-    ``v`` distinct values (sorted)."""
+def _table_feature(column, name: str, source: str, room: int) -> np.ndarray:
+    """``(n, 1)`` a numeric column or ``(n, v)`` the one-hot code of a text column with
+    ``v`` distinct values (sorted), at most ``room`` features (else refused, as is a
+    text column of mostly numbers)."""
     import pyarrow as pa
 
     if _kind(column.type) == "numeric":
@@ -424,11 +497,39 @@ def _table_feature(column, name: str, source: str) -> np.ndarray:
         return column.cast(pa.float64()).to_numpy()[:, None]
     if _kind(column.type) == "text":
         _missing(column, name, source, "feature")
-        values, codes = np.unique(np.asarray(column.to_pylist(), dtype=object), return_inverse=True)
+        text = column.to_pylist()
+        _not_stray_text(text, name, source)
+        values, codes = np.unique(np.asarray(text, dtype=object), return_inverse=True)
+        if len(values) > room:
+            raise DatasetError(
+                f"feature column {name!r} of {source} has {len(values)} distinct text values: "
+                f"one-hot encoded, the table would have more than {MAX_FEATURES} features; "
+                "drop it or encode it first"
+            )
         return (codes.reshape(-1)[:, None] == np.arange(len(values))).astype(np.float64)
     raise DatasetError(
         f"feature column {name!r} of {source} is neither numeric nor text (type {column.type})"
     )
+
+
+def _not_stray_text(values: list[str], name: str, source: str) -> None:
+    """Refuses a text column whose values are mostly numbers: a numeric column with
+    stray strings, which one-hot encoding would silently turn into one feature per
+    distinct number."""
+    numbers = 0
+    first = None  # the first value that is no number, and its row
+    for row, value in enumerate(values, 1):
+        try:
+            float(value)
+            numbers += 1
+        except ValueError:
+            first = first or (row, value)
+    if first is not None and 2 * numbers >= len(values):
+        raise DatasetError(
+            f"feature column {name!r} of {source} holds numbers but also text: {first[1]!r} "
+            f"in data row {first[0]}, {len(values) - numbers} such value(s) in all; fix or drop "
+            "them (a text column is one-hot encoded only when its values are mostly not numbers)"
+        )
 
 
 def _stack_images(images, column: str, source: str) -> np.ndarray:
@@ -446,7 +547,9 @@ def _stack_images(images, column: str, source: str) -> np.ndarray:
     return x[..., None] if x.ndim == 3 else x
 
 
-def _build(x: np.ndarray, y: np.ndarray, *, name: str, source: str) -> Dataset:
+def _build(
+    x: np.ndarray, y: np.ndarray, *, name: str, source: str, label_column: str | None = None
+) -> Dataset:
     """Checks raw arrays, remaps labels, normalises features."""
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim == 0:
@@ -475,7 +578,7 @@ def _build(x: np.ndarray, y: np.ndarray, *, name: str, source: str) -> Dataset:
     x = normalise_features(x)
     if not np.isfinite(x).all():
         raise DatasetError(f"features of {source} overflow float32 (|x| > 3.4e38)")
-    return Dataset(x=x, y=y, num_classes=num_classes, name=name)
+    return Dataset(x=x, y=y, num_classes=num_classes, name=name, label_column=label_column)
 
 
 def _encode_labels(y: np.ndarray, source: str) -> tuple[np.ndarray, int]:

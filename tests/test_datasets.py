@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from jaxmia import datasets as datasets_module
 from jaxmia.datasets import (
     BUNDLED,
     DEFAULT,
@@ -207,6 +208,65 @@ def test_table_text_columns_are_one_hot_features_and_class_labels(tmp_path, hf_c
     np.testing.assert_array_equal(ds.y, [1, 0, 0, 1])  # classes sorted: <=50K, >50K
     one_hot = ds.x[:, 1:]  # blue, green, red: 0/1 features pass through unchanged
     np.testing.assert_array_equal(one_hot, [[0, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 0]])
+
+
+def test_a_table_with_two_label_columns_is_refused_and_the_chosen_one_recorded(tmp_path, hf_cache):
+    """Issue 23: with ``label`` and ``y``, ``y`` (the same labels) was fed to the model
+    as a feature (input shape 65 on digits), and the report never said which column was
+    the label."""
+    df = pd.DataFrame({"a": [0.1, 0.5, 0.9, 0.3], "label": [0, 1, 0, 1], "y": [0, 1, 0, 1]})
+    df.to_csv(path := tmp_path / "both.csv", index=False)
+    with pytest.raises(DatasetError) as e:
+        load(path)
+    message = str(e.value)
+    assert "2 possible label columns (label, y)" in message and "--label-column" in message
+    assert "\n" not in message
+    ds = load(path, label_column="y")
+    assert ds.label_column == "y" and ds.input_shape == (2,)  # label is now a feature
+    assert describe(ds) == "both: 4 examples, input shape (2,), 2 classes in column 'y'"
+    df.drop(columns="y").to_csv(path, index=False)
+    assert load(path).label_column == "label"  # the only candidate
+    assert load("digits").label_column is None
+
+
+def test_a_stray_string_in_a_numeric_column_is_refused_naming_it(tmp_path, hf_cache):
+    """Issue 23: one stray string one-hot encoded the whole column (64 features became
+    81) without a word."""
+    rows = [f"{i},{i % 7}.5,{i % 2}" for i in range(12)]
+    rows[4] = "4,oops,0"
+    (path := tmp_path / "stray.csv").write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DatasetError) as e:
+        load(path)
+    message = str(e.value)
+    assert "feature column 'b'" in message and "'oops' in data row 5" in message
+    assert "1 such value(s)" in message and "\n" not in message
+
+
+def test_a_table_too_wide_is_refused_from_its_header_before_reading(tmp_path, monkeypatch):
+    """Issue 23: a 14 MB csv of 3 rows and 10^6 columns ran for more than 10 minutes and
+    reached 8 GB before any check. Its header is counted (up to the limit) first."""
+    n = 2 * 10**5
+    row = ",".join(["1"] * n)
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"f{i}" for i in range(n)) + ",label\n" + f"{row},0\n{row},1\n")
+    start = time.monotonic()
+    with pytest.raises(DatasetError, match=r"more than 16385 columns \(16384 features"):
+        load(path)
+    assert time.monotonic() - start < 2
+    monkeypatch.setattr(datasets_module, "MAX_FEATURES", 2)
+    (quoted := tmp_path / "q.csv").write_text('\n"a,b",c,label\n1,2,0\n')  # 3 columns
+    assert datasets_module._count_columns(quoted, "csv", 10) == 3
+    (wide := tmp_path / "w.csv").write_text('a,"b,c",d,label\n1,2,3,0\n')
+    with pytest.raises(DatasetError, match=r"w\.csv has more than 3 columns"):
+        load(wide)
+
+
+def test_a_text_column_of_too_many_values_is_refused(tmp_path, hf_cache, monkeypatch):
+    monkeypatch.setattr(datasets_module, "MAX_FEATURES", 4)
+    rows = "".join(f"{i},v{i % 4},{i % 2}\n" for i in range(8))
+    (path := tmp_path / "t.csv").write_text("a,b,label\n" + rows)
+    with pytest.raises(DatasetError, match=r"'b' .* 4 distinct text values: .* more than 4"):
+        load(path)
 
 
 def test_a_rewritten_table_is_read_anew(tmp_path, hf_cache):
