@@ -471,3 +471,26 @@ def test_accuracies_count_members_and_held_out_records_apart():
     np.testing.assert_array_equal(test_acc, [0.0, 1.0])
     heldout = np.array([1, 1, 1, 0], bool)  # members are never counted as held out
     np.testing.assert_array_equal(engine.accuracies(logits, y, keep, heldout)[1], [0.0, 1.0])
+
+
+class _Compiling(Exception):
+    """Raised in place of compiling: the settings a call reached the compiler with."""
+
+
+def test_poisson_batches_have_slots_for_the_largest_model(data, monkeypatch):
+    # the slots of a Poisson batch are sized for the model with the most members: sized
+    # for the smallest (10 members, at most 10 slots), the largest (40 members, expected
+    # batch 8) would overflow in about one step in ten
+    seen = {}
+
+    def compiled(*args, **kwargs):
+        seen.update(kwargs)
+        raise _Compiling
+
+    monkeypatch.setattr(training, "compiled", compiled)
+    keep = np.zeros((2, len(data.y)), bool)
+    keep[0, :10], keep[1, 50:90] = True, True
+    factory = models.mlp((4,), data.num_classes, data.x.shape[1])
+    with pytest.raises(_Compiling):
+        engine.train(factory, data.x, data.y, keep, epochs=1, batch_size=8, dp=engine.DPConfig())
+    assert seen["max_batch"] == engine.sampling.max_batch_size(8, 40) > 10
