@@ -283,6 +283,8 @@ def test_a_string_of_attacks_is_a_comma_separated_list_of_known_names(tmp_path):
     assert audit.AuditConfig(attacks="loss").attacks == ("loss",)
     with pytest.raises(audit.ConfigError, match=r"^attacks: unknown attack\(s\) nosuch; choose"):
         audit.AuditConfig(attacks="nosuch")
+    with pytest.raises(audit.ConfigError, match=r"unknown attack\(s\) nosuch, bad; choose"):
+        audit.AuditConfig(attacks="loss,nosuch,bad")
     with pytest.raises(audit.ConfigError, match=r"unknown attack\(s\) loss,lira_online"):
         audit.AuditConfig(attacks=("loss,lira_online",))  # in a list, a name is one name
     f = write_toml(tmp_path / "a.toml", 'attacks = "loss,lira_online"\n')

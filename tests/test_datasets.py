@@ -240,6 +240,12 @@ def test_a_stray_string_in_a_numeric_column_is_refused_naming_it(tmp_path, hf_ca
     message = str(e.value)
     assert "feature column 'b'" in message and "'oops' in data row 5" in message
     assert "1 such value(s)" in message and "\n" not in message
+    half = "a,b,label\n1,2,0\n2,x,1\n3,4,0\n4,y,1\n"  # as many numbers as not: refused
+    (path := tmp_path / "half.csv").write_text(half)
+    with pytest.raises(DatasetError, match=r"'b' .* 'x' in data row 2, 2 such value"):
+        load(path)
+    path.write_text(half.replace("3,4,0", "3,z,0"))  # mostly text: a categorical column
+    assert load(path).input_shape == (1 + 4,)  # a and b's one-hot values 2, x, y, z
 
 
 def test_a_table_too_wide_is_refused_from_its_header_before_reading(tmp_path, monkeypatch):

@@ -2,9 +2,10 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from jaxmia import audit, study
+from jaxmia import audit, datasets, study
 
 STUDY_BASE = audit.AuditConfig(
     dataset="digits", num_shadows=2, epochs=2, n_boot=0, attacks=("loss", "lira_offline")
@@ -50,3 +51,9 @@ def test_study_refuses_an_empty_value_in_one_line(values):
     assert (
         str(e.value) == f"--values: empty item in {values!r}; separate the items by single commas"
     )
+
+
+def test_a_class_subset_keeps_the_label_column():
+    ds = datasets.Dataset(np.zeros((4, 1), np.float32), np.arange(4), 4, "t", label_column="y")
+    subset = study._subset_classes(ds, 2)
+    assert (subset.n, subset.num_classes, subset.name, subset.label_column) == (2, 2, "t[:2]", "y")
