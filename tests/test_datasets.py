@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxmia import datasets as datasets_module
 from jaxmia.datasets import (
     BUNDLED,
     DEFAULT,
@@ -25,6 +24,7 @@ from jaxmia.datasets import (
     describe,
     load,
     normalise_features,
+    tables,
 )
 
 DATA = importlib.resources.files("jaxmia") / "data"
@@ -259,16 +259,16 @@ def test_a_table_too_wide_is_refused_from_its_header_before_reading(tmp_path, mo
     with pytest.raises(DatasetError, match=r"more than 16385 columns \(16384 features"):
         load(path)
     assert time.monotonic() - start < 2
-    monkeypatch.setattr(datasets_module, "MAX_FEATURES", 2)
+    monkeypatch.setattr(tables, "MAX_FEATURES", 2)
     (quoted := tmp_path / "q.csv").write_text('\n"a,b",c,label\n1,2,0\n')  # 3 columns
-    assert datasets_module._count_columns(quoted, "csv", 10) == 3
+    assert tables._count_columns(quoted, "csv", 10) == 3
     (wide := tmp_path / "w.csv").write_text('a,"b,c",d,label\n1,2,3,0\n')
     with pytest.raises(DatasetError, match=r"w\.csv has more than 3 columns"):
         load(wide)
 
 
 def test_a_text_column_of_too_many_values_is_refused(tmp_path, hf_cache, monkeypatch):
-    monkeypatch.setattr(datasets_module, "MAX_FEATURES", 4)
+    monkeypatch.setattr(tables, "MAX_FEATURES", 4)
     rows = "".join(f"{i},v{i % 4},{i % 2}\n" for i in range(8))
     (path := tmp_path / "t.csv").write_text("a,b,label\n" + rows)
     with pytest.raises(DatasetError, match=r"'b' .* 4 distinct text values: .* more than 4"):

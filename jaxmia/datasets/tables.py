@@ -1,28 +1,10 @@
-"""Datasets: the bundled MIA benchmarks and loaders for the user's own data.
-
-Every source becomes a :class:`Dataset`: float32 features ``x`` of shape ``(n, ...)``
-and int32 labels ``y`` of shape ``(n,)`` with values ``0 .. num_classes - 1``.
-
-Sources accepted by :func:`load`:
-
-* a bundled name (:data:`BUNDLED`), read offline from ``jaxmia/data`` (see the README
-  there for provenance and licences): ``"location30"`` (Shokri et al. 2017, 446 binary
-  features, 30 classes), ``"digits"`` (scikit-learn 8x8 digits, flattened to 64
-  features in ``[0, 1]``) and ``"mnist"`` (the MNIST test split, NHWC ``(n, 28, 28, 1)``
-  in ``[0, 1]``);
-* ``"hf:owner/name[:split]"``, a Hugging Face hub dataset (split ``"train"`` by default);
-* a local ``.npz`` file with arrays ``x`` and ``y``, or a ``.csv`` / ``.parquet`` table
-  with one label column and feature columns.
-
-Features from non-bundled sources go through :func:`normalise_features`; labels that
-are integers but not ``0 .. C-1`` are remapped to it in sorted order.
-
-Tables (csv, parquet, hub) follow what a tabular user expects:
+"""Tables (csv, parquet, Hugging Face hub) as features and raw labels, the way a tabular
+user expects:
 
 * the label column is ``label_column`` or else the one column named as in
   :data:`LABEL_COLUMNS`; a table with several such columns (``label`` and ``y``) is
   refused, since each other column is a feature and a second label would leak into the
-  features. The :class:`Dataset` records its label column (:func:`describe` states it);
+  features. :func:`read_table` and :func:`read_hub` return the label column's name;
 * a text (categorical) feature column is one-hot encoded, one feature per distinct value
   in sorted order (a column ``colour`` with values ``blue``, ``red`` gives two features);
   a text column whose values are mostly numbers is refused, naming its first value that
@@ -37,45 +19,25 @@ Tables (csv, parquet, hub) follow what a tabular user expects:
 
 A table is read through the ``datasets`` library into a cache keyed on the file's
 content (SHA-256), so a file rewritten in place is never served from a stale cache.
-
-Example::
-
-  ds = load("digits")
-  describe(ds)  # 'digits: 1797 examples, input shape (64,), 10 classes'
+:func:`jaxmia.datasets.load` checks and normalises what :func:`read_table` and
+:func:`read_hub` return.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import importlib.resources
 import os
 import pathlib
 import socket
 import urllib.parse
 import urllib.request
-import zipfile
 
 import numpy as np
 
-__all__ = [
-    "BUNDLED",
-    "DEFAULT",
-    "LABEL_COLUMNS",
-    "MAX_FEATURES",
-    "SUFFIXES",
-    "Dataset",
-    "DatasetError",
-    "describe",
-    "load",
-    "normalise_features",
-]
+from jaxmia.datasets.errors import DatasetError
+from jaxmia.datasets.errors import short as _short
 
-BUNDLED = ("location30", "digits", "mnist")
-"""Names of the datasets shipped in ``jaxmia/data``, readable offline by :func:`load`."""
-
-DEFAULT = "location30"
-"""The dataset an audit uses when none is given."""
+__all__ = ["LABEL_COLUMNS", "MAX_FEATURES", "read_hub", "read_table"]
 
 LABEL_COLUMNS = ("label", "labels", "y", "target", "class")
 """Column names taken as the label of a table or hub dataset when no ``label_column`` is
@@ -86,193 +48,12 @@ MAX_FEATURES = 16_384
 """The most feature columns (and features, counting each one-hot value) a table may
 have, checked before ``datasets`` reads it: that takes about 3 ms a column (a csv of 3
 rows and 10^4 columns: 35 s); a csv of 3 rows and 10^6 columns ran for more than 10
-minutes and reached 8 GB.
-Wider data (images) belongs in an ``.npz`` file."""
+minutes and reached 8 GB. Wider data (images) belongs in an ``.npz`` file."""
 
-SUFFIXES = (".npz", ".csv", ".parquet")
-"""File suffixes :func:`load` reads from a local path."""
-
-# Bundled name -> (file in jaxmia/data, divisor that maps its raw values to [0, 1]).
-_BUNDLED_FILES = {
-    "location30": ("location30.npz", 1.0),
-    "digits": ("sklearn_digits.npz", 16.0),
-    "mnist": ("mnist_t10k.npz", 255.0),
-}
 _HUB_PROBE_TIMEOUT_S = 5.0
-_MAX_CAUSE_CHARS = 200
 
 
-class DatasetError(ValueError):
-    """A dataset cannot be found, read, or turned into features and integer labels."""
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Dataset:
-    """Examples and class labels held as host NumPy arrays.
-
-    Attributes:
-      x: ``(n, ...)`` float32 features.
-      y: ``(n,)`` int32 labels in ``0 .. num_classes - 1``.
-      num_classes: number of classes ``C``.
-      name: where the data came from (a bundled name, a file stem or ``hf:...``).
-      label_column: the column of a table (csv, parquet, hub) that holds the labels;
-        ``None`` for bundled and ``.npz`` data.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    num_classes: int
-    name: str
-    label_column: str | None = None
-
-    @property
-    def n(self) -> int:
-        """Number of examples."""
-        return len(self.y)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one example, ``x.shape[1:]``."""
-        return tuple(self.x.shape[1:])
-
-    def subset(self, idx: np.ndarray) -> Dataset:
-        """The examples picked by ``idx``.
-
-        Args:
-          idx: ``(k,)`` integer indices or an ``(n,)`` bool mask.
-
-        Returns:
-          A :class:`Dataset` with the same ``num_classes`` and ``name``.
-        """
-        return dataclasses.replace(self, x=self.x[idx], y=self.y[idx])
-
-
-def describe(ds: Dataset) -> str:
-    """One-line summary, e.g. ``'digits: 1797 examples, input shape (64,), 10 classes'``;
-    for a table, its label column too (``..., 2 classes in column 'income'``)."""
-    text = f"{ds.name}: {ds.n} examples, input shape {ds.input_shape}, {ds.num_classes} classes"
-    return text if ds.label_column is None else f"{text} in column {ds.label_column!r}"
-
-
-def load(name_or_path: str | os.PathLike, *, label_column: str | None = None) -> Dataset:
-    """Loads a bundled dataset, a Hugging Face hub dataset or a local file.
-
-    Args:
-      name_or_path: a name in :data:`BUNDLED`; ``"hf:owner/name"`` or
-        ``"hf:owner/name:split"`` (split ``"train"`` if omitted); or the path of a
-        ``.npz`` (arrays ``x`` and ``y``), ``.csv`` or ``.parquet`` file.
-      label_column: for tables (csv, parquet, hub), the label column; by default the
-        one of :data:`LABEL_COLUMNS` present (several: refused). All other columns are
-        features (for a hub dataset with an image column, that column alone).
-
-    Returns:
-      The :class:`Dataset`; ``x`` is ``(n, d)`` for tables and ``(n, H, W, C)`` for images.
-
-    Raises:
-      DatasetError: the source is missing or unreadable, or its features or labels are
-        unusable (non-numeric, NaN, non-integer labels, fewer than 2 classes, ...).
-    """
-    spec = os.fspath(name_or_path)
-    if not isinstance(spec, str):
-        raise DatasetError(f"expected a dataset name or path, got bytes {spec!r}")
-    if spec in _BUNDLED_FILES:
-        _no_label_column(label_column, spec)
-        return _load_bundled(spec)
-    if spec.startswith("hf:"):
-        return _load_hub(spec, label_column)
-    path = pathlib.Path(spec)
-    if not path.suffix and os.sep not in spec and "/" not in spec:
-        raise DatasetError(
-            f"unknown dataset {spec!r}: not a bundled name ({', '.join(BUNDLED)}), "
-            "'hf:owner/name' or a .npz/.csv/.parquet file"
-        )
-    if not path.is_file():
-        raise DatasetError(f"no such file: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise DatasetError(
-            f"unsupported file type {path.suffix!r} for {path}; use one of {', '.join(SUFFIXES)}"
-        )
-    if suffix == ".npz":
-        _no_label_column(label_column, str(path))
-        return _build(*_read_npz(path), name=path.stem, source=str(path))
-    x, y, label_column = _read_table(path, suffix[1:], label_column)
-    return _build(x, y, name=path.stem, source=str(path), label_column=label_column)
-
-
-def normalise_features(x: np.ndarray) -> np.ndarray:
-    """Puts features on a common scale for training.
-
-    * uint8 arrays with ``ndim >= 3`` are images: divided by 255.
-    * 1-D and 2-D arrays are tables: each column is standardised to zero mean and unit
-      variance, except columns already within ``[0, 1]``, which are kept; constant
-      columns outside ``[0, 1]`` become 0.
-    * anything else is only cast.
-
-    Args:
-      x: ``(n, ...)`` numeric (or bool) features.
-
-    Returns:
-      float32 array of the same shape.
-    """
-    x = np.asarray(x)
-    if x.dtype == np.uint8 and x.ndim >= 3:
-        return (x / np.float32(255)).astype(np.float32)
-    if x.ndim > 2 or x.size == 0:
-        return x.astype(np.float32)
-    cols = x.reshape(len(x), -1).astype(np.float64)
-    in_unit = (cols.min(axis=0) >= 0) & (cols.max(axis=0) <= 1)
-    # Standardising is scale-free: columns so large that their squares could overflow
-    # float64 (and silently become 0 or NaN) are divided by their largest magnitude first.
-    span = np.abs(cols).max(axis=0)
-    huge = span > 1e100
-    cols_scaled = np.where(huge, cols / np.where(huge, span, 1.0), cols)
-    std = cols_scaled.std(axis=0)
-    scaled = (cols_scaled - cols_scaled.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    return np.where(in_unit, cols, scaled).reshape(x.shape).astype(np.float32)
-
-
-def _no_label_column(label_column: str | None, source: str) -> None:
-    if label_column is not None:
-        raise DatasetError(
-            f"label_column={label_column!r} applies only to .csv, .parquet and hf: sources, "
-            f"not {source}"
-        )
-
-
-def _load_bundled(name: str) -> Dataset:
-    file, scale = _BUNDLED_FILES[name]
-    resource = importlib.resources.files("jaxmia") / "data" / file
-    with resource.open("rb") as f, np.load(f, allow_pickle=False) as z:
-        x, y = z["x"], z["y"]
-    x = (x / np.float32(scale)).astype(np.float32)
-    if x.ndim == 3:  # greyscale images -> NHWC
-        x = x[..., None]
-    y = y.astype(np.int32)
-    return Dataset(x=x, y=y, num_classes=int(y.max()) + 1, name=name)
-
-
-def _read_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
-        raise DatasetError(f"cannot read {path}: {_short(e)}") from e
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise DatasetError(f"{path} is not an .npz archive (np.load gave a single array)")
-    with z:
-        missing = [k for k in ("x", "y") if k not in z.files]
-        if missing:
-            raise DatasetError(
-                f"{path} has no array {' or '.join(map(repr, missing))}; "
-                f"found arrays: {', '.join(z.files) or 'none'}"
-            )
-        try:
-            return z["x"], z["y"]
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise DatasetError(f"cannot read {path}: {_short(e)}") from e
-
-
-def _read_table(
+def read_table(
     path: pathlib.Path, kind: str, label_column: str | None
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Reads a csv or parquet file through ``datasets.load_dataset``, once its columns
@@ -353,7 +134,10 @@ def _table_is_empty(path: pathlib.Path, kind: str) -> bool:
         return next(lines, None) is None or next(lines, None) is None
 
 
-def _load_hub(spec: str, label_column: str | None) -> Dataset:
+def read_hub(spec: str, label_column: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """The features, raw labels and label column of ``hf:owner/name[:split]`` (split
+    ``train`` by default), after a short probe of the hub (an offline machine fails at
+    once, in one line)."""
     repo, _, split = spec.removeprefix("hf:").partition(":")
     split = split or "train"
     if not repo:
@@ -385,8 +169,7 @@ def _load_hub(spec: str, label_column: str | None) -> Dataset:
         raise DatasetError(
             f"cannot load {repo!r} (split {split!r}) from the Hugging Face hub: {_short(e)}"
         ) from e
-    x, y, label_column = _hf_to_numpy(hf_ds, label_column, spec)
-    return _build(x, y, name=spec, source=spec, label_column=label_column)
+    return _hf_to_numpy(hf_ds, label_column, spec)
 
 
 def _hub_unreachable() -> str | None:
@@ -547,58 +330,3 @@ def _stack_images(images, column: str, source: str) -> np.ndarray:
         )
     x = np.stack(arrays) if arrays else np.zeros((0, 1, 1, 1), np.uint8)
     return x[..., None] if x.ndim == 3 else x
-
-
-def _build(
-    x: np.ndarray, y: np.ndarray, *, name: str, source: str, label_column: str | None = None
-) -> Dataset:
-    """Checks raw arrays, remaps labels, normalises features."""
-    x, y = np.asarray(x), np.asarray(y)
-    if x.ndim == 0:
-        raise DatasetError(f"features of {source} are a scalar, not an (n, ...) array")
-    if x.ndim == 1:
-        x = x[:, None]
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise DatasetError(f"labels of {source} must be 1-D, got shape {y.shape}")
-    if len(x) != len(y):
-        raise DatasetError(
-            f"mismatched lengths in {source}: x has {len(x)} rows but y has {len(y)} labels"
-        )
-    if len(x) == 0:
-        raise DatasetError(f"empty dataset: {source} has no rows")
-    if x.dtype.kind not in "biuf":
-        raise DatasetError(f"features of {source} are not numeric (dtype {x.dtype})")
-    if x[0].size == 0:
-        raise DatasetError(f"{source} has no features: x has shape {x.shape}")
-    if x.dtype.kind == "f":
-        bad = int(np.count_nonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)))
-        if bad:
-            raise DatasetError(f"features contain NaN or infinite values ({bad} rows) in {source}")
-    y, num_classes = _encode_labels(y, source)
-    x = normalise_features(x)
-    if not np.isfinite(x).all():
-        raise DatasetError(f"features of {source} overflow float32 (|x| > 3.4e38)")
-    return Dataset(x=x, y=y, num_classes=num_classes, name=name, label_column=label_column)
-
-
-def _encode_labels(y: np.ndarray, source: str) -> tuple[np.ndarray, int]:
-    """Integer labels as int32 ``0 .. C-1`` (sorted remap if needed) and ``C``."""
-    if y.dtype.kind == "f":
-        if not (np.isfinite(y).all() and (y == np.round(y)).all()):
-            raise DatasetError(f"labels are not integers in {source} (non-integral or missing)")
-    elif y.dtype.kind not in "biu":
-        raise DatasetError(f"labels are not integers in {source} (dtype {y.dtype})")
-    classes, y = np.unique(y, return_inverse=True)
-    if len(classes) < 2:
-        raise DatasetError(f"need at least 2 classes, found {len(classes)} in {source}")
-    return y.reshape(-1).astype(np.int32), len(classes)
-
-
-def _short(e: BaseException) -> str:
-    """One line of at most ``_MAX_CAUSE_CHARS`` characters describing ``e``."""
-    text = " ".join(str(e).split()) or type(e).__name__
-    if len(text) > _MAX_CAUSE_CHARS:
-        text = text[: _MAX_CAUSE_CHARS - 3] + "..."
-    return text
