@@ -3,9 +3,11 @@
 Every function takes ``logits`` of shape ``(..., n, c)`` -- typically ``(k, n, c)`` for ``k``
 (shadow) models, ``n`` examples and ``c`` classes, or ``(n, c)`` for a single model -- and,
 where needed, integer ``labels`` of shape ``(n,)`` (any shape that broadcasts against the
-leading axes ``logits.shape[:-1]`` works). Scalar signals return ``(..., n)``. Under ``jax.jit``
-label values cannot be checked, so a label outside ``[0, c)`` gives NaN (``correctness``: 0);
-:func:`compute` raises a ``ValueError`` for them when the labels are concrete.
+leading axes ``logits.shape[:-1]`` works). Scalar signals return ``(..., n)``. Every signal
+that takes labels raises a one-line ``ValueError`` for a label outside ``[0, c)`` when the
+labels are concrete (NumPy or JAX arrays, also when the logits alone are traced, e.g. under
+``jax.vmap`` over models); traced labels cannot be checked (inside a user's ``jax.jit`` with
+the labels an argument), and there such a label gives NaN (``correctness``: 0).
 
 All signals are computed from :func:`jax.nn.log_softmax` (never ``log(softmax(.))``) so that
 huge logit gaps, where some probabilities round to exactly 0 or 1 in float32, still give finite
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -155,6 +158,24 @@ def check_label_values(labels: ArrayLike, num_classes: int) -> None:
                 f"labels must be in [0, {num_classes}) for {num_classes} classes, "
                 f"got values from {lo} to {hi}"
             )
+
+
+def _checks_labels(signal: Callable[[ArrayLike, ArrayLike], jax.Array]):
+    """``signal(logits, labels)`` (a jitted function) preceded by
+    :func:`check_label_values` against the logits' class count: the one check of every
+    label-taking signal, outside the jit, where concrete labels can be read."""
+
+    @functools.wraps(signal)
+    def checked(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
+        shape = np.shape(logits)
+        if shape and shape[-1]:
+            check_label_values(labels, shape[-1])
+        return signal(logits, labels)
+
+    for name in ("lower", "trace", "eval_shape", "clear_cache", "_cache_size"):
+        if hasattr(signal, name):  # the jitted function's own (what it compiled)
+            setattr(checked, name, getattr(signal, name))
+    return checked
 
 
 def _label_mask(labels: ArrayLike, num_classes: int) -> jax.Array:
@@ -307,6 +328,7 @@ def confidence(logits: ArrayLike) -> jax.Array:
     return jnp.exp(jnp.max(_log_probs(_as_logits(logits))[0], axis=-1))
 
 
+@_checks_labels
 @jax.jit
 def true_class_probability(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     """Probability of the true label ``p_y`` (higher for members).
@@ -317,6 +339,9 @@ def true_class_probability(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
 
     Returns:
       ``p_y``, shape ``(..., n)``.
+
+    Raises:
+      ValueError: If concrete labels lie outside ``[0, c)``.
     """
     logits = _as_logits(logits)
     labels = _as_labels(labels, logits)
@@ -339,6 +364,7 @@ def entropy(logits: ArrayLike) -> jax.Array:
     return -jnp.sum(p * safe_log_p, axis=-1)
 
 
+@_checks_labels
 @jax.jit
 def modified_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     """Modified entropy of Song & Mittal 2021 (USENIX Security), lower for members.
@@ -356,6 +382,9 @@ def modified_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
 
     Returns:
       Modified entropy, shape ``(..., n)``, non-negative.
+
+    Raises:
+      ValueError: If concrete labels lie outside ``[0, c)``.
     """
     logits = _as_logits(logits)
     labels = _as_labels(labels, logits)
@@ -370,13 +399,14 @@ def modified_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     return label_term - jnp.sum(other, axis=-1)
 
 
+@_checks_labels
 @jax.jit
 def loss(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     """Per-example cross-entropy loss ``-log p_y`` (lower for members; Yeom et al. 2018).
 
     Computed as ``softplus(-phi)`` with ``phi`` the logit-scaled confidence, which equals
-    ``-log p_y`` exactly and keeps full relative precision for tiny losses (``logsumexp(z) -
-    z_y`` cancels catastrophically there).
+    ``-log p_y`` exactly and keeps full relative precision for tiny losses
+    (``logsumexp(z) - z_y`` cancels catastrophically there).
 
     Args:
       logits: Logits, shape ``(..., n, c)``.
@@ -384,11 +414,15 @@ def loss(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
 
     Returns:
       Loss, shape ``(..., n)``, non-negative and finite for finite logits.
+
+    Raises:
+      ValueError: If concrete labels lie outside ``[0, c)``.
     """
     logits = _as_logits(logits)
     return jax.nn.softplus(-_logit_gap(logits, _as_labels(labels, logits)))
 
 
+@_checks_labels
 @jax.jit
 def logit_scaled_confidence(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     """Logit-scaled confidence of Carlini et al. 2022 (IEEE S&P), higher for members.
@@ -408,7 +442,8 @@ def logit_scaled_confidence(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
       ``phi``, shape ``(..., n)``.
 
     Raises:
-      ValueError: If ``c < 2`` (``phi`` would be ``+inf``).
+      ValueError: If ``c < 2`` (``phi`` would be ``+inf``), or concrete labels lie
+        outside ``[0, c)``.
     """
     logits = _as_logits(logits)
     if logits.shape[-1] < 2:
@@ -416,6 +451,7 @@ def logit_scaled_confidence(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     return _logit_gap(logits, _as_labels(labels, logits))
 
 
+@_checks_labels
 @jax.jit
 def correctness(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     """Whether the prediction is correct, ``1[argmax_i z_i == y]`` (Yeom et al. 2018).
@@ -428,6 +464,9 @@ def correctness(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
 
     Returns:
       Float32 array of 0.0 / 1.0, shape ``(..., n)``.
+
+    Raises:
+      ValueError: If concrete labels lie outside ``[0, c)``.
     """
     logits = _class_axis(jnp.asarray(logits))
     labels = _as_labels(labels, logits)
@@ -490,7 +529,4 @@ def compute(
         return _FUNCTIONS[name](logits)
     if labels is None:
         raise ValueError(f"signal {name!r} needs labels")
-    shape = jnp.shape(logits)
-    if shape and shape[-1]:
-        check_label_values(labels, shape[-1])
     return _FUNCTIONS[name](logits, labels)

@@ -261,6 +261,9 @@ def test_signals_keep_nan_in_its_row(data, row):
             assert np.isnan(dirty[row]).all(), name
 
 
+TRACED_SIGNALS = {name: jax.jit(getattr(signals, name)) for name in signals.SCALAR_SIGNALS}
+
+
 @JIT
 @given(
     logits_and_labels(shapes=[(6, 3)], dtypes=[np.float32]),
@@ -278,10 +281,12 @@ def test_signals_reject_bad_labels(data, bad_label, row):
         _raises(ValueError, r"labels must be in \[0, 3\)", signals.compute, name, z, y_bad)
         _raises(ValueError, "labels must be integers", signals.compute, name, z, y + 0.5)
         _raises(ValueError, "do not match logits", signals.compute, name, z, y[:-1])
-        # Jitted directly, values cannot be checked: an out-of-range label gives NaN
-        # (correctness: 0), never another example's value.
-        direct = np.asarray(getattr(signals, name)(z, y_bad))
-        assert direct[row] == 0 if name == "correctness" else np.isnan(direct[row])
+        # Called directly on concrete labels, every label-taking signal checks them too
+        _raises(ValueError, r"labels must be in \[0, 3\)", getattr(signals, name), z, y_bad)
+        # Traced labels cannot be checked: an out-of-range label gives NaN (correctness:
+        # 0), never another example's value.
+        traced = np.asarray(TRACED_SIGNALS[name](z, y_bad))
+        assert traced[row] == 0 if name == "correctness" else np.isnan(traced[row])
 
 
 @JIT

@@ -305,3 +305,28 @@ def test_member_sign():
             assert s[0] == pytest.approx(s[1])  # label-free: identical vectors up to permutation
         else:
             assert s[0] > s[1], name
+
+
+def test_label_signals_refuse_out_of_range_labels_on_concrete_inputs():
+    # Only compute() checked: loss, the logit-scaled confidence and log_probs gave NaN
+    # silently (which LiRA then reported as "NaN or infinite values").
+    from jaxmia import attacks
+
+    logits = np.zeros((2, 4, 3), np.float32)
+    for bad in ([0, 1, 2, 3], [0, -1, 2, 1]):
+        labels = np.array(bad)
+        for fn in (
+            signals.loss,
+            signals.logit_scaled_confidence,
+            signals.true_class_probability,
+            signals.modified_entropy,
+            signals.correctness,
+            attacks.log_probs,
+        ):
+            with pytest.raises(ValueError, match=r"^labels must be in \[0, 3\) for 3 classes"):
+                fn(logits, labels)
+            with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):  # logits traced
+                jax.vmap(fn, in_axes=(0, None))(logits, labels)
+    # traced labels cannot be checked: NaN there, as documented
+    traced = jax.jit(signals.loss)(logits[0], np.array([0, 1, 2, 3]))
+    assert np.isnan(traced[3]) and np.isfinite(traced[:3]).all()
