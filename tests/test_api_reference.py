@@ -26,7 +26,9 @@ import jaxmia
 pytest.importorskip("pdoc")
 import pdoc
 import pdoc.doc
+import pdoc.docstrings
 import pdoc.render
+import pdoc.render_helpers
 
 ROLE = re.compile(r"(?::py)?:(mod|func|data|const|class|meth|attr|exc|obj):`~?([^`]+)`")
 
@@ -211,3 +213,55 @@ def test_the_checks_catch_what_they_should():
     assert _resolves("metrics.auc", metrics, None)  # from the parent package
     assert not _resolves("no_such_function", metrics, None)
     assert not _resolves("jaxmia.metrics.nope", metrics, None)
+
+
+RENDER_CHECKED = (
+    "jaxmia.attacks",
+    "jaxmia.attacks.classifier",
+    "jaxmia.attacks.lira",
+    "jaxmia.attacks.rmia",
+    "jaxmia.attacks.robustness",
+    "jaxmia.attacks.threshold",
+    "jaxmia.signals",
+    "jaxmia.metrics.bootstrap",
+    "jaxmia.metrics.evaluation",
+    "jaxmia.metrics.plotting",
+    "jaxmia.metrics.roc",
+    "jaxmia.metrics.vulnerability",
+)
+"""Modules whose rendered docstrings are checked for broken inline code."""
+
+
+def _literal_spans_left(html: str) -> list[str]:
+    """Lines of rendered docstring HTML with a double backquote left over: an inline-code
+    span that Markdown could not close (one broken across lines renders as stray
+    backquotes and shifts every later span, e.g. ``tracing as`lira_online()``)."""
+    return [line.strip() for line in html.splitlines() if "``" in line]
+
+
+def _rendered_docstrings(name: str) -> dict[str, str]:
+    """``{where: HTML}`` of a module's own docstrings, as pdoc converts them (google)."""
+    doc = _doc(name)
+    found = {name: doc.docstring}
+    members = [m for m in doc.own_members if m.taken_from[0] == name]
+    for member in members:
+        found[member.fullname] = member.docstring
+        for sub in getattr(member, "own_members", ()):
+            found[sub.fullname] = sub.docstring
+    path = doc.source_file
+    return {
+        where: pdoc.render_helpers.to_html(pdoc.docstrings.convert(text, "google", path))
+        for where, text in found.items()
+        if text
+    }
+
+
+def test_inline_code_renders_in_the_attacks_signals_and_metrics():
+    broken = {
+        where: left
+        for name in RENDER_CHECKED
+        for where, html in _rendered_docstrings(name).items()
+        if (left := _literal_spans_left(html))
+    }
+    assert not broken, f"inline code left unrendered: {broken}"
+    assert _literal_spans_left(pdoc.render_helpers.to_html("a ``b\nc;`` d"))

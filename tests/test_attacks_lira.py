@@ -1,5 +1,9 @@
 """LiRA (jaxmia/attacks/lira.py) against direct NumPy/SciPy computations, and its views."""
 
+import re
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
@@ -40,8 +44,8 @@ def test_lira_matches_scipy(variance, q):
             )
         )
         offline.append(np.mean(-scipy.stats.norm.logsf(x, mu_out, sd_out)))
-    got_on = attacks.lira_online(target_phi, shadow_phi, keep, variance=variance)
-    got_off = attacks.lira_offline(target_phi, shadow_phi, keep, variance=variance)
+    got_on = attacks.lira_online(target_phi, shadow_phi, keep, queries=q, variance=variance)
+    got_off = attacks.lira_offline(target_phi, shadow_phi, keep, queries=q, variance=variance)
     np.testing.assert_allclose(got_on, online, rtol=2e-4, atol=2e-4)
     np.testing.assert_allclose(got_off, offline, rtol=2e-4, atol=2e-4)
 
@@ -63,7 +67,7 @@ def test_lira_multivariate_matches_scipy():
         - scipy.stats.multivariate_normal.logpdf(target_phi[j], mu_out[j], cov_out)
         for j in range(m)
     ]
-    got = attacks.lira_online(target_phi, shadow_phi, keep, combine="multivariate")
+    got = attacks.lira_online(target_phi, shadow_phi, keep, queries=2, combine="multivariate")
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
     assert mask.any()
 
@@ -88,3 +92,66 @@ def test_augment_images():
     np.testing.assert_array_equal(views[1], x[:, :, ::-1])
     np.testing.assert_array_equal(views[2][:, 1:], x[:, :-1])  # shifted down by one row
     assert (views[2][:, 0] == 0).all()
+
+
+# --------------------------------------------------------------------------- issue 23
+
+
+def test_lira_refuses_logits_given_for_phi_unless_the_queries_are_declared():
+    # A user's logits (m, c) and pool logits (k, m, c) where phi belongs would be read as
+    # c = 10 queries per candidate; a query axis must be declared.
+    rng = np.random.default_rng(0)
+    keep = splits.balanced_keep(4, 6, seed=0)
+    logits, pool_logits = rng.normal(size=(6, 10)), rng.normal(size=(4, 6, 10))
+    for attack in (attacks.lira_online, attacks.lira_offline):
+        with pytest.raises(attacks.LiRAError, match="query axis of 10: pass queries=10"):
+            attack(logits, pool_logits, keep)
+        with pytest.raises(attacks.LiRAError, match="queries=3 but shadow_phi"):
+            attack(logits, pool_logits, keep, queries=3)
+        with pytest.raises(attacks.LiRAError, match="no query axis"):
+            attack(logits[:, 0], pool_logits[..., 0], keep, queries=10)
+    # declared, the queries are scored (a query axis of 1 needs no declaration)
+    assert attacks.lira_online(logits, pool_logits, keep, queries=10).shape == (6,)
+
+
+def test_lira_is_differentiable_in_the_target_phi():
+    assert "differentiable" in attacks.lira_online.__doc__  # documented
+    target_phi, shadow_phi, keep = small_case()
+    scores = attacks.lira_online(target_phi, shadow_phi, keep)
+    total, grad = jax.value_and_grad(lambda x: attacks.lira_online(x, shadow_phi, keep).sum())(
+        target_phi
+    )
+    np.testing.assert_allclose(total, scores.sum(), rtol=1e-5)
+    assert np.isfinite(grad).all() and np.abs(grad).min() > 0
+    h = 1e-2  # score j depends on phi_j alone: central differences, elementwise
+    up, down = (np.asarray(attacks.lira_online(target_phi + d, shadow_phi, keep)) for d in (h, -h))
+    np.testing.assert_allclose(grad[:, 0], (up - down) / (2 * h), rtol=2e-3, atol=2e-3)
+
+
+def test_a_closed_over_pool_is_fitted_before_tracing_not_folded_by_xla():
+    # Closing over the pool in a jitted function used to leave LiRA's median sorts on
+    # constants for XLA to fold at compile time (11 s and slow_operation_alarm at a few
+    # hundred shadows). The pool is now fitted eagerly: no sort in the traced program.
+    target_phi, shadow_phi, keep = small_case()
+    sort = re.compile(r"stablehlo\.sort\b")
+    closed = jax.jit(lambda x: attacks.lira_online(x, shadow_phi, keep))
+    assert not sort.search(closed.lower(target_phi).as_text())
+    as_arguments = jax.jit(attacks.lira_online).lower(target_phi, shadow_phi, keep)
+    assert sort.search(as_arguments.as_text())  # the pool traced: its medians in the program
+    # the closed-over pool's values are checked too (traced, they went unchecked)
+    everyone = np.ones_like(keep)
+    with pytest.raises(attacks.LiRAError, match="OUT model"):
+        jax.jit(lambda x: attacks.lira_offline(x, shadow_phi, everyone))(target_phi)
+
+
+def test_lira_accepts_low_precision_floats():
+    target_phi, shadow_phi, keep = small_case()
+    for dtype in (jnp.bfloat16, jnp.float16):
+        low_t, low_s = jnp.asarray(target_phi, dtype), jnp.asarray(shadow_phi, dtype)
+        as_f32 = (np.asarray(low_t, np.float32), np.asarray(low_s, np.float32))
+        for attack in (attacks.lira_online, attacks.lira_offline):
+            want = np.asarray(attack(*as_f32, keep))
+            for given in ((low_t, low_s), (np.asarray(low_t), np.asarray(low_s))):
+                got = attack(*given, keep)  # JAX, then NumPy (ml_dtypes) arrays
+                assert got.dtype == jnp.float32
+                np.testing.assert_array_equal(got, want)  # in float32, the same computation

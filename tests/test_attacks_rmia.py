@@ -152,3 +152,46 @@ def test_offline_priors_of_a_grid_are_log_prior_bit_for_bit():
             np.testing.assert_array_equal(many[j].view(np.uint32), one.view(np.uint32))
     with pytest.raises(attacks.AttackInputError, match=r"a must lie in \[0, 1\], got 1.5"):
         attacks.calibrate_rmia(np.asarray(lp), keep, online=False, a_grid=(0.5, 1.5))
+
+
+def _small_rmia(seed=0, k=4, m=6, nz=10):
+    rng = np.random.default_rng(seed)
+    lp, ref = -rng.random(m), -rng.random((k, m))
+    lp_z, ref_z = -rng.random(nz), -rng.random((k, nz))
+    keep = splits.balanced_keep(k, m, seed=seed)
+    keep_z = splits.balanced_keep(k, nz, seed=seed + 1)
+    return [a.astype(np.float32) for a in (lp, ref, lp_z, ref_z)] + [keep, keep_z]
+
+
+def test_rmia_gradient_is_zero_as_documented():
+    assert "gradient is zero" in rmia.__doc__ and "gradient is" in attacks.rmia_online.__doc__
+    lp, ref, lp_z, ref_z, keep, keep_z = _small_rmia()
+    online = jax.grad(
+        lambda x, r: attacks.rmia_online(x, r, keep, target_log_p_z=lp_z, ref_log_p_z=ref_z).sum(),
+        argnums=(0, 1),
+    )(lp, ref)
+    offline = jax.grad(
+        lambda z: attacks.rmia_offline(
+            lp, ref, keep, target_log_p_z=z, ref_log_p_z=ref_z, keep_z=keep_z
+        ).sum()
+    )(lp_z)
+    for g in (*online, offline):
+        np.testing.assert_array_equal(g, 0.0)
+
+
+def test_rmia_accepts_low_precision_floats():
+    lp, ref, lp_z, ref_z, keep, keep_z = _small_rmia()
+
+    def scores(x, r, z, rz):
+        return (
+            attacks.rmia_online(x, r, keep, target_log_p_z=z, ref_log_p_z=rz),
+            attacks.rmia_offline(x, r, keep, target_log_p_z=z, ref_log_p_z=rz, keep_z=keep_z),
+            attacks.attack_p(x, target_log_p_z=z),
+        )
+
+    for dtype in (jnp.bfloat16, jnp.float16):
+        low = [np.asarray(jnp.asarray(a, dtype)) for a in (lp, ref, lp_z, ref_z)]
+        want = scores(*(a.astype(np.float32) for a in low))
+        for got, expected in zip(scores(*low), want, strict=True):
+            assert got.dtype == jnp.float32
+            np.testing.assert_array_equal(got, expected)

@@ -1,5 +1,6 @@
 """Threshold attacks (jaxmia/attacks/threshold.py): calibration on the shadow models."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -32,3 +33,19 @@ def test_threshold_calibration_uses_only_the_pool_records():
     tau = attacks.calibrate_threshold(scores, keep, pool=pool)
     assert tau == metrics.best_threshold(keep[:, pool].ravel(), scores[:, pool].ravel())
     assert tau != attacks.calibrate_threshold(scores, keep)
+
+
+def test_threshold_attacks_accept_low_precision_floats():
+    rng = np.random.default_rng(0)
+    keep = rng.random((3, 20)) < 0.5
+    values = rng.random((3, 20)).astype(np.float32)
+    for dtype in (jnp.bfloat16, jnp.float16):
+        low = np.asarray(jnp.asarray(values, dtype))
+        f32 = low.astype(np.float32)
+        for attack in (attacks.loss, attacks.confidence, attacks.entropy, attacks.modified_entropy):
+            got = attack(low[0], low[1:], keep[1:])
+            assert got.dtype == jnp.float32
+            np.testing.assert_array_equal(got, attack(f32[0]))
+        assert attacks.calibrate_threshold(low, keep) == attacks.calibrate_threshold(
+            f32.astype(np.float64), keep
+        )

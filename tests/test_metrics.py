@@ -491,3 +491,52 @@ def test_bootstrap_fpr_bound_is_the_float_test_of_every_count():
         for target in (0.0, 0.001, 0.01, 1 / n_neg, 0.1, 1 / 3, 0.5, 0.999, 1.0, *grid[::97]):
             want = int(np.flatnonzero(np.arange(n_neg + 1) / n_neg <= target).max())
             assert M.bootstrap._max_count(float(target), n_neg) == want, (n_neg, target)
+
+
+# --------------------------------------------------------------------------- issue 23
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_metrics_accept_low_precision_float_scores(dtype):
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    y = rng.random(200) < 0.5
+    low = np.asarray(jnp.asarray(rng.normal(size=200) + y, dtype))  # ml_dtypes for bfloat16
+    wide = low.astype(np.float64)
+    assert M.auc(y, low) == M.auc(y, wide)
+    assert M.auc(y.astype(low.dtype), wide) == M.auc(y, wide)  # 0/1 membership in bfloat16
+    assert M.tpr_at_fpr(y, jnp.asarray(low), 0.1) == M.tpr_at_fpr(y, wide, 0.1)
+    for a, b in zip(M.roc_curve(y, low), M.roc_curve(y, wide), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert M.bootstrap_ci(y, low, n_boot=20) == M.bootstrap_ci(y, wide, n_boot=20)
+    assert M.evaluate(y, low, n_boot=0).to_dict() == M.evaluate(y, wide, n_boot=0).to_dict()
+
+
+def test_bootstrap_draws_every_example_of_each_class_about_once_per_resample():
+    from jaxmia.metrics import bootstrap
+
+    y = np.zeros(31, bool)
+    y[[0, 3, 4, 8, 15, 16, 23, 29]] = True  # the last member (29) is not the last index
+    n_boot = 4000
+    idx = bootstrap._stratified_bootstrap_indices(y, n_boot, np.random.default_rng(0))
+    per_example = np.bincount(idx.ravel(), minlength=y.size) / n_boot
+    members, counts = bootstrap._draw_counts(y, n_boot, np.random.default_rng(0))
+    for got in (per_example, (members.astype(int) + counts).mean(0)):
+        np.testing.assert_allclose(got, 1.0, atol=0.1)  # binomial mean 1, sd <= 0.016
+        assert got[29] > 0.9 and got[30] > 0.9  # the last member, the last non-member
+    assert (idx[:, :8] < 31).all() and y[idx[:, :8]].all() and not y[idx[:, 8:]].any()
+
+
+@pytest.mark.parametrize("last", ["member", "non-member"])
+def test_bootstrap_interval_sees_the_last_example_of_a_class(last):
+    # one misranked example, the last of its class: resamples that draw it (about 64% of
+    # them) have AUC < 1, so the interval's lower end is below 1
+    y = np.array([1, 0] * 10, bool)
+    s = np.where(y, 1.0, 0.0)
+    if last == "member":
+        s[18] = -1.0  # the last member, below every non-member
+    else:
+        s[19] = 2.0  # the last non-member, above every member
+    lo, hi = M.bootstrap_ci(y, s, n_boot=200)["auc"]
+    assert lo < 0.95 and hi == 1.0

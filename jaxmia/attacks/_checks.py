@@ -2,17 +2,18 @@
 
 Shape and dtype checks are static and run always (also while ``jax.jit`` or ``jax.vmap``
 trace a wrapper, where they see the unbatched shapes). Checks of *values* (NaN, keep in
-``{0, 1}``, enough IN/OUT models) need concrete arrays and are skipped while tracing, so
-that the array cores stay traceable.
+``{0, 1}``, enough IN/OUT models, labels in ``[0, c)``) need concrete arrays and are skipped
+while tracing, so that the array cores stay traceable. Every floating dtype is accepted
+(``bfloat16``, ``float16`` and the other ``ml_dtypes`` floats among them) and computed in
+float32, eagerly and under ``jax.jit`` alike.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 __all__ = ["AttackInputError", "as_float", "as_keep", "is_concrete"]
 
@@ -21,20 +22,24 @@ class AttackInputError(ValueError):
     """An attack's inputs have the wrong shape, dtype or values."""
 
 
-def is_concrete(*arrays: Any) -> bool:
+def is_concrete(*arrays: object) -> bool:
     """Whether no argument is a JAX tracer (value checks may run)."""
     return not any(isinstance(a, jax.core.Tracer) for a in arrays)
 
 
-def _host(a: Any) -> np.ndarray:
+def _host(a: ArrayLike) -> np.ndarray:
     return np.asarray(a)
 
 
-def as_float(name: str, values: Any, error: type[ValueError] = AttackInputError) -> jax.Array:
-    """``values`` as a float32 array, checked to be finite when concrete."""
+def as_float(name: str, values: ArrayLike, error: type[ValueError] = AttackInputError) -> jax.Array:
+    """``values`` as a float32 array, checked to be finite when concrete.
+
+    Bool, integer and every floating dtype are accepted (``jnp.issubdtype``, which knows
+    ``bfloat16`` and the other ``ml_dtypes`` floats that NumPy's ``np.number`` does not).
+    """
     if is_concrete(values):
         host = _host(values)
-        if not (np.issubdtype(host.dtype, np.number) or host.dtype.kind == "b"):
+        if not (jnp.issubdtype(host.dtype, jnp.number) or host.dtype.kind == "b"):
             raise error(f"{name} must be a numeric array, got dtype {host.dtype}")
         with np.errstate(over="ignore"):  # beyond float32's range counts as infinite
             bad = int(host.size - np.isfinite(host.astype(np.float32)).sum())
@@ -45,7 +50,7 @@ def as_float(name: str, values: Any, error: type[ValueError] = AttackInputError)
 
 def as_keep(
     name: str,
-    keep: Any,
+    keep: ArrayLike,
     shape: tuple[int, ...] | None = None,
     error: type[ValueError] = AttackInputError,
 ) -> jax.Array:

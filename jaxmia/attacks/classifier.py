@@ -18,9 +18,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxmia import engine, models, signals
 from jaxmia.attacks import _checks
@@ -119,14 +119,14 @@ def _balanced_rows(keep: np.ndarray, pool: np.ndarray, rng: np.random.Generator)
 
 
 def shokri(
-    target_signals: Mapping[str, Any],
-    shadow_signals: Mapping[str, Any],
-    keep: Any,
+    target_signals: Mapping[str, ArrayLike],
+    shadow_signals: Mapping[str, ArrayLike],
+    keep: ArrayLike,
     *,
-    labels: Any,
-    target_labels: Any,
+    labels: ArrayLike,
+    target_labels: ArrayLike,
     num_classes: int,
-    pool: Any = None,
+    pool: ArrayLike | None = None,
     config: ShokriConfig = ShokriConfig(),
     seed: int = 0,
 ) -> np.ndarray:
@@ -172,7 +172,7 @@ class ShokriFit:
       num_classes: ``c``.
     """
 
-    models: Any
+    models: engine.Pool
     mean: np.ndarray
     std: np.ndarray
     config: ShokriConfig
@@ -180,12 +180,12 @@ class ShokriFit:
 
 
 def shokri_fit(
-    shadow_signals: Mapping[str, Any],
-    keep: Any,
+    shadow_signals: Mapping[str, ArrayLike],
+    keep: ArrayLike,
     *,
-    labels: Any,
+    labels: ArrayLike,
     num_classes: int,
-    pool: Any = None,
+    pool: ArrayLike | None = None,
     config: ShokriConfig = ShokriConfig(),
     seed: int = 0,
 ) -> ShokriFit:
@@ -227,7 +227,9 @@ def shokri_fit(
     return ShokriFit(pool_models, mean, std, config, num_classes)
 
 
-def shokri_score(fit: ShokriFit, target_signals: Mapping[str, Any], target_labels: Any):
+def shokri_score(
+    fit: ShokriFit, target_signals: Mapping[str, ArrayLike], target_labels: ArrayLike
+) -> np.ndarray:
     """``(m,)`` float64 member log-odds of the target's candidates (``target_signals``
     ``{signal: (m, ...)}``, ``target_labels`` ``(m,)``) from a :func:`shokri_fit`."""
     config = fit.config

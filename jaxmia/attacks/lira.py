@@ -18,7 +18,9 @@ attack work with 2 models); the default ``variance="auto"`` takes per-example va
 64 shadow models on and global ones below, as the audit does. With several queries per
 example (augmentations such as flips and shifts, ``q`` of them), the per-query scores are
 averaged (``combine="mean"``, the paper's choice), or the queries are treated as one
-``q``-dimensional Gaussian with a pooled covariance (``combine="multivariate"``).
+``q``-dimensional Gaussian with a pooled covariance (``combine="multivariate"``); the query
+axis is declared (``queries=q``), so that logits ``(k, m, c)`` given in place of ``phi`` are
+refused rather than scored as ``c`` queries.
 
 A variance floor of ``1e-6`` is added to every fitted variance (and to the diagonal of a
 pooled covariance) so that models that agree exactly do not give infinite scores.
@@ -28,17 +30,23 @@ arrays; the scoring is a jitted float32 core, and both trace under ``jax.jit`` a
 
     scores = attacks.lira_online(target_phi, shadow_phi, keep)            # (m,)
     per_target = jax.vmap(attacks.lira_online)(phis, shadow_phis, keeps)  # (t, m)
+    augmented = attacks.lira_online(target_phi_q, shadow_phi_q, keep, queries=q)
+
+The scores are differentiable in the target's ``phi`` (:func:`lira_online`); a pool closed
+over in a jitted function is fitted eagerly, not folded into the compiled program.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any
+import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr
+from jax.typing import ArrayLike
 
 from jaxmia.attacks import _checks
 
@@ -107,28 +115,50 @@ def _as_3d(x):
     return x[..., None] if x.ndim == 2 else x
 
 
-@functools.partial(jax.jit, static_argnames=("online", "variance", "combine"))
-def _scores(target_phi, shadow_phi, keep, online, variance, combine):
-    target_phi = target_phi if target_phi.ndim == 2 else target_phi[:, None]
+def _fit(shadow_phi, keep, online, variance, combine) -> tuple[jax.Array, ...]:
+    """The Gaussians fitted to the shadow models' ``phi`` ``(k, n, q)``: ``(mu_out,
+    spread_out)``, then ``(mu_in, spread_in)`` when ``online``; means ``(n, q)``, spreads
+    standard deviations ``(n, q)`` (``combine="mean"``) or one ``(q, q)`` covariance
+    (``"multivariate"``)."""
     mask_in = jnp.broadcast_to(keep[..., None], shadow_phi.shape)
-    mask_out = ~mask_in
-    mu_out = _masked_median(shadow_phi, mask_out)
+    sides = (~mask_in, mask_in) if online else (~mask_in,)
+    fit = []
+    for mask in sides:
+        mu = _masked_median(shadow_phi, mask)
+        if combine == "multivariate":
+            spread = _pooled_cov(shadow_phi, mask, mu)
+        else:
+            spread = jnp.sqrt(_variance(shadow_phi, mask, mu, variance) + _EPS)
+        fit += [mu, spread]
+    return tuple(fit)
+
+
+def _score_fit(target_phi, fit, online, combine) -> jax.Array:
+    """``(n,)`` scores of the target's ``phi`` ``(n,)`` or ``(n, q)`` under :func:`_fit`'s
+    Gaussians."""
+    target_phi = target_phi if target_phi.ndim == 2 else target_phi[:, None]
     if combine == "multivariate":
-        lp_out = _mvn_logpdf(target_phi, mu_out, _pooled_cov(shadow_phi, mask_out, mu_out))
+        lp_out = _mvn_logpdf(target_phi, fit[0], fit[1])
         if not online:
             return -lp_out  # how improbable the target's outputs are for a non-member
-        mu_in = _masked_median(shadow_phi, mask_in)
-        lp_in = _mvn_logpdf(target_phi, mu_in, _pooled_cov(shadow_phi, mask_in, mu_in))
-        return lp_in - lp_out
-    sd_out = jnp.sqrt(_variance(shadow_phi, mask_out, mu_out, variance) + _EPS)
+        return _mvn_logpdf(target_phi, fit[2], fit[3]) - lp_out
+    mu_out, sd_out = fit[:2]
     if not online:
         z = (target_phi - mu_out) / sd_out
         return jnp.mean(-log_ndtr(-z), axis=-1)
-    mu_in = _masked_median(shadow_phi, mask_in)
-    sd_in = jnp.sqrt(_variance(shadow_phi, mask_in, mu_in, variance) + _EPS)
-    lp_in = jax.scipy.stats.norm.logpdf(target_phi, mu_in, sd_in)
+    lp_in = jax.scipy.stats.norm.logpdf(target_phi, fit[2], fit[3])
     lp_out = jax.scipy.stats.norm.logpdf(target_phi, mu_out, sd_out)
     return jnp.mean(lp_in - lp_out, axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("online", "variance", "combine"))
+def _scores(target_phi, shadow_phi, keep, online, variance, combine):
+    fit = _fit(shadow_phi, keep, online, variance, combine)
+    return _score_fit(target_phi, fit, online, combine)
+
+
+_fitted = jax.jit(_fit, static_argnames=("online", "variance", "combine"))
+_scored = jax.jit(_score_fit, static_argnames=("online", "combine"))
 
 
 def resolve_variance(variance: str, num_shadows: int) -> str:
@@ -159,35 +189,72 @@ def _check_counts(keep: np.ndarray, online: bool, variance: str, combine: str) -
         )
 
 
-def _lira(target_phi, shadow_phi, keep, *, online, variance, combine) -> jax.Array:
-    """Checks (shapes always, values when concrete), then the jitted float32 core."""
+def _lira(target_phi, shadow_phi, keep, *, queries, online, variance, combine) -> jax.Array:
+    """Checks (shapes always, values when concrete), then the jitted float32 core.
+
+    A concrete pool (``shadow_phi`` and ``keep``) is converted, checked and fitted eagerly
+    (``jax.ensure_compile_time_eval``), also when the target is traced: a pool closed over
+    in a user's ``jax.jit`` then enters the traced program as its fitted Gaussians, not as
+    constants whose median sorts XLA would fold at compile time (seconds at a few hundred
+    shadow models, and pages of ``slow_operation_alarm``).
+    """
     if combine not in COMBINES:
         raise LiRAError(f"combine must be one of {', '.join(COMBINES)}, got {combine!r}")
     s_shape, t_shape = np.shape(shadow_phi), np.shape(target_phi)
     if len(s_shape) not in (2, 3):
         raise LiRAError(f"shadow_phi must be (k, m) or (k, m, q), got shape {s_shape}")
-    keep = _checks.as_keep("keep", keep, s_shape[:2], LiRAError)
-    variance = resolve_variance(variance, s_shape[0])
     m, q = s_shape[1], (s_shape[2] if len(s_shape) == 3 else 1)
+    _check_queries(queries, s_shape)
     if t_shape != (m, q) and (q > 1 or t_shape != (m,)):
         raise LiRAError(
             f"target_phi {t_shape} does not match shadow_phi {s_shape}: "
             f"expected ({m}, {q})" + (f" or ({m},)" if q == 1 else "")
         )
-    target_phi = _checks.as_float("target_phi", target_phi, LiRAError)
-    shadow_phi = _as_3d(_checks.as_float("shadow_phi", shadow_phi, LiRAError))
-    if m == 0:
-        return jnp.zeros(0, jnp.float32)
-    if _checks.is_concrete(keep):
-        _check_counts(np.asarray(keep), online, variance, combine)
-    return _scores(target_phi, shadow_phi, keep, online, variance, combine)
+    concrete_pool = _checks.is_concrete(shadow_phi, keep)
+    with jax.ensure_compile_time_eval() if concrete_pool else contextlib.nullcontext():
+        keep = _checks.as_keep("keep", keep, s_shape[:2], LiRAError)
+        variance = resolve_variance(variance, s_shape[0])
+        target_phi = _checks.as_float("target_phi", target_phi, LiRAError)
+        shadow_phi = _as_3d(_checks.as_float("shadow_phi", shadow_phi, LiRAError))
+        if m == 0:
+            return jnp.zeros(0, jnp.float32)
+        if concrete_pool:
+            _check_counts(np.asarray(keep), online, variance, combine)
+            if not _checks.is_concrete(target_phi):
+                fit = _fitted(shadow_phi, keep, online, variance, combine)
+                return _scored(target_phi, fit, online, combine)
+        return _scores(target_phi, shadow_phi, keep, online, variance, combine)
+
+
+def _check_queries(queries: int | None, s_shape: tuple[int, ...]) -> None:
+    """Refuses a query axis ``q > 1`` (3-D ``shadow_phi``) that ``queries`` does not
+    declare: logits ``(k, m, c)`` given for ``phi`` would otherwise pass as ``c`` queries."""
+    if queries is not None and (
+        isinstance(queries, bool) or not isinstance(queries, numbers.Integral)
+    ):
+        raise LiRAError(f"queries must be an int (the length of the query axis), got {queries!r}")
+    if len(s_shape) == 2:
+        if queries not in (None, 1):
+            raise LiRAError(
+                f"queries={queries} but shadow_phi {s_shape} has no query axis: give "
+                f"(k, m, {queries}) and (m, {queries})"
+            )
+    elif queries is None and s_shape[2] != 1:
+        raise LiRAError(
+            f"shadow_phi {s_shape} has a query axis of {s_shape[2]}: pass queries="
+            f"{s_shape[2]} if every candidate was queried {s_shape[2]} times (LiRA takes "
+            "the logit-scaled confidence, signals.logit_scaled_confidence, not logits)"
+        )
+    elif queries not in (None, s_shape[2]):
+        raise LiRAError(f"queries={queries} but shadow_phi {s_shape} has {s_shape[2]} queries")
 
 
 def lira_online(
-    target_phi: Any,
-    shadow_phi: Any,
-    keep: Any,
+    target_phi: ArrayLike,
+    shadow_phi: ArrayLike,
+    keep: ArrayLike,
     *,
+    queries: int | None = None,
     variance: str = "auto",
     combine: str = "mean",
 ) -> jax.Array:
@@ -195,16 +262,29 @@ def lira_online(
 
     Score ``log N(phi; mu_in, s_in^2) - log N(phi; mu_out, s_out^2)`` (averaged over the
     ``q`` queries, or one ``q``-dimensional Gaussian with ``combine="multivariate"``).
-    Accepts NumPy or JAX arrays; traces under ``jax.jit`` and ``jax.vmap`` (e.g. over
-    targets; pass ``variance``/``combine`` with ``functools.partial`` or as static
-    arguments). Value checks run only on concrete inputs.
+    Accepts NumPy or JAX arrays of any floating dtype (``bfloat16`` and ``float16``
+    included), computed in float32; traces under ``jax.jit`` and ``jax.vmap`` (e.g. over
+    targets; pass ``queries``/``variance``/``combine`` with ``functools.partial`` or as
+    static arguments). Value checks run only on concrete inputs.
+
+    The score is differentiable in ``target_phi``: ``jax.grad`` of a score (or their sum)
+    gives the Gaussians' log-density slope, finite wherever the score is (the fitted
+    means and variances do not depend on the target).
+
+    Pass the pool (``shadow_phi``, ``keep``) to a jitted function as arguments rather
+    than closing over it. A closed-over pool is safe here (it is fitted eagerly, and the
+    traced program holds only the fitted Gaussians), but a constant pool in code of your
+    own (e.g. :func:`jax.numpy.nanmedian` of it) is folded by XLA at compile time, which
+    can take seconds.
 
     Args:
       target_phi: ``(m,)`` or ``(m, q)`` the target's logit-scaled confidence on the
         candidates (:func:`jaxmia.signals.logit_scaled_confidence`; ``q`` queries per
-        candidate, e.g. augmentations).
+        candidate, e.g. augmentations), not its logits.
       shadow_phi: ``(k, m)`` or ``(k, m, q)`` the same statistic under each shadow model.
       keep: ``(k, m)`` bool or 0/1, which shadow models trained on each candidate.
+      queries: ``q``, required with a query axis of ``q > 1`` (3-D ``shadow_phi``), so
+        that logits ``(k, m, c)`` given by mistake are refused, not read as ``c`` queries.
       variance: ``"auto"`` (per example from 64 shadow models on, global below),
         ``"per_example"`` (needs two models per side) or ``"global"``.
       combine: ``"mean"`` or ``"multivariate"`` over the ``q`` queries.
@@ -213,31 +293,42 @@ def lira_online(
       ``(m,)`` float32 scores, higher = more likely a member.
 
     Raises:
-      LiRAError: if the shapes do not match, a value is NaN or infinite, ``keep`` is not
-        bool or 0/1, or some candidate has too few IN/OUT models for the variant.
+      LiRAError: if the shapes do not match, a query axis is not declared by ``queries``,
+        a value is NaN or infinite, ``keep`` is not bool or 0/1, or some candidate has too
+        few IN/OUT models for the variant.
     """
-    return _lira(target_phi, shadow_phi, keep, online=True, variance=variance, combine=combine)
+    return _lira(
+        target_phi,
+        shadow_phi,
+        keep,
+        queries=queries,
+        online=True,
+        variance=variance,
+        combine=combine,
+    )
 
 
 def lira_offline(
-    target_phi: Any,
-    shadow_phi: Any,
-    keep: Any,
+    target_phi: ArrayLike,
+    shadow_phi: ArrayLike,
+    keep: ArrayLike,
     *,
+    queries: int | None = None,
     variance: str = "auto",
     combine: str = "mean",
 ) -> jax.Array:
     """Offline LiRA (Carlini et al. 2022): OUT models only.
 
     Score ``-log Pr[Z > phi]`` with ``Z ~ N(mu_out, s_out^2)``, large when ``phi`` is
-    improbably high for a non-member (with ``combine="multivariate"``, ``-log N(phi;
-    mu_out, cov_out)``). Same arguments, shapes and tracing as :func:`lira_online`; the IN
-    models in ``keep`` are ignored.
+    improbably high for a non-member (with ``combine="multivariate"``,
+    ``-log N(phi; mu_out, cov_out)``). The same arguments, shapes, dtypes, tracing and gradient as
+    :func:`lira_online`; the IN models in ``keep`` are ignored.
 
     Args:
       target_phi: ``(m,)`` or ``(m, q)`` the target's logit-scaled confidence.
       shadow_phi: ``(k, m)`` or ``(k, m, q)`` the shadow models' statistic.
       keep: ``(k, m)`` bool or 0/1 shadow membership.
+      queries: ``q``, required with a query axis.
       variance: ``"auto"``, ``"per_example"`` or ``"global"``.
       combine: ``"mean"`` or ``"multivariate"``.
 
@@ -247,7 +338,15 @@ def lira_offline(
     Raises:
       LiRAError: as :func:`lira_online` (only OUT models are counted).
     """
-    return _lira(target_phi, shadow_phi, keep, online=False, variance=variance, combine=combine)
+    return _lira(
+        target_phi,
+        shadow_phi,
+        keep,
+        queries=queries,
+        online=False,
+        variance=variance,
+        combine=combine,
+    )
 
 
 def augment_images(

@@ -24,7 +24,14 @@ a widely used implementation reports TPR 0 at 1% FPR on Location-30 at AUC 0.93.
 Everything is computed from log-probabilities (``-loss``, :func:`log_probs`) in log space,
 in float32; :func:`rmia_online`, :func:`rmia_offline` and :func:`attack_p` take NumPy or
 JAX arrays and trace under ``jax.jit`` and ``jax.vmap`` (the population arrays are keyword
-arguments, which ``jax.vmap`` maps along axis 0 like the positional ones).
+arguments, which ``jax.vmap`` maps along axis 0 like the positional ones). Every floating
+dtype is accepted (``bfloat16`` and ``float16`` included) and computed in float32.
+
+The score counts population records, so its gradient is zero almost everywhere: ``jax.grad``
+of an RMIA score with respect to any log-probability returns zeros, not a signal to
+optimise (use :func:`jaxmia.attacks.lira_online`, which is differentiable). Pass the
+reference and population arrays to a jitted function as arguments, not closed-over
+constants, which XLA would fold at compile time.
 :func:`calibrate_rmia` chooses the softmax temperature and the offline ``a`` on the
 reference models alone.
 
@@ -40,11 +47,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxmia import metrics, signals
 from jaxmia.attacks import _checks
@@ -158,14 +166,14 @@ def _dominance_host(
     return np.asarray(_tie_broken(count, inverse, nz)), order
 
 
-def _dominate(log_ratio_x: Any, log_ratio_z: Any, log_gamma: Any) -> jax.Array:
+def _dominate(log_ratio_x: ArrayLike, log_ratio_z: ArrayLike, log_gamma: ArrayLike) -> jax.Array:
     """:func:`_dominance`, on the host where the arrays are concrete (same bits)."""
     if _checks.is_concrete(log_ratio_x, log_ratio_z, log_gamma):
         return jnp.asarray(_dominance_host(log_ratio_x, log_ratio_z, log_gamma)[0])
     return _dominance(log_ratio_x, log_ratio_z, log_gamma)
 
 
-def log_probs(logits: Any, labels: Any, *, temperature: float = 1.0) -> jax.Array:
+def log_probs(logits: ArrayLike, labels: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
     """``log Pr(y | x)`` of the softmax at ``temperature``: RMIA's statistic.
 
     Args:
@@ -175,11 +183,16 @@ def log_probs(logits: Any, labels: Any, *, temperature: float = 1.0) -> jax.Arra
 
     Returns:
       ``(..., n)`` float32 log-probabilities of the true labels (``-loss``).
+
+    Raises:
+      ValueError: if concrete ``labels`` lie outside ``[0, c)`` (through
+        :func:`jaxmia.signals.loss`). Traced labels (an argument of a user's ``jax.jit``)
+        cannot be checked; there such a label gives NaN.
     """
     return -signals.loss(logits / temperature, labels)
 
 
-def _check_x_z(name: str, x: Any, z: Any, lead: tuple[int, ...]) -> None:
+def _check_x_z(name: str, x: ArrayLike, z: ArrayLike, lead: tuple[int, ...]) -> None:
     """Static shape checks of a candidate array ``lead + (m,)`` and population ``lead + (nz,)``."""
     for which, a in ((name, x), (f"{name}_z", z)):
         if np.ndim(a) != len(lead) + 1 or np.shape(a)[:-1] != lead:
@@ -233,13 +246,13 @@ def _rmia(
 
 
 def rmia_online(
-    target_log_p: Any,
-    ref_log_p: Any,
-    keep: Any,
+    target_log_p: ArrayLike,
+    ref_log_p: ArrayLike,
+    keep: ArrayLike,
     *,
-    target_log_p_z: Any,
-    ref_log_p_z: Any,
-    keep_z: Any = None,
+    target_log_p_z: ArrayLike,
+    ref_log_p_z: ArrayLike,
+    keep_z: ArrayLike | None = None,
     gamma: float = 2.0,
 ) -> jax.Array:
     """Online RMIA (Zarifzadeh et al. 2024): ``Pr(x)`` averages all reference models.
@@ -257,7 +270,8 @@ def rmia_online(
 
     Returns:
       ``(m,)`` float32 scores in ``[0, 1 + 1/nz)`` (dominated population fraction plus the
-      tie-break), higher = more likely a member.
+      tie-break), higher = more likely a member. Piecewise constant: their gradient is
+      zero (see the module's notes).
 
     Raises:
       AttackInputError: on mismatched shapes, no population record or reference model,
@@ -270,13 +284,13 @@ def rmia_online(
 
 
 def rmia_offline(
-    target_log_p: Any,
-    ref_log_p: Any,
-    keep: Any,
+    target_log_p: ArrayLike,
+    ref_log_p: ArrayLike,
+    keep: ArrayLike,
     *,
-    target_log_p_z: Any,
-    ref_log_p_z: Any,
-    keep_z: Any,
+    target_log_p_z: ArrayLike,
+    ref_log_p_z: ArrayLike,
+    keep_z: ArrayLike,
     a: float = 0.3,
     gamma: float = 2.0,
 ) -> jax.Array:
@@ -310,11 +324,11 @@ def rmia_offline(
 
 
 def attack_p(
-    target_log_p: Any,
-    ref_log_p: Any = None,
-    keep: Any = None,
+    target_log_p: ArrayLike,
+    ref_log_p: ArrayLike | None = None,
+    keep: ArrayLike | None = None,
     *,
-    target_log_p_z: Any,
+    target_log_p_z: ArrayLike,
     gamma: float = 2.0,
 ) -> jax.Array:
     """Attack-P (Ye et al. 2022, "Enhanced Membership Inference Attacks against Machine
@@ -356,7 +370,11 @@ class RMIACalibration(NamedTuple):
     a: float | None
 
 
-def _log_p_at(ref: Any, labels: Any, temperatures: tuple[float, ...]):
+def _log_p_at(
+    ref: ArrayLike | Mapping[float, ArrayLike],
+    labels: ArrayLike | None,
+    temperatures: tuple[float, ...],
+):
     """``(T -> (k, n) log-probabilities, (k, n))``: of logits at ``T``, given ones
     (``T = 1``), or given ones per temperature."""
     if isinstance(ref, Mapping):
@@ -387,10 +405,10 @@ def _log_p_at(ref: Any, labels: Any, temperatures: tuple[float, ...]):
 
 
 def calibrate_rmia(
-    ref_logits: Any,
-    keep: Any,
+    ref_logits: ArrayLike | Mapping[float, ArrayLike],
+    keep: ArrayLike,
     *,
-    labels: Any = None,
+    labels: ArrayLike | None = None,
     online: bool,
     temperatures: tuple[float, ...] = (1.0,),
     a_grid: tuple[float, ...] = A_GRID,

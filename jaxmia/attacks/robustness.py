@@ -36,7 +36,6 @@ import functools
 import math
 import numbers
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -441,7 +440,9 @@ def query_correctness_many(
 
 
 def label_only(
-    target_correct: ArrayLike, shadow_correct: Any = None, keep: Any = None
+    target_correct: ArrayLike,
+    shadow_correct: ArrayLike | None = None,
+    keep: ArrayLike | None = None,
 ) -> jax.Array:
     """The label-only attack of Choquette-Choo et al. 2021: fraction of correct answers.
 

@@ -10,10 +10,11 @@ Security). The score is the oriented signal itself, so the ROC does not depend o
 shadow models' members and non-members, and only sets the accuracy, precision and recall
 reported at the operating point.
 
-Every attack follows the protocol of :mod:`jaxmia.attacks`: ``attack(target_stat,
-shadow_stats, keep) -> (m,) scores``. The shadow statistics do not change a threshold
-attack's scores; they are optional and only checked, so that every attack can be called
-alike. The scores are computed elementwise in float32 and trace under ``jax.jit`` and
+Every attack follows the protocol of :mod:`jaxmia.attacks`:
+``attack(target_stat, shadow_stats, keep) -> (m,) scores``. The shadow statistics do not
+change a threshold attack's scores; they are optional and only checked, so that every
+attack can be called alike. The scores are computed elementwise in float32 (from any
+floating dtype, ``bfloat16`` and ``float16`` included) and trace under ``jax.jit`` and
 ``jax.vmap``.
 
 Example::
@@ -24,11 +25,10 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxmia import metrics, signals
 from jaxmia.attacks import _checks
@@ -36,7 +36,7 @@ from jaxmia.attacks import _checks
 __all__ = ["calibrate_threshold", "confidence", "entropy", "loss", "modified_entropy"]
 
 
-def _check_shadows(target: Any, shadow: Any, keep: Any) -> None:
+def _check_shadows(target: ArrayLike, shadow: ArrayLike, keep: ArrayLike) -> None:
     """Checks the optional ``(k, m)`` shadow statistics and ``keep`` against the target."""
     if shadow is None and keep is None:
         return
@@ -51,13 +51,15 @@ def _check_shadows(target: Any, shadow: Any, keep: Any) -> None:
     _checks.as_float("shadow statistics", shadow)
 
 
-def _oriented(signal: str, target: Any, shadow: Any, keep: Any) -> jax.Array:
+def _oriented(signal: str, target: ArrayLike, shadow: ArrayLike, keep: ArrayLike) -> jax.Array:
     _check_shadows(target, shadow, keep)
     values = _checks.as_float(f"the {signal} signal", target)
     return jnp.float32(signals.MEMBER_SIGN[signal]) * values
 
 
-def loss(target_loss: Any, shadow_loss: Any = None, keep: Any = None) -> jax.Array:
+def loss(
+    target_loss: ArrayLike, shadow_loss: ArrayLike | None = None, keep: ArrayLike | None = None
+) -> jax.Array:
     """The loss attack of Yeom et al. 2018: score ``-loss`` (members have low loss).
 
     Args:
@@ -74,7 +76,9 @@ def loss(target_loss: Any, shadow_loss: Any = None, keep: Any = None) -> jax.Arr
 
 
 def confidence(
-    target_confidence: Any, shadow_confidence: Any = None, keep: Any = None
+    target_confidence: ArrayLike,
+    shadow_confidence: ArrayLike | None = None,
+    keep: ArrayLike | None = None,
 ) -> jax.Array:
     """The confidence attack: score = the top predicted probability (Song & Mittal 2021).
 
@@ -89,7 +93,11 @@ def confidence(
     return _oriented("confidence", target_confidence, shadow_confidence, keep)
 
 
-def entropy(target_entropy: Any, shadow_entropy: Any = None, keep: Any = None) -> jax.Array:
+def entropy(
+    target_entropy: ArrayLike,
+    shadow_entropy: ArrayLike | None = None,
+    keep: ArrayLike | None = None,
+) -> jax.Array:
     """The entropy attack of Song & Mittal 2021: score ``-entropy`` of the prediction.
 
     Args:
@@ -104,7 +112,9 @@ def entropy(target_entropy: Any, shadow_entropy: Any = None, keep: Any = None) -
 
 
 def modified_entropy(
-    target_mentropy: Any, shadow_mentropy: Any = None, keep: Any = None
+    target_mentropy: ArrayLike,
+    shadow_mentropy: ArrayLike | None = None,
+    keep: ArrayLike | None = None,
 ) -> jax.Array:
     """The modified-entropy attack of Song & Mittal 2021: score ``-Mentr`` (label-aware).
 
@@ -120,7 +130,9 @@ def modified_entropy(
     return _oriented("modified_entropy", target_mentropy, shadow_mentropy, keep)
 
 
-def calibrate_threshold(shadow_scores: Any, keep: Any, *, pool: Any = None) -> float:
+def calibrate_threshold(
+    shadow_scores: ArrayLike, keep: ArrayLike, *, pool: ArrayLike | None = None
+) -> float:
     """Accuracy-maximising threshold on the shadow models' scores.
 
     Give the scores the attack assigns on the shadow models, e.g.

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from jaxmia.metrics.roc import DEFAULT_FPRS, _check_fprs, _validate
 
@@ -163,8 +164,8 @@ def _max_count(target: float, n_neg: int) -> int:
 
 
 def bootstrap_ci(
-    membership: Any,
-    scores: Any,
+    membership: ArrayLike,
+    scores: ArrayLike,
     *,
     fprs: Iterable[float] = DEFAULT_FPRS,
     n_boot: int = 200,

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from jaxmia.metrics.bootstrap import bootstrap_ci
 from jaxmia.metrics.roc import (
@@ -110,8 +111,8 @@ class AttackMetrics:
 
 
 def evaluate(
-    membership: Any,
-    scores: Any,
+    membership: ArrayLike,
+    scores: ArrayLike,
     *,
     threshold: float | None = None,
     fprs: Iterable[float] = DEFAULT_FPRS,

@@ -7,16 +7,22 @@ only when :func:`plot_roc` is called.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from jaxmia.metrics.roc import _validate, auc, roc_curve
+
+if TYPE_CHECKING:  # matplotlib is optional, imported only when plotting
+    from matplotlib.axes import Axes
 
 __all__ = ["plot_roc"]
 
 
-def plot_roc(membership: Any, scores_by_name: Mapping[str, Any], ax: Any = None) -> Any:
+def plot_roc(
+    membership: ArrayLike, scores_by_name: Mapping[str, ArrayLike], ax: Axes | None = None
+) -> Axes:
     """Plots the ROC curve of every attack on log-log axes, with the chance diagonal.
 
     Low false-positive rates are what matter for membership inference (Carlini et al.,

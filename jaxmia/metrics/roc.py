@@ -11,16 +11,17 @@ a member) and validates them the same way (one-line ``ValueError`` on bad input)
 * the metrics of one threshold rule ``scores >= t`` (:func:`threshold_metrics`) and the
   accuracy-maximising threshold (:func:`best_threshold`).
 
-Pure NumPy on the host, ``O(n log n)`` per call.
+Pure NumPy on the host, ``O(n log n)`` per call. Scores of every floating dtype are
+accepted (``float16`` and ``bfloat16`` included) and compared in float64.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "DEFAULT_FPRS",
@@ -42,7 +43,23 @@ DEFAULT_FPRS: tuple[float, ...] = (0.001, 0.01)
 # --------------------------------------------------------------------------------------
 
 
-def _validate(membership: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+def _is_real(dtype: np.dtype) -> bool:
+    """Bool, integer or any floating dtype: NumPy's and ``ml_dtypes``' (``bfloat16``, the
+    float8 types: JAX's low-precision floats, whose ``dtype.kind`` is ``"V"``)."""
+    if dtype.kind in "biuf":
+        return True
+    if dtype.kind != "V":
+        return False
+    import ml_dtypes  # installed with JAX; imported only for such dtypes
+
+    try:
+        ml_dtypes.finfo(dtype)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _validate(membership: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Checks and converts the inputs shared by every metric.
 
     Args:
@@ -66,7 +83,7 @@ def _validate(membership: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"membership and scores have mismatched lengths: {y.shape[0]} != {s.shape[0]}"
         )
-    if s.dtype.kind not in "biuf":
+    if not _is_real(s.dtype):
         raise ValueError(f"scores must be real numbers; got dtype {s.dtype}")
     s = s.astype(np.float64, copy=False)
     if np.isnan(s).any():
@@ -74,8 +91,8 @@ def _validate(membership: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     if y.dtype.kind == "b":
         y_bool = y
     else:
-        if y.dtype.kind not in "iuf" or not np.all((y == 0) | (y == 1)):
-            bad = np.unique(y[~((y == 0) | (y == 1))]) if y.dtype.kind in "iuf" else y.dtype
+        if not _is_real(y.dtype) or not np.all((y == 0) | (y == 1)):
+            bad = np.unique(y[~((y == 0) | (y == 1))]) if _is_real(y.dtype) else y.dtype
             raise ValueError(f"membership must be binary (bool or 0/1, 1 = member); found {bad!r}")
         y_bool = y == 1
     n_pos = int(y_bool.sum())
@@ -120,7 +137,7 @@ def _roc_counts(
     )
 
 
-def _check_fprs(fprs: Any) -> np.ndarray:
+def _check_fprs(fprs: ArrayLike) -> np.ndarray:
     """Validates target false-positive rates; returns them as a float64 array."""
     arr = np.asarray(fprs, dtype=np.float64)
     if arr.ndim > 1:
@@ -143,7 +160,9 @@ def _tpr_at_fpr_from_curve(fpr: np.ndarray, tpr: np.ndarray, targets: np.ndarray
 # --------------------------------------------------------------------------------------
 
 
-def roc_curve(membership: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(
+    membership: ArrayLike, scores: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact ROC curve of the decision rule ``scores >= threshold``.
 
     One point per distinct score (ties are handled jointly), preceded by the point (0, 0)
@@ -167,7 +186,7 @@ def roc_curve(membership: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.
     return fps / fps[-1], tps / tps[-1], thresholds
 
 
-def auc(membership: Any, scores: Any, *, order: Any = None) -> float:
+def auc(membership: ArrayLike, scores: ArrayLike, *, order: ArrayLike | None = None) -> float:
     """Area under the ROC curve via the Mann-Whitney U statistic.
 
     Equals the probability that a random member scores higher than a random non-member,
@@ -220,7 +239,7 @@ def _auc_sorted(y_sorted: np.ndarray, s_sorted: np.ndarray) -> float:
 
 
 def tpr_at_fpr(
-    membership: Any, scores: Any, fpr: float | Sequence[float] | np.ndarray
+    membership: ArrayLike, scores: ArrayLike, fpr: float | Sequence[float] | np.ndarray
 ) -> float | np.ndarray:
     """True-positive rate at a fixed (low) false-positive rate.
 
@@ -251,7 +270,7 @@ def tpr_at_fpr(
     return out.astype(np.float64)
 
 
-def advantage(membership: Any, scores: Any) -> float:
+def advantage(membership: ArrayLike, scores: ArrayLike) -> float:
     """Membership advantage ``max_t TPR(t) - FPR(t)`` (Yeom et al., 2018).
 
     Maximised over all thresholds of the exact ROC curve (equivalently, the maximal
@@ -272,7 +291,9 @@ def advantage(membership: Any, scores: Any) -> float:
     return float(np.max(tpr - fpr))
 
 
-def threshold_metrics(membership: Any, scores: Any, threshold: float) -> dict[str, float]:
+def threshold_metrics(
+    membership: ArrayLike, scores: ArrayLike, threshold: float
+) -> dict[str, float]:
     """Classification metrics of the decision ``scores >= threshold`` (predict member).
 
     Args:
@@ -310,7 +331,7 @@ def threshold_metrics(membership: Any, scores: Any, threshold: float) -> dict[st
     }
 
 
-def best_threshold(membership: Any, scores: Any) -> float:
+def best_threshold(membership: ArrayLike, scores: ArrayLike) -> float:
     """Threshold maximising accuracy of the decision ``scores >= threshold``.
 
     Candidates are every distinct score (each realises one ROC vertex) plus a value just
