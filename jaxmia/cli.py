@@ -102,8 +102,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _many(kind: type, what: str):
     def parse(text: str) -> tuple:
+        from jaxmia.audit.fields import list_items
+
         try:
-            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+            items = list_items(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        try:
+            return tuple(kind(v) for v in items)
         except ValueError:
             message = f"expected comma-separated {what}, got {text!r}"
             raise argparse.ArgumentTypeError(message) from None

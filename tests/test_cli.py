@@ -73,6 +73,9 @@ def test_config_file_and_flag_precedence(tmp_path, capsys):
         (["audit", "--shadows", "3"], "even number of models"),
         (["audit", "--epochs", "0"], "epochs must be an integer >= 1"),
         (["audit", "--config", "nope.toml"], "no such config file"),
+        (["audit", "--fprs", "0.01,,0.1"], "--fprs: empty item in '0.01,,0.1'"),
+        (["audit", "--hidden", "64,"], "--hidden: empty item in '64,'"),
+        (["audit", "--attacks", "loss,,loss"], "--attacks: empty item in 'loss,,loss'"),
         (
             ["study", "--factor", "shadows", "--values", "2,4", "--coordinator", "h:1"],
             "unrecognized arguments: --coordinator",

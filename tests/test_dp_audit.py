@@ -212,6 +212,8 @@ def dp_audit_command_words(config) -> list[str]:
         (["--models", "3"], "models must be an integer >= 8"),
         (["--epsilons", "0,1"], "epsilons must be numbers > 0"),
         (["--epsilons", "one"], "expected comma-separated numbers"),
+        (["--epsilons", "1,,2"], "--epsilons: empty item in '1,,2'"),
+        (["--epsilons", "1,2,1"], "--epsilons: an epsilon is repeated in '1,2,1'"),
         (["--records", "100", "--batch-size", "20"], "must be below records (100) and not divide"),
         (["--dataset", "mnist2"], "dataset must be a bundled one"),
         (["--confidence", "1"], "confidence must be in [0.5, 1)"),

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 
 from jaxmia import engine
-from jaxmia.audit import dp_report, outputs
+from jaxmia.audit import dp_report, fields, outputs
 from jaxmia.audit.dp_audit import DPAuditConfig, run
 
 __all__ = ["add_arguments", "add_parser", "command", "command_for"]
@@ -37,11 +37,18 @@ _HELP = {
 
 def _epsilon_list(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
+        items = fields.list_items(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    try:
+        epsilons = tuple(float(v) for v in items)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated numbers, got {text!r}"
         ) from None
+    if len(set(epsilons)) < len(epsilons):
+        raise argparse.ArgumentTypeError(f"an epsilon is repeated in {text!r}")
+    return epsilons
 
 
 def add_arguments(parser) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "as_config_error",
     "check_value",
     "kind_of",
+    "list_items",
     "load_toml",
     "opt",
     "split_list",
@@ -125,11 +126,21 @@ def split_list(name: str, text: str) -> tuple[str, ...]:
     blank ``text``: none); an empty item (``3,,4``, a trailing comma) is refused by a
     one-line :class:`ConfigError` naming ``name`` (as the user gave it: a key or a flag),
     never dropped."""
+    try:
+        return list_items(text)
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
+
+
+def list_items(text: str) -> tuple[str, ...]:
+    """The items of the comma-separated ``text``, stripped (a blank ``text``: none); an
+    empty item (``3,,4``, a trailing comma) raises a ValueError saying so. The command
+    line's lists (``--fprs``, ``--epsilons``) and :func:`split_list` read lists this way."""
     items = tuple(item.strip() for item in text.split(","))
     if items == ("",):
         return ()
     if "" in items:
-        raise ConfigError(f"{name}: empty item in {text!r}; separate the items by single commas")
+        raise ValueError(f"empty item in {text!r}; separate the items by single commas")
     return items
 
 
