@@ -277,3 +277,17 @@ def test_label_only_attack_control_is_chance(overfit):
         n_queries=16,
     )
     assert abs(metrics.auc(fake, scores) - 0.5) < 0.05
+
+
+def test_shift_offsets_cover_the_whole_range_both_ways():
+    # one lit pixel per 8x8 image (the shape and shift of test_perturb_inputs_images, so
+    # nothing new compiles): where it lands is the copy's offset, every (dy, dx) in
+    # [-1, 1]^2 (+1 included, both axes drawn apart)
+    x = np.zeros((64, 8, 8, 1), np.float32)
+    x[:, 4, 4] = 1.0
+    copies = np.asarray(attacks.perturb_inputs(x, jax.random.key(0), n_queries=4, kind="shift"))
+    flat = copies[1:].reshape(-1, 64)  # 3 x 64 perturbed copies, the originals dropped
+    assert (flat.max(-1) == 1).all()  # never shifted out of the frame
+    dy, dx = flat.argmax(-1) // 8 - 4, flat.argmax(-1) % 8 - 4
+    both = set(zip(dy.tolist(), dx.tolist(), strict=True))
+    assert both == {(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)}  # independent axes
