@@ -109,7 +109,7 @@ class AuditReport:
 
     def settings(self) -> dict[str, Any]:
         """The flat settings as they applied: the config's (:meth:`AuditConfig.to_dict`)
-        with :attr:`applied` in place."""
+        with ``applied`` in place."""
         return self.config.to_dict() | self.applied
 
     def table(self) -> str:

@@ -17,8 +17,8 @@ Sources accepted by :func:`load`:
 Features from non-bundled sources go through :func:`normalise_features`; labels that
 are integers but not ``0 .. C-1`` are remapped to it in sorted order.
 
-Tables (csv, parquet, hub) are read by :mod:`jaxmia.datasets.tables`: text feature
-columns one-hot encoded, text labels as classes, missing values, ambiguous label columns
+Tables (csv, parquet, hub) are read by the private ``jaxmia.datasets._tables``: text
+feature columns one-hot encoded, text labels as classes, missing values, ambiguous label columns
 and stray text in numeric columns refused, at most :data:`MAX_FEATURES` features. The
 :class:`Dataset` records a table's label column, which :func:`describe` states.
 
@@ -38,10 +38,10 @@ import zipfile
 
 import numpy as np
 
-from jaxmia.datasets import tables
-from jaxmia.datasets.errors import DatasetError
-from jaxmia.datasets.errors import short as _short
-from jaxmia.datasets.tables import LABEL_COLUMNS, MAX_FEATURES
+from jaxmia.datasets import _tables as tables
+from jaxmia.datasets._errors import DatasetError
+from jaxmia.datasets._errors import short as _short
+from jaxmia.datasets._tables import LABEL_COLUMNS, MAX_FEATURES
 
 __all__ = [
     "BUNDLED",

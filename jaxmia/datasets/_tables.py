@@ -34,8 +34,8 @@ import urllib.request
 
 import numpy as np
 
-from jaxmia.datasets.errors import DatasetError
-from jaxmia.datasets.errors import short as _short
+from jaxmia.datasets._errors import DatasetError
+from jaxmia.datasets._errors import short as _short
 
 __all__ = ["LABEL_COLUMNS", "MAX_FEATURES", "read_hub", "read_table"]
 
