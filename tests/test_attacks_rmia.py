@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmia import attacks, splits
+from jaxmia import attacks, signals, splits
 from jaxmia.attacks import rmia
 
 
@@ -195,3 +195,11 @@ def test_rmia_accepts_low_precision_floats():
         for got, expected in zip(scores(*low), want, strict=True):
             assert got.dtype == jnp.float32
             np.testing.assert_array_equal(got, expected)
+
+
+def test_log_probs_divide_the_logits_by_the_temperature():
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]], np.float32)
+    labels = np.array([0, 2])
+    for t in (0.5, 2.0):
+        want = -np.asarray(signals.loss(logits / t, labels))
+        np.testing.assert_array_equal(attacks.log_probs(logits, labels, temperature=t), want)

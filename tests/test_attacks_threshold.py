@@ -49,3 +49,8 @@ def test_threshold_attacks_accept_low_precision_floats():
         assert attacks.calibrate_threshold(low, keep) == attacks.calibrate_threshold(
             f32.astype(np.float64), keep
         )
+
+
+def test_values_beyond_float32_count_as_infinite():
+    with pytest.raises(attacks.AttackInputError, match=r"1 NaN or infinite value\(s\) in float32"):
+        attacks.loss(np.array([0.5, 1e39, 2.0]))  # finite in float64, inf once in float32

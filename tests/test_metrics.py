@@ -540,3 +540,17 @@ def test_bootstrap_interval_sees_the_last_example_of_a_class(last):
         s[19] = 2.0  # the last non-member, above every member
     lo, hi = M.bootstrap_ci(y, s, n_boot=200)["auc"]
     assert lo < 0.95 and hi == 1.0
+
+
+def test_metrics_refuse_scores_that_are_not_real_numbers():
+    import ml_dtypes
+
+    y = np.array([0, 1, 0, 1], bool)
+    for scores in (
+        np.array([0.1, 0.9, 0.2, 0.8]) * (1 + 1j),  # complex
+        np.array(["a", "b", "c", "d"]),  # strings
+        np.zeros(4, "V4"),  # raw bytes, a "V" dtype like bfloat16's
+    ):
+        with pytest.raises(ValueError, match=r"^scores must be real numbers; got dtype"):
+            M.auc(y, scores)
+    assert M.auc(y, np.array([0, 3, 1, 2]).astype(ml_dtypes.int4)) == 1.0  # ml_dtypes' ints

@@ -45,18 +45,20 @@ DEFAULT_FPRS: tuple[float, ...] = (0.001, 0.01)
 
 def _is_real(dtype: np.dtype) -> bool:
     """Bool, integer or any floating dtype: NumPy's and ``ml_dtypes``' (``bfloat16``, the
-    float8 types: JAX's low-precision floats, whose ``dtype.kind`` is ``"V"``)."""
+    float8 types, ``int4``: JAX's low-precision numbers, whose ``dtype.kind`` is ``"V"``)."""
     if dtype.kind in "biuf":
         return True
     if dtype.kind != "V":
         return False
     import ml_dtypes  # installed with JAX; imported only for such dtypes
 
-    try:
-        ml_dtypes.finfo(dtype)
-    except (TypeError, ValueError):
-        return False
-    return True
+    for info in (ml_dtypes.finfo, ml_dtypes.iinfo):  # floats, then int4 and the like
+        try:
+            info(dtype)
+        except (TypeError, ValueError):
+            continue
+        return True
+    return False
 
 
 def _validate(membership: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
