@@ -276,3 +276,43 @@ def test_leave_one_out_label_only_answered_once_scores_as_each_target_alone():
         )["label_only"]
         np.testing.assert_array_equal(once[0], alone[0])
         assert once[1] == alone[1]
+
+
+@pytest.mark.parametrize("q", [1, 6])
+def test_lira_reads_the_pools_query_axis(q):
+    """With --augment the pool's phi holds q = 6 queries per record: the audit declares
+    them to LiRA (which refuses an undeclared query axis); q = 1 without it."""
+    rng = np.random.default_rng(3)
+    k, n = 8, 40
+    keep = splits.balanced_keep(k, n, seed=4)
+    phi = rng.normal(0, 1, (k, n, q)).astype(np.float32)
+    target_phi = rng.normal(0, 1, (n, q)).astype(np.float32)
+    shadows = attacking.PoolSignals(
+        signals={}, phi=phi, logits=None, keep=keep, pool=np.ones(n, bool)
+    )
+    candidates = np.arange(n)
+    config = AuditConfig(lira_variance="global")
+    for name, attack in (
+        ("lira_online", attacks.lira_online),
+        ("lira_offline", attacks.lira_offline),
+    ):
+        out: dict = {}
+        attacking._run_one(
+            name,
+            out,
+            shadows,
+            {},
+            target_phi,
+            {},
+            None,
+            candidates,
+            None,
+            2,
+            config,
+            [],
+            None,
+            keep,
+            {},
+        )
+        want = attack(target_phi, phi, keep, queries=q, variance="global")
+        np.testing.assert_array_equal(out[name][0], np.asarray(want, np.float64))

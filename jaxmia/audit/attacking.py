@@ -257,7 +257,9 @@ def _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logi
         k = shadows.keep.shape[0]
         variance = lira.resolve_variance(config.lira_variance, k)
         attack = attacks_lib.lira_online if name == "lira_online" else attacks_lib.lira_offline
-        s = attack(target_phi, shadows.phi[:, candidates], keep_c, variance=variance)
+        shadow_phi = shadows.phi[:, candidates]  # (k, m) or (k, m, q) with --augment
+        queries = shadow_phi.shape[2] if shadow_phi.ndim == 3 else None
+        s = attack(target_phi, shadow_phi, keep_c, queries=queries, variance=variance)
         out[name] = (_host(s), None)
         _note(notes, f"LiRA variance: {variance} ({k} shadow models)")
     else:
