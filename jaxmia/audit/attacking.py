@@ -214,9 +214,9 @@ def start_shokri_fits(
     """:func:`fit_shokri` on each of ``pools`` (in leave-one-out, the pool without each
     target), ``workers`` at a time in background threads, all queued at once: the
     classifiers train while the targets' other attacks run, instead of one after another
-    within each target's turn. Returns the futures, each holding ``(ShokriFit, seconds
-    it trained)`` as :func:`start_shokri`'s does, and their executor (shut it down once
-    they are read)."""
+    within each target's turn. Returns the futures, each holding
+    ``(ShokriFit, seconds it trained)`` as :func:`start_shokri`'s does, and their executor
+    (shut it down once they are read)."""
     executor = concurrent.futures.ThreadPoolExecutor(max(1, workers), "jaxmia-shokri")
 
     def fit(pool: PoolSignals) -> tuple[classifier.ShokriFit, float]:

@@ -205,8 +205,8 @@ class Section:
 
 def load_toml(path: str, what: str, error: type[Exception] = ConfigError) -> dict[str, Any]:
     """The tables of the TOML file ``path``, or ``error`` in one line naming ``what`` (e.g.
-    ``"config file"``): ``no such config file: PATH`` or ``cannot read config file PATH:
-    REASON`` (unreadable, or not TOML)."""
+    ``"config file"``): ``no such config file: PATH`` or
+    ``cannot read config file PATH: REASON`` (unreadable, or not TOML)."""
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)

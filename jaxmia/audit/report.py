@@ -187,8 +187,9 @@ def thin_roc(
     of each run of consecutive vertices in one cell only the first and the last are
     kept, and always the curve's first and last vertex. A ROC curve is monotone, so every
     vertex dropped lies in the cell of the kept vertices around it: the drawn line moves
-    by less than a cell's diagonal, under one pixel of the figure (at most ``2 x 2 x
-    pixels`` vertices stay, about half of 5,000). Vertices below ``lo`` count as at ``lo``.
+    by less than a cell's diagonal, under one pixel of the figure (at most
+    ``2 x 2 x pixels`` vertices stay, about half of 5,000). Vertices below ``lo`` count as
+    at ``lo``.
 
     Args:
       fpr, tpr: ``(p,)`` nondecreasing false and true positive rates.

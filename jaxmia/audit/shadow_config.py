@@ -154,9 +154,9 @@ def _shift(config) -> float:
 
 def differences(config) -> dict[str, Any]:
     """``{what: the shadows' value}`` wherever the shadows train unlike the target:
-    ``hidden``, ``epochs``, ``learning_rate``, ``data_size``, ``shift`` (``{"kind",
-    "strength"}``); empty when they train alike (the key ``"shadows"`` of a pool's spec and
-    ``shadow_differences`` of ``metrics.json``)."""
+    ``hidden``, ``epochs``, ``learning_rate``, ``data_size``, ``shift``
+    (``{"kind", "strength"}``); empty when they train alike (the key ``"shadows"`` of a
+    pool's spec and ``shadow_differences`` of ``metrics.json``)."""
     out: dict[str, Any] = {}
     if shadow_hidden(config) != tuple(config.hidden):
         out["hidden"] = list(shadow_hidden(config))

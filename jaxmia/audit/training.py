@@ -211,8 +211,9 @@ def _trained_target(setup: Setup, progress: engine.ProgressFn | None, log: Log) 
 
 
 def check_logits(logits: np.ndarray, expected: tuple[int, ...], what: str) -> None:
-    """A one-line error where ``logits`` are not of the ``expected`` shape, ``(models,
-    records, classes)`` or ``(records, classes)``; ``what`` names whose they are."""
+    """A one-line error where ``logits`` are not of the ``expected`` shape,
+    ``(models, records, classes)`` or ``(records, classes)``; ``what`` names whose they are.
+    """
     shape = tuple(np.shape(logits))
     if shape != expected:
         axes = ("models", "records", "classes")[-len(expected) :]

@@ -21,15 +21,14 @@ the classifier in evaluation mode (as an attacker does) while ``f`` trains in tr
 Randomness: model ``i`` with key ``key_i`` keeps the kernel's streams (init, dropout,
 member order: :mod:`jaxmia.engine.kernel`), so its classifier batches are the plain
 kernel's. ``fold_in(key_i, ADV_STREAM)`` is split into ``h``'s init key and its data key;
-epoch ``e`` orders the members by ``member_order(fold_in(fold_in(data_key, e), 0),
-members)`` and the reference records by ``member_order(fold_in(fold_in(data_key, e), 1),
-references)`` (:func:`jaxmia.engine.kernel.member_order`: two independent permutations),
-and ``h`` step ``j`` of classifier step ``s`` reads positions ``(s * k + j) * batch_size
-+ [0, batch_size)`` of each, modulo its number of records (wrapping around: consecutive
-steps read consecutive, not overlapping, stretches). Every model of a
-pool has its own ``h`` and optimizer state; a model's steps beyond its own members (in a
-pool of unequal models) leave ``f`` and ``h`` unchanged, so a pooled model equals the
-same model trained alone.
+epoch ``e`` orders the members by ``member_order(fold_in(fold_in(data_key, e), 0), members)``
+and the reference records by ``member_order(fold_in(fold_in(data_key, e), 1), references)``
+(:func:`jaxmia.engine.kernel.member_order`: two independent permutations), and ``h`` step
+``j`` of classifier step ``s`` reads positions ``(s * k + j) * batch_size + [0, batch_size)``
+of each, modulo its number of records (wrapping around: consecutive steps read consecutive,
+not overlapping, stretches). Every model of a pool has its own ``h`` and optimizer state; a
+model's steps beyond its own members (in a pool of unequal models) leave ``f`` and ``h``
+unchanged, so a pooled model equals the same model trained alone.
 """
 
 from __future__ import annotations

@@ -171,13 +171,14 @@ def optimizer_steps(keep: Any, batch_size: int, epochs: int) -> np.ndarray:
 
     The engine trains every model of a pool with the one optimizer it is given, so one
     schedule serves models whose counts differ (:func:`steps_per_epoch`). Size it with
-    the largest, e.g. ``optax.cosine_decay_schedule(1e-3, optimizer_steps(keep, 64,
-    epochs).max())``: no model steps past the schedule's end, and model ``i`` stops at
-    ``optimizer_steps(...)[i] / max`` of it (14/15 or more on ``balanced_keep(16,
-    1797)`` at batch size 64). A schedule sized from one row (row 0, or the smallest)
-    runs the larger models past its end, where optax schedules hold their last value
-    (a learning rate of 0 after a cosine decay to 0). For every model to end exactly at
-    the schedule's end, give them equal member counts.
+    the largest, e.g.
+    ``optax.cosine_decay_schedule(1e-3, optimizer_steps(keep, 64, epochs).max())``: no
+    model steps past the schedule's end, and model ``i`` stops at
+    ``optimizer_steps(...)[i] / max`` of it (14/15 or more on ``balanced_keep(16, 1797)``
+    at batch size 64). A schedule sized from one row (row 0, or the smallest) runs the
+    larger models past its end, where optax schedules hold their last value (a learning
+    rate of 0 after a cosine decay to 0). For every model to end exactly at the schedule's
+    end, give them equal member counts.
 
     Args:
       keep: ``(k, n)`` or ``(n,)`` bool (or 0/1) members.
@@ -215,6 +216,7 @@ class KernelSpec:
     full_steps: int
     dp: DPConfig | None
     loss_fn: LossFn = cross_entropy
+    """The per-example loss (:data:`LossFn`)."""
     objective: Objective | None = None
 
 

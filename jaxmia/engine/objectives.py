@@ -113,8 +113,8 @@ class Objective:
 
 
 def step_key(model_key: jax.Array, epoch: jax.Array, step: jax.Array) -> jax.Array:
-    """The objective's key of one step: ``fold_in(fold_in(fold_in(model_key,
-    OBJECTIVE_STREAM), epoch), step)``."""
+    """The objective's key of one step:
+    ``fold_in(fold_in(fold_in(model_key, OBJECTIVE_STREAM), epoch), step)``."""
     key = jax.random.fold_in(jax.random.fold_in(model_key, OBJECTIVE_STREAM), epoch)
     return jax.random.fold_in(key, step)
 
@@ -163,8 +163,9 @@ def adversarial_examples(
     """L-infinity adversarial examples by projected gradient ascent (Madry et al. 2018).
 
     ``x' = clip(proj_eps(x' + step_size * sign(grad_x loss(x'))), min, max)``, ``steps``
-    times, from ``x`` (FGSM, Goodfellow et al. 2015, is ``steps=1, step_size=eps,
-    random_start=False``) or from ``x + U(-eps, eps)`` (PGD's random start).
+    times, from ``x`` (FGSM, Goodfellow et al. 2015, is
+    ``steps=1, step_size=eps, random_start=False``) or from ``x + U(-eps, eps)`` (PGD's
+    random start).
 
     For binary features (Location-30's 0/1 check-ins) a perturbation lives in the
     continuous relaxation ``[0, 1]``: a feature moves by at most ``eps`` towards the other

@@ -21,9 +21,10 @@ Learning"; Nasr et al. 2023, "Tight Auditing of Differentially Private Machine
 Learning"): a crafted clipped gradient, 0 everywhere except ``l2_clip`` at one coordinate
 of one parameter leaf, added to the summed clipped gradients (before the noise) of the
 models that hold it, at each step where it is sampled: independently with probability
-``q`` under Poisson sampling (key ``fold_in(fold_in(fold_in(model_key, CANARY_STREAM),
-epoch), step)``), and under shuffling once per epoch at a uniformly random step (key
-``fold_in(fold_in(model_key, CANARY_STREAM), epoch)``), as one more record would be.
+``q`` under Poisson sampling
+(key ``fold_in(fold_in(fold_in(model_key, CANARY_STREAM), epoch), step)``), and under
+shuffling once per epoch at a uniformly random step
+(key ``fold_in(fold_in(model_key, CANARY_STREAM), epoch)``), as one more record would be.
 """
 
 from __future__ import annotations
@@ -121,9 +122,10 @@ def chernoff_tail(mu: float, a: float) -> float:
 
 
 def max_batch_size(batch_size: int, members: int, tail: float = OVERFLOW_TAIL) -> int:
-    """Slots of a Poisson batch: the least ``B >= mu`` with ``chernoff_tail(mu, B + 1) <
-    tail``, ``mu = min(batch_size, members)`` the expected batch size, and at most
-    ``members`` (the largest model's member count). E.g. 207 for batch size 128."""
+    """Slots of a Poisson batch: the least ``B >= mu`` with
+    ``chernoff_tail(mu, B + 1) < tail``, ``mu = min(batch_size, members)`` the expected
+    batch size, and at most ``members`` (the largest model's member count). E.g. 207 for
+    batch size 128."""
     mu = min(batch_size, members)
     if mu <= 0:
         return 1

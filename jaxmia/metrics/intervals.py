@@ -156,8 +156,9 @@ def clopper_pearson_upper(
 def clopper_pearson_lower(
     successes: npt.ArrayLike, trials: npt.ArrayLike, alpha: float
 ) -> np.ndarray:
-    """One-sided Clopper-Pearson lower bound: ``1 - clopper_pearson_upper(trials -
-    successes, trials, alpha)`` (0 when ``successes == 0``)."""
+    """One-sided Clopper-Pearson lower bound:
+    ``1 - clopper_pearson_upper(trials - successes, trials, alpha)`` (0 when
+    ``successes == 0``)."""
     k, n = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (successes, trials)))
     return 1.0 - clopper_pearson_upper(n - k, n, alpha)
 

@@ -284,10 +284,11 @@ def epsilon_at_counts(
       delta: the DP delta.
       alpha: error probability of each test's bound: the two one-sided
         Clopper-Pearson bounds ``FNR_hi`` and ``FPR_hi`` are at ``alpha / 2`` each.
-      method: ``"clopper_pearson"``: the lower bound ``max(log((1 - FNR_hi - delta) /
-        FPR_hi), log((1 - FPR_hi - delta) / FNR_hi), 0)``; ``"gdp_estimate"``: the
-        estimate :func:`gdp_epsilon` of ``mu = max(Phi^-1(1 - FNR_hi) - Phi^-1(FPR_hi),
-        0)``, valid only for a Gaussian privacy curve.
+      method: ``"clopper_pearson"``: the lower bound
+        ``max(log((1 - FNR_hi - delta) / FPR_hi), log((1 - FPR_hi - delta) / FNR_hi), 0)``;
+        ``"gdp_estimate"``: the estimate :func:`gdp_epsilon` of
+        ``mu = max(Phi^-1(1 - FNR_hi) - Phi^-1(FPR_hi), 0)``, valid only for a Gaussian
+        privacy curve.
 
     Returns:
       ``(epsilon, mu, fnr_upper, fpr_upper)``, each ``(t,)`` (``mu`` also for
@@ -556,8 +557,8 @@ def ideal_reference(
     the trial count (and of the estimator), not of the training code.
 
     Returns:
-      ``{"clopper_pearson": (repetitions,) lower bounds, "gdp_estimate": (repetitions,)
-      estimates}``.
+      ``{"clopper_pearson": lower bounds, "gdp_estimate": estimates}``, each
+      ``(repetitions,)``.
     """
     rng = np.random.default_rng(seed)
     out: dict[str, list[float]] = {method: [] for method in METHODS}
