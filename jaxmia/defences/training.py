@@ -209,12 +209,19 @@ def l1_penalty(strength: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-@functools.cache
 def optimizer(
     learning_rate: float, weight_decay: float = 0.0, l1: float = 0.0
 ) -> optax.GradientTransformation:
     """Adam, or AdamW when ``weight_decay > 0``, after :func:`l1_penalty` when ``l1 > 0``
-    (one object per setting, so the engine's compiled functions are reused)."""
+    (one object per setting, however the call spells it, so the engine's compiled
+    functions are reused)."""
+    return _optimizer(float(learning_rate), float(weight_decay), float(l1))
+
+
+@functools.cache
+def _optimizer(
+    learning_rate: float, weight_decay: float, l1: float
+) -> optax.GradientTransformation:
     if weight_decay:
         tx = optax.adamw(learning_rate, weight_decay=weight_decay)
     else:
