@@ -157,9 +157,12 @@ def _add_audit_options(parser: argparse.ArgumentParser, *, hosts: bool = True) -
         text += "" if default is None else f" (default: {shown})"
         if option.kind is bool:
             parser.add_argument(
-                *option.flags, dest=option.name, action=argparse.BooleanOptionalAction,
-                default=None, help=text,
-            )  # fmt: skip
+                *option.flags,
+                dest=option.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=text,
+            )
             continue
         kind = _PARSE[option.kind][option.many]
         metavar = option.name.upper()
@@ -200,8 +203,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """
     parser = _Parser(prog="jaxmia", description="JAX-accelerated membership inference audits.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    builders = {"audit": _audit_parser, "study": _study_parser, "pool": _pool_parser,
-                "plot-studies": _plots_parser, "dp-audit": _dp_parser}  # fmt: skip
+    builders = {
+        "audit": _audit_parser,
+        "study": _study_parser,
+        "pool": _pool_parser,
+        "plot-studies": _plots_parser,
+        "dp-audit": _dp_parser,
+    }
     for name, build in builders.items():
         if only is None or only == name:
             build(sub)
@@ -453,8 +461,12 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    commands = {"study": _study, "audit": _audit, "plot-studies": _plot_studies,
-                "dp-audit": getattr(args, "handler", None)}  # fmt: skip
+    commands = {
+        "study": _study,
+        "audit": _audit,
+        "plot-studies": _plot_studies,
+        "dp-audit": getattr(args, "handler", None),
+    }
     if args.command == "pool":
         commands["pool"] = _pool_train if args.pool_command == "train" else _pool_info
     try:

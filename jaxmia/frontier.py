@@ -268,9 +268,12 @@ def plot(result: Any, path: Any, *, attack: str = "lira_online") -> None:
             ax.scatter(r["target_test_acc"], r[column], zorder=3, **style)
             eps = f" (eps {r['epsilon']:.2g})" if r.get("epsilon") is not None else ""
             ax.annotate(
-                f"{r['value']}{eps}", (r["target_test_acc"], r[column]),
-                textcoords="offset points", xytext=(4, 4), fontsize=7,
-            )  # fmt: skip
+                f"{r['value']}{eps}",
+                (r["target_test_acc"], r[column]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+            )
         fpr = float(tpr[4:])
         if column == tpr and all(r[tpr] > 0 for r in rows):
             ax.set_yscale("log")

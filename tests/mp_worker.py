@@ -30,8 +30,18 @@ def pool_run(checkpoint=None, **kwargs) -> engine.Pool:
     x, y = ds.x[:POOL_RECORDS], ds.y[:POOL_RECORDS]
     keep = splits.balanced_keep(POOL_MODELS + POOL_MODELS % 2, POOL_RECORDS, seed=0)[:POOL_MODELS]
     factory = models.mlp((8,), 10, 64)
-    return engine.train(factory, x, y, keep, epochs=2, batch_size=32, seed=1,
-                        chunk_size=POOL_CHUNK, checkpoint=checkpoint, **kwargs)  # fmt: skip
+    return engine.train(
+        factory,
+        x,
+        y,
+        keep,
+        epochs=2,
+        batch_size=32,
+        seed=1,
+        chunk_size=POOL_CHUNK,
+        checkpoint=checkpoint,
+        **kwargs,
+    )
 
 
 def kill_after(n: int) -> None:

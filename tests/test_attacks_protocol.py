@@ -132,13 +132,20 @@ def test_public_names_jit_directly_and_with_static_options(pool):
     jitted = jax.jit(attacks.lira_online)(t, s, keep)
     np.testing.assert_allclose(jitted, attacks.lira_online(t, s, keep), rtol=1e-6)
     gamma = jax.jit(attacks.rmia_online)(  # gamma traced
-        pool["lp"][0], pool["ref"][0], keep,
-        target_log_p_z=pool["lp_z"][0], ref_log_p_z=pool["ref_z"][0], gamma=jnp.float32(2.0),
-    )  # fmt: skip
+        pool["lp"][0],
+        pool["ref"][0],
+        keep,
+        target_log_p_z=pool["lp_z"][0],
+        ref_log_p_z=pool["ref_z"][0],
+        gamma=jnp.float32(2.0),
+    )
     eager = attacks.rmia_online(
-        pool["lp"][0], pool["ref"][0], keep,
-        target_log_p_z=pool["lp_z"][0], ref_log_p_z=pool["ref_z"][0],
-    )  # fmt: skip
+        pool["lp"][0],
+        pool["ref"][0],
+        keep,
+        target_log_p_z=pool["lp_z"][0],
+        ref_log_p_z=pool["ref_z"][0],
+    )
     np.testing.assert_allclose(gamma, eager, atol=1e-6)
     # shape errors are caught while tracing too, in one line
     with pytest.raises(attacks.LiRAError, match="does not match"):
@@ -215,9 +222,13 @@ def test_calibrate_rmia_by_hand(online):
         totals.append(sum(_auc_of(online, lp, keep, t, a) for t in range(2)))
     want = grid[int(np.argmax(totals))]
     got = attacks.calibrate_rmia(
-        logits, keep.astype(int), labels=y, online=online, temperatures=temperatures,
+        logits,
+        keep.astype(int),
+        labels=y,
+        online=online,
+        temperatures=temperatures,
         a_grid=a_grid,
-    )  # fmt: skip
+    )
     assert isinstance(got, attacks.RMIACalibration) and tuple(got) == want
     assert len(set(np.round(totals, 9))) > 1  # the grid is not degenerate
     # given log-probabilities (loss-only access), only temperature 1 is possible

@@ -168,8 +168,9 @@ def test_threefry_and_flat_indices_beyond_32_bits():
     """The hash equals JAX's threefry primitive on any counters, and the flat indices of
     rows past 2**32 elements carry into the high half."""
     rng = np.random.default_rng(0)
-    k1, k2, hi, lo = (jnp.asarray(rng.integers(0, 2**32, 64, dtype=np.uint64), jnp.uint32)
-                      for _ in range(4))  # fmt: skip
+    k1, k2, hi, lo = (
+        jnp.asarray(rng.integers(0, 2**32, 64, dtype=np.uint64), jnp.uint32) for _ in range(4)
+    )
     want = jax.extend.random.threefry2x32_p.bind(k1, k2, hi, lo)
     got = robustness._threefry2x32(k1, k2, hi, lo)
     for w, g in zip(want, got, strict=True):

@@ -42,9 +42,13 @@ def test_the_target_is_read_at_rmias_calibrated_temperature(monkeypatch):
 
     lp, ref = log_p(target_logits), log_p(ref_logits)
     want = attacks.rmia_online(
-        lp[candidates], ref[:, candidates], keep[:, candidates],
-        target_log_p_z=lp, ref_log_p_z=ref, keep_z=keep,
-    )  # fmt: skip
+        lp[candidates],
+        ref[:, candidates],
+        keep[:, candidates],
+        target_log_p_z=lp,
+        ref_log_p_z=ref,
+        keep_z=keep,
+    )
     np.testing.assert_allclose(got, np.asarray(want), atol=1e-6)
     assert any("temperature 2.0" in note for note in notes)
 
@@ -97,8 +101,9 @@ def test_label_only_queries_the_shadows_on_the_subset_only():
         return np.stack([v @ w * (i + 1) for i in range(k)])
 
     keep = splits.balanced_keep(k, n, seed=6)
-    shadows = attacking.PoolSignals(signals={}, phi=None, logits=None, keep=keep,
-                                    pool=np.ones(n, bool))  # fmt: skip
+    shadows = attacking.PoolSignals(
+        signals={}, phi=None, logits=None, keep=keep, pool=np.ones(n, bool)
+    )
     config = AuditConfig(label_queries=3)
     notes: list[str] = []
     candidates = np.arange(0, n, 7)
@@ -133,8 +138,9 @@ def test_label_only_calibrates_on_the_first_shadow_models_only():
         return np.einsum("nf,kfc->knc", v, ws[:models]).argmax(-1)
 
     keep = splits.balanced_keep(k, n, seed=9)
-    shadows = attacking.PoolSignals(signals={}, phi=None, logits=None, keep=keep,
-                                    pool=np.ones(n, bool))  # fmt: skip
+    shadows = attacking.PoolSignals(
+        signals={}, phi=None, logits=None, keep=keep, pool=np.ones(n, bool)
+    )
     config = AuditConfig(label_queries=4)
     notes: list[str] = []
     target = lambda v: v @ ws[0]
@@ -158,8 +164,9 @@ def _small_pool(k=4, n=200, c=3, seed=11):
     probs = rng.dirichlet(np.ones(c), size=(k, n)).astype(np.float32)
     keep = splits.balanced_keep(k, n, seed=seed)
     signals = {"sorted_probabilities": -np.sort(-probs, axis=-1), "loss": -np.log(probs[..., 0])}
-    shadows = attacking.PoolSignals(signals=signals, phi=None, logits=None, keep=keep,
-                                    pool=np.ones(n, bool))  # fmt: skip
+    shadows = attacking.PoolSignals(
+        signals=signals, phi=None, logits=None, keep=keep, pool=np.ones(n, bool)
+    )
     return shadows, rng.integers(0, c, n), c
 
 
@@ -173,19 +180,35 @@ def test_shokri_trained_in_the_background_scores_as_in_the_foreground():
     target_sig = {name: v[cand] for name, v in target_all.items()}
     config = AuditConfig(seed=3)
     run = lambda **kw: attacking.attack_target(
-        ("shokri", "loss"), shadows, target_sig, None, target_all, None, cand, labels, c,
-        config, [], **kw,
-    )  # fmt: skip
+        ("shokri", "loss"),
+        shadows,
+        target_sig,
+        None,
+        target_all,
+        None,
+        cand,
+        labels,
+        c,
+        config,
+        [],
+        **kw,
+    )
     plain = run()
     early = run(shokri_fit=attacking.start_shokri(shadows, labels, c, config))
     for name in ("shokri", "loss"):
         np.testing.assert_array_equal(plain[name][0], early[name][0])
         assert plain[name][1] == early[name][1]
     alone = attacks.shokri(
-        target_sig, shadows.signals, shadows.keep, labels=labels, target_labels=labels[cand],
-        num_classes=c, pool=shadows.pool, seed=3,
+        target_sig,
+        shadows.signals,
+        shadows.keep,
+        labels=labels,
+        target_labels=labels[cand],
+        num_classes=c,
+        pool=shadows.pool,
+        seed=3,
         config=attacks.ShokriConfig(features=("sorted_probabilities",)),
-    )  # fmt: skip
+    )
     np.testing.assert_array_equal(plain["shokri"][0], alone)
     broken = dataclasses.replace(shadows, keep=np.full((4, 7), 2))
     with pytest.raises(attacks.AttackInputError):
@@ -237,8 +260,19 @@ def test_leave_one_out_reads_rmias_log_probabilities_computed_once():
         for temperature in attacking.RMIA_TEMPERATURES:
             alone = attacks.log_probs(logits[np.arange(k) != t], labels, temperature=temperature)
             np.testing.assert_array_equal(known["ref", temperature], np.asarray(alone))
-        args = (("rmia_online", "rmia_offline"), pool.without(t), {}, None, {}, logits[t],
-                cand, labels, c, AuditConfig(seed=1), [])  # fmt: skip
+        args = (
+            ("rmia_online", "rmia_offline"),
+            pool.without(t),
+            {},
+            None,
+            {},
+            logits[t],
+            cand,
+            labels,
+            c,
+            AuditConfig(seed=1),
+            [],
+        )
         with_known = attacking.attack_target(*args, known=known)
         plain = attacking.attack_target(*args)
         for name in ("rmia_online", "rmia_offline"):
@@ -261,8 +295,9 @@ def test_leave_one_out_label_only_answered_once_scores_as_each_target_alone():
         return np.argmax(np.einsum("pd,kdc->kpc", inputs, weights), axis=-1)[:models]
 
     keep = splits.balanced_keep(k, n, seed=7)
-    pool = attacking.PoolSignals(signals={}, phi=None, logits=None, keep=keep,
-                                 pool=np.ones(n, bool))  # fmt: skip
+    pool = attacking.PoolSignals(
+        signals={}, phi=None, logits=None, keep=keep, pool=np.ones(n, bool)
+    )
     cand = np.arange(0, n, 3)
     config = AuditConfig(seed=2, label_queries=6)
     answers = attacking.label_only_answers(labels, x, y, pool, cand, config)

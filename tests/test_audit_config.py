@@ -103,23 +103,35 @@ def test_command_for_parses_back_to_the_config(c):
 def test_pool_spec_is_what_the_pipeline_builds():
     model = "mlp(hidden=(128,))"
     assert cfg.pool_spec(audit.AuditConfig(), model=model) == {
-        "model": model, "learning_rate": 0.001, "defence": None, "seed": 0,
+        "model": model,
+        "learning_rate": 0.001,
+        "defence": None,
+        "seed": 0,
         "split": {"scheme": "balanced"},
-    }  # fmt: skip
+    }
     defended = audit.AuditConfig(weight_decay=0.01, defend_shadows=True, seed=3)
     assert cfg.pool_spec(defended, model=model)["defence"] == "L2 weight decay 0.01"
     assert cfg.pool_spec(audit.AuditConfig(weight_decay=0.01), model=model)["defence"] is None
     disjoint = audit.AuditConfig(scheme="disjoint", target_size=10)
     assert cfg.pool_spec(disjoint, model=model)["split"] == {
-        "scheme": "disjoint", "target_size": 10, "shadow_size": None,
-    }  # fmt: skip
+        "scheme": "disjoint",
+        "target_size": 10,
+        "shadow_size": None,
+    }
 
 
 def test_settings_that_never_change_a_pool_leave_its_spec_alone():
     base = audit.AuditConfig(defend_shadows=True)
-    changed = {"access": "label", "perturbation": "round", "fprs": (0.1,), "n_boot": 3,
-               "attacks": ("loss",), "dp_delta": 1e-3, "chunk_size": 2,
-               "output_dir": "x"}  # fmt: skip
+    changed = {
+        "access": "label",
+        "perturbation": "round",
+        "fprs": (0.1,),
+        "n_boot": 3,
+        "attacks": ("loss",),
+        "dp_delta": 1e-3,
+        "chunk_size": 2,
+        "output_dir": "x",
+    }
     for name, value in changed.items():
         assert not cfg.changes_pool(name, base), name
         spec = cfg.pool_spec(base.replace(**{name: value}), model="m")
@@ -250,8 +262,17 @@ def test_study_values_are_checked_before_the_first_audit(monkeypatch, tmp_path, 
         study.run("epochs", [1, 0], base)
     with pytest.raises(study.StudyError, match="classes must lie in"):
         study.run("classes", [2, 99], base)
-    args = ["study", "--factor", "dropout", "--values", "0.1,1.5", "--dataset", "digits",
-            "-o", str(tmp_path)]  # fmt: skip
+    args = [
+        "study",
+        "--factor",
+        "dropout",
+        "--values",
+        "0.1,1.5",
+        "--dataset",
+        "digits",
+        "-o",
+        str(tmp_path),
+    ]
     assert cli.main(args) == 2
     assert "dropout=1.5" in capsys.readouterr().err
 

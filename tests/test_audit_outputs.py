@@ -33,9 +33,15 @@ def test_a_failed_write_leaves_the_previous_run_intact_and_names_the_file(tmp_pa
     assert rc == 0, err
     before = digests(out)
     assert set(json.loads((out / outputs.RUN_RECORD).read_text())["files"]) == {
-        "metrics.json", "scores.npz", "roc.png", "signals.png", "report.md",
-        "vulnerable.csv", "vulnerable_classes.csv", "vulnerable.png",
-    }  # fmt: skip
+        "metrics.json",
+        "scores.npz",
+        "roc.png",
+        "signals.png",
+        "report.md",
+        "vulnerable.csv",
+        "vulnerable_classes.csv",
+        "vulnerable.png",
+    }
     sizes = sorted(f.stat().st_size for f in out.iterdir() if f.is_file())
     cap = sizes[-1] - 1  # every file of the run fits but the largest
 
@@ -49,7 +55,7 @@ def test_a_failed_write_leaves_the_previous_run_intact_and_names_the_file(tmp_pa
         preexec_fn=limit,
         capture_output=True,
         text=True,
-    )  # fmt: skip  (it reads the pool: only the report is written)
+    )  # it reads the pool: only the report is written
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("jaxmia: error: cannot write ") and str(out) in last, last

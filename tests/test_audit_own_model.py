@@ -94,14 +94,22 @@ def test_a_shadow_architecture_of_another_width_is_refused(parts, monkeypatch):
     message = r"^the shadow architecture \(factory=\) outputs 11 values per record, the model 10$"
     with pytest.raises(audit.ConfigError, match=message):
         audit.audit_model(
-            linear_model, parts.members, parts.nonmembers, parts.population,
-            factory=models.mlp((8,), 11, 64), config=QUICK,
-        )  # fmt: skip
+            linear_model,
+            parts.members,
+            parts.nonmembers,
+            parts.population,
+            factory=models.mlp((8,), 11, 64),
+            config=QUICK,
+        )
     with pytest.raises(audit.ConfigError, match=r"^factory: the model does not take inputs"):
         audit.audit_model(
-            linear_model, parts.members, parts.nonmembers, parts.population,
-            factory=models.mlp((8,), 10, 60), config=QUICK,
-        )  # fmt: skip
+            linear_model,
+            parts.members,
+            parts.nonmembers,
+            parts.population,
+            factory=models.mlp((8,), 10, 60),
+            config=QUICK,
+        )
 
 
 def test_defences_that_would_apply_to_nothing_are_refused(parts, monkeypatch):
@@ -147,9 +155,14 @@ def test_shadows_take_the_users_optimizer_and_batch_size(parts, monkeypatch):
     monkeypatch.setattr(engine, "train", spy)
     tx = optax.sgd(0.05)
     report = audit.audit_model(
-        linear_model, parts.members, parts.nonmembers, parts.population,
-        config=QUICK, optimizer=tx, batch_size=64,
-    )  # fmt: skip
+        linear_model,
+        parts.members,
+        parts.nonmembers,
+        parts.population,
+        config=QUICK,
+        optimizer=tx,
+        batch_size=64,
+    )
     assert seen[-1]["optimizer"] is tx and seen[-1]["batch_size"] == 64
     assert "batch 64" in report.shadows and "optimizer given" in report.shadows
     assert "Adam" not in report.shadows
@@ -172,15 +185,23 @@ def test_a_users_pool_defines_the_shadows(parts, monkeypatch):
     assert np.isfinite(report.scores["lira_online"]).all()
     with pytest.raises(audit.ConfigError, match=r"pool.*\(4, 1000\).*1797 records"):
         audit.audit_model(
-            linear_model, parts.members, parts.nonmembers, parts.population, config=QUICK,
+            linear_model,
+            parts.members,
+            parts.nonmembers,
+            parts.population,
+            config=QUICK,
             pool=dataclasses.replace(pool, keep=keep[:, :1000]),
-        )  # fmt: skip
+        )
     wide = dataclasses.replace(pool, logits=np.concatenate([pool.logits, pool.logits], axis=2))
     with pytest.raises(audit.ConfigError, match=r"^the user's pool's logits are \(4, 1797, 20\), "):
         audit.audit_model(
-            linear_model, parts.members, parts.nonmembers, parts.population, config=QUICK,
+            linear_model,
+            parts.members,
+            parts.nonmembers,
+            parts.population,
+            config=QUICK,
             pool=wide,
-        )  # fmt: skip
+        )
     with pytest.raises(audit.ConfigError, match="pool= is a trained pool"):
         audit.audit_model(
             linear_model,
@@ -193,8 +214,12 @@ def test_a_users_pool_defines_the_shadows(parts, monkeypatch):
     with pytest.raises(audit.ConfigError, match="pool's models output 10 classes, the model 3"):
         audit.audit_model(
             lambda x: x[:, :3],  # in [0, 1] without summing to 1: name the reading
-            parts.members, parts.nonmembers, parts.population, pool=pool, outputs="logits",
-        )  # fmt: skip
+            parts.members,
+            parts.nonmembers,
+            parts.population,
+            pool=pool,
+            outputs="logits",
+        )
 
 
 def test_audit_a_users_own_model(location, tmp_path):

@@ -86,10 +86,14 @@ def test_the_log_says_which_shadow_models_are_read_and_from_where(tiny, tmp_path
     (tmp_path / pools.MANIFEST).write_text("{}")  # a pool of 4 or 8 models, by its manifest
     for kept, k, line in [
         (4, 4, f"reading the 4 shadow models from {tmp_path}"),
-        (4, 6, f"reading 4 of the 6 shadow models from {tmp_path}; training 2 shadow models "
-         "for 2 epochs"),
+        (
+            4,
+            6,
+            f"reading 4 of the 6 shadow models from {tmp_path}; training 2 shadow models "
+            "for 2 epochs",
+        ),
         (8, 4, f"reading the 4 shadow models from {tmp_path}"),  # the first block of two
-    ]:  # fmt: skip
+    ]:
         manifest = {"k": kept, "meta": {"blocks": [4, 8][: kept // 4]}}
         monkeypatch.setattr(pools, "read_manifest", lambda path, m=manifest: m)
         s = setup.prepare(QUICK.replace(num_shadows=k), dataset=tiny.ds, pool_dir=tmp_path)
@@ -233,9 +237,13 @@ def test_offline_rmia_leaves_out_population_records_without_out_models(digits):
     # one disjoint shadow: its members are IN every reference model, so Pr_OUT(z) is
     # unknown for them and they cannot serve as population records
     config = audit.AuditConfig(
-        dataset="digits", scheme="disjoint", num_shadows=1, epochs=2, n_boot=0,
+        dataset="digits",
+        scheme="disjoint",
+        num_shadows=1,
+        epochs=2,
+        n_boot=0,
         attacks=("rmia_offline",),
-    )  # fmt: skip
+    )
     report = audit.run(config, dataset=digits)
     split = splits.make_split(1797, 1, scheme="disjoint", seed=config.seed)
     members = int(split.shadow_keep.sum())

@@ -114,8 +114,11 @@ def test_the_config_block_shows_the_settings_that_applied(tmp_path):
 
 
 def test_the_shadows_defences_beside_a_target_whose_defences_are_unknown():
-    privacy = {"defence": "not known to jaxmia (the user's own model)", "interface": "none",
-               "shadow_defence": "L2 weight decay 0.5"}  # fmt: skip
+    privacy = {
+        "defence": "not known to jaxmia (the user's own model)",
+        "interface": "none",
+        "shadow_defence": "L2 weight decay 0.5",
+    }
     config = audit.AuditConfig(dataset="digits", weight_decay=0.5, defend_shadows=True)
     text = report_module.markdown(make_report(0, privacy=privacy, config=config), {})
     assert (

@@ -24,8 +24,9 @@ def _tiny():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(20, 4)).astype(np.float32), np.arange(20) % 3
     keys = engine.model_keys(jax.random.key(0), 1)
-    trained = engine.train(factory, x, y, np.arange(20) < 10, epochs=2, batch_size=4,
-                           optimizer=tx, keys=keys)  # fmt: skip
+    trained = engine.train(
+        factory, x, y, np.arange(20) < 10, epochs=2, batch_size=4, optimizer=tx, keys=keys
+    )
     return trained, factory, tx, x
 
 
@@ -141,8 +142,9 @@ def test_signals_kept_in_the_pool_directory_read_back_bit_for_bit(tmp_path, monk
     names = ["loss", "modified_entropy", "sorted_probabilities", "correctness"]
     want = threat_models.observe(logits, labels, "probs", names)
     cache = signal_cache.SignalCache(tmp_path)
-    assert all(np.array_equal(cache.observe(logits, labels, "probs", names)[n], want[n])
-               for n in names)  # fmt: skip
+    assert all(
+        np.array_equal(cache.observe(logits, labels, "probs", names)[n], want[n]) for n in names
+    )
     cache.save()
     assert not (tmp_path / "answers").exists()  # no shadow pool there: nothing written
     (tmp_path / pools.MANIFEST).write_text("{}")

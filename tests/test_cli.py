@@ -194,9 +194,24 @@ def test_one_pool_serves_leave_one_out_targets(tmp_path, capsys):
 
 
 def test_study_keeps_a_pool_per_value_and_a_rerun_trains_nothing(tmp_path, capsys, monkeypatch):
-    args = ["study", "--factor", "epochs", "--values", "1,2", "--dataset", "digits",
-            "--shadows", "2", "--attacks", "loss", "--n-boot", "0", "-q",
-            "-o", str(tmp_path)]  # fmt: skip
+    args = [
+        "study",
+        "--factor",
+        "epochs",
+        "--values",
+        "1,2",
+        "--dataset",
+        "digits",
+        "--shadows",
+        "2",
+        "--attacks",
+        "loss",
+        "--n-boot",
+        "0",
+        "-q",
+        "-o",
+        str(tmp_path),
+    ]
     rc, first, err = run_cli(args, capsys)
     assert rc == 0, err
     assert pools.read_manifest(tmp_path / "pools" / "epochs-1")["k"] == 2
@@ -270,9 +285,26 @@ def test_a_defence_study_trains_its_shadow_pool_once(tmp_path, capsys, monkeypat
         return original(self, *a, **k)
 
     monkeypatch.setattr(pools.ChunkStore, "save_chunk", spy)
-    args = ["study", "--factor", "weight_decay", "--values", "0,0.01,0.1", "--dataset",
-            "digits", "--shadows", "2", "--epochs", "2", "--attacks", "loss",
-            "--n-boot", "0", "-q", "-o", str(tmp_path)]  # fmt: skip
+    args = [
+        "study",
+        "--factor",
+        "weight_decay",
+        "--values",
+        "0,0.01,0.1",
+        "--dataset",
+        "digits",
+        "--shadows",
+        "2",
+        "--epochs",
+        "2",
+        "--attacks",
+        "loss",
+        "--n-boot",
+        "0",
+        "-q",
+        "-o",
+        str(tmp_path),
+    ]
     rc, _, err = run_cli(args, capsys)
     assert rc == 0, err
     assert sorted(p.name for p in (tmp_path / "pools").iterdir()) == ["weight_decay-all"]
@@ -302,8 +334,7 @@ def test_retrain_replaces_a_pool_of_other_settings(tmp_path, capsys):
     out = str(tmp_path / "o")
     rc, _, err = run_cli(["audit", *QUICK, "--attacks", "loss", "-o", out], capsys)
     assert rc == 0, err
-    rc, _, err = run_cli(["audit", *QUICK, "--attacks", "loss", "--epochs", "4", "-o", out],
-                         capsys)  # fmt: skip
+    rc, _, err = run_cli(["audit", *QUICK, "--attacks", "loss", "--epochs", "4", "-o", out], capsys)
     assert rc == 2 and "epochs: pool 3, this command 4" in err and "--retrain" in err, err
     rc, _, err = run_cli(
         ["audit", *QUICK, "--attacks", "loss", "--epochs", "4", "--retrain", "-o", out], capsys
@@ -315,11 +346,18 @@ def test_retrain_replaces_a_pool_of_other_settings(tmp_path, capsys):
 def test_pools_remove_deletes_only_a_pool(tmp_path):
     leaves = [("params/w", "param", np.zeros((1, 1)))]
     store = pools.ChunkStore(tmp_path / "p", {"a": 1})
-    store.save_chunk(0, leaves, {
-        "keep": np.ones((1, 3), bool), "keys": np.zeros((1, 2), np.uint32),
-        "losses": np.zeros((1, 1)), "logits": np.zeros((1, 3, 4), np.float32),
-        "loss": np.zeros((1, 3)), "logit_scaled_confidence": np.zeros((1, 3)),
-    })  # fmt: skip
+    store.save_chunk(
+        0,
+        leaves,
+        {
+            "keep": np.ones((1, 3), bool),
+            "keys": np.zeros((1, 2), np.uint32),
+            "losses": np.zeros((1, 1)),
+            "logits": np.zeros((1, 3, 4), np.float32),
+            "loss": np.zeros((1, 3)),
+            "logit_scaled_confidence": np.zeros((1, 3)),
+        },
+    )
     (tmp_path / "p" / pools.ANSWERS).mkdir()
     (tmp_path / "p" / pools.ANSWERS / f"labels-{'a' * 32}.npz").write_bytes(b"x")
     (tmp_path / "p" / "notes.txt").write_text("mine")
@@ -343,9 +381,24 @@ def test_pools_remove_deletes_only_a_pool(tmp_path):
 
 
 def test_study_retrain_replaces_its_pools(tmp_path, capsys):
-    args = ["study", "--factor", "epochs", "--values", "1,2", "--dataset", "digits",
-            "--shadows", "2", "--attacks", "loss", "--n-boot", "0", "-q",
-            "-o", str(tmp_path)]  # fmt: skip
+    args = [
+        "study",
+        "--factor",
+        "epochs",
+        "--values",
+        "1,2",
+        "--dataset",
+        "digits",
+        "--shadows",
+        "2",
+        "--attacks",
+        "loss",
+        "--n-boot",
+        "0",
+        "-q",
+        "-o",
+        str(tmp_path),
+    ]
     assert run_cli(args, capsys)[0] == 0
     (tmp_path / "pools" / "other").mkdir()  # not this study's: left alone
     rc, _, err = run_cli([*args, "--lr", "0.01"], capsys)
@@ -416,8 +469,11 @@ def test_cli_progress_lines():
     assert lines[0].startswith("  training  50%  loss 0.2500") and "left" in lines[0]
     assert lines[1].startswith("  training 100%  loss 0.2500") and "left" not in lines[1]
     assert [line.split("models")[0].split()[-1] for line in lines[2:6]] == [
-        "1/4", "2/4", "3/4", "4/4"
-    ]  # fmt: skip
+        "1/4",
+        "2/4",
+        "3/4",
+        "4/4",
+    ]
     assert lines[6] == "  4/4 shadow models read from the pool"
 
 
@@ -490,8 +546,10 @@ def test_ctrl_c_at_any_moment_is_one_line(tmp_path, after):
     env = {**os.environ, "JAXMIA_COMPILATION_CACHE": "0"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jaxmia.cli", "audit", *QUICK, "-o", str(tmp_path)],
-        env=env, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(after)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

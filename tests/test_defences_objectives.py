@@ -54,8 +54,9 @@ def test_one_training_step_with_l1_is_sgd_on_the_penalised_loss(small_digits):
     tx = optax.chain(defences.l1_penalty(lam), optax.sgd(lr))
     keys = engine.model_keys(2, 1)
     p0, rest, _ = kernel.init_one(FACTORY, tx, jax.random.key_data(keys)[0])
-    pool = engine.train(FACTORY, x, y, np.ones(12, bool), epochs=1, batch_size=12, optimizer=tx,
-                        keys=keys)  # fmt: skip
+    pool = engine.train(
+        FACTORY, x, y, np.ones(12, bool), epochs=1, batch_size=12, optimizer=tx, keys=keys
+    )
     graphdef = kernel.graphdefs(FACTORY)[0]
 
     def loss(p):
@@ -130,8 +131,14 @@ def test_cli_refuses_bad_values_in_one_line(args, message, capsys, tmp_path):
 def test_the_options_are_flags_and_toml_keys(capsys, tmp_path):
     rc, out, _ = run_cli(["audit", "--help"], capsys)
     assert rc == 0
-    for flag in ("--l1", "--label-smoothing", "--mixup", "--relaxloss", "--adv-train",
-                 "--adv-train-steps"):  # fmt: skip
+    for flag in (
+        "--l1",
+        "--label-smoothing",
+        "--mixup",
+        "--relaxloss",
+        "--adv-train",
+        "--adv-train-steps",
+    ):
         assert flag in out
     toml = tmp_path / "c.toml"
     toml.write_text("mixup = 0.2\nadv_train = 0.05\nadv_train_steps = 3\nl1 = 1e-4\n")

@@ -173,8 +173,17 @@ def test_a_pool_trained_without_adv_reg_is_refused(tmp_path):
     x, y, keep, ref, factory = _pool_settings()  # the pool test's plain programs
     engine.train(factory, x, y, keep, epochs=0, seed=3, checkpoint=tmp_path / "p")
     with pytest.raises(engine.pools.PoolError, match="adv_reg"):
-        engine.train(factory, x, y, keep, epochs=0, seed=3, checkpoint=tmp_path / "p",
-                     adv_reg=engine.AdvReg(), reference=ref)  # fmt: skip
+        engine.train(
+            factory,
+            x,
+            y,
+            keep,
+            epochs=0,
+            seed=3,
+            checkpoint=tmp_path / "p",
+            adv_reg=engine.AdvReg(),
+            reference=ref,
+        )
 
 
 def test_the_audit_trains_defended_models_against_half_their_non_members():
@@ -271,8 +280,9 @@ def test_h_batches_are_the_documented_draws():
     factory, tx, b = models.mlp((4,), 3, 3), optax.sgd(0.0), 2
     spec = _adv_spec(factory, tx, b, 2, reg)
     ce = engine.kernel.cross_entropy
-    epoch = training.compiled(factory, tx, b, 3, 2, False, None, None, ce,
-                              adv_reg=reg, classes=3)[1]  # fmt: skip
+    epoch = training.compiled(factory, tx, b, 3, 2, False, None, None, ce, adv_reg=reg, classes=3)[
+        1
+    ]
     params, rest, h = _random_states(factory, 2)
     h_opt = spec.h_tx.init(h)
 

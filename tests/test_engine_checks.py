@@ -76,8 +76,9 @@ def _pool_of_shapes(factory, k: int) -> engine.Pool:
     params, rest = jax.tree.map(lambda a: np.zeros((k, *a.shape), a.dtype), (params, rest))
     graphdef = engine.kernel.graphdefs(factory)[1]
     nothing = np.zeros(k)
-    return engine.Pool(graphdef, params, rest, np.ones((k, 1), bool), nothing, nothing,
-                       np.zeros((0, k)), ())  # fmt: skip
+    return engine.Pool(
+        graphdef, params, rest, np.ones((k, 1), bool), nothing, nothing, np.zeros((0, k)), ()
+    )
 
 
 def test_predict_names_the_width_the_models_take(tiny):

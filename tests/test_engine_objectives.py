@@ -38,8 +38,17 @@ def one_epoch(toy, objective, epochs=1):
     tx = optax.sgd(LR)
     key_data = jax.random.key_data(keys)[0]
     params0, rest, _ = kernel.init_one(FACTORY, tx, key_data)
-    pool = engine.train(FACTORY, x, y, np.ones(N, bool), epochs=epochs, batch_size=N,
-                        optimizer=tx, keys=keys, objective=objective)  # fmt: skip
+    pool = engine.train(
+        FACTORY,
+        x,
+        y,
+        np.ones(N, bool),
+        epochs=epochs,
+        batch_size=N,
+        optimizer=tx,
+        keys=keys,
+        objective=objective,
+    )
     after = jax.tree.map(lambda a: a[0], pool.params)
     graphdef = kernel.graphdefs(FACTORY)[0]
     apply = lambda p, xb: nnx.merge(graphdef, p, rest)(xb)
@@ -143,8 +152,13 @@ def test_relaxloss_switches_at_alpha_and_on_epoch_parity():
     assert float(f(logits, labels, w, above, 1)) == pytest.approx(flat, abs=1e-5)
     assert float(f(logits, labels, w, above, 3)) == pytest.approx(flat, abs=1e-5)
     # padding (weight 0) takes no part in the threshold's batch mean
-    padded = f(jnp.concatenate([logits, 100 * logits]), jnp.concatenate([labels, labels]),
-               jnp.concatenate([w, 0 * w]), mean_ce - 1e-3, 0)  # fmt: skip
+    padded = f(
+        jnp.concatenate([logits, 100 * logits]),
+        jnp.concatenate([labels, labels]),
+        jnp.concatenate([w, 0 * w]),
+        mean_ce - 1e-3,
+        0,
+    )
     assert float(padded) == pytest.approx(mean_ce)
 
 
@@ -183,17 +197,29 @@ def test_adversarial_examples_stay_in_the_ball_and_the_range(toy, plain):
     loss = lambda xx: jnp.sum(ce(apply(p0, xx), y))
     for steps, start in ((1, False), (7, True)):
         adv = objectives.adversarial_examples(
-            loss, x, jax.random.key(0), eps=0.3, steps=steps, step_size=0.1,
-            random_start=start, x_range=(0.0, 1.0),
-        )  # fmt: skip
+            loss,
+            x,
+            jax.random.key(0),
+            eps=0.3,
+            steps=steps,
+            step_size=0.1,
+            random_start=start,
+            x_range=(0.0, 1.0),
+        )
         assert float(jnp.abs(adv - x).max()) <= 0.3 + 1e-6
         assert float(adv.min()) >= 0 and float(adv.max()) <= 1
         assert float(jnp.abs(adv - x).max()) > 0.05
     # PGD of one step of size eps without a random start is FGSM
     pgd1 = objectives.adversarial_examples(
-        loss, x, jax.random.key(0), eps=0.3, steps=1, step_size=0.3, random_start=False,
+        loss,
+        x,
+        jax.random.key(0),
+        eps=0.3,
+        steps=1,
+        step_size=0.3,
+        random_start=False,
         x_range=(0.0, 1.0),
-    )  # fmt: skip
+    )
     np.testing.assert_array_equal(pgd1, fgsm_by_hand(apply, p0, x, y, 0.3))
 
 
@@ -224,8 +250,9 @@ def pool_settings():
     batches), shared so that the pool-refusal test reuses the compiled programs."""
     keep = np.zeros((3, N), bool)
     keep[0, :9], keep[1, 2:7], keep[2, ::2] = True, True, True
-    kw = dict(epochs=2, batch_size=4, optimizer=optax.adam(0.01), seed=5, chunk_size=None,
-              mesh=None)  # fmt: skip
+    kw = dict(
+        epochs=2, batch_size=4, optimizer=optax.adam(0.01), seed=5, chunk_size=None, mesh=None
+    )
     return keep, kw
 
 
@@ -279,12 +306,26 @@ def test_bad_objectives_are_refused_in_one_line(settings, message):
 def test_objectives_refused_with_dp_sgd_or_another_loss(toy):
     x, y = toy
     with pytest.raises(ValueError, match=r"^label smoothing, mixup, RelaxLoss and adversarial"):
-        engine.train(FACTORY, x, y, np.ones(N, bool), epochs=1, dp=engine.DPConfig(),
-                     objective=engine.Objective(mixup=0.2))  # fmt: skip
+        engine.train(
+            FACTORY,
+            x,
+            y,
+            np.ones(N, bool),
+            epochs=1,
+            dp=engine.DPConfig(),
+            objective=engine.Objective(mixup=0.2),
+        )
     other = lambda logits, labels: 2 * kernel.cross_entropy(logits, labels)
     with pytest.raises(ValueError, match=r"need the default cross-entropy loss$"):
-        engine.train(FACTORY, x, y, np.ones(N, bool), epochs=1, loss_fn=other,
-                     objective=engine.Objective(label_smoothing=0.1))  # fmt: skip
+        engine.train(
+            FACTORY,
+            x,
+            y,
+            np.ones(N, bool),
+            epochs=1,
+            loss_fn=other,
+            objective=engine.Objective(label_smoothing=0.1),
+        )
     with pytest.raises(ValueError, match=r"must be an engine\.Objective"):
         engine.train(FACTORY, x, y, np.ones(N, bool), epochs=1, objective={"mixup": 0.2})
 

@@ -36,8 +36,18 @@ def case(tiny):
 
 
 def _train(tiny, keep, dp, **kw):
-    kw = dict(epochs=EPOCHS, batch_size=BATCH, optimizer=optax.sgd(LR), seed=3, mesh=None,
-              chunk_size=None, dp=dp) | kw  # fmt: skip
+    kw = (
+        dict(
+            epochs=EPOCHS,
+            batch_size=BATCH,
+            optimizer=optax.sgd(LR),
+            seed=3,
+            mesh=None,
+            chunk_size=None,
+            dp=dp,
+        )
+        | kw
+    )
     return engine.train(tiny.factory, tiny.ds.x, tiny.ds.y, keep, **kw)
 
 
@@ -126,8 +136,9 @@ def test_dirac_canary_moves_its_coordinate_by_lr_clip_over_batch_per_inclusion(c
     count = _canary_draws(keep, FLAGS, 3, EPOCHS)
     assert count[FLAGS].min() > 0 and count[~FLAGS].max() == 0
     np.testing.assert_array_equal(marked.dp_counts["canary"], count)
-    shift = np.array(marked.params["hidden"][0]["kernel"][...] - plain.params["hidden"][0][
-        "kernel"][...]).reshape(4, -1)  # fmt: skip
+    shift = np.array(
+        marked.params["hidden"][0]["kernel"][...] - plain.params["hidden"][0]["kernel"][...]
+    ).reshape(4, -1)
     np.testing.assert_allclose(shift[:, CANARY.index], -LR * CLIP / BATCH * count, rtol=1e-5)
     shift[:, CANARY.index] = 0
     assert np.abs(shift).max() == 0.0
@@ -144,8 +155,9 @@ def test_dirac_canary_under_shuffling_enters_once_per_epoch(case):
     plain = _train(tiny, keep, dp)
     marked = _train(tiny, keep, dp, canary=CANARY, canary_keep=flags)
     np.testing.assert_array_equal(marked.dp_counts["canary"], EPOCHS * flags)
-    shift = np.array(marked.params["hidden"][0]["kernel"][...] - plain.params["hidden"][0][
-        "kernel"][...]).reshape(4, -1)  # fmt: skip
+    shift = np.array(
+        marked.params["hidden"][0]["kernel"][...] - plain.params["hidden"][0]["kernel"][...]
+    ).reshape(4, -1)
     np.testing.assert_allclose(shift[:, CANARY.index], -LR * CLIP / BATCH * EPOCHS * flags)
     unmarked = _train(tiny, keep, dp, canary=CANARY, canary_keep=np.zeros(4, bool))
     assert tree_max_diff(unmarked.params, plain.params) < 1e-6
@@ -206,8 +218,11 @@ def test_batch_bound_holds_and_overflow_is_rare_by_simulation():
     exact = stats.binom.sf(slots, m, b / m)
     keep = jnp.ones(m, bool)
     key = jax.random.key(5)
-    drawn = jax.jit(jax.vmap(lambda s: sampling.poisson_batch(
-        jax.random.fold_in(key, s), keep, b / m, slots)[2]))(jnp.arange(draws))  # fmt: skip
+    drawn = jax.jit(
+        jax.vmap(
+            lambda s: sampling.poisson_batch(jax.random.fold_in(key, s), keep, b / m, slots)[2]
+        )
+    )(jnp.arange(draws))
     over = int(np.sum(np.asarray(drawn) > slots))
     assert exact < 1e-2
     assert over <= stats.binom.isf(1e-6, draws, 1e-2)
@@ -284,16 +299,20 @@ def test_bad_canary_and_sampling_settings_are_refused_in_one_line(case):
     flags = np.ones(4, bool)
     cases = [
         (dict(dp=None, canary=CANARY, canary_keep=flags), "needs DP-SGD"),
-        (dict(dp=dp, canary=engine.DiracCanary("hidden/0/bias/x", 0), canary_keep=flags),
-         "not a parameter of the model; its parameters are head/bias, head/kernel"),
-        (dict(dp=dp, canary=engine.DiracCanary(LEAF, 1024), canary_keep=flags),
-         "index 1024 is outside 'hidden/0/kernel', which has 1024 coordinates"),
+        (
+            dict(dp=dp, canary=engine.DiracCanary("hidden/0/bias/x", 0), canary_keep=flags),
+            "not a parameter of the model; its parameters are head/bias, head/kernel",
+        ),
+        (
+            dict(dp=dp, canary=engine.DiracCanary(LEAF, 1024), canary_keep=flags),
+            "index 1024 is outside 'hidden/0/kernel', which has 1024 coordinates",
+        ),
         (dict(dp=dp, canary=CANARY, canary_keep=np.ones(3, bool)), r"must be a \(4,\) bool"),
         (dict(dp=dp, canary=CANARY, canary_keep=np.ones(4, int)), r"must be a \(4,\) bool"),
         (dict(dp=dp, canary=CANARY), r"must be a \(4,\) bool array, one flag a model; got None"),
         (dict(dp=dp, canary_keep=flags), "canary_keep was given without a canary"),
         (dict(dp=dp, canary=("hidden/0/kernel", 3), canary_keep=flags), "engine.DiracCanary"),
-    ]  # fmt: skip
+    ]
     for kw, message in cases:
         with pytest.raises(ValueError, match=message) as info:
             _train(tiny, keep, **kw)

@@ -216,10 +216,25 @@ def test_loading_never_executes_code_from_the_file(small_pool, tmp_path):
 
 def _pool_train(pool: pathlib.Path) -> list[str]:
     return [
-        sys.executable, "-m", "jaxmia.cli", "pool", "train", "--dataset", "digits",
-        "--shadows", "8", "--hidden", "32", "--epochs", "15", "--chunk-size", "1",
-        "--pool", str(pool), "-q",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "jaxmia.cli",
+        "pool",
+        "train",
+        "--dataset",
+        "digits",
+        "--shadows",
+        "8",
+        "--hidden",
+        "32",
+        "--epochs",
+        "15",
+        "--chunk-size",
+        "1",
+        "--pool",
+        str(pool),
+        "-q",
+    ]
 
 
 def test_sigkill_mid_run_then_the_same_command_equals_an_uninterrupted_pool(tmp_path):
@@ -227,8 +242,9 @@ def test_sigkill_mid_run_then_the_same_command_equals_an_uninterrupted_pool(tmp_
     env.pop("XLA_FLAGS", None)
     subprocess.run(_pool_train(tmp_path / "whole"), env=env, check=True, capture_output=True)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_pool_train(killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        _pool_train(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     saved = 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -284,11 +300,18 @@ def test_diverged_models_are_recorded_and_left_out_of_the_attacks(
     store = pools.ChunkStore(tmp_path / "p", {"a": 1})
     logits = np.zeros((2, 3, 4), np.float32)
     logits[1, 0, 0] = np.inf
-    store.save_chunk(0, [("params/w", "param", np.zeros((2, 1)))], {
-        "keep": np.ones((2, 3), bool), "keys": np.zeros((2, 2), np.uint32),
-        "losses": np.zeros((1, 2)), "logits": logits, "loss": np.zeros((2, 3)),
-        "logit_scaled_confidence": np.zeros((2, 3)),
-    })  # fmt: skip
+    store.save_chunk(
+        0,
+        [("params/w", "param", np.zeros((2, 1)))],
+        {
+            "keep": np.ones((2, 3), bool),
+            "keys": np.zeros((2, 2), np.uint32),
+            "losses": np.zeros((1, 2)),
+            "logits": logits,
+            "loss": np.zeros((2, 3)),
+            "logit_scaled_confidence": np.zeros((2, 3)),
+        },
+    )
     assert pools.read_manifest(tmp_path / "p")["non_finite"] == [1]
     assert "non-finite:    1 model(s) [1]" in pools.info(tmp_path / "p")
 
@@ -298,11 +321,23 @@ def test_pool_of_another_optimizer_is_refused(small_pool, tmp_path):
     engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:2], checkpoint=tmp_path, **p.kwargs)
     for tx in (optax.adam(1e-3), optax.sgd(3e-3)):
         with pytest.raises(pools.PoolError, match="optimizer_sha256"):
-            engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:2], checkpoint=tmp_path,
-                         **{**p.kwargs, "optimizer": tx})  # fmt: skip
+            engine.train(
+                p.factory,
+                p.ds.x,
+                p.ds.y,
+                p.keep[:2],
+                checkpoint=tmp_path,
+                **{**p.kwargs, "optimizer": tx},
+            )
     # an equal optimizer built again is the same optimizer
-    again = engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:2], checkpoint=tmp_path,
-                         **{**p.kwargs, "optimizer": optax.adam(3e-3)})  # fmt: skip
+    again = engine.train(
+        p.factory,
+        p.ds.x,
+        p.ds.y,
+        p.keep[:2],
+        checkpoint=tmp_path,
+        **{**p.kwargs, "optimizer": optax.adam(3e-3)},
+    )
     assert again.k == 2
 
 
@@ -325,8 +360,9 @@ def test_optimizer_fingerprint_sees_late_schedule_differences(small_pool):
     flip=st.integers(1, 255),
     truncate=st.booleans(),
 )
-def test_any_damaged_byte_is_refused_or_harmless(saved_pool, tmp_path_factory, which, where,
-                                                 flip, truncate):  # fmt: skip
+def test_any_damaged_byte_is_refused_or_harmless(
+    saved_pool, tmp_path_factory, which, where, flip, truncate
+):
     """A flipped byte or a cut anywhere in a pool file gives a PoolError, or (a manifest
     byte that still parses, e.g. inside a timestamp) a load equal to the original: never
     another exception, never other numbers."""
@@ -353,10 +389,13 @@ def test_any_damaged_byte_is_refused_or_harmless(saved_pool, tmp_path_factory, w
 
 def _records(m: int, n: int = 3) -> dict:
     return {
-        "keep": np.ones((m, n), bool), "keys": np.zeros((m, 2), np.uint32),
-        "losses": np.zeros((1, m)), "logits": np.zeros((m, n, 2), np.float32),
-        "loss": np.zeros((m, n)), "logit_scaled_confidence": np.zeros((m, n)),
-    }  # fmt: skip
+        "keep": np.ones((m, n), bool),
+        "keys": np.zeros((m, 2), np.uint32),
+        "losses": np.zeros((1, m)),
+        "logits": np.zeros((m, n, 2), np.float32),
+        "loss": np.zeros((m, n)),
+        "logit_scaled_confidence": np.zeros((m, n)),
+    }
 
 
 def test_two_runs_on_one_pool_never_interleave(tmp_path):
@@ -375,15 +414,19 @@ def test_two_runs_on_one_pool_never_interleave(tmp_path):
 
 def test_the_pool_lock_excludes_another_process(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import pathlib, sys, time\n"
-         "from jaxmia.engine import files\n"
-         "with files.locked(pathlib.Path(sys.argv[1])):\n"
-         "    print('held', flush=True)\n"
-         "    time.sleep(1.5)\n",
-         str(tmp_path)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, sys, time\n"
+            "from jaxmia.engine import files\n"
+            "with files.locked(pathlib.Path(sys.argv[1])):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(1.5)\n",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     start = time.perf_counter()
     with files.locked(tmp_path):

@@ -107,9 +107,18 @@ def test_progress_counts_models_done(case, k, chunk, mode, expected, last_chunk)
     ds, keep, factory = case.ds, case.keep, case.factory
     seen = []
     pool = engine.train(
-        factory, ds.x, ds.y, keep[:k], epochs=2, batch_size=32, optimizer=TX, seed=2,
-        chunk_size=chunk, mode=mode, progress=lambda *a: seen.append(a),
-    )  # fmt: skip
+        factory,
+        ds.x,
+        ds.y,
+        keep[:k],
+        epochs=2,
+        batch_size=32,
+        optimizer=TX,
+        seed=2,
+        chunk_size=chunk,
+        mode=mode,
+        progress=lambda *a: seen.append(a),
+    )
     assert [done for done, _, _ in seen] == expected
     assert all(total == k for _, total, _ in seen)
     # the loss is the mean over the chunk just trained, in its last epoch
@@ -243,8 +252,17 @@ def test_module_drawing_from_any_rng_stream_trains(data):
     pool = engine.train(
         factory, data.x, data.y, keep, epochs=1, batch_size=32, optimizer=TX, seed=4
     )
-    alone = engine.train(factory, data.x, data.y, keep, epochs=1, batch_size=32, optimizer=TX,
-                         seed=4, mode="sequential")  # fmt: skip
+    alone = engine.train(
+        factory,
+        data.x,
+        data.y,
+        keep,
+        epochs=1,
+        batch_size=32,
+        optimizer=TX,
+        seed=4,
+        mode="sequential",
+    )
     assert tree_max_diff(pool.params, alone.params) < 1e-5
     initial = engine.train(factory, data.x, data.y, keep, epochs=0, optimizer=TX, seed=4)
     scale = np.asarray(initial.params["scale"][...])
@@ -262,8 +280,13 @@ def test_params_and_dropout_streams_keep_their_keys(data):
     for i in range(2):
         init_key, dropout_key, _ = jax.random.split(keys[i], 3)
         model = factory(rngs=nnx.Rngs(params=init_key, dropout=dropout_key))
-        assert tree_max_diff(nnx.state(model, nnx.Param), pool.select(slice(i, i + 1)).params,
-                             ) == 0.0  # fmt: skip
+        assert (
+            tree_max_diff(
+                nnx.state(model, nnx.Param),
+                pool.select(slice(i, i + 1)).params,
+            )
+            == 0.0
+        )
 
 
 @contextlib.contextmanager
@@ -295,8 +318,9 @@ class TinyNet(nnx.Module):
 def test_equal_new_factory_and_optimizer_do_not_recompile(data):
     keep = splits.balanced_keep(2, len(data.y), seed=1)
     factory = lambda: functools.partial(TinyNet, data.x.shape[1], data.num_classes)
-    run = lambda tx: engine.train(factory(), data.x, data.y, keep, epochs=1, batch_size=32,
-                                  optimizer=tx, chunk_size=None)  # fmt: skip
+    run = lambda tx: engine.train(
+        factory(), data.x, data.y, keep, epochs=1, batch_size=32, optimizer=tx, chunk_size=None
+    )
     first = run(optax.chain(optax.clip(1.0), optax.adam(2e-3)))
     with count_compilations() as compiles:
         again = run(optax.chain(optax.clip(1.0), optax.adam(2e-3)))  # new, equal objects
@@ -381,8 +405,14 @@ def test_loss_fn_is_used_by_dp_sgd(data):
 def test_loss_fn_of_the_wrong_shape_is_refused(data):
     factory = models.mlp((4,), data.num_classes, data.x.shape[1])
     with pytest.raises(ValueError, match="per-example losses"):
-        engine.train(factory, data.x, data.y, np.ones(len(data.y), bool), epochs=1,
-                     loss_fn=lambda logits, labels: smoothed(logits, labels).mean())  # fmt: skip
+        engine.train(
+            factory,
+            data.x,
+            data.y,
+            np.ones(len(data.y), bool),
+            epochs=1,
+            loss_fn=lambda logits, labels: smoothed(logits, labels).mean(),
+        )
     with pytest.raises(ValueError, match="loss_fn must be callable"):
         engine.train(factory, data.x, data.y, np.ones(len(data.y), bool), epochs=1, loss_fn="hinge")
 
@@ -438,8 +468,9 @@ def test_keep_as_zero_one_integers_everywhere(data):
     heldout[::3] = True
     kwargs = dict(epochs=1, batch_size=32, optimizer=TX, seed=1)
     want = engine.train(factory, data.x, data.y, keep, heldout=heldout, **kwargs)
-    got = engine.train(factory, data.x, data.y, keep.astype(np.int64),
-                       heldout=heldout.astype(np.uint8), **kwargs)  # fmt: skip
+    got = engine.train(
+        factory, data.x, data.y, keep.astype(np.int64), heldout=heldout.astype(np.uint8), **kwargs
+    )
     assert tree_max_diff(want.params, got.params) == 0.0
     assert got.keep.dtype == bool
     np.testing.assert_array_equal(want.test_accuracy, got.test_accuracy)

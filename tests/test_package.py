@@ -1,7 +1,6 @@
 """The package's layout stays honest: the import graph (parsed with ``ast``, imports inside
-functions included) has no cycle and no upward import between layers, modules and
-functions stay short, every module declares ``__all__``, and ``import jaxmia`` is lazy and
-offers the main entry points."""
+functions included) has no cycle and no upward import between layers, every module
+declares ``__all__``, and ``import jaxmia`` is lazy and offers the main entry points."""
 
 from __future__ import annotations
 
@@ -37,7 +36,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 """The layers, lowest first, by top-level module or subpackage; a module may import from
 its own layer or lower ones."""
 
-MAX_FUNCTION_LINES = 80
 LAZY_IMPORTS_ALLOWED = {"jaxmia.cli"}  # startup time of the command line
 
 
@@ -125,16 +123,6 @@ def _layer(module: str) -> int | None:
     return None
 
 
-def _function_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
-    """Lines from ``def`` to the end of the function, less its docstring."""
-    lines = fn.end_lineno - fn.lineno + 1
-    first = fn.body[0]
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-        if isinstance(first.value.value, str):
-            lines -= first.end_lineno - first.lineno + 1
-    return lines
-
-
 def _find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     """One cycle for every strongly connected component with more than one node (or a
     self-loop), found by Tarjan's algorithm."""
@@ -219,19 +207,6 @@ def test_no_upward_import():
         if i.target != PACKAGE and (_layer(i.target) or 0) > (_layer(name) or 0)
     ]
     assert not upward, "imports from a higher layer:\n" + "\n".join(upward)
-
-
-def test_no_function_over_80_lines():
-    long = [
-        f"{name}.{fn.name} (line {fn.lineno}): {n} lines"
-        for name in _modules()
-        for fn in ast.walk(_tree(name))
-        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
-        and (n := _function_lines(fn)) > MAX_FUNCTION_LINES
-    ]
-    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (docstring excluded):\n" + (
-        "\n".join(long)
-    )
 
 
 def _declares_all(tree: ast.Module) -> bool:

@@ -119,10 +119,13 @@ def test_parts_of_a_chunk_read_back_as_the_chunk(tmp_path):
     rng, path, n = np.random.default_rng(0), tmp_path / "pool", 3
     leaves = [("params/w", "param", rng.normal(size=(4, 2)).astype(np.float32))]
     records = {
-        "keep": rng.random((4, n)) < 0.5, "keys": rng.integers(0, 9, (4, 2)).astype(np.uint32),
-        "losses": rng.normal(size=(2, 4)), "logits": rng.normal(size=(4, n, 2)).astype(np.float32),
-        "loss": rng.normal(size=(4, n)), "logit_scaled_confidence": rng.normal(size=(4, n)),
-    }  # fmt: skip
+        "keep": rng.random((4, n)) < 0.5,
+        "keys": rng.integers(0, 9, (4, 2)).astype(np.uint32),
+        "losses": rng.normal(size=(2, 4)),
+        "logits": rng.normal(size=(4, n, 2)).astype(np.float32),
+        "loss": rng.normal(size=(4, n)),
+        "logit_scaled_confidence": rng.normal(size=(4, n)),
+    }
     records["logits"][2, 0, 0] = np.nan
     other = pools.ChunkStore(path, {"a": 1}, write=False)
     assert not path.exists() and other.count == 0

@@ -556,9 +556,14 @@ def test_lira_rejects_non_finite_and_mismatched_inputs(target, shadow_phi, i, ba
     _raises(attacks.LiRAError, "variance must be", lira, target, shadow_phi, keep, variance="x")
     # Two models, one per side: too few for per-example variances, and none IN offline.
     _raises(
-        attacks.LiRAError, "at least 2 OUT", lira, target, shadow_phi[:2], keep[:2],
+        attacks.LiRAError,
+        "at least 2 OUT",
+        lira,
+        target,
+        shadow_phi[:2],
+        keep[:2],
         variance="per_example",
-    )  # fmt: skip
+    )
     no_in = np.zeros_like(keep)
     _raises(attacks.LiRAError, "IN model", lira, target, shadow_phi, no_in, variance="global")
     assert lira(target[:0], shadow_phi[:, :0], keep[:, :0]).shape == (0,)

@@ -33,12 +33,20 @@ def train(path, k=2):
     store = pools.ChunkStore(path, {"data": {"n": 5, "input_shape": [4]}, "epochs": 1})
     leaves = [("params/w", "params", rng.normal(size=(k, 4, 3)).astype(np.float32))]
     logits = rng.normal(size=(k, 5, 3)).astype(np.float32)
-    store.save_chunk(0, leaves, {
-        "keep": np.ones((k, 5), bool), "keys": np.zeros((k, 2), np.uint32),
-        "losses": np.ones((1, k), np.float32), "train_accuracy": np.ones(k, np.float32),
-        "test_accuracy": np.ones(k, np.float32), "logits": logits,
-        "loss": logits[..., 0], "logit_scaled_confidence": logits[..., 1],
-    })  # fmt: skip
+    store.save_chunk(
+        0,
+        leaves,
+        {
+            "keep": np.ones((k, 5), bool),
+            "keys": np.zeros((k, 2), np.uint32),
+            "losses": np.ones((1, k), np.float32),
+            "train_accuracy": np.ones(k, np.float32),
+            "test_accuracy": np.ones(k, np.float32),
+            "logits": logits,
+            "loss": logits[..., 0],
+            "logit_scaled_confidence": logits[..., 1],
+        },
+    )
 
 
 def one_model(factory=None):
@@ -49,12 +57,18 @@ def one_model(factory=None):
     params, rest, _ = kernel.init_one(factory, tx, jax.random.key_data(jax.random.key(0)))
     params, rest = jax.tree.map(lambda a: np.asarray(a)[None], (params, rest))
     pool = engine.Pool(
-        graphdef=kernel.graphdefs(factory)[1], params=params, rest=rest,
-        keep=np.ones((1, 5), bool), train_accuracy=np.ones(1, np.float32),
-        test_accuracy=np.ones(1, np.float32), losses=np.ones((2, 1), np.float32),
-        epoch_seconds=(), best_epoch=None, logits=np.zeros((1, 5, 3), np.float32),
+        graphdef=kernel.graphdefs(factory)[1],
+        params=params,
+        rest=rest,
+        keep=np.ones((1, 5), bool),
+        train_accuracy=np.ones(1, np.float32),
+        test_accuracy=np.ones(1, np.float32),
+        losses=np.ones((2, 1), np.float32),
+        epoch_seconds=(),
+        best_epoch=None,
+        logits=np.zeros((1, 5, 3), np.float32),
         dp_counts=None,
-    )  # fmt: skip
+    )
     return pool, factory, tx
 
 

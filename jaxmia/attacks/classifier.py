@@ -156,8 +156,15 @@ def shokri(
     Raises:
       AttackInputError: if ``keep`` is not a ``(k, n)`` bool or 0/1 array.
     """
-    fit = shokri_fit(shadow_signals, keep, labels=labels, num_classes=num_classes, pool=pool,
-                     config=config, seed=seed)  # fmt: skip
+    fit = shokri_fit(
+        shadow_signals,
+        keep,
+        labels=labels,
+        num_classes=num_classes,
+        pool=pool,
+        config=config,
+        seed=seed,
+    )
     return shokri_score(fit, target_signals, target_labels)
 
 

@@ -278,9 +278,16 @@ def rmia_online(
         NaN or infinite log-probabilities, a bad ``keep``, or ``gamma <= 0``.
     """
     return _rmia(
-        target_log_p, ref_log_p, keep, target_log_p_z, ref_log_p_z, keep_z,
-        online=True, a=0.0, gamma=gamma,
-    )  # fmt: skip
+        target_log_p,
+        ref_log_p,
+        keep,
+        target_log_p_z,
+        ref_log_p_z,
+        keep_z,
+        online=True,
+        a=0.0,
+        gamma=gamma,
+    )
 
 
 def rmia_offline(
@@ -318,9 +325,16 @@ def rmia_offline(
         without OUT reference models.
     """
     return _rmia(
-        target_log_p, ref_log_p, keep, target_log_p_z, ref_log_p_z, keep_z,
-        online=False, a=a, gamma=gamma,
-    )  # fmt: skip
+        target_log_p,
+        ref_log_p,
+        keep,
+        target_log_p_z,
+        ref_log_p_z,
+        keep_z,
+        online=False,
+        a=a,
+        gamma=gamma,
+    )
 
 
 def attack_p(

@@ -133,9 +133,23 @@ def attack_target(
             fit, trained_s = shokri_fit.result()
             started = time.perf_counter() - trained_s  # not the wait for this turn
             cache["shokri_fit"] = fit
-        _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logits_all,
-                 candidates, labels, num_classes, config, own_notes[name], queries, keep_c,
-                 cache)  # fmt: skip
+        _run_one(
+            name,
+            out,
+            shadows,
+            target_sig,
+            target_phi,
+            target_all,
+            target_logits_all,
+            candidates,
+            labels,
+            num_classes,
+            config,
+            own_notes[name],
+            queries,
+            keep_c,
+            cache,
+        )
         taken[name] = time.perf_counter() - started
 
     behind = [a for a in attacks if a in BACKGROUND] if len(attacks) > 1 else []
@@ -235,9 +249,23 @@ a pure function of the pool's signals; XLA's results do not depend on what else 
 only the wall time: its time in ``seconds`` overlaps the others'."""
 
 
-def _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logits_all,
-             candidates, labels, num_classes, config, notes, queries, keep_c,
-             cache) -> None:  # fmt: skip
+def _run_one(
+    name,
+    out,
+    shadows,
+    target_sig,
+    target_phi,
+    target_all,
+    target_logits_all,
+    candidates,
+    labels,
+    num_classes,
+    config,
+    notes,
+    queries,
+    keep_c,
+    cache,
+) -> None:
     """Runs the attack ``name`` and stores its ``(scores, threshold)`` in ``out``."""
     if name == "shokri":
         prefit = cache.get("shokri_fit")
@@ -263,8 +291,9 @@ def _run_one(name, out, shadows, target_sig, target_phi, target_all, target_logi
         out[name] = (_host(s), None)
         _note(notes, f"LiRA variance: {variance} ({k} shadow models)")
     else:
-        scores = _rmia(name, shadows, target_all, target_logits_all, candidates, labels,
-                       config, notes, cache)  # fmt: skip
+        scores = _rmia(
+            name, shadows, target_all, target_logits_all, candidates, labels, config, notes, cache
+        )
         out[name] = (scores, None)
 
 
@@ -337,9 +366,13 @@ def _answers(predicts, x, labels, rows, config) -> list[np.ndarray]:
 
 
 def label_only_answers(
-    pool_labels: Callable, x: np.ndarray, labels: np.ndarray, shadows: PoolSignals,
-    candidates: np.ndarray, config: AuditConfig,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    pool_labels: Callable,
+    x: np.ndarray,
+    labels: np.ndarray,
+    shadows: PoolSignals,
+    candidates: np.ndarray,
+    config: AuditConfig,
+) -> tuple[np.ndarray, np.ndarray]:
     """Whether each model of the pool answers each perturbed copy correctly, on the
     candidates ``(k, m, q)`` and on the calibration records ``(k, r, q)``: the
     label-only attack's queries for every leave-one-out target at once (each reads its
@@ -424,8 +457,9 @@ def _log_probs(cache: dict | None, who: str, logits, labels, temperature: float)
     return cache[who, temperature]
 
 
-def _rmia(name, shadows, target_all, target_logits_all, candidates, labels, config, notes,
-          cache=None):  # fmt: skip
+def _rmia(
+    name, shadows, target_all, target_logits_all, candidates, labels, config, notes, cache=None
+):
     """RMIA (online, offline) or Attack-P scores of the candidates, with the softmax
     temperature and ``a`` calibrated on the reference models; ``cache`` keeps the
     log-probabilities of every temperature for the next RMIA attack."""

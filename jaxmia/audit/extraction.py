@@ -155,9 +155,12 @@ def extract(setup: Setup, target: TargetRun | None, shadows: Shadows) -> Extract
     shadow_logits = pool_predict(ds.x)
     cache = SignalCache(setup.pool_dir)  # the signals a rerun computed before
     observed = cache.observe(
-        shadow_logits, ds.y, access, needed | (plot_signals if setup.loo else set()),
+        shadow_logits,
+        ds.y,
+        access,
+        needed | (plot_signals if setup.loo else set()),
         top_k=config.top_k,
-    )  # fmt: skip
+    )
     keep, pool = shadows.split.shadow_keep, shadows.split.shadow_pool
     shokri = None
     if "shokri" in attacks and not setup.loo:  # leave-one-out: one classifier per target

@@ -230,8 +230,11 @@ def assemble(
     elif setup.loo:
         privacy.update(privacy_spent(config, pool))
     if privacy.get("overflow"):  # probability < 1e-9 per step (engine.sampling)
-        _note(notes, f"DP-SGD: {privacy['overflow']} sampled members were dropped from "
-              "overflowing Poisson batches")  # fmt: skip
+        _note(
+            notes,
+            f"DP-SGD: {privacy['overflow']} sampled members were dropped from "
+            "overflowing Poisson batches",
+        )
     acc = scored.accuracy
     return AuditReport(
         config=config,

@@ -72,9 +72,11 @@ class ShadowConfig(Section):
     target."""
 
     shadow_width: tuple[int, ...] | None = opt(
-        None, "the shadows' MLP hidden widths, e.g. 64 or 256,256 (default: the target's)",
-        "always", b=POS,
-    )  # fmt: skip
+        None,
+        "the shadows' MLP hidden widths, e.g. 64 or 256,256 (default: the target's)",
+        "always",
+        b=POS,
+    )
     shadow_depth: int | None = opt(
         None, "the shadows' number of hidden layers (default: the target's)", "always", b=POS
     )
@@ -82,21 +84,29 @@ class ShadowConfig(Section):
         None, "the shadows' training epochs (default: the target's)", "always", b=POS
     )
     shadow_lr: float | None = opt(
-        None, "the shadows' Adam learning rate (default: the target's)", "always",
+        None,
+        "the shadows' Adam learning rate (default: the target's)",
+        "always",
         b=POSITIVE_REAL,
-    )  # fmt: skip
+    )
     shadow_data_size: float | None = opt(
-        None, "fraction in (0, 1] of its members each shadow trains on", "always",
+        None,
+        "fraction in (0, 1] of its members each shadow trains on",
+        "always",
         b=Range(0, 1, open_low=True),
-    )  # fmt: skip
+    )
     shadow_shift: float | None = opt(
-        None, "strength in [0, 1] of the shadows' data shift (see --shadow-shift-kind)",
-        "always", b=Range(0, 1),
-    )  # fmt: skip
+        None,
+        "strength in [0, 1] of the shadows' data shift (see --shadow-shift-kind)",
+        "always",
+        b=Range(0, 1),
+    )
     shadow_shift_kind: str = opt(
-        "prior", "prior: drop shadow members of half the classes; features: zero features",
-        "always", c=SHIFT_KINDS,
-    )  # fmt: skip
+        "prior",
+        "prior: drop shadow members of half the classes; features: zero features",
+        "always",
+        c=SHIFT_KINDS,
+    )
 
     def __post_init__(self):
         super().__post_init__()

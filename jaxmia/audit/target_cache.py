@@ -80,13 +80,21 @@ def target_key(
     tx = options.get("optimizer") or engine.adam(1e-3)
     objective = options.get("objective")
     spec = checkpointing.pool_spec(
-        factory, tx, x, y, epochs=options.get("epochs", 30),
-        batch_size=options.get("batch_size", 128), dp=options.get("dp"), loss_fn=loss_fn,
-        classes=int(np.max(y)) + 1, validation=options.get("validation"),
-        patience=options.get("patience", 0), extra=dict(extra),
+        factory,
+        tx,
+        x,
+        y,
+        epochs=options.get("epochs", 30),
+        batch_size=options.get("batch_size", 128),
+        dp=options.get("dp"),
+        loss_fn=loss_fn,
+        classes=int(np.max(y)) + 1,
+        validation=options.get("validation"),
+        patience=options.get("patience", 0),
+        extra=dict(extra),
         objective=None if objective is None or not objective.active else objective,
         adv_reg=adversarial.spec_entry(options.get("adv_reg"), options.get("reference")),
-    )  # fmt: skip
+    )
     digest = hashlib.sha256(FORMAT.encode())
     digest.update(json.dumps(spec, sort_keys=True, default=str).encode())
     digest.update(np.ascontiguousarray(keep, dtype=bool).tobytes())

@@ -190,8 +190,11 @@ def _trained_target(setup: Setup, progress: engine.ProgressFn | None, log: Log) 
     keys = engine.model_keys(jax.random.fold_in(setup.root, 1), 1)
     key, target = None, None
     if setup.pool_dir is not None:
-        extra = {"training": describe_training(setup, True), "seed": config.seed,
-                 "defence": config.defence.describe()}  # fmt: skip
+        extra = {
+            "training": describe_training(setup, True),
+            "seed": config.seed,
+            "defence": config.defence.describe(),
+        }
         key = target_cache.target_key(factory, ds.x, ds.y, split.target_keep, keys, options, extra)
         target = target_cache.load(setup.pool_dir, key, factory, options["optimizer"])
     cached = target is not None
@@ -206,8 +209,15 @@ def _trained_target(setup: Setup, progress: engine.ProgressFn | None, log: Log) 
         )
     accuracy = (target.train_accuracy[0], target.test_accuracy[0])
     privacy = privacy_spent(config, target)
-    return TargetRun(predict_known(target, ds.x), accuracy, privacy, trained=True,
-                     model=target, cache_key=key, cached=cached)  # fmt: skip
+    return TargetRun(
+        predict_known(target, ds.x),
+        accuracy,
+        privacy,
+        trained=True,
+        model=target,
+        cache_key=key,
+        cached=cached,
+    )
 
 
 def check_logits(logits: np.ndarray, expected: tuple[int, ...], what: str) -> None:

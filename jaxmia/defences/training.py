@@ -35,8 +35,14 @@ from jaxmia import engine
 __all__ = ["Defence", "dp_epsilon", "l1_penalty", "optimizer"]
 
 
-def _setting(default, help: str, *, pool: str = "defended", flag: str | None = None,
-             choices: tuple[str, ...] | None = None):  # fmt: skip
+def _setting(
+    default,
+    help: str,
+    *,
+    pool: str = "defended",
+    flag: str | None = None,
+    choices: tuple[str, ...] | None = None,
+):
     """A :class:`Defence` field with the metadata that ``jaxmia.audit.config`` reads (help
     text, CLI flag, choices, whether it changes a shadow pool)."""
     metadata = {"help": help, "pool": pool, "flags": (flag,) if flag else None}

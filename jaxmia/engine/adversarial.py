@@ -350,8 +350,9 @@ def spec_entry(adv_reg: AdvReg | None, reference: np.ndarray | None) -> dict | N
     return {**entry, "reference_sha256": reference_digest(reference)}
 
 
-def counted_epoch(adv_epoch, batch_size: int, key_data, epoch, rows, canary_flag, params, rest,
-                  opt_state, x, y):  # fmt: skip
+def counted_epoch(
+    adv_epoch, batch_size: int, key_data, epoch, rows, canary_flag, params, rest, opt_state, x, y
+):
     """``adv_epoch`` (:func:`programs`' epoch) with the signature and counts of
     :func:`jaxmia.engine.sampling.dp_epoch_one`, as the engine calls every epoch:
     ``canary_flag`` is unused (no DP-SGD here) and the counts are

@@ -171,11 +171,21 @@ def signals_on(logits: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def save_chunk(store: pools.ChunkStore, start: int, params, rest, logits: np.ndarray, y: np.ndarray,
-               keep: np.ndarray, heldout: np.ndarray | None, key_data: np.ndarray,
-               losses: np.ndarray, best_epoch: np.ndarray | None,
-               extra: Mapping[str, np.ndarray] | None = None,
-               owners: np.ndarray | None = None) -> None:  # fmt: skip
+def save_chunk(
+    store: pools.ChunkStore,
+    start: int,
+    params,
+    rest,
+    logits: np.ndarray,
+    y: np.ndarray,
+    keep: np.ndarray,
+    heldout: np.ndarray | None,
+    key_data: np.ndarray,
+    losses: np.ndarray,
+    best_epoch: np.ndarray | None,
+    extra: Mapping[str, np.ndarray] | None = None,
+    owners: np.ndarray | None = None,
+) -> None:
     """Saves models ``[start, start + m)`` with their records.
 
     Args:

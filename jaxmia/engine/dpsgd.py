@@ -79,9 +79,18 @@ def dp_noise(key: jax.Array, like: Any, std: float) -> Any:
 
 
 def private_grads(
-    batch_loss: Callable, dp: DPConfig, key: jax.Array, params, rest, xb, yb, weight,
-    *, extra: Any = None, denominator: jax.Array | float | None = None,
-) -> tuple[jax.Array, Any]:  # fmt: skip
+    batch_loss: Callable,
+    dp: DPConfig,
+    key: jax.Array,
+    params,
+    rest,
+    xb,
+    yb,
+    weight,
+    *,
+    extra: Any = None,
+    denominator: jax.Array | float | None = None,
+) -> tuple[jax.Array, Any]:
     """Clipped, summed, noised and averaged per-example gradients (DP-SGD).
 
     Args:

@@ -35,8 +35,9 @@ class EarlyStopping:
       best_epoch: ``(m,)`` each model's best epoch (0-based).
     """
 
-    def __init__(self, graphdef, validation, patience: int, mode: str,
-                 loss_fn: LossFn = cross_entropy):  # fmt: skip
+    def __init__(
+        self, graphdef, validation, patience: int, mode: str, loss_fn: LossFn = cross_entropy
+    ):
         x_val, y_val = validation
         self.apply = apply_fn(graphdef)
         self.x = jnp.asarray(np.asarray(x_val, np.float32))

@@ -243,8 +243,14 @@ def _step(spec: KernelSpec, x, y, order, count, noise_key, carry, s, masked: boo
     loss_of = functools.partial(batch_loss, spec.graphdef, spec.loss_fn)
     if spec.objective is not None:
         model_key, epoch = context
-        loss_of = functools.partial(objective_loss, spec.objective, spec.graphdef, spec.loss_fn,
-                                    step_key(model_key, epoch, s), epoch)  # fmt: skip
+        loss_of = functools.partial(
+            objective_loss,
+            spec.objective,
+            spec.graphdef,
+            spec.loss_fn,
+            step_key(model_key, epoch, s),
+            epoch,
+        )
     if spec.dp is None:  # engine.train refuses an objective with DP-SGD
         (loss, new_rest), grads = jax.value_and_grad(loss_of, has_aux=True)(
             params, rest, x[idx], y[idx], weight
@@ -305,9 +311,10 @@ def epoch_one(
     if spec.objective is not None:
         step = functools.partial(step, context=(model_key, epoch))
     carry, (losses, _) = jax.lax.scan(
-        functools.partial(step, masked=False), (params, rest, opt_state),
+        functools.partial(step, masked=False),
+        (params, rest, opt_state),
         jnp.arange(spec.full_steps),
-    )  # fmt: skip
+    )
     total, count_steps = jnp.sum(losses), spec.full_steps
     if spec.steps > spec.full_steps:  # only the last steps of an epoch need masking
         carry, (tail, active) = jax.lax.scan(

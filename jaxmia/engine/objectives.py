@@ -238,8 +238,18 @@ def relaxloss_loss(
     return jnp.where(mean_ce > alpha, mean_ce, below)
 
 
-def objective_loss(objective: Objective, graphdef, loss_fn, key: jax.Array, epoch: jax.Array,
-                   params, rest, xb, yb, weight):  # fmt: skip
+def objective_loss(
+    objective: Objective,
+    graphdef,
+    loss_fn,
+    key: jax.Array,
+    epoch: jax.Array,
+    params,
+    rest,
+    xb,
+    yb,
+    weight,
+):
     """``(loss, rest)``: the batch loss under ``objective``, in the place of the kernel's
     :func:`jaxmia.engine.kernel.batch_loss` (differentiated with respect to ``params``).
 
@@ -273,10 +283,15 @@ def objective_loss(objective: Objective, graphdef, loss_fn, key: jax.Array, epoc
         p0 = jax.lax.stop_gradient(params)
         x_range = objective.x_range or (-jnp.inf, jnp.inf)
         xb = adversarial_examples(
-            lambda x: jnp.sum(per_example(p0, x) * weight), xb, adv_key,
-            eps=eps, steps=objective.adv_steps, step_size=step_size, random_start=pgd,
+            lambda x: jnp.sum(per_example(p0, x) * weight),
+            xb,
+            adv_key,
+            eps=eps,
+            steps=objective.adv_steps,
+            step_size=step_size,
+            random_start=pgd,
             x_range=x_range,
-        )  # fmt: skip
+        )
     model = nnx.merge(graphdef, params, rest)
     if objective.mixup:
         lam, perm = mixup_draw(mix_key, weight, objective.mixup)

@@ -76,7 +76,7 @@ class Pool:
             losses=self.losses[:, idx],
             best_epoch=None if self.best_epoch is None else self.best_epoch[idx],
             logits=None if self.logits is None else self.logits[idx],
-            dp_counts=None if self.dp_counts is None else {
-                name: a[idx] for name, a in self.dp_counts.items()
-            },
-        )  # fmt: skip
+            dp_counts=None
+            if self.dp_counts is None
+            else {name: a[idx] for name, a in self.dp_counts.items()},
+        )

@@ -190,8 +190,9 @@ def check_canary(canary: DiracCanary, params: Any) -> None:
         )
 
 
-def check_canary_args(canary: DiracCanary | None, canary_keep: Any, dp: Any, k: int,
-                      model: Any) -> np.ndarray:  # fmt: skip
+def check_canary_args(
+    canary: DiracCanary | None, canary_keep: Any, dp: Any, k: int, model: Any
+) -> np.ndarray:
     """The ``(k,)`` bool canary flags of a :func:`jaxmia.engine.train` call (all False
     without a canary), after checking the canary against the model (an ``nnx.Module``,
     abstract or not) and the DP-SGD settings.
@@ -207,8 +208,10 @@ def check_canary_args(canary: DiracCanary | None, canary_keep: Any, dp: Any, k: 
     if not isinstance(canary, DiracCanary):
         raise ValueError(f"canary must be an engine.DiracCanary, got {type(canary).__name__}")
     if dp is None:
-        raise ValueError("a DiracCanary needs DP-SGD (dp=engine.DPConfig(...)): it is a clipped "
-                         "gradient added to the summed clipped gradients")  # fmt: skip
+        raise ValueError(
+            "a DiracCanary needs DP-SGD (dp=engine.DPConfig(...)): it is a clipped "
+            "gradient added to the summed clipped gradients"
+        )
     flags = np.asarray(canary_keep) if canary_keep is not None else None
     if flags is None or flags.shape != (k,) or flags.dtype != bool:
         shown = None if flags is None else f"{flags.dtype} {flags.shape}"
@@ -241,9 +244,17 @@ def _dp_step(spec: KernelSpec, plan: DPPlan, x, y, draw, carry, s):
         extra = canary_gradient(plan.canary, params, with_canary * spec.dp.l2_clip)
     loss_of = functools.partial(batch_loss, spec.graphdef, spec.loss_fn)
     loss, grads = private_grads(
-        loss_of, spec.dp, key, params, rest, x[idx], y[idx], weight,
-        extra=extra, denominator=denominator,
-    )  # fmt: skip
+        loss_of,
+        spec.dp,
+        key,
+        params,
+        rest,
+        x[idx],
+        y[idx],
+        weight,
+        extra=extra,
+        denominator=denominator,
+    )
     updates, new_opt = spec.tx.update(grads, opt_state, params)
     new = (optax.apply_updates(params, updates), rest, new_opt)
     new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, carry)
@@ -292,8 +303,19 @@ def _drawer(spec: KernelSpec, plan: DPPlan, model_key, epoch, keep_row, canary_f
     return draw
 
 
-def dp_epoch_one(spec: KernelSpec, plan: DPPlan, key_data, epoch, keep_row, canary_flag,
-                 params, rest, opt_state, x, y):  # fmt: skip
+def dp_epoch_one(
+    spec: KernelSpec,
+    plan: DPPlan,
+    key_data,
+    epoch,
+    keep_row,
+    canary_flag,
+    params,
+    rest,
+    opt_state,
+    x,
+    y,
+):
     """One DP-SGD epoch of one model, Poisson-sampled or shuffled, with the Dirac canary
     (pure; vmapped by the engine; see the module docstring for the draws).
 
@@ -320,8 +342,9 @@ def dp_epoch_one(spec: KernelSpec, plan: DPPlan, key_data, epoch, keep_row, cana
     return (*carry, mean_loss, counts)
 
 
-def counted_epoch(spec: KernelSpec, key_data, epoch, keep_row, canary_flag, params, rest,
-                  opt_state, x, y):  # fmt: skip
+def counted_epoch(
+    spec: KernelSpec, key_data, epoch, keep_row, canary_flag, params, rest, opt_state, x, y
+):
     """:func:`jaxmia.engine.kernel.epoch_one` (plain training, or DP-SGD over shuffled
     batches without a canary) with the signature and :data:`COUNTS` of
     :func:`dp_epoch_one`: ``ceil(members / batch_size)`` steps, every member once."""

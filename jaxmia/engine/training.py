@@ -213,9 +213,32 @@ class _Trained:
     counts: list = dataclasses.field(default_factory=list)
 
 
-def _prepare(factory, x, y, keep, heldout, *, epochs, batch_size, tx, keys, mode, chunk_size,
-             mesh, dp, canary, canary_keep, loss_fn, validation, patience, progress,
-             objective=None, adv_reg=None, reference=None, classes=0) -> _Run:  # fmt: skip
+def _prepare(
+    factory,
+    x,
+    y,
+    keep,
+    heldout,
+    *,
+    epochs,
+    batch_size,
+    tx,
+    keys,
+    mode,
+    chunk_size,
+    mesh,
+    dp,
+    canary,
+    canary_keep,
+    loss_fn,
+    validation,
+    patience,
+    progress,
+    objective=None,
+    adv_reg=None,
+    reference=None,
+    classes=0,
+) -> _Run:
     """Settles the layout, the per-model keys and the compiled programs of a call."""
     k = keep.shape[0]
     if keys.shape[0] != k:
@@ -229,17 +252,43 @@ def _prepare(factory, x, y, keep, heldout, *, epochs, batch_size, tx, keys, mode
     max_batch = sampling.max_batch_size(batch_size, int(keep.sum(axis=1).max()))
     adv = {} if adv_reg is None else {"adv_reg": adv_reg, "classes": classes}
     init, epoch_fn = compiled(
-        factory, tx, batch_size, steps, full_steps, mode == "vmap", mesh, dp, loss_fn,
-        objective=objective, canary=canary,
-        max_batch=max_batch if dp is not None and dp.sampling == "poisson" else 1, **adv,
-    )  # fmt: skip
+        factory,
+        tx,
+        batch_size,
+        steps,
+        full_steps,
+        mode == "vmap",
+        mesh,
+        dp,
+        loss_fn,
+        objective=objective,
+        canary=canary,
+        max_batch=max_batch if dp is not None and dp.sampling == "poisson" else 1,
+        **adv,
+    )
     return _Run(
-        factory=factory, x=x, y=y, keep=keep, heldout=heldout, dp=dp, canary_keep=canary_keep,
-        key_data=np.asarray(jax.random.key_data(keys)), epochs=epochs, mode=mode, chunk=chunk,
-        mesh=mesh, init=init, epoch_fn=epoch_fn, xd=place(x, mesh, False),
-        yd=place(y, mesh, False), loss_fn=loss_fn, validation=validation, patience=patience,
-        progress=progress, reference=reference,
-    )  # fmt: skip
+        factory=factory,
+        x=x,
+        y=y,
+        keep=keep,
+        heldout=heldout,
+        dp=dp,
+        canary_keep=canary_keep,
+        key_data=np.asarray(jax.random.key_data(keys)),
+        epochs=epochs,
+        mode=mode,
+        chunk=chunk,
+        mesh=mesh,
+        init=init,
+        epoch_fn=epoch_fn,
+        xd=place(x, mesh, False),
+        yd=place(y, mesh, False),
+        loss_fn=loss_fn,
+        validation=validation,
+        patience=patience,
+        progress=progress,
+        reference=reference,
+    )
 
 
 def _resume(run: _Run, store, tx, trained: _Trained) -> int:
@@ -261,8 +310,16 @@ def _resume(run: _Run, store, tx, trained: _Trained) -> int:
     return resumed.count
 
 
-def _run_epochs(run: _Run, chunk_keys, chunk_keep, state, start: int, n_real: int,
-                stopper: EarlyStopping | None, seconds: np.ndarray):  # fmt: skip
+def _run_epochs(
+    run: _Run,
+    chunk_keys,
+    chunk_keep,
+    state,
+    start: int,
+    n_real: int,
+    stopper: EarlyStopping | None,
+    seconds: np.ndarray,
+):
     """Trains one chunk for its epochs; returns ``(params, rest, [loss (n_real,)],
     counts (n_real, 4))`` (``chunk_keep``: the keep rows and canary flags)."""
     params, rest, opt_state = state
@@ -270,9 +327,15 @@ def _run_epochs(run: _Run, chunk_keys, chunk_keep, state, start: int, n_real: in
     for e in range(run.epochs):
         t0 = time.perf_counter()
         params, rest, opt_state, loss, count = run.epoch_fn(
-            chunk_keys, jnp.asarray(e, jnp.int32), *chunk_keep, params, rest, opt_state,
-            run.xd, run.yd,
-        )  # fmt: skip
+            chunk_keys,
+            jnp.asarray(e, jnp.int32),
+            *chunk_keep,
+            params,
+            rest,
+            opt_state,
+            run.xd,
+            run.yd,
+        )
         if run.mode != "sequential":
             loss, count = gather(loss, run.chunk), gather(count, run.chunk)
         loss = np.atleast_1d(np.asarray(loss))
@@ -306,8 +369,9 @@ def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, 
         eval_gd = graphdefs(run.factory)[1]
         stopper = EarlyStopping(eval_gd, run.validation, run.patience, run.mode, run.loss_fn)
     state = run.init(ck)
-    params, rest, losses, counts = _run_epochs(run, ck, ckeep, state, start, n_real, stopper,
-                                               seconds)  # fmt: skip
+    params, rest, losses, counts = _run_epochs(
+        run, ck, ckeep, state, start, n_real, stopper, seconds
+    )
     trained.counts.append(counts)
     if stopper is not None:
         params, rest = stopper.best_params, stopper.best_rest
@@ -326,12 +390,20 @@ def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, 
         owners = None if jax.process_count() == 1 else distributed.chunk_owners(ck, n_real)
         heldout = None if run.heldout is None else np.broadcast_to(run.heldout, run.keep.shape)
         checkpointing.save_chunk(
-            store, start, trained.params[-1], trained.rest[-1], logits, run.y, run.keep[rows],
-            None if heldout is None else heldout[rows], run.key_data[rows], trained.losses[-1],
+            store,
+            start,
+            trained.params[-1],
+            trained.rest[-1],
+            logits,
+            run.y,
+            run.keep[rows],
+            None if heldout is None else heldout[rows],
+            run.key_data[rows],
+            trained.losses[-1],
             trained.best_epoch[-1] if stopper is not None else None,
             None if run.dp is None else {"dp_counts": counts, "canary_keep": run.canary_keep[rows]},
             owners,
-        )  # fmt: skip
+        )
     if run.progress is not None:
         last = trained.losses[-1][~np.isnan(trained.losses[-1]).all(axis=1)][-1:]
         run.progress(start + n_real, run.k, float(np.mean(last)) if last.size else float("nan"))
@@ -356,10 +428,10 @@ def _assemble(run: _Run, trained: _Trained, seconds: np.ndarray) -> Pool:
         epoch_seconds=tuple(float(s) for s in seconds),
         best_epoch=np.concatenate(trained.best_epoch) if trained.best_epoch else None,
         logits=logits,
-        dp_counts=None if run.dp is None else dict(
-            zip(sampling.COUNTS, np.concatenate(trained.counts).T, strict=True)
-        ),
-    )  # fmt: skip
+        dp_counts=None
+        if run.dp is None
+        else dict(zip(sampling.COUNTS, np.concatenate(trained.counts).T, strict=True)),
+    )
 
 
 def train(
@@ -450,20 +522,49 @@ def train(
     objective = check_objective(objective, dp, loss_fn, x)
     reference = adversarial.check_reference(adv_reg, reference, keep, dp)
     run = _prepare(
-        factory, x, y, keep, check_heldout(heldout, keep), epochs=epochs, batch_size=batch_size,
-        tx=tx, keys=model_keys(seed, keep.shape[0]) if keys is None else keys, mode=mode,
-        chunk_size=chunk_size, mesh=mesh, dp=dp, canary=canary, canary_keep=canary_keep,
-        loss_fn=loss_fn, validation=validation, patience=patience, progress=progress,
-        objective=objective, adv_reg=adv_reg, reference=reference, classes=classes,
-    )  # fmt: skip
+        factory,
+        x,
+        y,
+        keep,
+        check_heldout(heldout, keep),
+        epochs=epochs,
+        batch_size=batch_size,
+        tx=tx,
+        keys=model_keys(seed, keep.shape[0]) if keys is None else keys,
+        mode=mode,
+        chunk_size=chunk_size,
+        mesh=mesh,
+        dp=dp,
+        canary=canary,
+        canary_keep=canary_keep,
+        loss_fn=loss_fn,
+        validation=validation,
+        patience=patience,
+        progress=progress,
+        objective=objective,
+        adv_reg=adv_reg,
+        reference=reference,
+        classes=classes,
+    )
     trained, seconds, store, first = _Trained(), np.zeros(epochs), None, 0
     if checkpoint is not None:
         spec = checkpointing.pool_spec(
-            factory, tx, x, y, epochs=epochs, batch_size=batch_size, dp=dp, canary=canary,
-            loss_fn=loss_fn, classes=classes, validation=validation, patience=patience,
-            extra=checkpoint_spec, objective=objective,
+            factory,
+            tx,
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            dp=dp,
+            canary=canary,
+            loss_fn=loss_fn,
+            classes=classes,
+            validation=validation,
+            patience=patience,
+            extra=checkpoint_spec,
+            objective=objective,
             adv_reg=adversarial.spec_entry(adv_reg, reference),
-        )  # fmt: skip
+        )
         store = distributed.open_pool(checkpoint, spec, checkpoint_meta)
         first = _resume(run, store, tx, trained)
     for start in range(first, run.k, run.chunk):
