@@ -17,8 +17,8 @@ Sources accepted by :func:`load`:
 Features from non-bundled sources go through :func:`normalise_features`; labels that
 are integers but not ``0 .. C-1`` are remapped to it in sorted order.
 
-Tables (csv, parquet, hub) are read by the private ``jaxmia.datasets._tables``: text
-feature columns one-hot encoded, text labels as classes, missing values, ambiguous label columns
+Tables (csv, parquet, hub) are read by :mod:`jaxmia.datasets.tables`: text feature
+columns one-hot encoded, text labels as classes, missing values, ambiguous label columns
 and stray text in numeric columns refused, at most :data:`MAX_FEATURES` features. The
 :class:`Dataset` records a table's label column, which :func:`describe` states.
 
@@ -38,10 +38,9 @@ import zipfile
 
 import numpy as np
 
-from jaxmia.datasets import _tables as tables
-from jaxmia.datasets._errors import DatasetError
-from jaxmia.datasets._errors import short as _short
-from jaxmia.datasets._tables import LABEL_COLUMNS, MAX_FEATURES
+from jaxmia.datasets import errors, tables
+from jaxmia.datasets.errors import DatasetError, short
+from jaxmia.datasets.tables import LABEL_COLUMNS, MAX_FEATURES
 
 __all__ = [
     "BUNDLED",
@@ -52,8 +51,10 @@ __all__ = [
     "Dataset",
     "DatasetError",
     "describe",
+    "errors",
     "load",
     "normalise_features",
+    "tables",
 ]
 
 BUNDLED = ("location30", "digits", "mnist")
@@ -224,7 +225,7 @@ def _read_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
-        raise DatasetError(f"cannot read {path}: {_short(e)}") from e
+        raise DatasetError(f"cannot read {path}: {short(e)}") from e
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise DatasetError(f"{path} is not an .npz archive (np.load gave a single array)")
     with z:
@@ -237,7 +238,7 @@ def _read_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
         try:
             return z["x"], z["y"]
         except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise DatasetError(f"cannot read {path}: {_short(e)}") from e
+            raise DatasetError(f"cannot read {path}: {short(e)}") from e
 
 
 def _build(

@@ -34,8 +34,7 @@ import urllib.request
 
 import numpy as np
 
-from jaxmia.datasets._errors import DatasetError
-from jaxmia.datasets._errors import short as _short
+from jaxmia.datasets.errors import DatasetError, short
 
 __all__ = ["LABEL_COLUMNS", "MAX_FEATURES", "read_hub", "read_table"]
 
@@ -65,7 +64,7 @@ def read_table(
     except DatasetError:
         raise
     except (OSError, ValueError) as e:
-        raise DatasetError(f"cannot read {path}: {_short(e)}") from e
+        raise DatasetError(f"cannot read {path}: {short(e)}") from e
     if columns > MAX_FEATURES + 1:  # the features and the label
         raise DatasetError(
             f"{path} has more than {MAX_FEATURES + 1} columns ({MAX_FEATURES} features and a "
@@ -80,7 +79,7 @@ def read_table(
     except DatasetError:
         raise
     except (OSError, ValueError, datasets.exceptions.DatasetsError) as e:
-        raise DatasetError(f"cannot read {path}: {_short(e)}") from e
+        raise DatasetError(f"cannot read {path}: {short(e)}") from e
     return _hf_to_numpy(hf_ds, label_column, str(path))
 
 
@@ -163,11 +162,11 @@ def read_hub(spec: str, label_column: str | None) -> tuple[np.ndarray, np.ndarra
             word in type(e).__name__ for word in ("Connect", "Timeout", "Offline")
         ):
             raise DatasetError(
-                f"cannot reach the Hugging Face hub to load {repo!r} (offline?): {_short(e)}; "
+                f"cannot reach the Hugging Face hub to load {repo!r} (offline?): {short(e)}; "
                 f"{advice}"
             ) from e
         raise DatasetError(
-            f"cannot load {repo!r} (split {split!r}) from the Hugging Face hub: {_short(e)}"
+            f"cannot load {repo!r} (split {split!r}) from the Hugging Face hub: {short(e)}"
         ) from e
     return _hf_to_numpy(hf_ds, label_column, spec)
 
@@ -184,7 +183,7 @@ def _hub_unreachable() -> str | None:
         with socket.create_connection((url.hostname, port), timeout=_HUB_PROBE_TIMEOUT_S):
             return None
     except OSError as e:
-        return f"{url.hostname}:{port}: {_short(e)}"
+        return f"{url.hostname}:{port}: {short(e)}"
 
 
 def _hf_to_numpy(
