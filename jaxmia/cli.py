@@ -29,6 +29,7 @@ import atexit  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from typing import Any, NoReturn  # noqa: E402
 
+from jaxmia.audit.fields import comma_list  # noqa: E402
 from jaxmia.audit.runtime import (  # noqa: E402
     COMPILATION_CACHE_BYTES,
     Progress,
@@ -100,27 +101,10 @@ class _Parser(argparse.ArgumentParser):
         return close[0] if close else None
 
 
-def _many(kind: type, what: str):
-    def parse(text: str) -> tuple:
-        from jaxmia.audit.fields import list_items
-
-        try:
-            items = list_items(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-        try:
-            return tuple(kind(v) for v in items)
-        except ValueError:
-            message = f"expected comma-separated {what}, got {text!r}"
-            raise argparse.ArgumentTypeError(message) from None
-
-    return parse
-
-
 _PARSE = {
-    int: (int, _many(int, "integers")),
-    float: (float, _many(float, "numbers")),
-    str: (str, _many(str, "names")),
+    int: (int, comma_list(int, "integers")),
+    float: (float, comma_list(float, "numbers")),
+    str: (str, comma_list(str, "names")),
 }
 """How a flag's text becomes a setting of each kind: one value, or comma-separated."""
 

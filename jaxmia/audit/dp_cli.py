@@ -35,17 +35,11 @@ _HELP = {
 }
 
 
+_numbers = fields.comma_list(float, "numbers")
+
+
 def _epsilon_list(text: str) -> tuple[float, ...]:
-    try:
-        items = fields.list_items(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    try:
-        epsilons = tuple(float(v) for v in items)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
+    epsilons = _numbers(text)
     if len(set(epsilons)) < len(epsilons):
         raise argparse.ArgumentTypeError(f"an epsilon is repeated in {text!r}")
     return epsilons

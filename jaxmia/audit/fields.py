@@ -13,6 +13,7 @@ comma-separated list (:func:`split_list`: an empty item is refused, never droppe
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import numbers
@@ -32,6 +33,7 @@ __all__ = [
     "Section",
     "as_config_error",
     "check_value",
+    "comma_list",
     "kind_of",
     "list_items",
     "load_toml",
@@ -130,6 +132,25 @@ def split_list(name: str, text: str) -> tuple[str, ...]:
         return list_items(text)
     except ValueError as error:
         raise ConfigError(f"{name}: {error}") from None
+
+
+def comma_list(kind: Callable[[str], Any], what: str) -> Callable[[str], tuple]:
+    """An ``argparse`` type that reads a comma-separated flag (``--fprs 0.001,0.01``) into
+    a tuple of ``kind``: an empty item (:func:`list_items`) or an item ``kind`` refuses is
+    an ``argparse.ArgumentTypeError`` ("expected comma-separated ``what``"), one line."""
+
+    def parse(text: str) -> tuple:
+        try:
+            items = list_items(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        try:
+            return tuple(kind(v) for v in items)
+        except ValueError:
+            message = f"expected comma-separated {what}, got {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
+
+    return parse
 
 
 def list_items(text: str) -> tuple[str, ...]:
