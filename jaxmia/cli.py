@@ -203,13 +203,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _audit_parser(sub) -> None:
-    from jaxmia.audit.config import ATTACKS
+    from jaxmia.attacks import registry
 
     audit = sub.add_parser(
         "audit",
         help=_HELP["audit"],
         description="Train a target and a shadow pool, run membership-inference attacks "
-        f"({', '.join(ATTACKS)}) and write metrics.json, scores.npz, roc.png, signals.png "
+        f"({', '.join(registry.names())}) and write metrics.json, scores.npz, roc.png, signals.png "
         "and report.md.",
     )
     _add_audit_options(audit)
@@ -440,7 +440,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     use_cpu_cores()  # before the parser, whose settings import JAX
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(only=_chosen(argv))
+    try:
+        parser = build_parser(only=_chosen(argv))
+    except ValueError as e:  # an installed attack plugin that does not load: one line
+        print(f"jaxmia: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

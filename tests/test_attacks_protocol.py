@@ -8,6 +8,7 @@ the calibrations match hand computations; a model that cannot leak gives chance 
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 
 import jax
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from jaxmia import attacks, metrics, signals, splits
+from jaxmia.attacks import registry
 
 T, K, M, NZ, Q = 8, 8, 40, 30, 4  # targets, shadow models, candidates, population, queries
 
@@ -53,14 +55,28 @@ def pool():
     return _make_pool()
 
 
+def _core_args(p, attack):
+    """``(positional args, keyword args)`` (batched over targets) for ``attack.core``, by
+    the kind of input it declares (:data:`jaxmia.attacks.registry.CORE_INPUTS`)."""
+    if attack.core_input == "statistic":
+        return (p["target"], p["shadow"], p["keep"]), {}
+    if attack.core_input == "answers":
+        return (p["correct"], p["shadow_correct"], p["keep"]), {}
+    assert attack.core_input == "log_probability", attack.core_input
+    population = dict(target_log_p_z=p["lp_z"], ref_log_p_z=p["ref_z"], keep_z=p["keep_z"])
+    accepted = inspect.signature(attack.core).parameters
+    return (p["lp"], p["ref"], p["keep"]), {k: v for k, v in population.items() if k in accepted}
+
+
 def _cases(p):
-    """``(name, attack, positional args (batched over targets), keyword args (batched))``."""
+    """``(name, attack, positional args (batched over targets), keyword args (batched))``:
+    every registered attack with an array core, then variants of their options."""
+    cases = []
+    for name in registry.names():
+        attack = registry.get(name)
+        if attack.core is not None:
+            cases.append((name, attack.core, *_core_args(p, attack)))
     stats = (p["target"], p["shadow"], p["keep"])
-    rmia_z = dict(target_log_p_z=p["lp_z"], ref_log_p_z=p["ref_z"], keep_z=p["keep_z"])
-    cases = [
-        (name, getattr(attacks, name), stats, {})
-        for name in ("loss", "confidence", "entropy", "modified_entropy")
-    ]
     for variance, combine in itertools.product(("global", "per_example"), ("mean",)):
         for name in ("lira_online", "lira_offline"):
             f = functools.partial(getattr(attacks, name), variance=variance, combine=combine)
@@ -71,13 +87,20 @@ def _cases(p):
     multi = functools.partial(attacks.lira_online, queries=Q, combine="multivariate")
     cases.append(("lira_online[multivariate]", multi, q_stats, {}))
     ref = (p["lp"], p["ref"], p["keep"])
-    cases.append(("rmia_online", attacks.rmia_online, ref, rmia_z))
+    rmia_z = dict(target_log_p_z=p["lp_z"], ref_log_p_z=p["ref_z"], keep_z=p["keep_z"])
     offline = functools.partial(attacks.rmia_offline, a=0.4)
-    cases.append(("rmia_offline", offline, ref, rmia_z))
-    cases.append(("attack_p", attacks.attack_p, ref, {"target_log_p_z": p["lp_z"]}))
-    answers = (p["correct"], p["shadow_correct"], p["keep"])
-    cases.append(("label_only", attacks.label_only, answers, {}))
+    cases.append(("rmia_offline[a=0.4]", offline, ref, rmia_z))
     return cases
+
+
+def test_every_registered_attack_is_a_case_or_trains_a_model():
+    """The protocol's cases come from the registry: each attack with an array core is a
+    case under its name; the only one without (Shokri's, which trains a classifier) is
+    checked in tests/test_attacks_classifier.py."""
+    names = {c[0] for c in _cases(_make_pool())}
+    without = [n for n in registry.names() if registry.get(n).core is None]
+    assert without == ["shokri"]
+    assert set(registry.names()) - set(without) <= names
 
 
 CASE_NAMES = [c[0] for c in _cases(_make_pool())]

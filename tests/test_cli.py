@@ -11,7 +11,7 @@ import pytest
 from helpers import run_cli
 
 from jaxmia import audit, cli, splits, study
-from jaxmia.audit import attacking
+from jaxmia.attacks import registry
 from jaxmia.engine import pools
 
 QUICK = ["--dataset", "digits", "--shadows", "4", "--epochs", "3", "--n-boot", "20", "-q"]
@@ -24,20 +24,22 @@ def test_audit_writes_every_output(tmp_path, capsys):
     for name in ("metrics.json", "scores.npz", "roc.png", "signals.png", "report.md"):
         assert (tmp_path / name).stat().st_size > 0, name
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(m["attacks"]) == set(audit.ATTACKS)
+    assert list(m["attacks"]) == list(registry.names(default_only=True))
     for attack in m["attacks"].values():
         assert {"auc", "tpr_at_fpr", "accuracy", "precision", "recall", "advantage"} <= set(attack)
         assert set(attack["tpr_at_fpr"]) == {"0.001", "0.01"}
         assert attack["auc_ci"][0] <= attack["auc"] <= attack["auc_ci"][1]
     assert {"train", "test"} == set(m["target_accuracy"])
     assert {"train_shadows", "train_target", "signals"} <= set(m["timings_s"])
-    assert set(m["timings_s_by_attack"]) == set(audit.ATTACKS)  # per-attack timings
-    # the attacks in the main thread run one after another within the attack phase; those
-    # of BACKGROUND overlap them (Shokri's classifier from the signals phase on)
+    assert set(m["timings_s_by_attack"]) == set(m["attacks"])  # per-attack timings
+    # the attacks in the main thread run one after another within the attack phase; the
+    # background ones overlap them (Shokri's classifier from the signals phase on)
     by_attack, phases = m["timings_s_by_attack"], m["timings_s"]
-    front = [t for name, t in by_attack.items() if name not in attacking.BACKGROUND]
+    behind = [name for name in by_attack if registry.get(name).background]
+    assert behind == ["shokri", "label_only"]
+    front = [t for name, t in by_attack.items() if name not in behind]
     assert sum(front) <= phases["attacks"] + 0.01
-    for name in attacking.BACKGROUND:
+    for name in behind:
         assert by_attack[name] <= phases["signals"] + phases["attacks"] + 0.01
     assert "Attack timings (seconds): shokri " in (tmp_path / "report.md").read_text()
     assert m["versions"]["jax"] and m["config"]["num_shadows"] == 4

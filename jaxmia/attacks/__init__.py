@@ -14,21 +14,11 @@ under ``jax.jit`` and ``jax.vmap`` (all but :func:`shokri`, which trains a class
 checks run before tracing (values only on concrete inputs). Calibrations return plain values:
 :func:`calibrate_threshold` (``tau``) and :func:`calibrate_rmia` (temperature and ``a``).
 
-================  =======================================  ==================================
-attack            statistic                                paper
-================  =======================================  ==================================
-loss              cross-entropy loss                       Yeom et al. 2018
-confidence        top predicted probability                Song & Mittal 2021
-entropy           prediction entropy                       Song & Mittal 2021
-modified_entropy  modified entropy                         Song & Mittal 2021
-lira_online       logit-scaled confidence                  Carlini et al. 2022
-lira_offline      logit-scaled confidence                  Carlini et al. 2022
-rmia_online       log-probability (+ population ``z``)     Zarifzadeh et al. 2024
-rmia_offline      log-probability (+ population ``z``)     Zarifzadeh et al. 2024
-attack_p          log-probability (+ population ``z``)     Ye et al. 2022
-shokri            signals (features of an attack MLP)      Shokri et al. 2017
-label_only        correct answers to perturbed queries     Choquette-Choo et al. 2021
-================  =======================================  ==================================
+The attacks an audit runs are declared in :mod:`jaxmia.attacks.registry` (one
+:class:`Attack` beside each attack's code; :func:`register` adds your own). Registered
+here, in this order:
+
+{table}
 
 Example: LiRA and RMIA from your own logits ``(k + 1, n, c)`` of ``k + 1`` models on ``n``
 records with labels ``y``, ``keep`` ``(k + 1, n)`` their training sets, model 0 the target;
@@ -42,10 +32,19 @@ then every model the target in turn (leave-one-out), vmapped::
     loo = jax.jit(jax.vmap(attacks.lira_online))(phi, phi[others], keep[others])  # (k + 1, n)
 """
 
-from jaxmia.attacks import classifier, lira, rmia, robustness, threshold
+from jaxmia.attacks import classifier, lira, registry, rmia, robustness, threshold
 from jaxmia.attacks._checks import AttackInputError
 from jaxmia.attacks.classifier import ShokriConfig, ShokriFit, shokri, shokri_fit, shokri_score
 from jaxmia.attacks.lira import LiRAError, augment_images, lira_offline, lira_online
+from jaxmia.attacks.registry import (
+    Attack,
+    AttackInputs,
+    PoolSignals,
+    Queries,
+    Scores,
+    register,
+    unregister,
+)
 from jaxmia.attacks.rmia import (
     RMIACalibration,
     attack_p,
@@ -68,10 +67,40 @@ from jaxmia.attacks.threshold import (
     modified_entropy,
 )
 
+_JAXMIA_ATTACKS = (
+    classifier.ATTACK,
+    *threshold.ATTACKS,
+    *lira.ATTACKS,
+    *rmia.ATTACKS,
+    robustness.ATTACK,
+)
+for _attack in _JAXMIA_ATTACKS:
+    registry.register(_attack)
+
+
+def _table() -> str:
+    """jaxmia's attacks as a reStructuredText table (for this module's docstring)."""
+    rows = [("attack", "statistic", "paper")]
+    rows += [(a.name, a.statistic, a.paper) for a in _JAXMIA_ATTACKS]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return "\n".join([rule, lines[0], rule, *lines[1:], rule])
+
+
+__doc__ = __doc__.replace("{table}", _table())
+
 __all__ = [
+    "Attack",
     "AttackInputError",
+    "AttackInputs",
     "LiRAError",
+    "PoolSignals",
+    "Queries",
     "RMIACalibration",
+    "Scores",
     "ShokriConfig",
     "ShokriFit",
     "attack_p",
@@ -91,6 +120,8 @@ __all__ = [
     "perturb_inputs",
     "query_correctness",
     "query_correctness_many",
+    "register",
+    "registry",
     "rmia",
     "rmia_offline",
     "rmia_online",
@@ -99,4 +130,5 @@ __all__ = [
     "shokri_fit",
     "shokri_score",
     "threshold",
+    "unregister",
 ]

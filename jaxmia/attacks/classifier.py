@@ -23,9 +23,11 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxmia import engine, models, signals
-from jaxmia.attacks import _checks
+from jaxmia.attacks import _checks, registry
 
 __all__ = [
+    "ATTACK",
+    "FEATURES_BY_ACCESS",
     "PROBABILITY_SIGNALS",
     "THRESHOLD",
     "ShokriConfig",
@@ -249,3 +251,52 @@ def shokri_score(
     which = np.asarray(target_labels) if config.per_class else np.zeros(len(xt), int)
     chosen = logits[which, np.arange(len(xt))]
     return (chosen[:, 1] - chosen[:, 0]).astype(np.float64)
+
+
+FEATURES_BY_ACCESS: Mapping[str, tuple[str, ...]] = {
+    "probs": ("sorted_probabilities",),
+    "topk": ("top_k_probabilities",),
+    "label": ("correctness",),
+    "loss": ("loss",),
+}
+"""The audit's attack-classifier features under each access level."""
+
+
+def _fit(shadows: registry.PoolSignals, labels, num_classes: int, settings) -> ShokriFit:
+    """The audit's :attr:`jaxmia.attacks.Attack.fit`: the classifier trained on the pool's
+    signals, features by access level (:data:`FEATURES_BY_ACCESS`), one per class with
+    the setting ``per_class``."""
+    features = FEATURES_BY_ACCESS[settings.effective_access]
+    return shokri_fit(
+        shadows.signals,
+        shadows.keep,
+        labels=labels,
+        num_classes=num_classes,
+        pool=shadows.pool,
+        config=ShokriConfig(features=features, per_class=settings.per_class),
+        seed=settings.seed,
+    )
+
+
+def _score(inputs: registry.AttackInputs) -> registry.Scores:
+    """The candidates' member log-odds under the classifier (trained here unless
+    :attr:`jaxmia.attacks.AttackInputs.fitted` holds it), decided at :data:`THRESHOLD`."""
+    fit = inputs.fitted
+    if fit is None:
+        fit = _fit(inputs.shadows, inputs.labels, inputs.num_classes, inputs.settings)
+    x = inputs.candidates
+    target = {name: inputs.target[name][x] for name in fit.config.features}
+    return registry.Scores(shokri_score(fit, target, inputs.labels[x]), THRESHOLD)
+
+
+ATTACK = registry.Attack(
+    name="shokri",
+    score=_score,
+    signals=lambda access: FEATURES_BY_ACCESS[access],
+    calibrated=True,
+    background=True,
+    fit=_fit,
+    statistic="signals (features of an attack MLP)",
+    paper="Shokri et al. 2017",
+)
+"""Shokri et al.'s attack classifier as the audit runs it (:mod:`jaxmia.attacks.registry`)."""

@@ -48,9 +48,10 @@ import numpy as np
 from jax.scipy.special import log_ndtr
 from jax.typing import ArrayLike
 
-from jaxmia.attacks import _checks
+from jaxmia.attacks import _checks, registry
 
 __all__ = [
+    "ATTACKS",
     "AUTO_PER_EXAMPLE",
     "COMBINES",
     "VARIANCES",
@@ -373,3 +374,49 @@ def augment_images(
             shifted[tuple(index)] = 0
             views.append(shifted)
     return np.stack(views)
+
+
+def _scorer(online: bool):
+    """The audit's :attr:`jaxmia.attacks.Attack.score` of LiRA: the candidates' ``phi``
+    (one per query view) against the shadows', the variance resolved from the settings'
+    ``lira_variance`` for the pool size."""
+
+    def score(inputs: registry.AttackInputs) -> registry.Scores:
+        attack = lira_online if online else lira_offline
+        k = inputs.shadows.keep.shape[0]
+        variance = resolve_variance(inputs.settings.lira_variance, k)
+        shadow_phi = inputs.shadows.phi[:, inputs.candidates]  # (k, m) or (k, m, q)
+        queries = shadow_phi.shape[2] if shadow_phi.ndim == 3 else None
+        target_phi = inputs.target_phi[inputs.candidates]
+        s = attack(target_phi, shadow_phi, inputs.keep, queries=queries, variance=variance)
+        inputs.note(f"LiRA variance: {variance} ({k} shadow models)")
+        return registry.Scores(np.asarray(s, dtype=np.float64), None)
+
+    return score
+
+
+_CARLINI = "Carlini et al. 2022"
+ATTACKS: tuple[registry.Attack, ...] = (
+    registry.Attack(
+        name="lira_online",
+        score=_scorer(online=True),
+        signals=("logit_scaled_confidence",),
+        reads=frozenset({"phi"}),
+        online=True,
+        statistic="logit-scaled confidence",
+        paper=_CARLINI,
+        core=lira_online,
+        core_input="statistic",
+    ),
+    registry.Attack(
+        name="lira_offline",
+        score=_scorer(online=False),
+        signals=("logit_scaled_confidence",),
+        reads=frozenset({"phi"}),
+        statistic="logit-scaled confidence",
+        paper=_CARLINI,
+        core=lira_offline,
+        core_input="statistic",
+    ),
+)
+"""LiRA online and offline as the audit runs them (:mod:`jaxmia.attacks.registry`)."""

@@ -55,15 +55,18 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxmia import metrics, signals
-from jaxmia.attacks import _checks
+from jaxmia.attacks import _checks, registry
 
 __all__ = [
+    "ATTACKS",
     "A_GRID",
+    "TEMPERATURES",
     "RMIACalibration",
     "attack_p",
     "calibrate_rmia",
     "log_prior",
     "log_probs",
+    "log_probs_at_temperatures",
     "rmia_offline",
     "rmia_online",
 ]
@@ -488,3 +491,159 @@ def calibrate_rmia(
                 s, order = _dominance_host(ratio, ratio, log_gamma)
                 totals[j] += metrics.auc(member, s.astype(np.float64), order=order)
     return RMIACalibration(*grid[int(np.argmax(totals))])
+
+
+TEMPERATURES = (1.0, 1.5, 2.0, 3.0)
+"""Softmax temperatures the audit tries when it calibrates RMIA on the reference models."""
+
+
+def log_probs_at_temperatures(logits: np.ndarray, labels: np.ndarray) -> dict[float, np.ndarray]:
+    """RMIA's log-probabilities ``{T: (k, n)}`` of a pool's ``(k, n, c)`` ``logits`` at
+    every temperature of :data:`TEMPERATURES`, on the host: computed once for every
+    leave-one-out target (each row depends on its own model's logits alone)."""
+    return {t: np.asarray(log_probs(logits, labels, temperature=t)) for t in TEMPERATURES}
+
+
+def _pool_wide(inputs: registry.AttackInputs):
+    """Leave-one-out: the whole pool's log-probabilities at every temperature, computed
+    once; target ``t`` reads its row as its own and the others' as the references."""
+    if inputs.shadows.logits is None:
+        return lambda t: {}
+    lp = log_probs_at_temperatures(inputs.shadows.logits, inputs.labels)
+
+    def cut(t: int) -> dict:
+        known: dict = {}
+        for T, values in lp.items():
+            known["ref", T], known["target", T] = np.delete(values, t, axis=0), values[t]
+        return known
+
+    return cut
+
+
+def _population(online_or_offline: str, inputs: registry.AttackInputs) -> np.ndarray:
+    """RMIA's population ``z``: pool records (a seeded subset of ``population_size``
+    of them, if set); offline, only those with an OUT reference model."""
+    shadows, settings = inputs.shadows, inputs.settings
+    population = np.flatnonzero(shadows.pool)
+    size = settings.population_size
+    if size is not None and size < population.size:
+        rng = np.random.default_rng([settings.seed, 23])
+        population = np.sort(rng.choice(population, size, replace=False))
+    if online_or_offline != "offline":
+        return population
+    z = population[(~shadows.keep[:, population]).any(axis=0)]
+    if z.size < population.size:
+        inputs.note(
+            f"RMIA offline: {population.size - z.size} of {population.size} "
+            "population records are members of every shadow model and are "
+            "left out of the population"
+        )
+    return z
+
+
+def _cached_log_probs(inputs: registry.AttackInputs, who: str, logits, temperature: float):
+    """``log_probs(logits, labels, temperature)`` on the host, once per
+    ``(who, temperature)`` in the target's cache (RMIA online and offline share them)."""
+    cache = inputs.cache
+    if (who, temperature) not in cache:
+        cache[who, temperature] = np.asarray(
+            log_probs(logits, inputs.labels, temperature=temperature)
+        )
+    return cache[who, temperature]
+
+
+def _attack_p_score(inputs: registry.AttackInputs) -> registry.Scores:
+    """The audit's Attack-P: the target's ``-loss`` against the population's."""
+    z = _population("attack_p", inputs)
+    lp = -inputs.target["loss"]
+    s = attack_p(lp[inputs.candidates], target_log_p_z=lp[z], gamma=inputs.settings.rmia_gamma)
+    return registry.Scores(np.asarray(s, dtype=np.float64), None)
+
+
+def _scorer(online: bool):
+    """The audit's :attr:`jaxmia.attacks.Attack.score` of RMIA: the softmax temperature
+    (when the logits are visible) and the offline ``a`` calibrated on the reference
+    models (:func:`calibrate_rmia`), then the candidates scored against the population."""
+
+    def score(inputs: registry.AttackInputs) -> registry.Scores:
+        shadows, settings = inputs.shadows, inputs.settings
+        z = _population("online" if online else "offline", inputs)
+        pool = shadows.pool
+        if shadows.logits is not None:  # log-probabilities at every temperature
+            temperatures = TEMPERATURES
+            ref_at = {t: _cached_log_probs(inputs, "ref", shadows.logits, t) for t in temperatures}
+        else:  # only the loss is visible: the temperature stays 1
+            temperatures = (1.0,)
+            ref_at = {1.0: -shadows.signals["loss"]}
+        fixed_a = {} if settings.rmia_a is None else {"a_grid": (settings.rmia_a,)}
+        temperature, a = calibrate_rmia(
+            {t: ref_at[t][:, pool] for t in temperatures},
+            shadows.keep[:, pool],
+            online=online,
+            temperatures=temperatures,
+            **fixed_a,
+        )
+        inputs.note(
+            f"RMIA {'online' if online else 'offline'}: softmax temperature {temperature}"
+            + ("" if online else f", a = {a}")
+            + " (calibrated on the reference models)"
+        )
+        ref = ref_at[temperature]
+        if inputs.target_logits is not None:
+            lp = _cached_log_probs(inputs, "target", inputs.target_logits, temperature)
+        else:
+            lp = -inputs.target["loss"]
+        keep, x = shadows.keep, inputs.candidates
+        population = dict(
+            target_log_p_z=lp[z],
+            ref_log_p_z=ref[:, z],
+            keep_z=keep[:, z],
+            gamma=settings.rmia_gamma,
+        )
+        if online:
+            s = rmia_online(lp[x], ref[:, x], keep[:, x], **population)
+        else:
+            s = rmia_offline(lp[x], ref[:, x], keep[:, x], a=a, **population)
+        return registry.Scores(np.asarray(s, dtype=np.float64), None)
+
+    return score
+
+
+_ZARIFZADEH = "Zarifzadeh et al. 2024"
+_LOG_PROBABILITY = "log-probability (+ population z)"
+ATTACKS: tuple[registry.Attack, ...] = (
+    registry.Attack(
+        name="rmia_online",
+        score=_scorer(online=True),
+        signals=("loss",),
+        reads=frozenset({"logits"}),
+        online=True,
+        pool_wide=_pool_wide,
+        statistic=_LOG_PROBABILITY,
+        paper=_ZARIFZADEH,
+        core=rmia_online,
+        core_input="log_probability",
+    ),
+    registry.Attack(
+        name="rmia_offline",
+        score=_scorer(online=False),
+        signals=("loss",),
+        reads=frozenset({"logits"}),
+        pool_wide=_pool_wide,
+        statistic=_LOG_PROBABILITY,
+        paper=_ZARIFZADEH,
+        core=rmia_offline,
+        core_input="log_probability",
+    ),
+    registry.Attack(
+        name="attack_p",
+        score=_attack_p_score,
+        signals=("loss",),
+        statistic=_LOG_PROBABILITY,
+        paper="Ye et al. 2022",
+        core=attack_p,
+        core_input="log_probability",
+    ),
+)
+"""RMIA online, offline and Attack-P as the audit runs them
+(:mod:`jaxmia.attacks.registry`)."""

@@ -42,12 +42,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxmia.attacks import _checks
+from jaxmia.attacks import _checks, registry, threshold
 
 __all__ = [
+    "ATTACK",
+    "CALIBRATION_MODELS",
+    "CALIBRATION_RECORDS",
     "DEFAULT_STRENGTH",
     "KINDS",
     "NEEDS",
+    "calibration_records",
     "label_only",
     "perturb_inputs",
     "query_correctness",
@@ -476,3 +480,110 @@ def label_only(
         _checks.as_keep("shadow_correct", shadow_correct, (k, *shape))
         _checks.as_keep("keep", keep, (k, *shape[:-1]))
     return jnp.mean(correct, axis=-1, dtype=jnp.float32)
+
+
+# --------------------------------------------------------------------------- in the audit
+
+
+CALIBRATION_RECORDS = 8192
+"""At most this many pool records calibrate the audit's label-only threshold (a seeded
+random subset of larger pools; smaller pools, the bundled 5,010 records among them, use
+every record). ``tau`` is one scalar among the ``q + 1`` score values, chosen on ``k``
+shadows times these records; querying every record of a large pool ``q`` times through
+every shadow model would cost more than the rest of the audit (16 shadows x 50,000
+records x 16 queries of the default MLP: ~1.5 TFLOP)."""
+
+
+CALIBRATION_MODELS = 16
+"""At most this many shadow models (the pool's first; shadows are exchangeable) calibrate
+the audit's label-only threshold, on :func:`calibration_records`. 16 models x 5,010
+records are 80,160 labelled pairs for one scalar among ``q + 1`` values; the default
+audit's threshold is the same from 4, 8, 16, 32 or all 64 shadows (0.9375), and the
+queries through all 64 cost four times as much (64 x 5,010 x 16 forward passes, ~0.6
+TFLOP)."""
+
+
+def calibration_records(pool: np.ndarray, seed: int) -> np.ndarray:
+    """``(r,)`` sorted indices of the pool records (``pool`` ``(n,)`` bool) that calibrate
+    the label-only threshold: all of them, or :data:`CALIBRATION_RECORDS` drawn without
+    replacement with ``numpy.random.default_rng([seed, 29])``."""
+    cols = np.flatnonzero(pool)
+    if cols.size <= CALIBRATION_RECORDS:
+        return cols
+    rng = np.random.default_rng([seed, 29])
+    return np.sort(rng.choice(cols, CALIBRATION_RECORDS, replace=False))
+
+
+def _answers(predicts, inputs: registry.AttackInputs, rows) -> list[np.ndarray]:
+    """:func:`query_correctness_many` with the audit's label-only settings."""
+    settings = inputs.settings
+    return query_correctness_many(
+        predicts,
+        inputs.queries.x,
+        inputs.labels,
+        rows=rows,
+        n_queries=settings.label_queries,
+        seed=settings.seed,
+    )
+
+
+def _score(inputs: registry.AttackInputs) -> registry.Scores:
+    """The audit's label-only scores of the candidates, and the threshold calibrated on
+    the first :data:`CALIBRATION_MODELS` shadows' answers on :func:`calibration_records`;
+    the target and the shadows answer the same copies, drawn once (in leave-one-out the
+    cache holds this target's answers, cut from :func:`_pool_wide`'s)."""
+    shadows = inputs.shadows
+    cols = calibration_records(shadows.pool, inputs.settings.seed)
+    k = shadows.keep.shape[0]
+    models = min(k, CALIBRATION_MODELS)
+    if cols.size < shadows.pool.sum() or models < k:
+        inputs.note(
+            f"label-only: threshold calibrated on {models} of the {k} "
+            f"shadow models and {cols.size} of the {int(shadows.pool.sum())} pool records"
+            + (" (a seeded random subset)" if cols.size < shadows.pool.sum() else "")
+        )
+    cache = inputs.cache
+    if ("label_only", "target") in cache:
+        target, shadow = cache["label_only", "target"], cache["label_only", "shadow"][:models]
+    else:
+        shadow_query = functools.partial(inputs.queries.shadows, models=models)
+        target_query = inputs.queries.target
+        target, shadow = _answers([target_query, shadow_query], inputs, [inputs.candidates, cols])
+    tau = threshold.calibrate_threshold(
+        np.asarray(label_only(shadow), np.float64), shadows.keep[:models, cols]
+    )
+    return registry.Scores(np.asarray(label_only(target), dtype=np.float64), tau)
+
+
+def _pool_wide(inputs: registry.AttackInputs):
+    """Leave-one-out: whether each model of the pool answers each perturbed copy
+    correctly, on the candidates ``(k, m, q)`` and on the calibration records
+    ``(k, r, q)``, for every target at once (each would draw the same copies again);
+    target ``t`` reads its row and the others'."""
+    cols = calibration_records(inputs.shadows.pool, inputs.settings.seed)
+    pool_labels = inputs.queries.shadows
+    on_candidates, on_cols = _answers([pool_labels] * 2, inputs, [inputs.candidates, cols])
+
+    def cut(t: int) -> dict:
+        return {
+            ("label_only", "target"): on_candidates[t],
+            ("label_only", "shadow"): np.delete(on_cols, t, axis=0),
+        }
+
+    return cut
+
+
+ATTACK = registry.Attack(
+    name="label_only",
+    score=_score,
+    signals=NEEDS,
+    reads=frozenset({"queries"}),
+    calibrated=True,
+    background=True,
+    pool_wide=_pool_wide,
+    statistic="correct answers to perturbed queries",
+    paper="Choquette-Choo et al. 2021",
+    core=label_only,
+    core_input="answers",
+)
+"""The label-only attack as the audit runs it (:mod:`jaxmia.attacks.registry`)."""

@@ -31,9 +31,16 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxmia import metrics, signals
-from jaxmia.attacks import _checks
+from jaxmia.attacks import _checks, registry
 
-__all__ = ["calibrate_threshold", "confidence", "entropy", "loss", "modified_entropy"]
+__all__ = [
+    "ATTACKS",
+    "calibrate_threshold",
+    "confidence",
+    "entropy",
+    "loss",
+    "modified_entropy",
+]
 
 
 def _check_shadows(target: ArrayLike, shadow: ArrayLike, keep: ArrayLike) -> None:
@@ -172,3 +179,42 @@ def calibrate_threshold(
         # that score when compared in float32: take the next float32 instead
         tau = float(np.nextafter(np.float32(tau), np.float32(np.inf)))
     return tau
+
+
+def _scorer(attack, signal: str):
+    """The audit's :attr:`jaxmia.attacks.Attack.score` of the threshold attack ``attack``
+    on ``signal``: its scores on the candidates, and ``tau`` calibrated on the shadow
+    models' scores of the pool records."""
+
+    def score(inputs: registry.AttackInputs) -> registry.Scores:
+        shadows = inputs.shadows
+        tau = calibrate_threshold(
+            np.asarray(attack(shadows.signals[signal])), shadows.keep, pool=shadows.pool
+        )
+        scores = attack(inputs.target[signal][inputs.candidates])
+        return registry.Scores(np.asarray(scores, dtype=np.float64), tau)
+
+    return score
+
+
+def _declare(attack, signal: str, statistic: str, paper: str) -> registry.Attack:
+    return registry.Attack(
+        name=attack.__name__,
+        score=_scorer(attack, signal),
+        signals=(signal,),
+        calibrated=True,
+        statistic=statistic,
+        paper=paper,
+        core=attack,
+        core_input="statistic",
+    )
+
+
+_SONG_MITTAL = "Song & Mittal 2021"
+ATTACKS: tuple[registry.Attack, ...] = (
+    _declare(loss, "loss", "cross-entropy loss", "Yeom et al. 2018"),
+    _declare(confidence, "confidence", "top predicted probability", _SONG_MITTAL),
+    _declare(entropy, "entropy", "prediction entropy", _SONG_MITTAL),
+    _declare(modified_entropy, "modified_entropy", "modified entropy", _SONG_MITTAL),
+)
+"""The threshold attacks as the audit runs them (:mod:`jaxmia.attacks.registry`)."""

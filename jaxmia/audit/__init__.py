@@ -20,11 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what __getattr__ loads, for type checkers and the reference
     from jaxmia.audit.config import (
-        ATTACKS,
-        LIKELIHOOD_ATTACKS,
         AuditConfig,
         ConfigError,
-        needs,
         select_attacks,
     )
     from jaxmia.audit.own_model import audit_model
@@ -33,8 +30,6 @@ if TYPE_CHECKING:  # what __getattr__ loads, for type checkers and the reference
     from jaxmia.audit.target import query_model
 
 __all__ = [
-    "ATTACKS",
-    "LIKELIHOOD_ATTACKS",
     "AuditConfig",
     "AuditReport",
     "ConfigError",
@@ -46,7 +41,6 @@ __all__ = [
     "dp_report",
     "extraction",
     "fields",
-    "needs",
     "outputs",
     "own_model",
     "pipeline",
@@ -68,11 +62,8 @@ __all__ = [
 
 # Names re-exported from the module that defines them (name -> module).
 _ENTRY_POINTS = {
-    "ATTACKS": "config",
-    "LIKELIHOOD_ATTACKS": "config",
     "AuditConfig": "config",
     "ConfigError": "config",
-    "needs": "config",
     "select_attacks": "config",
     "audit_model": "own_model",
     "run": "pipeline",

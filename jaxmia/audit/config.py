@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from jaxmia import datasets, models, splits, threat_models
-from jaxmia.attacks import lira
+from jaxmia.attacks import lira, registry
 from jaxmia.audit import shadow_config
 from jaxmia.audit.fields import (
     INT64_MAX,
@@ -40,11 +40,6 @@ from jaxmia.defences import perturbation
 from jaxmia.defences import training as defences
 
 __all__ = [
-    "ATTACKS",
-    "LIKELIHOOD_ATTACKS",
-    "ONLINE_ATTACKS",
-    "SHOKRI_FEATURES",
-    "THRESHOLD_ATTACKS",
     "AttackConfig",
     "AuditConfig",
     "ConfigError",
@@ -55,50 +50,11 @@ __all__ = [
     "TrainingConfig",
     "changes_pool",
     "command_for",
-    "needs",
     "options",
     "pool_spec",
     "read_toml",
     "select_attacks",
 ]
-
-THRESHOLD_ATTACKS: Mapping[str, str] = {
-    "loss": "loss",
-    "confidence": "confidence",
-    "entropy": "entropy",
-    "modified_entropy": "modified_entropy",
-}
-"""Threshold attacks and the signal each thresholds."""
-
-SHOKRI_FEATURES: Mapping[str, tuple[str, ...]] = {
-    "probs": ("sorted_probabilities",),
-    "topk": ("top_k_probabilities",),
-    "label": ("correctness",),
-    "loss": ("loss",),
-}
-"""Default attack-classifier features for each access level."""
-
-LIKELIHOOD_ATTACKS: Mapping[str, str] = {
-    "lira_online": "logit_scaled_confidence",
-    "lira_offline": "logit_scaled_confidence",
-    "rmia_online": "loss",
-    "rmia_offline": "loss",
-    "attack_p": "loss",
-}
-"""Per-example attacks on the shared shadow pool (LiRA, RMIA) and the signal each reads;
-RMIA uses ``log Pr(x | theta) = -loss``."""
-
-ONLINE_ATTACKS = frozenset({"lira_online", "rmia_online"})
-"""Attacks that need shadow models trained on the candidates (IN models)."""
-
-ATTACKS: tuple[str, ...] = (
-    "shokri",
-    *THRESHOLD_ATTACKS,
-    *LIKELIHOOD_ATTACKS,
-    "label_only",
-)
-"""Every attack; ``label_only`` (Choquette-Choo et al. 2021) queries perturbed inputs and
-reads only the predicted labels."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +116,10 @@ class AttackConfig(Section):
     """Which attacks run, and their options."""
 
     attacks: tuple[str, ...] | None = opt(
-        None, "comma-separated attacks (default: all allowed)", distinct=True
+        None,
+        "comma-separated attacks (default: every registered attack the access level and "
+        "the shadow pool allow)",
+        distinct=True,
     )
     per_class: bool = opt(False, "one Shokri attack model per class")
     lira_variance: str = opt(
@@ -174,10 +133,11 @@ class AttackConfig(Section):
 
     def __post_init__(self):
         super().__post_init__()  # a string: its comma-separated names
-        unknown = [a for a in self.attacks or () if a not in ATTACKS]
+        known = registry.names()
+        unknown = [a for a in self.attacks or () if a not in known]
         if unknown:
             raise ConfigError(
-                f"attacks: unknown attack(s) {', '.join(unknown)}; choose from {', '.join(ATTACKS)}"
+                f"attacks: unknown attack(s) {', '.join(unknown)}; choose from {', '.join(known)}"
             )
 
 
@@ -450,34 +410,25 @@ def pool_spec(config: AuditConfig, *, model: str, scheme: str | None = None) -> 
     } | shadow_config.spec(config)
 
 
-def needs(attack: str, access: str) -> tuple[str, ...]:
-    """The signals ``attack`` reads under ``access``."""
-    if attack == "shokri":
-        return SHOKRI_FEATURES[access]
-    if attack in LIKELIHOOD_ATTACKS:
-        return (LIKELIHOOD_ATTACKS[attack],)
-    if attack == "label_only":
-        return ("correctness",)
-    return (THRESHOLD_ATTACKS[attack],)
-
-
 def select_attacks(config: AuditConfig) -> tuple[str, ...]:
-    """The attacks to run: those asked for (refused if the access level or the shadow
-    pool cannot serve them) or, by default, every attack both allow."""
+    """The attacks to run (:mod:`jaxmia.attacks.registry`): those asked for (refused if
+    the access level or the shadow pool cannot serve them) or, by default, every default
+    attack both allow, in registration order."""
     online_ok = config.scheme == "balanced"
+    access = config.effective_access
     if config.attacks is None:
         return tuple(
-            a
-            for a in ATTACKS
-            if threat_models.allows(config.effective_access, needs(a, config.effective_access))
-            and (online_ok or a not in ONLINE_ATTACKS)
+            name
+            for name in registry.names(default_only=True)
+            if threat_models.allows(access, registry.get(name).needs(access))
+            and (online_ok or not registry.get(name).online)
         )
-    for a in config.attacks:
-        access = config.effective_access
-        threat_models.require(access, needs(a, access), f"attack {a!r} (access {access!r})")
-        if a in ONLINE_ATTACKS and not online_ok:
+    for name in config.attacks:
+        attack = registry.get(name)
+        threat_models.require(access, attack.needs(access), f"attack {name!r} (access {access!r})")
+        if attack.online and not online_ok:
             raise ConfigError(
-                f"attack {a!r} needs shadow models trained on the candidates (IN models); "
+                f"attack {name!r} needs shadow models trained on the candidates (IN models); "
                 "the disjoint scheme has none: use --scheme balanced or the offline attack"
             )
     return tuple(dict.fromkeys(config.attacks))

@@ -16,9 +16,10 @@ import jax
 import numpy as np
 
 from jaxmia import engine, signals, threat_models
+from jaxmia.attacks import registry
 from jaxmia.audit import shadow_config
-from jaxmia.audit.attacking import PoolSignals, start_shokri
-from jaxmia.audit.config import ConfigError, needs
+from jaxmia.audit.attacking import PoolSignals, start_fits
+from jaxmia.audit.config import ConfigError
 from jaxmia.audit.setup import Setup
 from jaxmia.audit.signal_cache import SignalCache
 from jaxmia.audit.training import Shadows, TargetRun, predict_known
@@ -96,15 +97,17 @@ class Extracted:
       target: the target's (:class:`TargetSignals`), or ``None`` in leave-one-out.
       plot_signals: the signals the report plots (confidence, loss) where provided.
       pool_labels: the pool's labels on any queries (:class:`PoolLabels`).
-      shokri: Shokri's classifier, training in the background since the pool's signals
-        were ready (:func:`jaxmia.audit.attacking.start_shokri`), or ``None``.
+      fits: ``{attack: future}`` the attacks' work on the pool alone (Shokri's
+        classifier), running in the background since the pool's signals were ready
+        (:func:`jaxmia.audit.attacking.start_fits`); empty in leave-one-out (one per
+        target).
     """
 
     shadows: PoolSignals
     target: TargetSignals | None
     plot_signals: frozenset[str]
     pool_labels: PoolLabels
-    shokri: concurrent.futures.Future | None = None
+    fits: dict[str, concurrent.futures.Future] = dataclasses.field(default_factory=dict)
 
 
 def through_interface(
@@ -142,14 +145,13 @@ def extract(setup: Setup, target: TargetRun | None, shadows: Shadows) -> Extract
     Raises:
       ConfigError: the target's outputs are not finite (it diverged in training).
     """
-    config, ds, attacks = setup.config, setup.ds, setup.attacks
+    config, ds = setup.config, setup.ds
     access = config.effective_access
-    needed = {s for a in attacks for s in needs(a, access)}
-    if any(a.startswith(("rmia", "attack_p")) for a in attacks):
-        needed.add("loss")
+    attacks = [registry.get(name) for name in setup.attacks]
+    needed = {s for a in attacks for s in a.needs(access)}
     plot_signals = {"confidence", "loss"} & threat_models.PROVIDES[access]
-    use_lira = any(a.startswith("lira") for a in attacks)
-    keep_logits = access == "probs" and any(a.startswith("rmia") for a in attacks)
+    use_lira = any("phi" in a.reads for a in attacks)
+    keep_logits = access == "probs" and any("logits" in a.reads for a in attacks)
     inputs = shadow_config.shadow_inputs(config)  # the shadows' view of a query
     pool_predict = through_interface(setup, predict_known(shadows.pool, ds.x, inputs))
     shadow_logits = pool_predict(ds.x)
@@ -162,10 +164,10 @@ def extract(setup: Setup, target: TargetRun | None, shadows: Shadows) -> Extract
         top_k=config.top_k,
     )
     keep, pool = shadows.split.shadow_keep, shadows.split.shadow_pool
-    shokri = None
-    if "shokri" in attacks and not setup.loo:  # leave-one-out: one classifier per target
+    fits = {}
+    if not setup.loo:  # leave-one-out: one fit per target (scoring.attack_all)
         early = PoolSignals(signals=observed, phi=None, logits=None, keep=keep, pool=pool)
-        shokri = start_shokri(early, ds.y, ds.num_classes, config)
+        fits = start_fits(setup.attacks, early, ds.y, ds.num_classes, config)
     pool_signals = PoolSignals(
         signals=observed,
         phi=_phi(pool_predict, setup.views, ds.y, access, shadow_logits, cache)
@@ -198,5 +200,5 @@ def extract(setup: Setup, target: TargetRun | None, shadows: Shadows) -> Extract
         target=target_signals,
         plot_signals=frozenset(plot_signals),
         pool_labels=PoolLabels(setup, shadows, pool_predict),
-        shokri=shokri,
+        fits=fits,
     )

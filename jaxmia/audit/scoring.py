@@ -10,19 +10,16 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import os
-import time
-from collections.abc import Callable
 
 import numpy as np
 
 from jaxmia import metrics
+from jaxmia.attacks import AttackInputs, Queries
 from jaxmia.audit.attacking import (
     PoolSignals,
     attack_target,
-    known_without,
-    label_only_answers,
-    log_probs_of,
-    start_shokri_fits,
+    pool_wide,
+    start_fits_per_target,
 )
 from jaxmia.audit.config import Log, _note, _silent
 from jaxmia.audit.extraction import Extracted, TargetSignals
@@ -68,7 +65,7 @@ class _Target:
     membership: np.ndarray
     signals: TargetSignals
     accuracy: tuple[float, float]
-    queries: tuple[Callable, Callable, np.ndarray]
+    queries: Queries
 
 
 def _targets(
@@ -78,7 +75,7 @@ def _targets(
     model ``t`` against the others, for ``t < config.targets``."""
     pool, labels, x = extracted.shadows, extracted.pool_labels, setup.ds.x
     if not setup.loo:
-        queries = (extracted.target.query, labels, x)
+        queries = Queries(extracted.target.query, labels, x)
         return [_Target(pool, setup.split.membership, extracted.target, target.accuracy, queries)]
     out = []
     for t in range(setup.config.targets):
@@ -89,7 +86,7 @@ def _targets(
             query=lambda x, t=t: labels(x)[t],
         )
         others = lambda x, models=None, t=t: np.delete(labels(x), t, axis=0)[:models]
-        queries = (own.query, others, x)
+        queries = Queries(own.query, others, x)
         accuracy = (shadows.pool.train_accuracy[t], shadows.pool.test_accuracy[t])
         membership = shadows.split.shadow_keep[t, setup.split.candidates]
         out.append(_Target(pool.without(t), membership, own, accuracy, queries))
@@ -113,24 +110,32 @@ def attack_all(
     taus: dict[str, list[float | None]] = {a: [] for a in setup.attacks}
     seconds: dict[str, float] = {}
     targets = _targets(setup, extracted, target, shadows)
-    # Shokri's classifier of each target: the one target's training since the signals
-    fits: list = [None] * len(targets) if setup.loo else [extracted.shokri]
+    # the attacks' work on each target's pool alone: the one target's since the signals
+    fits: list = [None] * len(targets) if setup.loo else [extracted.fits]
     executor = None
-    if setup.loo and "shokri" in setup.attacks:  # every target's, a core each, from now
+    if setup.loo:  # every target's, a core each, from now
         workers = min(len(targets), os.cpu_count() or 1)
         others = [one.others for one in targets]
-        fits, executor = start_shokri_fits(others, ds.y, ds.num_classes, config, workers)
-    shared: dict = {}  # leave-one-out: computed once for the whole pool, cut per target
-    if setup.loo and extracted.shadows.logits is not None:  # RMIA's log-probabilities
-        shared["log_probs"] = log_probs_of(extracted.shadows.logits, ds.y)
-    if setup.loo and "label_only" in setup.attacks:  # the pool's answers to the copies
-        started = time.perf_counter()
-        shared["answers"] = label_only_answers(
-            extracted.pool_labels, ds.x, ds.y, extracted.shadows, cand, config
+        fits, executor = start_fits_per_target(
+            setup.attacks, others, ds.y, ds.num_classes, config, workers
         )
-        seconds["label_only"] = time.perf_counter() - started
+    known = None
+    if setup.loo:  # computed once for the whole pool, cut per target
+        whole = AttackInputs(
+            shadows=extracted.shadows,
+            target={},
+            target_phi=None,
+            target_logits=None,
+            candidates=cand,
+            labels=ds.y,
+            num_classes=ds.num_classes,
+            settings=config,
+            queries=Queries(None, extracted.pool_labels, ds.x),
+            notes=notes,
+        )
+        known = pool_wide(setup.attacks, whole, seconds)
     try:
-        _attack_each(setup, targets, fits, shared, scores, taus, seconds, notes, log)
+        _attack_each(setup, targets, fits, known, scores, taus, seconds, notes, log)
     finally:
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
@@ -145,10 +150,10 @@ def attack_all(
     )
 
 
-def _attack_each(setup, targets, fits, shared, scores, taus, seconds, notes, log) -> None:
-    """:func:`attack_target` on each of ``targets`` in turn, its Shokri classifier from
-    ``fits[t]`` (futures; ``None`` to train it there), in leave-one-out what ``shared``
-    holds for every target (:func:`known_without`'s arguments); collects into
+def _attack_each(setup, targets, fits, known, scores, taus, seconds, notes, log) -> None:
+    """:func:`attack_target` on each of ``targets`` in turn, with the attacks' fits from
+    ``fits[t]`` (``{attack: future}``, or ``None`` to fit them there) and, in
+    leave-one-out, ``known(t)`` (:func:`jaxmia.audit.attacking.pool_wide`); collects into
     ``scores``, ``taus`` and ``seconds``."""
     config, cand, ds = setup.config, setup.split.candidates, setup.ds
     for t, one in enumerate(targets):
@@ -158,9 +163,8 @@ def _attack_each(setup, targets, fits, shared, scores, taus, seconds, notes, log
         results = attack_target(
             setup.attacks,
             one.others,
-            {name: v[cand] for name, v in sig.all.items()},
-            None if sig.phi is None else sig.phi[cand],
             sig.all,
+            sig.phi,
             sig.logits,
             cand,
             ds.y,
@@ -170,8 +174,8 @@ def _attack_each(setup, targets, fits, shared, scores, taus, seconds, notes, log
             log=log if t == 0 else _silent,
             queries=one.queries,
             seconds=seconds,
-            shokri_fit=fits[t],
-            known=known_without(t, **shared) if setup.loo else None,
+            fits=fits[t],
+            known=None if known is None else known(t),
         )
         for name, (s, tau) in results.items():
             scores[name].append(s)

@@ -21,10 +21,9 @@ import numpy as np
 import optax
 
 from jaxmia import datasets, engine, models, splits
-from jaxmia.attacks import lira
+from jaxmia.attacks import lira, registry
 from jaxmia.audit import shadow_config
 from jaxmia.audit.config import (
-    ONLINE_ATTACKS,
     AuditConfig,
     ConfigError,
     Log,
@@ -293,7 +292,7 @@ def prepare(
         split = _draw_split(config, ds.n, blocks)
     keep = shadow_config.shadow_keep(config, split.shadow_keep, ds.y, ds.num_classes)
     if keep is not split.shadow_keep:  # the shadows train on less, or shifted, data
-        online = any(a in ONLINE_ATTACKS for a in attacks)
+        online = any(registry.get(a).online for a in attacks)
         shadow_config.check_members(keep, split.candidates, online)
         split = dataclasses.replace(split, shadow_keep=keep)
     views = _queries(config, ds)
