@@ -40,6 +40,7 @@ def linear_model(x):
 QUICK = audit.AuditConfig(num_shadows=4, epochs=2, n_boot=0, attacks=("loss", "lira_online"))
 
 
+@pytest.mark.slow
 def test_report_describes_the_users_data_and_model(parts, tmp_path):
     report = audit.audit_model(
         linear_model, parts.members, parts.nonmembers, parts.population, config=QUICK
@@ -144,6 +145,7 @@ def test_describe_model_shows_positional_arguments():
     assert describe_model(models.mlp((128,), 30, 446)).startswith("MLP(in_features=446")
 
 
+@pytest.mark.slow
 def test_shadows_take_the_users_optimizer_and_batch_size(parts, monkeypatch):
     seen = []
     original = engine.train
@@ -163,7 +165,7 @@ def test_shadows_take_the_users_optimizer_and_batch_size(parts, monkeypatch):
         optimizer=tx,
         batch_size=64,
     )
-    assert seen[-1]["optimizer"] is tx and seen[-1]["batch_size"] == 64
+    assert seen[-1]["spec"].optimizer is tx and seen[-1]["spec"].batch_size == 64
     assert "batch 64" in report.shadows and "optimizer given" in report.shadows
     assert "Adam" not in report.shadows
     settings = report.settings()
@@ -171,6 +173,7 @@ def test_shadows_take_the_users_optimizer_and_batch_size(parts, monkeypatch):
     assert settings["model"] == "auto" and settings["hidden"] == [128]  # these applied
 
 
+@pytest.mark.slow
 def test_a_users_pool_defines_the_shadows(parts, monkeypatch):
     x = np.concatenate([parts.members[0], parts.nonmembers[0], parts.population[0]])
     y = np.concatenate([parts.members[1], parts.nonmembers[1], parts.population[1]])
@@ -222,6 +225,7 @@ def test_a_users_pool_defines_the_shadows(parts, monkeypatch):
         )
 
 
+@pytest.mark.slow
 def test_audit_a_users_own_model(location, tmp_path):
     rng = np.random.default_rng(0)
     perm = rng.permutation(location.n)

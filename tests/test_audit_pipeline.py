@@ -31,15 +31,17 @@ def test_prepare_draws_the_split_of_the_config(digits):
     assert loo.loo and loo.split.candidates.size == digits.n
 
 
-def test_train_options_and_descriptions(digits):
+def test_training_specs_and_descriptions(digits):
     s = setup.prepare(QUICK, dataset=digits)
-    kw = setup.train_options(s, False)
-    assert (kw["epochs"], kw["batch_size"]) == (2, 128) and "loss_fn" not in kw
-    assert "dp" not in kw  # undefended: no DP-SGD or early stopping arguments
-    assert setup.describe_training(s, False).endswith("2 epochs, batch 128, Adam 0.001; seed 0")
+    spec = setup.training_spec(s, False)
+    assert (spec.epochs, spec.batch_size) == (2, 128) and spec.loss_fn is None
+    assert spec.dp is None and spec.patience == 0  # undefended: no DP-SGD, no early stopping
+    assert s.target_spec is s.target_spec  # built once, read by training and the report
+    assert setup.describe_training(s).endswith("2 epochs, batch 128, Adam 0.001; seed 0")
     user = dataclasses.replace(s, shadow_training=setup.ShadowTraining(loss_fn=len))
-    assert setup.train_options(user, False, shadows=True)["loss_fn"] is len
-    assert "loss_fn" not in setup.train_options(user, False)  # the target's are the config's
+    assert setup.training_spec(user, False, shadows=True).loss_fn is len
+    assert user.target_spec.loss_fn is None  # the target's are the config's
+    assert "loss given by the user" in setup.describe_training(user, shadows=True)
 
 
 def first_step(tx, weight: float = 0.0, gradient: float = 1.0) -> float:
@@ -57,15 +59,36 @@ def first_step(tx, weight: float = 0.0, gradient: float = 1.0) -> float:
 def test_shadows_train_at_the_shadow_learning_rate(tiny, defence):
     config = QUICK.replace(learning_rate=1e-3, shadow_lr=0.01, defend_shadows=True, **defence)
     s = setup.prepare(config, dataset=tiny.ds)
-    assert first_step(setup.train_options(s, True)["optimizer"]) == pytest.approx(-1e-3, rel=1e-4)
-    shadows = setup.train_options(s, True, shadows=True)["optimizer"]
+    assert first_step(s.target_spec.tx) == pytest.approx(-1e-3, rel=1e-4)
+    shadows = s.shadow_spec.tx
     assert first_step(shadows) == pytest.approx(-0.01, rel=1e-4)
-    assert "Adam 0.01" in setup.describe_training(s, True, shadows=True)
+    assert "Adam 0.01" in setup.describe_training(s, shadows=True)
+    assert "Adam 0.001" in setup.describe_training(s)
     # the L1 penalty's step (-lr) and AdamW's decay (-lr * decay * w), on defended models only
     penalties = -0.01 * ("l1" in defence) - 0.01 * defence.get("weight_decay", 0.0)
     assert first_step(shadows, weight=1.0, gradient=0.0) == pytest.approx(penalties, rel=1e-4)
-    undefended = setup.train_options(s, False, shadows=True)["optimizer"]
+    undefended = setup.training_spec(s, False, shadows=True).tx
     assert first_step(undefended, weight=1.0, gradient=0.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(learning_rate=0.002),
+        dict(learning_rate=0.002, shadow_lr=0.02, l1=1e-3, defend_shadows=True),
+        dict(shadow_lr=0.02, weight_decay=0.1, defend_shadows=True),
+        dict(learning_rate=0.02, weight_decay=0.1, l1=1e-3, targets=3, num_shadows=4),
+        dict(shadow_lr=0.02, dropout=0.5),
+    ],
+)
+def test_the_report_states_the_learning_rate_each_model_trained_at(tiny, settings):
+    """For target and shadows, the rate in the report's description (from the spec that
+    trains) is the rate of the optimizer's first step (the correctness issue's bug: the
+    shadows' Adam at the target's rate under --l1 while the report printed theirs)."""
+    s = setup.prepare(QUICK.replace(**settings), dataset=tiny.ds)
+    for shadows, spec in ((False, s.target_spec), (True, s.shadow_spec)):
+        stated = setup.describe_training(s, shadows=shadows).split("Adam ")[1].split(";")[0]
+        assert first_step(spec.tx) == pytest.approx(-float(stated), rel=1e-4), (shadows, stated)
 
 
 class Stop(Exception):
@@ -194,6 +217,7 @@ def test_phase_modules_are_short_and_documented(name):
     assert pipeline.run.__doc__ and "pool_dir" in pipeline.run.__doc__
 
 
+@pytest.mark.slow
 def test_online_beats_offline_beats_loss_on_overfit_target(location):
     names = ("loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline")
     report = audit.run(
@@ -206,6 +230,7 @@ def test_online_beats_offline_beats_loss_on_overfit_target(location):
     assert tpr["lira_online"] > tpr["lira_offline"] > tpr["loss"], tpr
 
 
+@pytest.mark.slow
 def test_leave_one_out_uses_only_the_other_models(digits, monkeypatch, tmp_path):
     ds = digits
     seen = []
@@ -233,6 +258,7 @@ def test_leave_one_out_uses_only_the_other_models(digits, monkeypatch, tmp_path)
     assert "signals" in written
 
 
+@pytest.mark.slow
 def test_offline_rmia_leaves_out_population_records_without_out_models(digits):
     # one disjoint shadow: its members are IN every reference model, so Pr_OUT(z) is
     # unknown for them and they cannot serve as population records
@@ -255,6 +281,7 @@ def test_offline_rmia_leaves_out_population_records_without_out_models(digits):
 SMALL = dict(num_shadows=8, epochs=25, n_boot=0)
 
 
+@pytest.mark.slow
 def test_no_information_control_every_attack_at_chance(location):
     """The target trains on records disjoint from every candidate, so "members" and
     "non-members" are both unseen: no attack may do better than chance."""
@@ -279,6 +306,7 @@ def test_no_information_control_every_attack_at_chance(location):
         assert abs(m.auc - 0.5) <= 0.05, (name, m.auc)
 
 
+@pytest.mark.slow
 def test_overfit_target_every_attack_above_chance(location):
     report = audit.run(audit.AuditConfig(**SMALL), dataset=location)
     assert report.target_accuracy["train"] > 0.95

@@ -48,6 +48,7 @@ def default_phases(small_digits):
     return _phases(small_digits)
 
 
+@pytest.mark.slow
 def test_settings_equal_to_the_targets_give_the_default_audit_bit_for_bit(
     small_digits, default_run
 ):
@@ -62,6 +63,7 @@ def test_settings_equal_to_the_targets_give_the_default_audit_bit_for_bit(
     assert "differ from the target" not in report.markdown(rerun, {})
 
 
+@pytest.mark.slow
 def test_another_width_changes_the_shadows_not_the_target(small_digits, default_phases):
     s0, t0, p0 = default_phases
     s, t, p = _phases(small_digits, shadow_width=32)
@@ -72,17 +74,18 @@ def test_another_width_changes_the_shadows_not_the_target(small_digits, default_
     assert kernels(p) == [(4, 32, 10), (4, 64, 32)]
     assert p.logits.shape == p0.logits.shape and not np.allclose(p.logits, p0.logits)
     np.testing.assert_array_equal(s.split.shadow_keep, s0.split.shadow_keep)
-    assert "hidden=(32,)" in setup.describe_training(s, False, shadows=True)
-    assert "hidden=(128,)" in setup.describe_training(s, True)  # the target's
+    assert "hidden=(32,)" in setup.describe_training(s, shadows=True)
+    assert "hidden=(128,)" in setup.describe_training(s)  # the target's
 
 
+@pytest.mark.slow
 def test_shadow_epochs_and_lr_reach_the_shadows_alone(small_digits, default_phases):
     _, t0, p0 = default_phases
     s, t, p = _phases(small_digits, shadow_epochs=3, shadow_lr=3e-3)
     assert t.accuracy == t0.accuracy and p.losses.shape == (3, 4) and p0.losses.shape == (2, 4)
-    assert setup.train_options(s, False, shadows=True)["epochs"] == 3
-    assert setup.train_options(s, True)["epochs"] == 2
-    line = setup.describe_training(s, False, shadows=True)
+    assert s.shadow_spec.epochs == 3 and setup.training_spec(s, False, shadows=True).epochs == 3
+    assert s.target_spec.epochs == 2
+    line = setup.describe_training(s, shadows=True)
     assert "3 epochs" in line and "Adam 0.003" in line
     # the shadows' learning rate alone: same epochs, other models
     _, _, p_lr = _phases(small_digits, shadow_lr=3e-3)
@@ -104,6 +107,7 @@ def test_width_and_depth_combine(settings, hidden):
     assert shadow_config.shadow_hidden(audit.AuditConfig(**settings)) == hidden
 
 
+@pytest.mark.slow
 def test_data_size_keeps_a_subset_of_each_shadows_members(small_digits, default_phases):
     s0, t0, _ = default_phases
     s, t, p = _phases(small_digits, shadow_data_size=0.5)
@@ -115,7 +119,7 @@ def test_data_size_keeps_a_subset_of_each_shadows_members(small_digits, default_
     np.testing.assert_array_equal(p.keep, after)  # trained on, and the attacks' truth
     np.testing.assert_array_equal(s.split.target_keep, s0.split.target_keep)
     assert t.accuracy == t0.accuracy
-    assert "0.5 of each shadow's members" in setup.describe_training(s, False, shadows=True)
+    assert "0.5 of each shadow's members" in setup.describe_training(s, shadows=True)
 
 
 def test_data_size_is_stable_as_the_pool_grows(small_digits):
@@ -125,6 +129,7 @@ def test_data_size_is_stable_as_the_pool_grows(small_digits):
     np.testing.assert_array_equal(thin(keep8)[:4], thin(keep8[:4]))
 
 
+@pytest.mark.slow
 def test_prior_shift_drops_members_of_half_the_classes(small_digits, default_phases):
     s0, t0, _ = default_phases
     s, t, _ = _phases(small_digits, shadow_shift=0.5)
@@ -151,6 +156,7 @@ def test_a_full_prior_shift_refuses_online_attacks_before_training(small_digits)
     assert not s.split.shadow_keep[:, shifted].any()
 
 
+@pytest.mark.slow
 def test_features_shift_zeroes_the_shadows_inputs_only(small_digits, default_phases):
     s0, t0, _ = default_phases
     s, t, p = _phases(small_digits, shadow_shift=0.25, shadow_shift_kind="features")
@@ -172,6 +178,7 @@ def test_features_shift_zeroes_the_shadows_inputs_only(small_digits, default_pha
     np.testing.assert_allclose(known(x[:20]), engine.predict(p, shift(x[:20])), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_report_and_metrics_name_the_differences(small_digits, tmp_path):
     config = _cfg(
         shadow_width=32,
@@ -275,6 +282,7 @@ def test_settings_the_architecture_cannot_honour_are_refused(small_digits):
         setup.prepare(_cfg(shadow_lr=0.1), dataset=small_digits, shadow_training=user)
 
 
+@pytest.mark.slow
 def test_a_pool_kept_with_other_shadow_settings_is_refused(small_digits, tmp_path):
     audit.train_pool(_cfg(), tmp_path / "pool", dataset=small_digits)
     for other in (dict(shadow_width=32), dict(shadow_data_size=0.5), dict(shadow_lr=3e-3)):

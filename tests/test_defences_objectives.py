@@ -47,6 +47,7 @@ def test_l1_gradient_is_autodiff_of_the_penalty():
     assert biases and all(np.allclose(b, biases[0].ravel()[0]) for b in biases)  # untouched
 
 
+@pytest.mark.slow
 def test_one_training_step_with_l1_is_sgd_on_the_penalised_loss(small_digits):
     x = (small_digits.x[:12, :5] > 0).astype(np.float32)
     y = (small_digits.y[:12] % 3).astype(np.int32)
@@ -68,6 +69,7 @@ def test_one_training_step_with_l1_is_sgd_on_the_penalised_loss(small_digits):
     assert tree_max_diff(jax.tree.map(lambda a: a[0], pool.params), want) < 1e-6
 
 
+@pytest.mark.slow
 def test_the_optimizer_stays_cached_and_distinguishes_l1():
     assert defences.optimizer(1e-3, 0.0, 0.01) is defences.optimizer(1e-3, 0.0, 0.01)
     assert defences.optimizer(1e-3, 0.0, 0.0) is not defences.optimizer(1e-3, 0.0, 0.01)
@@ -183,8 +185,8 @@ def test_the_defence_reaches_the_target_and_defended_shadows(small_digits, monke
                 phase(setup)
     target, shadows, target_again, defended = calls
     for kw in (target, target_again, defended):
-        assert kw["objective"] == engine.Objective(mixup=0.2)
-        assert kw["optimizer"] is defences.optimizer(config.learning_rate, 0.0, 0.01)
-    assert "objective" not in shadows
-    assert shadows["optimizer"] is defences.optimizer(config.learning_rate, 0.0)
+        assert kw["spec"].objective == engine.Objective(mixup=0.2)
+        assert kw["spec"].optimizer is defences.optimizer(config.learning_rate, 0.0, 0.01)
+    assert shadows["spec"].objective is None
+    assert shadows["spec"].optimizer is defences.optimizer(config.learning_rate, 0.0)
     assert "mixup (alpha 0.2)" in defended["checkpoint_spec"]["defence"]

@@ -46,6 +46,7 @@ def _close(a, b, tol=1e-5):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=tol, atol=tol)
 
 
+@pytest.mark.slow
 def test_one_step_is_the_papers_h_ascent_then_classifier_descent():
     # 4 members, 4 reference records, batch 4, k = 1: each step sees every member and
     # every reference record once, so the means do not depend on the batches' order
@@ -100,6 +101,7 @@ def _pool_settings():
     return x, y, keep, ref, models.mlp((4,), 3, 4)
 
 
+@pytest.mark.slow
 def test_a_vmapped_pool_equals_models_trained_one_by_one():
     x, y, keep, ref, factory = _pool_settings()
     reg = adversarial.AdvReg(strength=1.0, hidden=(6,), steps=2)
@@ -169,6 +171,7 @@ def test_train_refuses_bad_references_in_one_line():
         assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_a_pool_trained_without_adv_reg_is_refused(tmp_path):
     x, y, keep, ref, factory = _pool_settings()  # the pool test's plain programs
     engine.train(factory, x, y, keep, epochs=0, seed=3, checkpoint=tmp_path / "p")
@@ -189,15 +192,15 @@ def test_a_pool_trained_without_adv_reg_is_refused(tmp_path):
 def test_the_audit_trains_defended_models_against_half_their_non_members():
     config = audit.AuditConfig(dataset="digits", num_shadows=4, adv_reg=2.0, defend_shadows=True)
     setup = audit.setup.prepare(config)
-    target = audit.setup.train_options(setup, True)
-    shadows = audit.setup.train_options(setup, True, shadows=True)
-    assert target["adv_reg"] == shadows["adv_reg"] == engine.AdvReg(strength=2.0)
+    target, shadows = setup.target_spec, setup.shadow_spec
+    assert target.adv_reg == shadows.adv_reg == engine.AdvReg(strength=2.0)
     split = setup.split
-    assert not (target["reference"] & split.target_keep).any()
-    assert not (shadows["reference"] & split.shadow_keep).any()
-    share = target["reference"].sum() / (~split.target_keep).sum()
+    assert not (target.reference & split.target_keep).any()
+    assert not (shadows.reference & split.shadow_keep).any()
+    share = target.reference.sum() / (~split.target_keep).sum()
     assert 0.4 < share < 0.6
-    assert "adv_reg" not in audit.setup.train_options(setup, False, shadows=True)
+    undefended = audit.setup.training_spec(setup, False, shadows=True)
+    assert undefended.adv_reg is None and undefended.reference is None
 
 
 @pytest.mark.parametrize(
@@ -265,6 +268,7 @@ def test_classifier_loss_of_a_padded_batch_is_the_loss_of_its_real_rows():
         np.testing.assert_allclose(padded, real, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_h_batches_are_the_documented_draws():
     # 4 members and 5 reference records at batch 2, k = 2 steps of h per classifier step,
     # 2 classifier steps: h step j of classifier step s reads positions

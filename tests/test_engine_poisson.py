@@ -104,6 +104,7 @@ def plain(case):
     return _train(tiny, keep, DP0)
 
 
+@pytest.mark.slow
 def test_poisson_dp_sgd_under_vmap_equals_each_model_alone_with_the_canary(case, marked):
     """Kills: draws from a key shared across the vmapped models, or that depend on the
     pool (the largest model's steps); the counts are those of the documented draws.
@@ -124,6 +125,7 @@ def test_poisson_dp_sgd_under_vmap_equals_each_model_alone_with_the_canary(case,
     np.testing.assert_array_equal(pool.dp_counts["canary"], _canary_draws(keep, FLAGS, 3, EPOCHS))
 
 
+@pytest.mark.slow
 def test_dirac_canary_moves_its_coordinate_by_lr_clip_over_batch_per_inclusion(case, marked, plain):
     """Noise 0, SGD(lr): pixel 0 is 0 in every image, so the data's gradient at
     kernel[0, 5] is 0 and that weight does not change the outputs; the canary's
@@ -146,6 +148,7 @@ def test_dirac_canary_moves_its_coordinate_by_lr_clip_over_batch_per_inclusion(c
     np.testing.assert_array_equal(marked.dp_counts["sampled"], plain.dp_counts["sampled"])
 
 
+@pytest.mark.slow
 def test_dirac_canary_under_shuffling_enters_once_per_epoch(case):
     """With ``sampling="shuffle"`` the canary is sampled once per epoch; and with no model
     holding it, the canary's epoch equals the plain shuffled DP epoch."""
@@ -166,6 +169,7 @@ def test_dirac_canary_under_shuffling_enters_once_per_epoch(case):
     np.testing.assert_array_equal(unmarked.dp_counts["steps"], EPOCHS * steps)
 
 
+@pytest.mark.slow
 def test_inclusion_rate_and_batch_sizes_match_binomial():
     """The kernel's draws over S = 4,000 steps of a model with m = 500 members, q = 0.1:
     the inclusion rate against q and the batch sizes' mean and variance against
@@ -231,6 +235,7 @@ def test_batch_bound_holds_and_overflow_is_rare_by_simulation():
     )
 
 
+@pytest.mark.slow
 def test_overflow_is_counted_when_forced(case, monkeypatch):
     """Two slots for batches of mean 8: the extra members are dropped and counted, and
     the drawn sizes (documented keys) split into kept + dropped; the audit notes it."""
@@ -245,6 +250,7 @@ def test_overflow_is_counted_when_forced(case, monkeypatch):
     assert privacy_spent(config, pool)["overflow"] == int(pool.dp_overflow.sum())
 
 
+@pytest.mark.slow
 def test_accountant_gets_the_steps_and_rate_that_ran(case, plain):
     """privacy_spent's steps and sample rate are the engine's counted steps and b / m of
     the model with the largest epsilon; under shuffling it says plainly that the
@@ -270,6 +276,7 @@ def test_accountant_gets_the_steps_and_rate_that_ran(case, plain):
     assert privacy4["sample_rate"] == q[int(np.argmax(eps))]
 
 
+@pytest.mark.slow
 def test_canary_pool_is_saved_and_resumed_and_another_canary_is_refused(case, tmp_path):
     tiny, keep = case
     kw = dict(canary=CANARY, canary_keep=FLAGS, checkpoint=tmp_path / "pool")
@@ -289,7 +296,7 @@ def test_canary_pool_is_saved_and_resumed_and_another_canary_is_refused(case, tm
 
 def test_shuffled_dp_pool_spec_is_unchanged():
     """A shuffled DP-SGD pool keeps the spec it had before Poisson sampling (same models)."""
-    spec = engine.checkpointing._dp_spec(engine.DPConfig(1.0, 2.0, sampling="shuffle"))
+    spec = engine.training_spec._dp_spec(engine.DPConfig(1.0, 2.0, sampling="shuffle"))
     assert spec == {"l2_clip": 1.0, "noise_multiplier": 2.0}
 
 

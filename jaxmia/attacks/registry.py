@@ -23,8 +23,6 @@ and ``jaxmia audit --attacks my_loss`` finds it when its package declares the en
 :class:`Attack`); entry points are loaded the first time the registry is read.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import importlib.metadata
 import threading
@@ -81,7 +79,7 @@ class PoolSignals:
     keep: np.ndarray
     pool: np.ndarray
 
-    def without(self, t: int) -> PoolSignals:
+    def without(self, t: int) -> "PoolSignals":
         """The pool less model ``t`` (leave-one-out)."""
         rows = np.arange(self.keep.shape[0]) != t
         return PoolSignals(
@@ -187,7 +185,7 @@ class Attack:
       pool_wide: in leave-one-out (each pool model a target against the others),
         ``inputs -> (t -> {key: value})``: computed once on the whole pool (``inputs``
         without a target), it gives target ``t``'s entries of
-        :attr:`AttackInputs.cache` -- the same values as computing them for ``t`` alone;
+        the cache of :class:`AttackInputs` -- the same values as computing them for ``t`` alone;
         or ``None``.
       statistic: what it thresholds or models, for the report and the API reference.
       paper: the paper it comes from.

@@ -191,7 +191,7 @@ def _describe_target(setup: Setup, target: TargetRun | None) -> str:
         return f"each of the first {setup.config.targets} shadow models in turn (leave-one-out)"
     if not target.trained:
         return "the user's own model (not trained by jaxmia)"
-    return "trained by jaxmia: " + describe_training(setup, True)
+    return "trained by jaxmia: " + describe_training(setup)
 
 
 def _describe_shadows(setup: Setup, shadows: Shadows) -> str:
@@ -202,8 +202,7 @@ def _describe_shadows(setup: Setup, shadows: Shadows) -> str:
             f"the user's pool of {k} models (trained by the user; its keep matrix gives "
             "their membership)"
         )
-    defended = setup.config.defend_shadows or setup.loo
-    return f"{k} shadow models: " + describe_training(setup, defended, shadows=True)
+    return f"{k} shadow models: " + describe_training(setup, shadows=True)
 
 
 def assemble(

@@ -3,14 +3,16 @@
 Everything later phases read but never change is gathered in one frozen :class:`Setup`:
 the dataset, the split (target and shadow keep matrices), the attacks to run, the
 architecture, the validation records of early stopping, and the root PRNG key. The
-helpers here turn a :class:`Setup` into the arguments of :func:`jaxmia.engine.train`
-(:func:`train_options`, :func:`defended_factory`) and into the descriptions a report
-prints (:func:`describe_model`, :func:`describe_training`).
+helpers here turn a :class:`Setup` into what :func:`jaxmia.engine.train` takes (the
+training specs of target and shadows, :func:`training_spec`; :func:`defended_factory`)
+and into the descriptions a report prints (:func:`describe_model`,
+:func:`describe_training`, from the same specs).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from jaxmia.audit.config import (
     Log,
     _silent,
     select_attacks,
+    shadows_defended,
 )
 from jaxmia.defences import training as defences
 from jaxmia.engine import pools
@@ -42,7 +45,7 @@ __all__ = [
     "model_factory",
     "prepare",
     "reference_records",
-    "train_options",
+    "training_spec",
 ]
 
 
@@ -101,6 +104,23 @@ class Setup:
         """Leave-one-out: the first ``config.targets`` shadow models are the targets."""
         return self.config.targets > 0
 
+    @property
+    def shadows_defended(self) -> bool:
+        """Whether the shadows train with the target's defences (``defend_shadows``, or
+        leave-one-out, where the pool holds the targets)."""
+        return shadows_defended(self.config)
+
+    @functools.cached_property
+    def target_spec(self) -> engine.TrainingSpec:
+        """How the target trains (:func:`training_spec`), built once: what trains it and
+        what the report says of it."""
+        return training_spec(self, True)
+
+    @functools.cached_property
+    def shadow_spec(self) -> engine.TrainingSpec:
+        """How the shadow models train (:func:`training_spec`), built once."""
+        return training_spec(self, self.shadows_defended, shadows=True)
+
 
 def model_factory(
     config: AuditConfig,
@@ -149,31 +169,42 @@ def defended_factory(setup: Setup, defended: bool, *, shadows: bool = False) -> 
     return setup.factory
 
 
-def train_options(setup: Setup, defended: bool, *, shadows: bool = False) -> dict[str, Any]:
-    """Keyword arguments of :func:`jaxmia.engine.train`: epochs, batch size, optimizer,
-    and (``defended``) DP-SGD, early stopping, L1, the training objective (label
-    smoothing, mixup, RelaxLoss, adversarial training) and adversarial regularisation
-    (with :func:`reference_records`); for the ``shadows``, the user's optimizer and loss
-    where :class:`ShadowTraining` gives them."""
+def training_spec(setup: Setup, defended: bool, *, shadows: bool = False) -> engine.TrainingSpec:
+    """How the target (or the ``shadows``) trains: epochs, batch size, optimizer (Adam at
+    the target's or the shadows' learning rate, with the defence's decay and L1 where
+    ``defended``; the user's optimizer and loss for the shadows where
+    :class:`ShadowTraining` gives them) and, where ``defended``, DP-SGD, early stopping,
+    the training objective (label smoothing, mixup, RelaxLoss, adversarial training) and
+    adversarial regularisation (with :func:`reference_records`). An audit builds each once
+    (:attr:`Setup.target_spec`, :attr:`Setup.shadow_spec`), trains with it and describes
+    training from it."""
     config, defence = setup.config, setup.config.defence
     user = setup.shadow_training if shadows else ShadowTraining()
     lr, epochs = config.learning_rate, config.epochs
     if shadows:
         lr, epochs = shadow_config.shadow_lr(config), shadow_config.shadow_epochs(config)
-    tx = user.optimizer
+    tx, name = user.optimizer, None  # the user's: named by its type
     if tx is None:  # Adam at the target's or the shadows' rate, with the defence's decay
         decay, l1 = (defence.weight_decay, defence.l1) if defended else (0.0, 0.0)
-        tx = defences.optimizer(lr, decay, l1)
-    kw: dict[str, Any] = dict(epochs=epochs, batch_size=config.batch_size, optimizer=tx)
-    if user.loss_fn is not None:
-        kw["loss_fn"] = user.loss_fn
-    if defended:
-        kw.update(dp=defence.dp, validation=setup.validation, patience=defence.early_stopping)
-        if defence.objective is not None:
-            kw["objective"] = defence.objective
-        if defence.adversarial is not None:
-            kw.update(adv_reg=defence.adversarial, reference=reference_records(setup, shadows))
-    return kw
+        tx, name = defences.optimizer(lr, decay, l1), f"Adam {lr}"
+    spec = engine.TrainingSpec(
+        epochs=epochs,
+        batch_size=config.batch_size,
+        optimizer=tx,
+        optimizer_name=name,
+        loss_fn=user.loss_fn,
+    )
+    if not defended:
+        return spec
+    adversarial = defence.adversarial
+    return spec.replace(
+        dp=defence.dp,
+        validation=setup.validation,
+        patience=defence.early_stopping,
+        objective=defence.objective,
+        adv_reg=adversarial,
+        reference=None if adversarial is None else reference_records(setup, shadows),
+    )
 
 
 def reference_records(setup: Setup, shadows: bool) -> np.ndarray:
@@ -192,26 +223,19 @@ def reference_records(setup: Setup, shadows: bool) -> np.ndarray:
     return half & ~split.target_keep
 
 
-def describe_training(setup: Setup, defended: bool, *, shadows: bool = False) -> str:
-    """``"MLP(...), 30 epochs, batch 128, Adam 0.001; seed 0"``: how jaxmia trains the
-    target (or the ``shadows``, with the user's optimizer or loss where given, and their
-    own width, epochs, learning rate, data and shift: :mod:`jaxmia.audit.shadow_config`)."""
-    config = setup.config
-    user = setup.shadow_training if shadows else ShadowTraining()
-    lr, epochs, data = config.learning_rate, config.epochs, ""
+def describe_training(setup: Setup, *, shadows: bool = False) -> str:
+    """``"MLP(...), 30 epochs, batch 128, Adam 0.001; seed 0"``: how the target (or the
+    ``shadows``) trains, from the spec it trains with (:attr:`Setup.target_spec`,
+    :attr:`Setup.shadow_spec`), and for the shadows their data and shift
+    (:mod:`jaxmia.audit.shadow_config`)."""
+    config, data = setup.config, ""
+    spec = setup.shadow_spec if shadows else setup.target_spec
     if shadows:
-        lr, epochs = shadow_config.shadow_lr(config), shadow_config.shadow_epochs(config)
         phrases = shadow_config.describe(config)
         data = "".join(f"; {phrases[k]}" for k in ("data_size", "shift") if k in phrases)
-    optimizer = f"Adam {lr}"
-    if user.optimizer is not None:
-        optimizer = f"optimizer given by the user ({type(user.optimizer).__name__})"
-    loss = "" if user.loss_fn is None else ", loss given by the user"
+    defended = setup.shadows_defended if shadows else True
     model = describe_model(defended_factory(setup, defended, shadows=shadows))
-    return (
-        f"{model}; {epochs} epochs, batch {config.batch_size}, {optimizer}{loss}; "
-        f"seed {config.seed}{data}"
-    )
+    return f"{model}; {spec.describe()}; seed {config.seed}{data}"
 
 
 def _check_against_data(config: AuditConfig, ds: datasets.Dataset) -> None:

@@ -9,7 +9,7 @@ the DP-SGD counts where there are any) and ``sha256``, the digest of all of them
 
 ``key`` (:func:`target_key`) is a digest of everything that determines the model: the
 engine's spec of a pool trained with the target's options
-(:func:`jaxmia.engine.checkpointing.pool_spec`: data fingerprint, architecture,
+(:func:`jaxmia.engine.training_spec.pool_spec`: data fingerprint, architecture,
 optimizer digest, epochs, batch size, DP-SGD, early stopping, objective, adversarial
 regularisation), the audit's description of the training and defence, the seed, the
 target's keep row and PRNG key. So any change of options, data or seed reads another
@@ -40,7 +40,7 @@ import numpy as np
 import optax
 
 from jaxmia import engine, models
-from jaxmia.engine import adversarial, checkpointing, kernel, pools
+from jaxmia.engine import checkpointing, kernel, pools, training_spec
 from jaxmia.engine.files import Layout, inside, read_checked, write_checked
 
 __all__ = ["FORMAT", "load", "path_of", "save", "target_key"]
@@ -49,7 +49,6 @@ FORMAT = "jaxmia-target/1"
 """Part of every key: a new layout of the file gives new keys (old files are ignored)."""
 
 _LEAVES = ("params/", "rest/")
-_SPEC_KEYS = ("dp", "validation", "patience", "objective", "adv_reg", "reference", "loss_fn")
 
 
 def target_key(
@@ -58,7 +57,7 @@ def target_key(
     y: np.ndarray,
     keep: np.ndarray,
     keys: jax.Array,
-    options: Mapping[str, Any],
+    spec: engine.TrainingSpec,
     extra: Mapping[str, Any],
 ) -> str:
     """The 32-hex-digit digest that names a target's file.
@@ -68,33 +67,12 @@ def target_key(
       x, y: ``(n, ...)`` features and ``(n,)`` labels it trains on (its rows of ``keep``).
       keep: ``(n,)`` or ``(1, n)`` its members.
       keys: ``(1,)`` its PRNG key.
-      options: the keyword arguments of :func:`jaxmia.engine.train` (epochs, batch size,
-        optimizer, and DP-SGD, early stopping, objective, adversarial regularisation).
+      spec: how it trains (:class:`jaxmia.engine.TrainingSpec`: every field enters the
+        key through :func:`jaxmia.engine.training_spec.pool_spec`).
       extra: JSON-able settings the engine cannot see (the audit's description of the
         training and defence, the seed).
     """
-    unknown = set(options) - {"epochs", "batch_size", "optimizer", *_SPEC_KEYS}
-    if unknown:  # a new option of engine.train must enter the key before it is cached
-        raise ValueError(f"the target's cache key does not cover {sorted(unknown)}")
-    loss_fn = options.get("loss_fn") or kernel.cross_entropy
-    tx = options.get("optimizer") or engine.adam(1e-3)
-    objective = options.get("objective")
-    spec = checkpointing.pool_spec(
-        factory,
-        tx,
-        x,
-        y,
-        epochs=options.get("epochs", 30),
-        batch_size=options.get("batch_size", 128),
-        dp=options.get("dp"),
-        loss_fn=loss_fn,
-        classes=int(np.max(y)) + 1,
-        validation=options.get("validation"),
-        patience=options.get("patience", 0),
-        extra=dict(extra),
-        objective=None if objective is None or not objective.active else objective,
-        adv_reg=adversarial.spec_entry(options.get("adv_reg"), options.get("reference")),
-    )
+    spec = training_spec.pool_spec(factory, x, y, spec, classes=int(np.max(y)) + 1, extra=extra)
     digest = hashlib.sha256(FORMAT.encode())
     digest.update(json.dumps(spec, sort_keys=True, default=str).encode())
     digest.update(np.ascontiguousarray(keep, dtype=bool).tobytes())

@@ -25,7 +25,6 @@ from jaxmia.audit.setup import (
     defended_factory,
     describe_model,
     describe_training,
-    train_options,
 )
 from jaxmia.audit.target import query_model
 from jaxmia.defences import training as defences
@@ -186,17 +185,17 @@ def _trained_target(setup: Setup, progress: engine.ProgressFn | None, log: Log) 
     """The target jaxmia trains, read from the pool directory where an earlier run with
     the same settings kept it (:mod:`jaxmia.audit.target_cache`), else trained."""
     config, ds, split = setup.config, setup.ds, setup.split
-    factory, options = defended_factory(setup, True), train_options(setup, True)
+    factory, spec = defended_factory(setup, True), setup.target_spec
     keys = engine.model_keys(jax.random.fold_in(setup.root, 1), 1)
     key, target = None, None
     if setup.pool_dir is not None:
         extra = {
-            "training": describe_training(setup, True),
+            "training": describe_training(setup),
             "seed": config.seed,
             "defence": config.defence.describe(),
         }
-        key = target_cache.target_key(factory, ds.x, ds.y, split.target_keep, keys, options, extra)
-        target = target_cache.load(setup.pool_dir, key, factory, options["optimizer"])
+        key = target_cache.target_key(factory, ds.x, ds.y, split.target_keep, keys, spec, extra)
+        target = target_cache.load(setup.pool_dir, key, factory, spec.tx)
     cached = target is not None
     if cached:
         file = target_cache.path_of(setup.pool_dir, key)
@@ -205,7 +204,7 @@ def _trained_target(setup: Setup, progress: engine.ProgressFn | None, log: Log) 
     else:
         log(f"training the target for {config.epochs} epochs")
         target = engine.train(
-            factory, ds.x, ds.y, split.target_keep, keys=keys, progress=progress, **options
+            factory, ds.x, ds.y, split.target_keep, spec=spec, keys=keys, progress=progress
         )
     accuracy = (target.train_accuracy[0], target.test_accuracy[0])
     privacy = privacy_spent(config, target)
@@ -267,7 +266,7 @@ def train_shadows(
     k = split.shadow_keep.shape[0]
     inputs = shadow_config.shadow_inputs(config)  # the features shift, else None
     log(_shadows_line(setup, k))
-    defended = config.defend_shadows or setup.loo  # in leave-one-out the pool is the target
+    defended = setup.shadows_defended  # in leave-one-out the pool is the target
     pool = engine.train(
         defended_factory(setup, defended, shadows=True),
         ds.x if inputs is None else inputs(ds.x),
@@ -280,7 +279,7 @@ def train_shadows(
         checkpoint=setup.pool_dir,
         checkpoint_spec=checkpoint_spec(setup, defended),
         checkpoint_meta={"dataset": ds.name, **({"blocks": setup.blocks} if setup.blocks else {})},
-        **train_options(setup, defended, shadows=True),
+        spec=setup.shadow_spec,
     )
     what = "the shadow models'" if setup.pool_dir is None else f"the pool in {setup.pool_dir}:"
     check_logits(pool.logits, (k, ds.n, ds.num_classes), what)

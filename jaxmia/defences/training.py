@@ -14,7 +14,7 @@
   trains against its own inference model, which learns to tell the model's members from
   reference records; the classifier's loss adds lambda times that model's gain
   (:mod:`jaxmia.engine.adversarial`). In an audit the reference records are a fixed half
-  of each model's non-members (:func:`jaxmia.audit.setup.train_options`).
+  of each model's non-members (:func:`jaxmia.audit.setup.training_spec`).
 
 :class:`Defence` bundles the settings; :func:`optimizer` and :attr:`Defence.dp`
 turn them into what the shadow engine takes.

@@ -9,7 +9,8 @@ submodules, lowest first: ``caching`` (compiled programs cached by structure), `
 ``inference`` (predict), ``checks`` (input checks), ``early_stopping``, ``pool`` (the
 trained :class:`Pool`), ``pools`` and ``answers`` (pools on disk), ``checkpointing`` (what
 training writes there), ``sampling`` (Poisson-sampled DP-SGD epochs and the Dirac canary),
-``training`` (:func:`train`), ``distributed`` (several hosts).
+``training_spec`` (:class:`TrainingSpec`, how a pool trains), ``training``
+(:func:`train`), ``distributed`` (several hosts).
 """
 
 from jaxmia.engine import (
@@ -32,6 +33,7 @@ from jaxmia.engine import (
     pools,
     sampling,
     training,
+    training_spec,
 )
 from jaxmia.engine.adversarial import AdvReg
 from jaxmia.engine.checks import MODES
@@ -42,6 +44,7 @@ from jaxmia.engine.objectives import Objective
 from jaxmia.engine.placement import auto_chunk_size, model_mesh
 from jaxmia.engine.sampling import DiracCanary
 from jaxmia.engine.training import Pool, ProgressFn, adam, model_keys, train
+from jaxmia.engine.training_spec import TrainingSpec
 
 __all__ = [
     "MODES",
@@ -52,6 +55,7 @@ __all__ = [
     "Objective",
     "Pool",
     "ProgressFn",
+    "TrainingSpec",
     "accuracies",
     "adam",
     "adversarial",
@@ -81,4 +85,5 @@ __all__ = [
     "steps_per_epoch",
     "train",
     "training",
+    "training_spec",
 ]

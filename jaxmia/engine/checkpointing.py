@@ -7,34 +7,20 @@ attacks need); the directory format itself is :mod:`jaxmia.engine.pools`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxmia import signals
 from jaxmia.engine import distributed, pools
-from jaxmia.engine.dpsgd import DPConfig
-from jaxmia.engine.fingerprint import (
-    data_fingerprint,
-    loss_digest,
-    optimizer_digest,
-    structure_digest,
-)
 from jaxmia.engine.inference import accuracies
-from jaxmia.engine.kernel import LossFn, cross_entropy
-from jaxmia.engine.objectives import Objective
-from jaxmia.models import ModelFactory
 
 __all__ = [
-    "early_stopping_spec",
     "flatten",
     "leaf_name",
-    "pool_spec",
     "resumed_counts",
     "save_chunk",
     "signals_on",
@@ -97,67 +83,6 @@ def unflatten(shapes: Sequence[Any], leaves: Mapping[str, np.ndarray]) -> tuple[
             out.append(jax.random.wrap_key_data(a) if _is_key(shape) else a)
         trees.append(jax.tree.unflatten(treedef, out))
     return tuple(trees)
-
-
-def early_stopping_spec(validation, patience: int) -> dict[str, Any] | None:
-    """The early-stopping part of a pool's spec: patience and the validation data's
-    fingerprint (None when off)."""
-    if validation is None or patience <= 0:
-        return None
-    x_val, y_val = validation
-    return {"patience": patience, "validation": data_fingerprint(x_val, y_val)}
-
-
-def pool_spec(
-    factory: ModelFactory,
-    tx: optax.GradientTransformation,
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    epochs: int,
-    batch_size: int,
-    dp: DPConfig | None,
-    loss_fn: LossFn,
-    classes: int,
-    validation,
-    patience: int,
-    extra: Mapping[str, Any] | None,
-    objective: Objective | None = None,
-    canary: Any = None,
-    adv_reg: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The spec of a pool: data and architecture fingerprints, optimizer digest, epochs,
-    batch size, DP-SGD, early stopping, the loss (only when it is not the default
-    cross-entropy, so that pools of the default loss keep their spec), the training
-    objective, the Dirac canary and adversarial regularisation
-    (:func:`jaxmia.engine.adversarial.spec_entry`) (each only when there is one) and
-    ``extra``. DP-SGD over shuffled batches keeps the spec it had before Poisson sampling
-    was added (its models are the same)."""
-    spec = {
-        "data": data_fingerprint(x, y),
-        "architecture_sha256": structure_digest(factory),
-        "optimizer_sha256": optimizer_digest(factory, tx),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "dp": None if dp is None else _dp_spec(dp),
-        "early_stopping": early_stopping_spec(validation, patience),
-    }
-    if loss_fn is not cross_entropy:
-        spec["loss_sha256"] = loss_digest(loss_fn, classes)
-    if objective is not None:
-        spec["objective"] = dataclasses.asdict(objective)
-    if canary is not None:
-        spec["canary"] = dataclasses.asdict(canary)
-    if adv_reg is not None:  # only then, so that other pools keep their spec
-        spec["adv_reg"] = dict(adv_reg)
-    return {**spec, **(extra or {})}
-
-
-def _dp_spec(dp: DPConfig) -> dict[str, Any]:
-    spec = dataclasses.asdict(dp)
-    if spec["sampling"] == "shuffle":
-        del spec["sampling"]
-    return spec
 
 
 def signals_on(logits: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:

@@ -55,7 +55,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmia.engine import adversarial, checkpointing, distributed, sampling
+from jaxmia.engine import adversarial, checkpointing, distributed, sampling, training_spec
 from jaxmia.engine.adversarial import AdvReg
 from jaxmia.engine.caching import cache_by_structure
 from jaxmia.engine.checks import (
@@ -87,6 +87,7 @@ from jaxmia.engine.placement import (
 )
 from jaxmia.engine.pool import Pool
 from jaxmia.engine.sampling import DiracCanary, DPPlan
+from jaxmia.engine.training_spec import TrainingSpec
 from jaxmia.models import ModelFactory
 
 __all__ = ["Pool", "ProgressFn", "adam", "compiled", "compiled_init", "model_keys", "train"]
@@ -180,9 +181,8 @@ class _Run:
     keep: np.ndarray
     heldout: np.ndarray | None
     key_data: np.ndarray
-    dp: DPConfig | None
+    spec: TrainingSpec
     canary_keep: np.ndarray
-    epochs: int
     mode: str
     chunk: int
     mesh: Mesh | None
@@ -190,15 +190,15 @@ class _Run:
     epoch_fn: Callable
     xd: jax.Array
     yd: jax.Array
-    loss_fn: LossFn
-    validation: tuple[np.ndarray, np.ndarray] | None
-    patience: int
     progress: ProgressFn | None
-    reference: np.ndarray | None = None
 
     @property
     def k(self) -> int:
         return self.keep.shape[0]
+
+    @property
+    def epochs(self) -> int:
+        return self.spec.epochs
 
 
 @dataclasses.dataclass
@@ -219,28 +219,20 @@ def _prepare(
     y,
     keep,
     heldout,
+    spec: TrainingSpec,
     *,
-    epochs,
-    batch_size,
-    tx,
     keys,
     mode,
     chunk_size,
     mesh,
-    dp,
     canary,
     canary_keep,
-    loss_fn,
-    validation,
-    patience,
     progress,
-    objective=None,
-    adv_reg=None,
-    reference=None,
     classes=0,
 ) -> _Run:
-    """Settles the layout, the per-model keys and the compiled programs of a call."""
-    k = keep.shape[0]
+    """Settles the layout, the per-model keys and the compiled programs of a call
+    (``spec`` as checked by :func:`train`)."""
+    k, batch_size, dp = keep.shape[0], spec.batch_size, spec.dp
     if keys.shape[0] != k:
         raise ValueError(f"got {keys.shape[0]} keys for {k} models")
     counts_steps = steps_per_epoch(keep, batch_size)
@@ -250,18 +242,18 @@ def _prepare(
     canary_keep = sampling.check_canary_args(canary, canary_keep, dp, k, abstract_model(factory))
     steps, full_steps = int(counts_steps.max()), int(counts_steps.min())
     max_batch = sampling.max_batch_size(batch_size, int(keep.sum(axis=1).max()))
-    adv = {} if adv_reg is None else {"adv_reg": adv_reg, "classes": classes}
+    adv = {} if spec.adv_reg is None else {"adv_reg": spec.adv_reg, "classes": classes}
     init, epoch_fn = compiled(
         factory,
-        tx,
+        spec.tx,
         batch_size,
         steps,
         full_steps,
         mode == "vmap",
         mesh,
         dp,
-        loss_fn,
-        objective=objective,
+        spec.loss,
+        objective=spec.objective,
         canary=canary,
         max_batch=max_batch if dp is not None and dp.sampling == "poisson" else 1,
         **adv,
@@ -272,10 +264,9 @@ def _prepare(
         y=y,
         keep=keep,
         heldout=heldout,
-        dp=dp,
+        spec=spec,
         canary_keep=canary_keep,
         key_data=np.asarray(jax.random.key_data(keys)),
-        epochs=epochs,
         mode=mode,
         chunk=chunk,
         mesh=mesh,
@@ -283,11 +274,7 @@ def _prepare(
         epoch_fn=epoch_fn,
         xd=place(x, mesh, False),
         yd=place(y, mesh, False),
-        loss_fn=loss_fn,
-        validation=validation,
-        patience=patience,
         progress=progress,
-        reference=reference,
     )
 
 
@@ -357,7 +344,8 @@ def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, 
     last model), keeps them in ``trained`` and saves them to ``store``."""
     idx = np.minimum(np.arange(start, start + run.chunk), run.k - 1)  # pad with copies
     n_real = min(run.chunk, run.k - start)
-    rows = run.keep if run.reference is None else np.stack([run.keep, run.reference], axis=1)
+    reference = run.spec.reference
+    rows = run.keep if reference is None else np.stack([run.keep, reference], axis=1)
     if run.mode == "sequential":
         ck, ckeep = jnp.asarray(run.key_data[idx[0]]), jnp.asarray(rows[idx[0]])
         ckeep = (ckeep, jnp.asarray(run.canary_keep[idx[0]]))
@@ -365,9 +353,10 @@ def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, 
         ck, ckeep = place(run.key_data[idx], run.mesh, True), place(rows[idx], run.mesh, True)
         ckeep = (ckeep, place(run.canary_keep[idx], run.mesh, True))
     stopper = None
-    if run.validation is not None and run.patience > 0:
+    spec = run.spec
+    if spec.validation is not None and spec.patience > 0:
         eval_gd = graphdefs(run.factory)[1]
-        stopper = EarlyStopping(eval_gd, run.validation, run.patience, run.mode, run.loss_fn)
+        stopper = EarlyStopping(eval_gd, spec.validation, spec.patience, run.mode, spec.loss)
     state = run.init(ck)
     params, rest, losses, counts = _run_epochs(
         run, ck, ckeep, state, start, n_real, stopper, seconds
@@ -401,7 +390,9 @@ def _train_chunk(run: _Run, start: int, trained: _Trained, seconds: np.ndarray, 
             run.key_data[rows],
             trained.losses[-1],
             trained.best_epoch[-1] if stopper is not None else None,
-            None if run.dp is None else {"dp_counts": counts, "canary_keep": run.canary_keep[rows]},
+            None
+            if spec.dp is None
+            else {"dp_counts": counts, "canary_keep": run.canary_keep[rows]},
             owners,
         )
     if run.progress is not None:
@@ -429,7 +420,7 @@ def _assemble(run: _Run, trained: _Trained, seconds: np.ndarray) -> Pool:
         best_epoch=np.concatenate(trained.best_epoch) if trained.best_epoch else None,
         logits=logits,
         dp_counts=None
-        if run.dp is None
+        if run.spec.dp is None
         else dict(zip(sampling.COUNTS, np.concatenate(trained.counts).T, strict=True)),
     )
 
@@ -440,8 +431,9 @@ def train(
     y: np.ndarray,
     keep: np.ndarray,
     *,
-    epochs: int = 30,
-    batch_size: int = 128,
+    spec: TrainingSpec | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     optimizer: optax.GradientTransformation | None = None,
     seed: int | jax.Array = 0,
     keys: jax.Array | None = None,
@@ -452,7 +444,7 @@ def train(
     mesh: Mesh | str | None = "auto",
     dp: DPConfig | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
-    patience: int = 0,
+    patience: int | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_spec: Mapping[str, Any] | None = None,
     checkpoint_meta: Mapping[str, Any] | None = None,
@@ -470,8 +462,12 @@ def train(
         ``params``, ``dropout`` and ``default`` streams (other names fall back to it).
       x: ``(n, *input_shape)`` float32 features; y: ``(n,)`` integer labels.
       keep: ``(k, n)`` bool or 0/1 keep matrix (``(n,)`` for one model, e.g. a target).
-      epochs: passes over each model's members.
-      batch_size: examples per step. Model ``i`` takes
+      spec: how the models train (:class:`jaxmia.engine.TrainingSpec`); or give its
+        fields (``epochs``, ``batch_size``, ``optimizer``, ``loss_fn``, ``dp``,
+        ``objective``, ``adv_reg``, ``reference``, ``validation``, ``patience``) as
+        keywords instead, not both. Unset fields take the spec's defaults.
+      epochs: passes over each model's members (default 30).
+      batch_size: examples per step (default 128). Model ``i`` takes
         ``steps_per_epoch(keep, batch_size)[i]`` optimizer steps per epoch
         (:func:`jaxmia.engine.steps_per_epoch`), a number that differs between models
         whose member counts differ (balanced splits included); size an optax schedule
@@ -513,60 +509,60 @@ def train(
     Returns:
       A :class:`Pool` of the ``k`` models, their accuracies, losses and logits on ``x``.
     """
-    check_settings(mode, epochs, batch_size)
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "optimizer": optimizer,
+        "loss_fn": loss_fn,
+        "dp": dp,
+        "objective": objective,
+        "adv_reg": adv_reg,
+        "reference": reference,
+        "validation": validation,
+        "patience": patience,
+    }
+    given = {name: value for name, value in given.items() if value is not None}
+    if spec is not None and given:
+        raise ValueError(
+            f"give the training settings in spec or as keywords, not both (got spec and "
+            f"{', '.join(given)})"
+        )
+    if spec is not None and not isinstance(spec, TrainingSpec):
+        raise ValueError(f"spec must be an engine.TrainingSpec, got {spec!r}")
+    spec = TrainingSpec(**given) if spec is None else spec
+    check_settings(mode, spec.epochs, spec.batch_size)
     x, y, keep = check_inputs(x, y, keep)
     classes = output_width(factory, tuple(x.shape[1:]), y)
-    validation = check_validation(validation, tuple(x.shape[1:]), classes)
-    loss_fn = check_loss(cross_entropy if loss_fn is None else loss_fn, classes, batch_size)
-    tx = optimizer if optimizer is not None else adam(1e-3)
-    objective = check_objective(objective, dp, loss_fn, x)
-    reference = adversarial.check_reference(adv_reg, reference, keep, dp)
+    loss = check_loss(spec.loss, classes, spec.batch_size)
+    checked = spec.replace(  # what runs: the checks' conversions, the defaults filled in
+        optimizer=spec.tx,
+        validation=check_validation(spec.validation, tuple(x.shape[1:]), classes),
+        objective=check_objective(spec.objective, spec.dp, loss, x),
+        reference=adversarial.check_reference(spec.adv_reg, spec.reference, keep, spec.dp),
+    )
     run = _prepare(
         factory,
         x,
         y,
         keep,
         check_heldout(heldout, keep),
-        epochs=epochs,
-        batch_size=batch_size,
-        tx=tx,
+        checked,
         keys=model_keys(seed, keep.shape[0]) if keys is None else keys,
         mode=mode,
         chunk_size=chunk_size,
         mesh=mesh,
-        dp=dp,
         canary=canary,
         canary_keep=canary_keep,
-        loss_fn=loss_fn,
-        validation=validation,
-        patience=patience,
         progress=progress,
-        objective=objective,
-        adv_reg=adv_reg,
-        reference=reference,
         classes=classes,
     )
-    trained, seconds, store, first = _Trained(), np.zeros(epochs), None, 0
+    trained, seconds, store, first = _Trained(), np.zeros(spec.epochs), None, 0
     if checkpoint is not None:
-        spec = checkpointing.pool_spec(
-            factory,
-            tx,
-            x,
-            y,
-            epochs=epochs,
-            batch_size=batch_size,
-            dp=dp,
-            canary=canary,
-            loss_fn=loss_fn,
-            classes=classes,
-            validation=validation,
-            patience=patience,
-            extra=checkpoint_spec,
-            objective=objective,
-            adv_reg=adversarial.spec_entry(adv_reg, reference),
+        recorded = training_spec.pool_spec(
+            factory, x, y, checked, classes=classes, extra=checkpoint_spec, canary=canary
         )
-        store = distributed.open_pool(checkpoint, spec, checkpoint_meta)
-        first = _resume(run, store, tx, trained)
+        store = distributed.open_pool(checkpoint, recorded, checkpoint_meta)
+        first = _resume(run, store, checked.tx, trained)
     for start in range(first, run.k, run.chunk):
         _train_chunk(run, start, trained, seconds, store)
     return _assemble(run, trained, seconds)
