@@ -158,6 +158,7 @@ def _broken_references(module: str) -> list[str]:
 # ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_reference_builds_without_warnings(tmp_path):
     pdoc.render.configure(docformat="google")
     with warnings.catch_warnings(record=True) as caught:

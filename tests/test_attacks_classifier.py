@@ -16,6 +16,7 @@ def planted_signals(k, n, c, rng, gap):
     return keep, probs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_class", [False, True])
 def test_attack_classifier_learns_planted_signal(per_class):
     rng = np.random.default_rng(0)
@@ -39,6 +40,7 @@ def test_attack_classifier_learns_planted_signal(per_class):
     assert metrics.threshold_metrics(target_keep[0], scores, tau)["accuracy"] > 0.9
 
 
+@pytest.mark.slow
 def test_attack_classifier_no_signal_is_chance():
     rng = np.random.default_rng(1)
     keep, probs = planted_signals(4, 600, 3, rng, gap=0.0)

@@ -24,6 +24,7 @@ def digests(d) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_a_failed_write_leaves_the_previous_run_intact_and_names_the_file(tmp_path, capsys):
     """With a file-size limit during the report (``ulimit -f 60``), the previous run's
     scores.npz was left truncated beside a new metrics.json and the old report.md."""

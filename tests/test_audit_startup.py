@@ -30,6 +30,7 @@ def _tiny():
     return trained, factory, tx, x
 
 
+@pytest.mark.slow
 def test_a_kept_target_reads_back_as_trained_and_a_damaged_one_not(tmp_path):
     trained, factory, tx, x = _tiny()
     assert target_cache.save(tmp_path, "a" * 32, trained) is None  # not a pool: nothing
@@ -175,6 +176,7 @@ def test_signals_kept_in_the_pool_directory_read_back_bit_for_bit(tmp_path, monk
         signal_cache.SignalCache(tmp_path).observe(logits, labels, "label", ["loss"])
 
 
+@pytest.mark.slow
 def test_a_cache_that_cannot_be_written_does_not_fail_the_audit(tmp_path, monkeypatch):
     (tmp_path / pools.MANIFEST).write_text("{}")
 

@@ -17,6 +17,7 @@ def bench():
     return module
 
 
+@pytest.mark.slow
 def test_quick_run_writes_positive_results(bench, tmp_path):
     modes = ["vmap", "sequential-jit", "sequential-step"]
     if bench.torch_available():

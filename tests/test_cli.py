@@ -17,6 +17,7 @@ from jaxmia.engine import pools
 QUICK = ["--dataset", "digits", "--shadows", "4", "--epochs", "3", "--n-boot", "20", "-q"]
 
 
+@pytest.mark.slow
 def test_audit_writes_every_output(tmp_path, capsys):
     rc, out, err = run_cli(["audit", *QUICK, "-o", str(tmp_path)], capsys)
     assert rc == 0, err
@@ -109,6 +110,7 @@ def test_bad_config_key(tmp_path, capsys):
     assert rc == 2 and "unknown option(s) shadows" in err
 
 
+@pytest.mark.slow
 def test_audit_saves_its_pool_and_reruns_from_it_exactly(tmp_path, capsys):
     args = ["audit", "--dataset", "digits", "--shadows", "4", "--epochs", "2", "--n-boot", "0"]
     rc, _, err = run_cli([*args, "-o", str(tmp_path / "a")], capsys)
@@ -134,6 +136,7 @@ def test_audit_saves_its_pool_and_reruns_from_it_exactly(tmp_path, capsys):
     assert rc == 2 and "choose another with --pool DIR or --output-dir DIR" in err, err
 
 
+@pytest.mark.slow
 def test_pool_grows_by_a_balanced_block_and_serves_its_blocks(tmp_path, capsys):
     pool = str(tmp_path / "pool")
     base = ["--dataset", "digits", "--epochs", "2", "--pool", pool, "-q"]
@@ -224,6 +227,7 @@ def test_study_keeps_a_pool_per_value_and_a_rerun_trains_nothing(tmp_path, capsy
     assert rc == 0 and saved == [] and again == first, err
 
 
+@pytest.mark.slow
 def test_a_half_written_compilation_cache_entry_is_removed(tmp_path):
     # a process killed between writing KEY-cache and KEY-atime broke every later cache
     # write (JAX warned "Error writing persistent compilation cache entry" and cached
@@ -277,6 +281,7 @@ def test_an_unknown_option_names_the_one_meant(args, meant, capsys):
     assert rc == 2 and "unrecognized arguments: --zzzz-qqqq 1 (see 'jaxmia audit" in err, err
 
 
+@pytest.mark.slow
 def test_a_defence_study_trains_its_shadow_pool_once(tmp_path, capsys, monkeypatch):
     # the target's weight decay leaves the (undefended) shadows unchanged: one pool
     saved = []
@@ -382,6 +387,7 @@ def test_pools_remove_deletes_only_a_pool(tmp_path):
     assert pools.remove(tmp_path / "r") and not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_study_retrain_replaces_its_pools(tmp_path, capsys):
     args = [
         "study",
@@ -479,6 +485,7 @@ def test_cli_progress_lines():
     assert lines[6] == "  4/4 shadow models read from the pool"
 
 
+@pytest.mark.slow
 def test_the_label_column_is_named_on_the_command_line_and_in_toml(tmp_path, capsys):
     """A CSV with its label in ``income`` failed with "name one with label_column=", an
     option neither the CLI, the TOML config nor audit.run had."""
@@ -559,6 +566,7 @@ def test_ctrl_c_at_any_moment_is_one_line(tmp_path, after):
     assert err.strip().splitlines()[-1] == "jaxmia: interrupted" and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_the_command_splits_the_cpu_into_one_device_per_core(tmp_path):
     """``build_parser()`` imported JAX before ``use_cpu_cores()`` ran, so every report said
     ``device_count 1`` and the per-core sharding never reached ``jaxmia audit``."""

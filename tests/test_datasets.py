@@ -10,7 +10,6 @@ import pathlib
 import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -255,10 +254,15 @@ def test_a_table_too_wide_is_refused_from_its_header_before_reading(tmp_path, mo
     row = ",".join(["1"] * n)
     path = tmp_path / "wide.csv"
     path.write_text(",".join(f"f{i}" for i in range(n)) + ",label\n" + f"{row},0\n{row},1\n")
-    start = time.monotonic()
+    import datasets as hf  # the reader of the rows, never reached
+
+    monkeypatch.setattr(hf, "load_dataset", lambda *a, **k: pytest.fail("the rows were read"))
     with pytest.raises(DatasetError, match=r"more than 16385 columns \(16384 features"):
         load(path)
-    assert time.monotonic() - start < 2
+    # the header is counted only up to the limit (in 64 KiB blocks), not to its end; how
+    # long the refusal takes is measured by benchmarks/wall_clock.py (under 2 s)
+    assert tables.MAX_FEATURES + 2 <= tables._count_columns(path, "csv", tables.MAX_FEATURES + 2)
+    assert tables._count_columns(path, "csv", tables.MAX_FEATURES + 2) < n // 4
     monkeypatch.setattr(tables, "MAX_FEATURES", 2)
     (quoted := tmp_path / "q.csv").write_text('\n"a,b",c,label\n1,2,0\n')  # 3 columns
     assert tables._count_columns(quoted, "csv", 10) == 3
@@ -397,6 +401,7 @@ def test_error_hf_without_name():
         load("hf:")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("offline", [True, False])
 def test_hf_hub_unreachable_fails_fast_in_one_line(tmp_path, monkeypatch, offline):
     """The sandbox has no route to the hub; the error must be one clear line, quickly.
@@ -415,13 +420,12 @@ def test_hf_hub_unreachable_fails_fast_in_one_line(tmp_path, monkeypatch, offlin
         "except DatasetError as e:\n"
         "    print(repr(str(e)))\n"
     )
-    start = time.monotonic()
+    # how fast it fails is measured by benchmarks/wall_clock.py (under 30 s); the timeout
+    # only keeps a hang from holding the suite
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=os.environ
     )
-    elapsed = time.monotonic() - start
     assert out.returncode == 0, out.stderr[-2000:]
     message = ast.literal_eval(out.stdout.strip().splitlines()[-1])  # repr of the message
     assert "\n" not in message and len(message) < 500
     assert "Hugging Face hub" in message and f"'{HUB_NAME}'" in message
-    assert elapsed < 30

@@ -183,6 +183,7 @@ def test_label_only_interface_refuses_vector_attacks():
     threat_models.require(perturbation.access_level(Perturbation("round")), ["entropy"], "x")
 
 
+@pytest.mark.slow
 def test_label_only_interface_hides_the_vector(location):
     config = audit.AuditConfig(num_shadows=4, epochs=10, n_boot=0, perturbation="label")
     assert config.effective_access == "label"

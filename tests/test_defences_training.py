@@ -28,6 +28,7 @@ def test_epsilon_matches_dp_accounting():
     assert defences.dp_epsilon(0.0, q, steps) == float("inf")
 
 
+@pytest.mark.slow
 def test_dp_sgd_with_tiny_epsilon_drives_every_attack_to_chance(location):
     base = audit.AuditConfig(num_shadows=8, epochs=5, n_boot=0)
     private = audit.run(dataclasses.replace(base, dp_noise=4.0, dp_clip=1.0), dataset=location)

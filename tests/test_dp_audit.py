@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -80,6 +81,7 @@ def _eps(value) -> float:
     return math.inf if value == "inf" else float(value)
 
 
+@pytest.mark.slow
 def test_every_bound_is_at_most_the_accountant_epsilon(audited):
     *_, result = audited
     rows = result["rows"]
@@ -98,6 +100,7 @@ def test_every_bound_is_at_most_the_accountant_epsilon(audited):
         assert row["steps"] == 8 * 5 and row["overflow"] == 0
 
 
+@pytest.mark.slow
 def test_without_noise_the_white_box_bound_reaches_the_ceiling(audited):
     *_, result = audited
     row = result["rows"][1]
@@ -112,6 +115,7 @@ def test_without_noise_the_white_box_bound_reaches_the_ceiling(audited):
     assert result["rows"][0]["white_box"]["clopper_pearson"] < ceiling["clopper_pearson"]
 
 
+@pytest.mark.slow
 def test_outputs_progress_and_table(audited):
     out, _, stdout, stderr, result = audited
     assert {p.name for p in out.iterdir()} >= {*dp_report.OUTPUTS, "jaxmia-run.json"}
@@ -128,6 +132,7 @@ def test_outputs_progress_and_table(audited):
     assert result["data"]["feature"] == 0 and result["config"]["models"] == 32
 
 
+@pytest.mark.slow
 def test_rerun_reads_the_pool_and_gives_the_same_audit(audited, tmp_path):
     _, pool, _, _, first = audited
     rc, _, stderr = _main(_args(TINY, tmp_path, pool))
@@ -139,6 +144,7 @@ def test_rerun_reads_the_pool_and_gives_the_same_audit(audited, tmp_path):
         assert a["one_run"] == b["one_run"]
 
 
+@pytest.mark.slow
 def test_white_box_statistic_is_the_canary_count_without_noise(audited):
     # The coordinate's change is lr * C / batch_size per canary inclusion (the engine's
     # count), exactly 0 for the models without the canary: no data gradient reaches it.
@@ -154,6 +160,7 @@ def test_white_box_statistic_is_the_canary_count_without_noise(audited):
     assert (stat[~t.dirac_in] == 0).all() and (inclusions[t.dirac_in] > 0).all()
 
 
+@pytest.mark.slow
 def test_white_box_noise_has_the_mechanism_scale(audited):
     # With noise, the statistic less the canary's shifts is lr / B times a sum of
     # ``steps`` Gaussians of sd sigma * C: sd 0.5 / 20 * sigma * sqrt(40) over the models.
@@ -168,6 +175,25 @@ def test_white_box_noise_has_the_mechanism_scale(audited):
     noise = (stat - t.pool.dp_counts["canary"] * 0.5 / 20) / (0.5 / 20 * sigma * math.sqrt(40))
     assert abs(noise.mean()) < 4 / math.sqrt(32)  # 32 standard normals
     assert 0.5 < noise.std() < 1.5
+
+
+def test_the_committed_dp_audit_reads_back_and_writes_the_same_json(tmp_path):
+    """dp_report without an audit (the tests above train one): results/dp-audit's
+    dp_audit.json read back (``"inf"`` as ``inf``) writes the same JSON, a report whose
+    table has a row per audited row, and the plot."""
+    committed = pathlib.Path(__file__).resolve().parents[1] / "results" / "dp-audit"
+    result = dp_report.load(committed / "dp_audit.json")
+    assert any(math.isinf(row["target_epsilon"]) for row in result["rows"])  # inf restored
+    written = dp_report.write(result, tmp_path / "o", command=result["command"])
+    assert json.loads((tmp_path / "o" / "dp_audit.json").read_text()) == json.loads(
+        (committed / "dp_audit.json").read_text()
+    )
+    report = (tmp_path / "o" / "report.md").read_text()
+    table_lines = [line for line in report.splitlines() if line.startswith("| ")]
+    assert result["command"] in report and "| accountant eps (RDP) |" in report
+    assert len(table_lines) >= len(result["rows"]) + 1  # the header and a row each
+    assert len(dp_report.table(result).strip().splitlines()) == len(result["rows"]) + 2
+    assert "dp_audit.png" not in written or (tmp_path / "o" / "dp_audit.png").stat().st_size
 
 
 def test_audit_data_isolates_the_canary_feature():
@@ -245,6 +271,7 @@ def test_pool_of_jaxmia_audit_is_refused(tmp_path, capsys):
     assert sorted(p.name for p in pool.iterdir()) == ["manifest.json"]
 
 
+@pytest.mark.slow
 def test_pool_of_other_settings_is_refused_without_retrain_advice(audited, tmp_path):
     """dp-audit has no --retrain: a pool trained with other settings says what to do."""
     _, pool, *_ = audited

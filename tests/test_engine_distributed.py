@@ -9,8 +9,12 @@ import textwrap
 
 import jax
 import numpy as np
+import pytest
 
 from jaxmia import datasets, engine, models, splits
+
+# 8 forced CPU devices, and 2 processes joined by jax.distributed: each compiles the pool
+pytestmark = pytest.mark.slow
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

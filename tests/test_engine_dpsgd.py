@@ -4,6 +4,7 @@ drawn for each model apart."""
 import jax
 import numpy as np
 import optax
+import pytest
 
 from jaxmia import engine, models
 
@@ -27,6 +28,7 @@ def _update_leaves(tiny, keep, dp):
     )
 
 
+@pytest.mark.slow
 def test_dp_sgd_clips_each_example_gradient(tiny):
     """Kills: per-example clipping removed. Noise 0, clip C, SGD lr 1, one step over B
     members: the update is the mean of clipped gradients, of norm at most C."""
@@ -40,6 +42,7 @@ def test_dp_sgd_clips_each_example_gradient(tiny):
     assert np.linalg.norm(unclipped) > 10 * clip  # clipping was active
 
 
+@pytest.mark.slow
 def test_dp_sgd_noise_std_is_sigma_times_clip_over_batch(tiny):
     """Kills: noise std sigma instead of sigma * C. C = 0.1, sigma = 1000, B = 8: each
     coordinate of the update is N(mean of clipped gradients, (sigma C / B)^2); the clipped
@@ -55,6 +58,7 @@ def test_dp_sgd_noise_std_is_sigma_times_clip_over_batch(tiny):
     assert abs(update.std() / expected - 1) < 0.06, (update.std(), expected)
 
 
+@pytest.mark.slow
 def test_vmapped_dp_noise_differs_between_models(digits):
     ds = digits.subset(np.arange(256))
     factory = models.mlp((32,), 10, 64)
@@ -85,6 +89,7 @@ def _square_loss(params, rest, xb, yb, weight):
     return jax.numpy.sum(per * weight) / jax.numpy.maximum(jax.numpy.sum(weight), 1.0), rest
 
 
+@pytest.mark.slow
 def test_padding_slots_add_nothing_to_the_clipped_sum():
     """Kills ``scale = min(...)`` without ``weight``: a Poisson batch of 3 members padded to
     5 with record 0 (as the engine pads); noise 0: the update is the sum of the members'

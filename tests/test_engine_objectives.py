@@ -74,6 +74,7 @@ def ce(logits, labels):
     return -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1)[:, 0]
 
 
+@pytest.mark.slow
 def test_label_smoothing_step_is_the_smoothed_cross_entropy(toy, plain):
     x, y = toy
     eps = 0.2
@@ -87,6 +88,7 @@ def test_label_smoothing_step_is_the_smoothed_cross_entropy(toy, plain):
     assert tree_max_diff(p1, plain[1]) > 1e-4  # it changed the step
 
 
+@pytest.mark.slow
 def test_mixup_step_is_the_mixed_loss(toy):
     x, y = toy
     alpha = 0.4
@@ -116,6 +118,7 @@ def flattening(logits, labels):
     return jnp.mean((1 - correct) * ce_soft - ce(logits, labels))
 
 
+@pytest.mark.slow
 def test_relaxloss_steps_descend_ascend_and_flatten(toy):
     # one alpha (one compiled program) between the first two epochs' losses: epoch 0
     # descends (loss above alpha), epoch 1 flattens (below, odd), epoch 2 ascends (below, even)
@@ -136,6 +139,7 @@ def test_relaxloss_steps_descend_ascend_and_flatten(toy):
     assert tree_max_diff(p_asc, sgd(p_two, lambda p: -mean_ce(p))) < 1e-6  # gradient ascent
 
 
+@pytest.mark.slow
 def test_relaxloss_switches_at_alpha_and_on_epoch_parity():
     rng = np.random.default_rng(1)
     logits = jnp.asarray(rng.normal(size=(8, C)).astype(np.float32))
@@ -167,6 +171,7 @@ def fgsm_by_hand(apply, p, x, y, eps, lo=0.0, hi=1.0):
     return jnp.clip(x + eps * jnp.sign(g), lo, hi)
 
 
+@pytest.mark.slow
 def test_fgsm_adversarial_training_step(toy):
     x, y = toy
     eps = 0.25
@@ -177,6 +182,7 @@ def test_fgsm_adversarial_training_step(toy):
     assert tree_max_diff(p1, sgd(p0, lambda p: jnp.mean(ce(apply(p, adv), yb)))) < 1e-6
 
 
+@pytest.mark.slow
 def test_pgd_adversarial_training_step(toy):
     x, y = toy
     eps, steps = 0.3, 2  # a random start and two projected steps
@@ -191,6 +197,7 @@ def test_pgd_adversarial_training_step(toy):
     assert tree_max_diff(p1, sgd(p0, lambda p: jnp.mean(ce(apply(p, adv), yb)))) < 1e-6
 
 
+@pytest.mark.slow
 def test_adversarial_examples_stay_in_the_ball_and_the_range(toy, plain):
     x, y = toy
     p0, _, apply, _ = plain
@@ -223,6 +230,7 @@ def test_adversarial_examples_stay_in_the_ball_and_the_range(toy, plain):
     np.testing.assert_array_equal(pgd1, fgsm_by_hand(apply, p0, x, y, 0.3))
 
 
+@pytest.mark.slow
 def test_mixup_draw_permutes_only_real_examples():
     weight = jnp.asarray([1, 1, 0, 1, 1, 1, 0, 0], jnp.float32)  # padding inside, too
     real = np.flatnonzero(np.asarray(weight))
@@ -256,6 +264,7 @@ def pool_settings():
     return keep, kw
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "objective",
     [engine.Objective(relaxloss=1.0), engine.Objective(adv_eps=0.1), COMBINED],
@@ -270,6 +279,7 @@ def test_vmapped_pool_equals_models_trained_alone(toy, objective):
     np.testing.assert_allclose(pool.losses, alone.losses, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_defaults_off_are_bit_identical(toy, plain):
     # the configuration of ``plain`` (compiled once): one model, full batches, two epochs
     x, y = toy
@@ -330,6 +340,7 @@ def test_objectives_refused_with_dp_sgd_or_another_loss(toy):
         engine.train(FACTORY, x, y, np.ones(N, bool), epochs=1, objective={"mixup": 0.2})
 
 
+@pytest.mark.slow
 def test_a_pool_of_another_objective_is_refused(toy, tmp_path):
     # the settings of the pool tests' combined objective (its programs are compiled once)
     x, y = toy

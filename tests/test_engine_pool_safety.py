@@ -53,6 +53,7 @@ def test_a_linked_answers_directory_is_refused_by_the_audit(tmp_path, outside, c
     assert intact(outside) == before
 
 
+@pytest.mark.slow
 def test_a_link_put_into_a_trained_pool_is_never_written_through(tiny, tmp_path, outside):
     train(tiny, tmp_path / "P")
     (tmp_path / "P" / "answers").symlink_to(outside)
@@ -66,6 +67,7 @@ def test_a_link_put_into_a_trained_pool_is_never_written_through(tiny, tmp_path,
     assert intact(outside) == before
 
 
+@pytest.mark.slow
 def test_retrain_deletes_only_files_jaxmia_wrote(tiny, tmp_path, capsys):
     """``--retrain`` deleted any ``chunk-*`` or ``.*.tmp`` file by its name."""
     pool = tmp_path / "P"

@@ -77,6 +77,7 @@ def test_saved_pool_holds_models_signals_and_a_readable_manifest(small_pool, tmp
     assert "6 in 3 chunk(s)" in pools.info(tmp_path)
 
 
+@pytest.mark.slow
 def test_finished_pool_is_reused_and_grown(small_pool, tmp_path):
     p = small_pool
     engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:4], checkpoint=tmp_path, **p.kwargs)
@@ -237,6 +238,7 @@ def _pool_train(pool: pathlib.Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_the_same_command_equals_an_uninterrupted_pool(tmp_path):
     env = {**os.environ, "JAXMIA_CPU_DEVICES": "1"}  # chunks of one model: eight chunks
     env.pop("XLA_FLAGS", None)
@@ -272,6 +274,7 @@ def test_sigkill_mid_run_then_the_same_command_equals_an_uninterrupted_pool(tmp_
         np.testing.assert_array_equal(a.arrays[name], b.arrays[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_diverged_models_are_recorded_and_left_out_of_the_attacks(
     small_pool, monkeypatch, tmp_path
 ):
@@ -316,6 +319,7 @@ def test_diverged_models_are_recorded_and_left_out_of_the_attacks(
     assert "non-finite:    1 model(s) [1]" in pools.info(tmp_path / "p")
 
 
+@pytest.mark.slow
 def test_pool_of_another_optimizer_is_refused(small_pool, tmp_path):
     p = small_pool
     engine.train(p.factory, p.ds.x, p.ds.y, p.keep[:2], checkpoint=tmp_path, **p.kwargs)
@@ -412,6 +416,7 @@ def test_two_runs_on_one_pool_never_interleave(tmp_path):
     assert not list(tmp_path.glob(".*.jaxmia-tmp"))
 
 
+@pytest.mark.slow
 def test_the_pool_lock_excludes_another_process(tmp_path):
     holder = subprocess.Popen(
         [

@@ -49,6 +49,7 @@ def data(small_digits) -> datasets.Dataset:
     return small_digits.subset(np.arange(200))
 
 
+@pytest.mark.slow
 def test_vmap_equals_each_model_trained_alone(case):
     ds, keep, factory = case.ds, case.keep, case.factory
     keys = engine.model_keys(7, keep.shape[0])
@@ -68,6 +69,7 @@ def test_vmap_equals_each_model_trained_alone(case):
         assert pool.train_accuracy[i] == pytest.approx(alone.train_accuracy[0])
 
 
+@pytest.mark.slow
 def test_vmap_equals_sequential_with_dropout(case):
     ds, keep, factory = case.ds, case.keep, case.dropout_factory
     a = engine.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=1)
@@ -84,6 +86,7 @@ def test_vmap_equals_sequential_with_dropout(case):
     assert len({tuple(np.asarray(row).ravel()) for row in data}) == keep.shape[0]
 
 
+@pytest.mark.slow
 def test_chunked_equals_unchunked(case):
     ds, keep, factory = case.ds, case.keep, case.factory
     full = engine.train(factory, ds.x, ds.y, keep, epochs=2, batch_size=32, optimizer=TX, seed=2)
@@ -154,6 +157,7 @@ def test_second_call_with_new_data_does_not_recompile(case):
     assert epoch_fn._cache_size() == before
 
 
+@pytest.mark.slow
 def test_any_optax_optimizer_and_training_learns(case):
     ds, keep, factory = case.ds, case.keep, case.factory
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1, momentum=0.9))
@@ -164,6 +168,7 @@ def test_any_optax_optimizer_and_training_learns(case):
     assert np.all(pool.test_accuracy > 0.5)
 
 
+@pytest.mark.slow
 def test_user_model_class_and_predict_shape(case):
     ds, keep = case.ds, case.keep
     factory = functools.partial(TinyNet, 64, ds.num_classes)
@@ -174,6 +179,7 @@ def test_user_model_class_and_predict_shape(case):
         np.testing.assert_allclose(logits[i], np.asarray(pool.model(i)(ds.x)), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cnn_trains_under_vmap():
     rng = np.random.default_rng(0)
     x = rng.random((40, 8, 8, 1), dtype=np.float32)
@@ -198,6 +204,7 @@ def test_bad_inputs_raise_clear_errors(case):
             engine.train(factory, ds.x, ds.y, keep, epochs=1, heldout=heldout)
 
 
+@pytest.mark.slow
 def test_auto_chunks_fit_the_cache_and_change_nothing(small_digits):
     big = models.mlp((128,), 30, 446)
     chunk = engine.auto_chunk_size(big, (446,), 128, 64)
@@ -215,6 +222,7 @@ def test_auto_chunks_fit_the_cache_and_change_nothing(small_digits):
     assert tree_max_diff(auto.params, forced.params) < 1e-6
 
 
+@pytest.mark.slow
 def test_non_members_never_reach_training(tiny):
     """Kills: a member-count comparison `<` turned `<=`, which trains on one non-member
     per epoch. Garbage features and labels on the non-members leave every parameter
@@ -246,6 +254,7 @@ class StreamNet(nnx.Module):
         return self.b(nnx.relu(self.a(x)) * self.scale + self.shift)
 
 
+@pytest.mark.slow
 def test_module_drawing_from_any_rng_stream_trains(data):
     keep = splits.balanced_keep(4, len(data.y), seed=0)
     factory = functools.partial(StreamNet, data.x.shape[1], data.num_classes)
@@ -269,6 +278,7 @@ def test_module_drawing_from_any_rng_stream_trains(data):
     assert len({tuple(row) for row in scale.round(6)}) == 4  # each model its own stream
 
 
+@pytest.mark.slow
 def test_params_and_dropout_streams_keep_their_keys(data):
     """Adding the default stream changes no other key: the initial parameters are those
     of ``nnx.Rngs(params=split(key, 3)[0], dropout=split(key, 3)[1])``."""
@@ -315,6 +325,7 @@ class TinyNet(nnx.Module):
         return self.b(jnp.tanh(self.a(x)))
 
 
+@pytest.mark.slow
 def test_equal_new_factory_and_optimizer_do_not_recompile(data):
     keep = splits.balanced_keep(2, len(data.y), seed=1)
     factory = lambda: functools.partial(TinyNet, data.x.shape[1], data.num_classes)
@@ -372,6 +383,7 @@ def reference_model(factory, tx, x, y, keep_row, key, epochs, batch_size, loss_f
     return params
 
 
+@pytest.mark.slow
 def test_loss_fn_equals_a_plain_optax_loop_with_that_loss(data):
     factory = models.mlp((16,), data.num_classes, data.x.shape[1])
     keep = splits.balanced_keep(2, len(data.y), seed=2)
@@ -387,6 +399,7 @@ def test_loss_fn_equals_a_plain_optax_loop_with_that_loss(data):
     assert tree_max_diff(explicit.params, default.params) == 0.0
 
 
+@pytest.mark.slow
 def test_loss_fn_is_used_by_dp_sgd(data):
     """Without noise and clipping, and with full batches, DP-SGD is plain training with
     the same loss."""
@@ -428,6 +441,7 @@ def counting_optimizer() -> optax.GradientTransformation:
     return optax.chain(ones, optax.scale_by_schedule(lambda count: count + 1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epochs", [1, 2])
 def test_steps_per_epoch_is_what_the_kernel_runs(data, epochs):
     factory = models.mlp((4,), data.num_classes, data.x.shape[1])
@@ -461,6 +475,7 @@ def test_balanced_splits_give_models_unequal_step_counts():
             engine.optimizer_steps(keep, 64, bad)
 
 
+@pytest.mark.slow
 def test_keep_as_zero_one_integers_everywhere(data):
     factory = models.mlp((4,), data.num_classes, data.x.shape[1])
     keep = splits.balanced_keep(2, len(data.y), seed=5)

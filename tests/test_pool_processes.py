@@ -18,6 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import mp_worker  # noqa: E402
 
+pytestmark = pytest.mark.slow  # two training processes, one killed and run again
+
 TIMEOUT_S = 240  # per launch; a run takes seconds, this only keeps a broken one from hanging
 
 

@@ -214,6 +214,7 @@ def _ref_log_softmax(z):
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
+@pytest.mark.slow
 @JIT
 @given(logits_and_labels())
 def test_signals_shapes_ranges_and_references(data):
@@ -247,6 +248,7 @@ def test_signals_shapes_ranges_and_references(data):
     assert np.array_equal(out["correctness"], np.asarray(z).argmax(-1) == y)
 
 
+@pytest.mark.slow
 @JIT
 @given(logits_and_labels(shapes=[(6, 3)], dtypes=[np.float32]), st.integers(0, 5))
 def test_signals_keep_nan_in_its_row(data, row):
@@ -264,6 +266,7 @@ def test_signals_keep_nan_in_its_row(data, row):
 TRACED_SIGNALS = {name: jax.jit(getattr(signals, name)) for name in signals.SCALAR_SIGNALS}
 
 
+@pytest.mark.slow
 @JIT
 @given(
     logits_and_labels(shapes=[(6, 3)], dtypes=[np.float32]),
@@ -510,6 +513,7 @@ phis = hnp.arrays(np.float32, (K, M), elements=small)
 LIRA = {True: attacks.lira_online, False: attacks.lira_offline}
 
 
+@pytest.mark.slow
 @JIT
 @given(
     hnp.arrays(np.float32, M, elements=small),
@@ -652,6 +656,7 @@ def probability_rows(draw, shapes=((5, 3), (2, 5, 3))):
     return np.asarray(signals.probabilities(z))
 
 
+@pytest.mark.slow
 @JIT
 @given(probability_rows(), st.integers(1, 3), st.integers(0, 4), st.floats(0, 1), st.integers(0, 9))
 def test_perturbations(p, k, decimals, sigma, seed):
@@ -851,6 +856,7 @@ def keep_matrices(draw):
     return keep
 
 
+@pytest.mark.slow
 @TRAIN
 @given(
     train_x,

@@ -4,6 +4,10 @@ and audit example, then LiRA and RMIA on its logits with jax.vmap over targets."
 import pathlib
 import re
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the README's example trains 64 Location-30 shadows, about a minute
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 

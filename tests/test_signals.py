@@ -75,6 +75,7 @@ def data(request) -> Logits:
 # --------------------------------------------------------------------------- accuracy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", signals.SIGNALS)
 def test_matches_numpy_reference(name, data):
     out = signals.compute(name, jnp.asarray(data.logits), jnp.asarray(data.labels), top_k=3)
@@ -140,6 +141,7 @@ def _assert_finite(outs):
         assert np.all(np.isfinite(v)), (name, v)
 
 
+@pytest.mark.slow
 def test_saturated_logits_finite_with_right_limits():
     logits = jnp.array([[1000.0, 0.0, -1000.0]] * 3)
     labels = jnp.array([0, 1, 2])  # correct, wrong (runner-up), wrong (last)
@@ -174,6 +176,7 @@ def test_logit_scaled_confidence_huge_gap():
     np.testing.assert_allclose(phi, [1e4 - np.log(2.0), -1e4], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_one_hot_probabilities_via_log_probs_from_probs():
     probs = jnp.array([[1.0, 0.0, 0.0, 0.0]] * 2)
     labels = jnp.array([0, 2])
@@ -197,6 +200,7 @@ def test_one_hot_probabilities_via_log_probs_from_probs():
     )
 
 
+@pytest.mark.slow
 def test_from_probs_float16_and_int_inputs_finite():
     for probs in (jnp.eye(3, dtype=jnp.float16), jnp.eye(3, dtype=jnp.int32)):
         z = signals.log_probs_from_probs(probs)
@@ -210,6 +214,7 @@ def test_neg_inf_logits_entropy():
     np.testing.assert_allclose(signals.modified_entropy(logits, jnp.array([0])), [np.log(2.0)])
 
 
+@pytest.mark.slow
 def test_gradients_finite_when_saturated():
     logits = jnp.array([[50.0, 0.0, -50.0]])
     labels = jnp.array([1])

@@ -17,9 +17,9 @@ STUDY_BASE = audit.AuditConfig(
     [
         ("shadows", [2, 4]),
         ("epochs", [1, 3]),
-        ("width", [16, 32]),
-        ("classes", [2, 5]),
-        ("dp_noise", ["none", 2.0]),
+        pytest.param("width", [16, 32], marks=pytest.mark.slow),
+        pytest.param("classes", [2, 5], marks=pytest.mark.slow),
+        pytest.param("dp_noise", ["none", 2.0], marks=pytest.mark.slow),
     ],
 )
 def test_each_study_writes_its_table_and_plot(factor, values, tmp_path):

@@ -117,6 +117,7 @@ def test_bad_toml_settings_are_refused_in_one_line(text, message, tmp_path):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_frontier_records_one_row_per_setting_with_the_shadows_defended(tmp_path, monkeypatch):
     seen = []
     real = audit.run

@@ -40,6 +40,7 @@ def two_dirs(tmp_path):
     return dirs
 
 
+@pytest.mark.slow
 def test_small_multiples_from_two_study_dirs(two_dirs, tmp_path, capsys):
     out = tmp_path / "factors.png"
     rc, stdout, err = run_cli(["plot-studies", str(out), *map(str, two_dirs)], capsys)

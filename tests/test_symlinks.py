@@ -319,6 +319,7 @@ def test_a_chunk_not_as_the_manifest_describes_is_refused_before_reading(tmp_pat
         assert "\n" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_cache_files_with_a_planted_header_are_recomputed_unallocated(tmp_path):
     """``target-*.npz`` and ``answers/signals-*.npz`` had no manifest checksum: a header of
     ``(10**12,)`` (digest updated) gave ``_ArrayMemoryError`` and a traceback."""
