@@ -21,7 +21,8 @@ import numpy as np
 
 from jaxmia.attacks import registry
 from jaxmia.attacks.registry import AttackInputs, PoolSignals, Queries, Scores
-from jaxmia.audit.config import AuditConfig, Log, _note, _silent
+from jaxmia.audit.config import AuditConfig
+from jaxmia.audit.log import Log, note, silent
 
 __all__ = [
     "PoolSignals",
@@ -44,7 +45,7 @@ def attack_target(
     num_classes: int,
     config: AuditConfig,
     notes: list[str],
-    log: Log = _silent,
+    log: Log = silent,
     queries: Queries | None = None,
     seconds: dict[str, float] | None = None,
     fits: Mapping[str, concurrent.futures.Future] | None = None,
@@ -134,7 +135,7 @@ def attack_target(
         executor.shutdown(cancel_futures=True)
     for name in attacks:  # in the order of the attacks, whichever thread ran them
         for text in own_notes[name]:
-            _note(notes, text)
+            note(notes, text)
         if seconds is not None:
             seconds[name] = seconds.get(name, 0.0) + taken[name]
     return {name: out[name] for name in attacks}

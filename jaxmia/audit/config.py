@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from jaxmia import datasets, models, splits, threat_models
@@ -432,15 +432,3 @@ def select_attacks(config: AuditConfig) -> tuple[str, ...]:
                 "the disjoint scheme has none: use --scheme balanced or the offline attack"
             )
     return tuple(dict.fromkeys(config.attacks))
-
-
-Log = Callable[[str], None]
-
-
-def _silent(_: str) -> None:
-    pass
-
-
-def _note(notes: list[str], text: str) -> None:
-    if text not in notes:
-        notes.append(text)

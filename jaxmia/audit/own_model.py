@@ -19,11 +19,12 @@ import numpy as np
 import optax
 
 from jaxmia import datasets, engine, models, splits
-from jaxmia.audit.config import AuditConfig, ConfigError, Log, _silent
-from jaxmia.audit.pipeline import _run
+from jaxmia.audit.config import AuditConfig, ConfigError
+from jaxmia.audit.log import Log, silent
+from jaxmia.audit.pipeline import run_phases
 from jaxmia.audit.report import AuditReport
 from jaxmia.audit.setup import ShadowTraining
-from jaxmia.audit.target import _as_function, _xy, output_kind, query_model
+from jaxmia.audit.target import as_function, output_kind, pair_arrays, query_model
 
 __all__ = ["audit_model"]
 
@@ -41,7 +42,7 @@ def audit_model(
     batch_size: int | None = None,
     loss_fn: Callable[..., Any] | None = None,
     pool: engine.Pool | None = None,
-    log: Log = _silent,
+    log: Log = silent,
     progress: engine.ProgressFn | None = None,
     pool_dir: str | os.PathLike | None = None,
 ) -> AuditReport:
@@ -87,7 +88,7 @@ def audit_model(
     Raises:
       ConfigError: inconsistent records, outputs or pool (one line).
     """
-    fn = _as_function(model)
+    fn = as_function(model)
     x, y, counts = _records(members, nonmembers, population)
     probe = query_model(fn, x[:1024], outputs="logits")
     reading = output_kind(probe, outputs)
@@ -100,7 +101,7 @@ def audit_model(
     config = _user_config(config, batch_size, pool)
     ds = datasets.Dataset(x=x, y=y, num_classes=num_classes, name=config.dataset)
     split = _user_split(config, counts, pool)
-    report = _run(
+    report = run_phases(
         config,
         log=log,
         progress=progress,
@@ -119,7 +120,7 @@ def _records(*pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndar
     """``x (n, ...)``, ``y (n,)`` int32 of the members, non-members and population
     records, in that order, and their counts; one-line errors for inconsistent pairs."""
     names = ("members", "nonmembers", "population")
-    parts = [_xy(name, pair) for name, pair in zip(names, pairs, strict=True)]
+    parts = [pair_arrays(name, pair) for name, pair in zip(names, pairs, strict=True)]
     shapes = {p[0].shape[1:] for p in parts}
     if len(shapes) != 1:
         raise ConfigError(f"members, nonmembers and population differ in input shape: {shapes}")

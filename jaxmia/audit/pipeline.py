@@ -33,8 +33,9 @@ from collections.abc import Callable
 import numpy as np
 
 from jaxmia import datasets, engine, metrics, models, splits
-from jaxmia.audit.config import AuditConfig, Log, _note, _silent
+from jaxmia.audit.config import AuditConfig
 from jaxmia.audit.extraction import extract
+from jaxmia.audit.log import Log, note, silent
 from jaxmia.audit.report import AuditReport, versions
 from jaxmia.audit.scoring import Scored, attack_all, evaluate, evaluate_per_target, optimistic
 from jaxmia.audit.setup import (
@@ -61,7 +62,7 @@ __all__ = ["assemble", "run", "train_pool"]
 def run(
     config: AuditConfig = AuditConfig(),
     *,
-    log: Log = _silent,
+    log: Log = silent,
     progress: engine.ProgressFn | None = None,
     dataset: datasets.Dataset | None = None,
     split: splits.AuditSplit | None = None,
@@ -92,7 +93,7 @@ def run(
     Returns:
       An :class:`AuditReport`.
     """
-    return _run(
+    return run_phases(
         config,
         log=log,
         progress=progress,
@@ -108,7 +109,7 @@ def train_pool(
     config: AuditConfig,
     pool_dir: str | os.PathLike,
     *,
-    log: Log = _silent,
+    log: Log = silent,
     progress: engine.ProgressFn | None = None,
     dataset: datasets.Dataset | None = None,
 ) -> engine.Pool:
@@ -135,10 +136,10 @@ class _Clock:
         self._last = now
 
 
-def _run(
+def run_phases(
     config: AuditConfig,
     *,
-    log: Log = _silent,
+    log: Log = silent,
     progress: engine.ProgressFn | None = None,
     dataset: datasets.Dataset | None = None,
     split: splits.AuditSplit | None = None,
@@ -229,7 +230,7 @@ def assemble(
     elif setup.loo:
         privacy.update(privacy_spent(config, pool))
     if privacy.get("overflow"):  # probability < 1e-9 per step (engine.sampling)
-        _note(
+        note(
             notes,
             f"DP-SGD: {privacy['overflow']} sampled members were dropped from "
             "overflowing Poisson batches",

@@ -21,8 +21,8 @@ from jaxmia.audit.attacking import (
     pool_wide,
     start_fits_per_target,
 )
-from jaxmia.audit.config import Log, _note, _silent
 from jaxmia.audit.extraction import Extracted, TargetSignals
+from jaxmia.audit.log import Log, note, silent
 from jaxmia.audit.setup import Setup
 from jaxmia.audit.training import Shadows, TargetRun
 
@@ -99,7 +99,7 @@ def attack_all(
     target: TargetRun | None,
     shadows: Shadows,
     notes: list[str],
-    log: Log = _silent,
+    log: Log = silent,
 ) -> Scored:
     """Runs every attack (:func:`jaxmia.audit.attacking.attack_target`) against every
     target on its ``m`` candidates; ``notes`` receives the settings chosen on the way."""
@@ -171,7 +171,7 @@ def _attack_each(setup, targets, fits, known, scores, taus, seconds, notes, log)
             ds.num_classes,
             config,
             notes,
-            log=log if t == 0 else _silent,
+            log=log if t == 0 else silent,
             queries=one.queries,
             seconds=seconds,
             fits=fits[t],
@@ -203,12 +203,12 @@ def evaluate(setup: Setup, scored: Scored, notes: list[str]) -> dict[str, metric
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, "jaxmia-metrics") as ex:
         results = dict(zip(scored.scores, ex.map(one, scored.scores), strict=True))
     for name in optimistic(scored):
-        _note(notes, f"{name}: accuracy at the best threshold on the target (optimistic)")
+        note(notes, f"{name}: accuracy at the best threshold on the target (optimistic)")
     low = sorted({f for m in results.values() for f in m.unmeasurable_fprs})
     if low:
         n_out = next(iter(results.values())).n_nonmembers
         shown = ", ".join(f"{f:g}" for f in low)
-        _note(
+        note(
             notes,
             f"TPR at FPR {shown} is not measurable with {n_out} non-members (the smallest "
             f"nonzero FPR is 1/{n_out}): flagged '*' in the table and listed under "

@@ -28,11 +28,10 @@ from jaxmia.audit import shadow_config
 from jaxmia.audit.config import (
     AuditConfig,
     ConfigError,
-    Log,
-    _silent,
     select_attacks,
     shadows_defended,
 )
+from jaxmia.audit.log import Log, silent
 from jaxmia.defences import training as defences
 from jaxmia.engine import pools
 
@@ -284,7 +283,7 @@ def prepare(
     factory: models.ModelFactory | None = None,
     pool_dir: str | os.PathLike | None = None,
     shadow_training: ShadowTraining = ShadowTraining(),
-    log: Log = _silent,
+    log: Log = silent,
 ) -> Setup:
     """Loads the data, draws the split (or grows a kept pool's), picks the architecture,
     the early-stopping validation records and the root key.

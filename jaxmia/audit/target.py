@@ -89,7 +89,7 @@ def query_model(
     return out
 
 
-def _as_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+def as_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     """``x (b, ...) -> (b, c)``: a jitted function of an NNX module (in evaluation
     mode), or ``model`` itself."""
     if isinstance(model, nnx.Module):
@@ -104,7 +104,7 @@ def _as_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return model
 
 
-def _xy(name: str, data: Any) -> tuple[np.ndarray, np.ndarray]:
+def pair_arrays(name: str, data: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(x (n, ...) float32, y (n,) int)`` of a pair ``data``, or a one-line error."""
     try:
         x, y = data

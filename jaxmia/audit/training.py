@@ -19,7 +19,8 @@ import numpy as np
 
 from jaxmia import engine, splits
 from jaxmia.audit import shadow_config, target_cache
-from jaxmia.audit.config import AuditConfig, ConfigError, Log, _note, _silent, pool_spec
+from jaxmia.audit.config import AuditConfig, ConfigError, pool_spec
+from jaxmia.audit.log import Log, note, silent
 from jaxmia.audit.setup import (
     Setup,
     defended_factory,
@@ -154,7 +155,7 @@ def train_target(
     target_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     *,
     progress: engine.ProgressFn | None = None,
-    log: Log = _silent,
+    log: Log = silent,
 ) -> TargetRun | None:
     """Trains the target on ``split.target_keep`` (with the config's defences), or wraps
     the user's ``target_fn`` (``x (b, ...) -> (b, c)`` logits); ``None`` in leave-one-out,
@@ -250,7 +251,7 @@ def checkpoint_spec(setup: Setup, defended: bool) -> dict[str, Any]:
 
 
 def train_shadows(
-    setup: Setup, *, progress: engine.ProgressFn | None = None, log: Log = _silent
+    setup: Setup, *, progress: engine.ProgressFn | None = None, log: Log = silent
 ) -> engine.Pool:
     """Trains (or reads from ``setup.pool_dir``, or takes the user's) the ``k`` shadow
     models on the rows of ``split.shadow_keep``; returns the pool with its ``(k, n, c)``
@@ -315,7 +316,7 @@ def _kept_models(pool_dir: str | os.PathLike | None, k: int) -> int:
         return 0
 
 
-def keep_finite(setup: Setup, pool: engine.Pool, notes: list[str], log: Log = _silent) -> Shadows:
+def keep_finite(setup: Setup, pool: engine.Pool, notes: list[str], log: Log = silent) -> Shadows:
     """Removes the shadow models whose outputs on the records are not all finite (a
     diverged model would turn every per-example statistic over the pool into NaN), and
     says so in ``notes``.
@@ -340,7 +341,7 @@ def keep_finite(setup: Setup, pool: engine.Pool, notes: list[str], log: Log = _s
             "finite); try a lower --lr"
         )
     shown = ", ".join(map(str, dropped[:10])) + (", ..." if len(dropped) > 10 else "")
-    _note(
+    note(
         notes,
         f"dropped {len(dropped)} of {pool.k} shadow models whose outputs are not finite "
         f"(models {shown}): they diverged in training; a lower learning rate may help",

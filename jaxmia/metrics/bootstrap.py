@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from jaxmia.metrics.roc import DEFAULT_FPRS, _check_fprs, _validate
+from jaxmia.metrics._roc_core import check_fprs, validate
+from jaxmia.metrics.roc import DEFAULT_FPRS
 
 __all__ = ["bootstrap_ci"]
 
@@ -195,8 +196,8 @@ def bootstrap_ci(
     Raises:
         ValueError: On invalid inputs, ``n_boot < 1`` or ``level`` outside ``(0, 1)``.
     """
-    y, s = _validate(membership, scores)
-    targets = np.atleast_1d(_check_fprs(list(fprs)))
+    y, s = validate(membership, scores)
+    targets = np.atleast_1d(check_fprs(list(fprs)))
     if int(n_boot) != n_boot or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer; got {n_boot!r}")
     if not 0.0 < level < 1.0:

@@ -11,24 +11,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from jaxmia.metrics.bootstrap import bootstrap_ci
-from jaxmia.metrics.roc import (
-    DEFAULT_FPRS,
-    _auc_sorted,
-    _best_threshold,
-    _check_fprs,
-    _roc_counts,
-    _tpr_at_fpr_from_curve,
-    _validate,
-    threshold_metrics,
+from jaxmia.metrics._roc_core import (
+    auc_sorted,
+    best_threshold_of_counts,
+    check_fprs,
+    fpr_key,
+    roc_counts,
+    tpr_at_fpr_from_curve,
+    validate,
 )
+from jaxmia.metrics.bootstrap import bootstrap_ci
+from jaxmia.metrics.roc import DEFAULT_FPRS, threshold_metrics
 
 __all__ = ["AttackMetrics", "evaluate", "format_table", "markdown_table"]
-
-
-def _fpr_key(fpr: float) -> str:
-    """JSON key for a target FPR, e.g. ``0.001 -> "0.001"``."""
-    return repr(float(fpr))
 
 
 def _fpr_label(fpr: float) -> str:
@@ -90,7 +85,7 @@ class AttackMetrics:
         """
         return {
             "auc": float(self.auc),
-            "tpr_at_fpr": {_fpr_key(f): float(v) for f, v in self.tpr_at_fpr.items()},
+            "tpr_at_fpr": {fpr_key(f): float(v) for f, v in self.tpr_at_fpr.items()},
             "advantage": float(self.advantage),
             "threshold": float(self.threshold) if math.isfinite(self.threshold) else None,
             "accuracy": float(self.accuracy),
@@ -100,11 +95,11 @@ class AttackMetrics:
             "auc_ci": None if self.auc_ci is None else [float(v) for v in self.auc_ci],
             "tpr_at_fpr_ci": None
             if self.tpr_at_fpr_ci is None
-            else {_fpr_key(f): [float(v) for v in ci] for f, ci in self.tpr_at_fpr_ci.items()},
+            else {fpr_key(f): [float(v) for v in ci] for f, ci in self.tpr_at_fpr_ci.items()},
             "n_members": int(self.n_members),
             "n_nonmembers": int(self.n_nonmembers),
         } | (
-            {"tpr_at_fpr_unmeasurable": [_fpr_key(f) for f in self.unmeasurable_fprs]}
+            {"tpr_at_fpr_unmeasurable": [fpr_key(f) for f in self.unmeasurable_fprs]}
             if self.unmeasurable_fprs
             else {}
         )
@@ -139,15 +134,15 @@ def evaluate(
     Raises:
         ValueError: On invalid inputs.
     """
-    y, s = _validate(membership, scores)
-    targets = np.atleast_1d(_check_fprs(list(fprs)))
+    y, s = validate(membership, scores)
+    targets = np.atleast_1d(check_fprs(list(fprs)))
     order = np.argsort(s)  # one sort for the ROC, the AUC and the best threshold
-    counts = _roc_counts(y, s, order)
+    counts = roc_counts(y, s, order)
     fps, tps, _ = counts
     fpr_curve, tpr_curve = fps / fps[-1], tps / tps[-1]
-    tprs = _tpr_at_fpr_from_curve(fpr_curve, tpr_curve, targets)
+    tprs = tpr_at_fpr_from_curve(fpr_curve, tpr_curve, targets)
     if threshold is None:
-        threshold = _best_threshold(*counts)
+        threshold = best_threshold_of_counts(*counts)
     tm = threshold_metrics(y, s, threshold)
     auc_ci: tuple[float, float] | None = None
     tpr_ci: dict[float, tuple[float, float]] | None = None
@@ -155,7 +150,7 @@ def evaluate(
         ci = bootstrap_ci(y, s, fprs=targets.tolist(), n_boot=n_boot, seed=seed)
         auc_ci, tpr_ci = ci["auc"], ci["tpr_at_fpr"]
     return AttackMetrics(
-        auc=_auc_sorted(y[order], s[order]),
+        auc=auc_sorted(y[order], s[order]),
         tpr_at_fpr={float(f): float(t) for f, t in zip(targets, tprs, strict=True)},
         advantage=float(np.max(tpr_curve - fpr_curve)),
         threshold=float(threshold),

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
-from jaxmia.metrics.roc import _validate, auc, roc_curve
+from jaxmia.metrics._roc_core import validate
+from jaxmia.metrics.roc import auc, roc_curve
 
 if TYPE_CHECKING:  # matplotlib is optional, imported only when plotting
     from matplotlib.axes import Axes
@@ -53,7 +54,7 @@ def plot_roc(
     """
     if not scores_by_name:
         raise ValueError("scores_by_name is empty: give at least one {name: scores}")
-    y, _ = _validate(membership, next(iter(scores_by_name.values())))
+    y, _ = validate(membership, next(iter(scores_by_name.values())))
     curves = {}
     for name, scores in scores_by_name.items():
         fpr, tpr, _ = roc_curve(y, scores)
