@@ -29,7 +29,7 @@ import atexit  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from typing import Any, NoReturn  # noqa: E402
 
-from jaxmia.audit.fields import comma_list  # noqa: E402
+from jaxmia.audit import fields  # noqa: E402
 from jaxmia.audit.runtime import (  # noqa: E402
     COMPILATION_CACHE_BYTES,
     Progress,
@@ -101,14 +101,6 @@ class _Parser(argparse.ArgumentParser):
         return close[0] if close else None
 
 
-_PARSE = {
-    int: (int, comma_list(int, "integers")),
-    float: (float, comma_list(float, "numbers")),
-    str: (str, comma_list(str, "names")),
-}
-"""How a flag's text becomes a setting of each kind: one value, or comma-separated."""
-
-
 def _add_pool_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument(
         "--pool",
@@ -132,27 +124,7 @@ def _add_audit_options(parser: argparse.ArgumentParser, *, hosts: bool = True) -
     ``hosts``, those of a run over several processes)."""
     from jaxmia.audit import config
 
-    for option in config.options():
-        default = option.default
-        shown = ",".join(map(str, default)) if option.many and default else default
-        text = option.help
-        if option.choices:
-            text += f"; one of {', '.join(option.choices)}"
-        text += "" if default is None else f" (default: {shown})"
-        if option.kind is bool:
-            parser.add_argument(
-                *option.flags,
-                dest=option.name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=text,
-            )
-            continue
-        kind = _PARSE[option.kind][option.many]
-        metavar = option.name.upper()
-        parser.add_argument(
-            *option.flags, dest=option.name, type=kind, default=None, help=text, metavar=metavar
-        )
+    fields.add_flags(parser, config.options())
     parser.add_argument("--config", type=str, default=None, help="TOML file with the same options")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")

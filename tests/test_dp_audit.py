@@ -126,7 +126,7 @@ def test_outputs_progress_and_table(audited):
     assert "Every bound holds" not in report and "best any audit" not in report
     assert "6 lower bounds on the trained models" in report  # 3 a row, 2 rows
     assert "## Where the gap comes from" in report and "PLD accountant gives" in report
-    assert result["command"].startswith("jaxmia dp-audit --epsilons 2,inf --models 32")
+    assert result["command"].startswith("jaxmia dp-audit --epsilons 2.0,inf --models 32")
     assert "white-box CP" in stdout and "wrote " in stdout
     assert "epsilon 2: noise multiplier" in stderr and "training" in stderr
     assert result["data"]["feature"] == 0 and result["config"]["models"] == 32
@@ -236,14 +236,14 @@ def dp_audit_command_words(config) -> list[str]:
     ("words", "message"),
     [
         (["--models", "3"], "models must be an integer >= 8"),
-        (["--epsilons", "0,1"], "epsilons must be numbers > 0"),
+        (["--epsilons", "0,1"], "epsilons must be a non-empty list of numbers (inf allowed) > 0"),
         (["--epsilons", "one"], "expected comma-separated numbers"),
         (["--epsilons", "1,,2"], "--epsilons: empty item in '1,,2'"),
-        (["--epsilons", "1,2,1"], "--epsilons: an epsilon is repeated in '1,2,1'"),
+        (["--epsilons", "1,2,1"], "epsilons repeats 1.0 in (1.0, 2.0, 1.0); give each once"),
         (["--records", "100", "--batch-size", "20"], "must be below records (100) and not divide"),
-        (["--dataset", "mnist2"], "dataset must be a bundled one"),
-        (["--confidence", "1"], "confidence must be in [0.5, 1)"),
-        (["--delta", "0"], "delta must be in (0, 1)"),
+        (["--dataset", "mnist2"], "dataset must be one of location30, digits, mnist"),
+        (["--confidence", "1"], "confidence must be a finite number in [0.5, 1)"),
+        (["--delta", "0"], "delta must be a finite number in (0, 1)"),
         (["--records", "1700", "--canaries", "500"], "exceeds the 1797 records"),
         (["--seed", "99999999999999999999"], "seed must be an integer in [0, 4294967295]"),
         (

@@ -13,14 +13,13 @@ them. Settings read flat (``AuditConfig(epochs=20).epochs``), as in TOML and met
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import typing
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from jaxmia import datasets, models, splits, threat_models
 from jaxmia.attacks import lira, registry
-from jaxmia.audit import shadow_config
+from jaxmia.audit import fields, shadow_config
 from jaxmia.audit.fields import (
     INT64_MAX,
     NAT,
@@ -28,13 +27,13 @@ from jaxmia.audit.fields import (
     POSITIVE_REAL,
     UNIT,
     ConfigError,
+    Option,
     Range,
     Section,
     as_config_error,
     check_value,
-    kind_of,
-    load_toml,
     opt,
+    options_of,
 )
 from jaxmia.defences import perturbation
 from jaxmia.defences import training as defences
@@ -174,43 +173,8 @@ _ORDER = (
 # the order of metrics.json's "config" and of the CLI flags, as before the sections
 
 
-class Option(NamedTuple):
-    """One flat setting as the CLI, TOML and :func:`command_for` see it: its section, scalar
-    ``kind`` (of each element when ``many``), whether it may be ``None``, its default, CLI
-    ``flags``, ``help``, ``choices`` and ``pool`` (module docstring)."""
-
-    name: str
-    section: str
-    kind: type
-    many: bool
-    optional: bool
-    default: object
-    flags: tuple[str, ...]
-    help: str
-    choices: tuple[str, ...] | None
-    pool: str
-
-
 def _collect() -> dict[str, Option]:
-    found = {}
-    for section, cls in SECTIONS.items():
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            meta = f.metadata
-            flags = meta.get("flags") or ("--" + f.name.replace("_", "-"),)
-            kind, many, optional = kind_of(hints[f.name])
-            found[f.name] = Option(
-                f.name,
-                section,
-                kind,
-                many,
-                optional,
-                f.default,
-                tuple(flags),
-                meta["help"],
-                meta.get("choices"),
-                meta["pool"],
-            )
+    found = {o.name: o for section, cls in SECTIONS.items() for o in options_of(cls, section)}
     assert sorted(found) == sorted(_ORDER), "every setting has its place in _ORDER"
     return {name: found[name] for name in _ORDER}
 
@@ -339,33 +303,14 @@ for _option in _OPTIONS.values():
 def read_toml(path: str) -> dict[str, Any]:
     """The flat settings of a TOML file: top-level keys, or an ``[audit]`` table (then
     nothing else); :meth:`AuditConfig.from_dict` checks them."""
-    data = load_toml(path, "config file")
-    if "audit" not in data:
-        return data
-    if not isinstance(data["audit"], dict):
-        raise ConfigError(f"audit in {path} must be a table ([audit]), got {data['audit']!r}")
-    beside = sorted(set(data) - {"audit"})
-    if beside:
-        raise ConfigError(
-            f"key(s) {', '.join(beside)} in {path} lie outside the [audit] table; move them into it"
-        )
-    return dict(data["audit"])
+    return fields.read_toml(path, "audit")
 
 
 def command_for(config: AuditConfig) -> str:
     """The ``jaxmia audit`` command line that reproduces ``config``: a flag for every
     setting that differs from its default (switches last)."""
-    parts, switches = ["jaxmia", "audit"], []
-    for option in _OPTIONS.values():
-        value = getattr(config, option.name)
-        if value == option.default or value is None:
-            continue
-        if option.kind is bool:
-            switches.append(option.flags[0] if value else "--no-" + option.flags[0][2:])
-            continue
-        shown = ",".join(map(str, value)) if option.many else str(value)
-        parts += [option.flags[0], shlex.quote(shown)]
-    return " ".join(parts + switches)
+    values = {name: getattr(config, name) for name in _OPTIONS}
+    return fields.command_line(["jaxmia", "audit"], options(), values)
 
 
 def shadows_defended(config: AuditConfig) -> bool:

@@ -39,7 +39,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -47,6 +47,7 @@ import numpy as np
 import optax
 
 from jaxmia import attacks, datasets, engine, models, signals
+from jaxmia.audit import fields
 from jaxmia.defences import training as defence_training
 from jaxmia.engine import pools
 from jaxmia.engine.files import inside
@@ -80,14 +81,11 @@ class DPAuditError(ValueError):
     """A bad ``dp-audit`` setting (one line, no traceback on the command line)."""
 
 
-def _positive_int(name: str, value: Any, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise DPAuditError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 @dataclasses.dataclass(frozen=True)
-class DPAuditConfig:
-    """The settings of ``jaxmia dp-audit`` (every field is a flag of the same name).
+class DPAuditConfig(fields.Section):
+    """The settings of ``jaxmia dp-audit``: each a flag (``--batch-size``) and a TOML key
+    (``batch_size``, top level or in a ``[dp-audit]`` table), checked here with the audit's
+    settings machinery (:mod:`jaxmia.audit.fields`), each in one line naming it.
 
     Attributes:
       epsilons: accountant epsilons to audit at ``delta`` (``inf``: no noise).
@@ -109,55 +107,75 @@ class DPAuditConfig:
       output_dir: where dp_audit.json, report.md and dp_audit.png go.
     """
 
-    epsilons: tuple[float, ...] = DEFAULT_EPSILONS
-    delta: float = 1e-5
-    models: int = 2048
-    dataset: str = "digits"
-    records: int = 250
-    hidden: int = 32
-    epochs: int = 12
-    batch_size: int = 32
-    learning_rate: float = 0.5
-    clip: float = 1.0
-    canaries: int = 1000
-    confidence: float = 0.95
-    repetitions: int = 20
-    seed: int = 0
-    output_dir: str = "jaxmia-dp-audit"
+    epsilons: tuple[float, ...] = fields.opt(
+        DEFAULT_EPSILONS,
+        "comma-separated accountant epsilons to audit (inf: no noise)",
+        b=fields.POSITIVE_REAL,
+        distinct=True,
+        infinite=True,
+    )
+    delta: float = fields.opt(
+        1e-5, "DP delta of the accountant and the bounds", b=fields.Range(0, 1, True, True)
+    )
+    models: int = fields.opt(
+        2048, "models trained per epsilon, half with each canary", b=fields.Range(8)
+    )
+    dataset: str = fields.opt(
+        "digits",
+        "bundled dataset with an input feature that is 0 in every record",
+        c=tuple(datasets.BUNDLED),
+    )
+    records: int = fields.opt(
+        250, "size of the fixed training set (a seeded random subset)", b=fields.Range(10)
+    )
+    hidden: int = fields.opt(32, "hidden units of the MLP", b=fields.POS)
+    epochs: int = fields.opt(12, "passes over the training set", b=fields.POS)
+    batch_size: int = fields.opt(
+        32, "expected batch size (Poisson rate batch_size / records)", b=fields.POS
+    )
+    learning_rate: float = fields.opt(0.5, "plain SGD step size", b=fields.POSITIVE_REAL)
+    clip: float = fields.opt(1.0, "DP-SGD per-example L2 clipping norm", b=fields.POSITIVE_REAL)
+    canaries: int = fields.opt(1000, "input canaries of the one-run audit", b=fields.POS)
+    confidence: float = fields.opt(
+        0.95, "probability that each lower bound holds", b=fields.Range(0.5, 1, open_high=True)
+    )
+    repetitions: int = fields.opt(
+        20, "simulated audits of the ideal mechanism per epsilon", b=fields.POS
+    )
+    seed: int = fields.opt(
+        0, "seed of the data subset, canaries and models", b=fields.Range(0, SEED_MAX)
+    )
+    output_dir: str = fields.opt(
+        "jaxmia-dp-audit",
+        "where to write dp_audit.json, report.md and dp_audit.png",
+        f=("--output-dir", "-o"),
+    )
 
     def __post_init__(self):
-        eps = tuple(float(e) for e in self.epsilons) if self.epsilons else ()
-        if not eps or any(not e > 0 or math.isnan(e) for e in eps):
-            raise DPAuditError(
-                f"epsilons must be numbers > 0 (inf: no noise), got {self.epsilons!r}"
-            )
-        object.__setattr__(self, "epsilons", eps)
-        if not 0 < self.delta < 1:
-            raise DPAuditError(f"delta must be in (0, 1), got {self.delta!r}")
-        if not 0.5 <= self.confidence < 1:
-            raise DPAuditError(f"confidence must be in [0.5, 1), got {self.confidence!r}")
-        _positive_int("models", self.models, 8)
-        _positive_int("records", self.records, 10)
-        for name in ("hidden", "epochs", "batch_size", "canaries", "repetitions"):
-            _positive_int(name, getattr(self, name))
-        _positive_int("seed", self.seed, 0)
-        if self.seed > SEED_MAX:
-            raise DPAuditError(f"seed must be an integer in [0, {SEED_MAX}], got {self.seed!r}")
+        try:
+            super().__post_init__()
+        except fields.ConfigError as e:
+            raise DPAuditError(str(e)) from None
+        object.__setattr__(self, "epsilons", tuple(float(e) for e in self.epsilons))
         if self.batch_size > self.records or self.records % self.batch_size == 0:
             raise DPAuditError(
                 f"batch_size ({self.batch_size}) must be below records ({self.records}) and "
                 "not divide it (the black-box canary's models would take one more step an "
                 "epoch than the others)"
             )
-        for name in ("learning_rate", "clip"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, int | float) and value > 0):
-                raise DPAuditError(f"{name} must be a number > 0, got {value!r}")
-        if self.dataset not in datasets.BUNDLED:
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> DPAuditConfig:
+        """A config from flat settings (a TOML table); unknown keys are refused."""
+        if not isinstance(values, Mapping):
+            raise DPAuditError(f"dp-audit settings must be a table, got {values!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
             raise DPAuditError(
-                f"dataset must be a bundled one ({', '.join(datasets.BUNDLED)}), got "
-                f"{self.dataset!r}"
+                f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(known))}"
             )
+        return cls(**values)
 
     @property
     def sample_rate(self) -> float:

@@ -3,7 +3,11 @@
 
 A setting is a frozen-dataclass field made by :func:`opt`, whose metadata holds its
 ``help`` text, CLI ``flags``, ``choices``, ``bounds`` (a :class:`Range`), ``pool``
-(whether it changes a shadow pool) and ``distinct`` (whether a list may repeat an item).
+(whether it changes a shadow pool), ``distinct`` (whether a list may repeat an item) and
+``infinite`` (whether a float may be ``inf``). Every command's configuration is such a
+dataclass (``jaxmia audit``'s sections, ``jaxmia dp-audit``'s settings): its flags
+(:func:`add_flags`), TOML keys (:func:`read_toml`) and the command line that reproduces
+it (:func:`command_line`) all derive from :func:`options_of`, in declaration order.
 :class:`Section` checks every field of a dataclass from its type hint and metadata: strict
 types (a bool is no number, a string no number, floats finite, integers of 64 bits),
 choices, bounds and repeats, each refused by a one-line :class:`ConfigError` that names
@@ -17,6 +21,7 @@ import argparse
 import dataclasses
 import math
 import numbers
+import shlex
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
@@ -29,15 +34,20 @@ __all__ = [
     "POSITIVE_REAL",
     "UNIT",
     "ConfigError",
+    "Option",
     "Range",
     "Section",
+    "add_flags",
     "as_config_error",
     "check_value",
     "comma_list",
+    "command_line",
     "kind_of",
     "list_items",
     "load_toml",
     "opt",
+    "options_of",
+    "read_toml",
     "split_list",
 ]
 
@@ -80,11 +90,24 @@ INT64_MAX = 2**63 - 1
 """The largest integer a setting may hold (NumPy's int64; seeds, sizes)."""
 
 
-def opt(default, help: str, pool: str = "never", f=None, *, c=None, b=None, distinct=False):
+def opt(
+    default,
+    help: str,
+    pool: str = "never",
+    f=None,
+    *,
+    c=None,
+    b=None,
+    distinct=False,
+    infinite=False,
+):
     """A config field with its metadata: ``help``, ``pool``, ``flags`` (``f``), ``choices``
-    (``c``), ``bounds`` (``b``, a :class:`Range`) and ``distinct`` (a list whose items may
-    not repeat: a set of choices, not a sequence such as layer widths)."""
-    metadata = dict(help=help, pool=pool, flags=f, choices=c, bounds=b, distinct=distinct)
+    (``c``), ``bounds`` (``b``, a :class:`Range`), ``distinct`` (a list whose items may
+    not repeat: a set of choices, not a sequence such as layer widths) and ``infinite``
+    (a float that may be ``inf``, within its bounds)."""
+    metadata = dict(
+        help=help, pool=pool, flags=f, choices=c, bounds=b, distinct=distinct, infinite=infinite
+    )
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -102,7 +125,7 @@ def kind_of(hint) -> tuple[type, bool, bool]:
 _WORDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
 
 
-def _scalar_ok(value, kind: type) -> bool:
+def _scalar_ok(value, kind: type, infinite: bool = False) -> bool:
     if kind is bool:
         return isinstance(value, bool)
     if isinstance(value, bool):  # a bool is not a number
@@ -110,7 +133,8 @@ def _scalar_ok(value, kind: type) -> bool:
     if kind is int:
         return isinstance(value, int)
     if kind is float:
-        return isinstance(value, int | float) and math.isfinite(value)
+        finite = isinstance(value, int | float) and math.isfinite(value)
+        return finite or (infinite and value == math.inf)
     return isinstance(value, str) and value != ""
 
 
@@ -178,17 +202,20 @@ def check_value(name: str, value, hint, meta: Mapping[str, Any]):
         value = tuple(_plain(v, kind) for v in value)
     else:
         value = _plain(value, kind)
-    if many and _scalar_ok(value, kind):
+    if many and _scalar_ok(value, kind, bool(meta.get("infinite"))):
         value = (value,)
     word = _WORDS[kind] if kind is not str else "a non-empty string"
     if many:
         word = f"a non-empty list of {word.split(' ', 1)[1]}s".replace("trues or false", "bools")
+    infinite = bool(meta.get("infinite"))
+    if infinite:
+        word = word.replace("finite ", "") + " (inf allowed)"
     if optional:
         word += " or none"
     if many and not (isinstance(value, tuple) and value):
         raise ConfigError(f"{name} must be {word}, got {given!r}")
     for v in value if many else (value,):
-        if not _scalar_ok(v, kind):
+        if not _scalar_ok(v, kind, infinite):
             raise ConfigError(f"{name} must be {word}, got {given!r}")
         choices, bounds = meta.get("choices"), meta.get("bounds")
         if choices is not None and v not in choices:
@@ -235,3 +262,115 @@ def load_toml(path: str, what: str, error: type[Exception] = ConfigError) -> dic
         raise error(f"no such {what}: {path}") from None
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise error(f"cannot read {what} {path}: {getattr(e, 'strerror', e)}") from None
+
+
+class Option(NamedTuple):
+    """One flat setting as the CLI, TOML and :func:`command_line` see it: its section
+    (``""`` for a configuration of one section), scalar ``kind`` (of each element when
+    ``many``), whether it may be ``None``, its default, CLI ``flags``, ``help``,
+    ``choices`` and ``pool`` (:mod:`jaxmia.audit.config`)."""
+
+    name: str
+    section: str
+    kind: type
+    many: bool
+    optional: bool
+    default: object
+    flags: tuple[str, ...]
+    help: str
+    choices: tuple[str, ...] | None
+    pool: str
+
+
+def options_of(cls: type, section: str = "") -> tuple[Option, ...]:
+    """The :class:`Option` of every field of the dataclass ``cls`` made by :func:`opt`, in
+    declaration order; a field's flag is ``--field-name`` unless its metadata says."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        flags = meta.get("flags") or ("--" + f.name.replace("_", "-"),)
+        kind, many, optional = kind_of(hints[f.name])
+        found.append(
+            Option(
+                f.name,
+                section,
+                kind,
+                many,
+                optional,
+                f.default,
+                tuple(flags),
+                meta["help"],
+                meta.get("choices"),
+                meta.get("pool", "never"),
+            )
+        )
+    return tuple(found)
+
+
+_PARSE = {
+    int: (int, comma_list(int, "integers")),
+    float: (float, comma_list(float, "numbers")),
+    str: (str, comma_list(str, "names")),
+}
+"""How a flag's text becomes a setting of each kind: one value, or comma-separated."""
+
+
+def add_flags(parser: argparse.ArgumentParser, options: tuple[Option, ...]) -> None:
+    """A flag per option (``--no-x`` too for a switch), each defaulting to ``None`` (not
+    given: the TOML file's value or the setting's default applies), with the option's
+    help, choices and default."""
+    for option in options:
+        default = option.default
+        shown = ",".join(map(str, default)) if option.many and default else default
+        text = option.help
+        if option.choices:
+            text += f"; one of {', '.join(option.choices)}"
+        text += "" if default is None else f" (default: {shown})"
+        if option.kind is bool:
+            parser.add_argument(
+                *option.flags,
+                dest=option.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=text,
+            )
+            continue
+        kind = _PARSE[option.kind][option.many]
+        metavar = option.name.upper()
+        parser.add_argument(
+            *option.flags, dest=option.name, type=kind, default=None, help=text, metavar=metavar
+        )
+
+
+def command_line(words: list[str], options: tuple[Option, ...], values: Mapping) -> str:
+    """``words`` (``["jaxmia", "audit"]``) and a flag for every setting in ``values``
+    that differs from its default (switches last): the command that reproduces them."""
+    parts, switches = list(words), []
+    for option in options:
+        value = values[option.name]
+        if value == option.default or value is None:
+            continue
+        if option.kind is bool:
+            switches.append(option.flags[0] if value else "--no-" + option.flags[0][2:])
+            continue
+        shown = ",".join(map(str, value)) if option.many else str(value)
+        parts += [option.flags[0], shlex.quote(shown)]
+    return " ".join(parts + switches)
+
+
+def read_toml(path: str, table: str) -> dict[str, Any]:
+    """The flat settings of a TOML file: top-level keys, or a ``[table]`` table (then
+    nothing else); the configuration class checks them."""
+    data = load_toml(path, "config file")
+    if table not in data:
+        return data
+    if not isinstance(data[table], dict):
+        raise ConfigError(f"{table} in {path} must be a table ([{table}]), got {data[table]!r}")
+    beside = sorted(set(data) - {table})
+    if beside:
+        raise ConfigError(
+            f"key(s) {', '.join(beside)} in {path} lie outside the [{table}] table; "
+            "move them into it"
+        )
+    return dict(data[table])
