@@ -77,7 +77,8 @@ def test_an_attack_registered_from_outside_runs_through_the_cli_and_toml(my_loss
     assert rc == 0, err
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert list(metrics["attacks"]) == ["my_loss"]
-    assert "my_loss" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()  # the registry's description of it
+    assert "- my_loss: cross-entropy loss; none (a test)" in report
     toml = tmp_path / "audit.toml"
     toml.write_text('attacks = ["my_loss", "loss"]\n')
     assert audit.AuditConfig.from_dict(audit.config.read_toml(str(toml))).attacks == (

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from jaxmia import metrics
+from jaxmia.attacks import registry
 from jaxmia.audit import outputs, shadow_config
 from jaxmia.audit import vulnerability as vuln
 from jaxmia.audit.config import AuditConfig, command_for
@@ -337,6 +338,7 @@ def _results(report: AuditReport) -> list[str]:
             f"precision {m.precision:.3f}, recall {m.recall:.3f}"
         )
     lines.append("")
+    lines += _attacks(report)
     if report.per_target:
         fprs = report.config.fprs
         lines += [
@@ -356,6 +358,24 @@ def _results(report: AuditReport) -> list[str]:
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
+
+
+def _attacks(report: AuditReport) -> list[str]:
+    """What each attack of the table models and where it comes from, as declared in the
+    attack registry (:mod:`jaxmia.attacks.registry`); an attack no longer registered is
+    left out."""
+    lines = []
+    for name in report.metrics:
+        try:
+            attack = registry.get(name)
+        except KeyError:
+            continue
+        online = "; online (shadows trained on the candidates)" if attack.online else ""
+        source = f"; {attack.paper}" if attack.paper else ""
+        lines.append(f"- {name}: {attack.statistic or 'statistic not stated'}{online}{source}")
+    return (
+        ["Attacks (as registered in `jaxmia.attacks.registry`):", "", *lines, ""] if lines else []
+    )
 
 
 def _thresholds(report: AuditReport) -> str:
