@@ -247,27 +247,23 @@ def _chosen(argv: Sequence[str]) -> str:
     return first if first in _HELP else ""
 
 
-def _config_values(args: argparse.Namespace) -> dict[str, Any]:
-    """Audit settings from --config, overridden by the flags given."""
+def _config(args: argparse.Namespace, **defaults: Any) -> Any:
+    """The :class:`jaxmia.audit.AuditConfig` of --config, overridden by the flags given, over
+    ``defaults`` (:func:`jaxmia.audit.fields.from_command_line`)."""
     from jaxmia.audit import config
 
-    values = config.read_toml(args.config) if args.config else {}
-    for option in config.options():
-        if getattr(args, option.name) is not None:
-            values[option.name] = getattr(args, option.name)
-    return values
+    build = config.AuditConfig.from_dict
+    return fields.from_command_line(args, config.options(), "audit", build, defaults)
 
 
 def _study(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
-    from jaxmia import audit, study
+    from jaxmia import study
     from jaxmia.audit import outputs
     from jaxmia.engine.files import inside
 
-    values = _config_values(args)
-    values.setdefault("output_dir", "jaxmia-study")
-    base = audit.AuditConfig.from_dict(values)
+    base = _config(args, output_dir="jaxmia-study")
     factor_values = study.parse_values(args.factor, args.values, base)
     pool_root = inside(base.output_dir, "pools")  # never a link: refused before anything
     names = sorted({study.pool_name(args.factor, v, base) for v in factor_values})
@@ -324,7 +320,7 @@ def _pool_train(args: argparse.Namespace) -> int:
     if not args.pool:
         raise ValueError("jaxmia pool train needs --pool DIR")
     main_process = _join(args)  # each process trains its devices' models, process 0 reports
-    config = audit.AuditConfig.from_dict(_config_values(args))
+    config = _config(args)
     quiet = args.quiet or not main_process
     log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     _retrain(args, args.pool, log)
@@ -351,11 +347,10 @@ def _pool_info(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
-    from jaxmia import audit
     from jaxmia.audit import outputs, report
 
     main_process = _join(args)
-    config = audit.AuditConfig.from_dict(_config_values(args))
+    config = _config(args)
     pool_dir = _pool_dir(args, config)  # a linked OUTPUT_DIR/pool refused before anything
     if not main_process:
         return _audit_run(args, config, pool_dir, main_process)

@@ -16,7 +16,7 @@ from jaxmia.defences import training as defences
 def parse(words):
     """The flat settings that ``jaxmia audit WORDS`` gives."""
     args = cli.build_parser().parse_args(["audit", *words])
-    return cfg.AuditConfig.from_dict(cli._config_values(args))
+    return cli._config(args)
 
 
 def test_the_parser_has_a_flag_for_every_field():
@@ -237,11 +237,11 @@ def test_config_toml_of_wrong_types_gives_one_line_naming_the_key(
 @pytest.mark.parametrize(
     "words, message",
     [
-        (["--seed", "99999999999999999999"], "seed must be an integer in [0, "),
-        (["-o", ""], "output_dir must be a non-empty string"),
-        (["--dp-noise", "inf"], "dp_noise must be a finite number"),
-        (["--dp-noise", "-1"], "dp_noise must be a finite number >= 0"),
-        (["--weight-decay", "nan"], "weight_decay must be a finite number"),
+        (["--seed", "99999999999999999999"], "--seed must be an integer in [0, "),
+        (["-o", ""], "--output-dir must be a non-empty string"),
+        (["--dp-noise", "inf"], "--dp-noise must be a finite number"),
+        (["--dp-noise", "-1"], "--dp-noise must be a finite number >= 0"),
+        (["--weight-decay", "nan"], "--weight-decay must be a finite number"),
     ],
 )
 def test_cli_refuses_bad_values_in_one_line_before_training(words, message, capsys, monkeypatch):

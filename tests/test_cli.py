@@ -450,7 +450,7 @@ def test_a_flag_turns_off_a_switch_of_the_config_file(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text("per_class = true\naugment = true\n")
     args = cli.build_parser().parse_args(["audit", "--config", str(config), "--no-per-class"])
-    settings = audit.AuditConfig.from_dict(cli._config_values(args))
+    settings = cli._config(args)
     assert settings.per_class is False and settings.augment is True
 
 

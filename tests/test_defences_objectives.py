@@ -113,12 +113,12 @@ def test_bad_values_are_refused_in_one_line(settings, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--l1", "-0.5"], "l1 must be a finite number >= 0"),
-        (["--label-smoothing", "1.5"], "label_smoothing must be a finite number >= 0 and < 1"),
-        (["--mixup", "nan"], "mixup must be a finite number"),
-        (["--relaxloss", "inf"], "relaxloss must be a finite number"),
-        (["--adv-train", "-1"], "adv_train must be a finite number >= 0"),
-        (["--adv-train-steps", "0"], "adv_train_steps must be an integer >= 1"),
+        (["--l1", "-0.5"], "--l1 must be a finite number >= 0"),
+        (["--label-smoothing", "1.5"], "--label-smoothing must be a finite number >= 0 and < 1"),
+        (["--mixup", "nan"], "--mixup must be a finite number"),
+        (["--relaxloss", "inf"], "--relaxloss must be a finite number"),
+        (["--adv-train", "-1"], "--adv-train must be a finite number >= 0"),
+        (["--adv-train-steps", "0"], "--adv-train-steps must be an integer >= 1"),
         (["--adv-train-steps", "two"], "invalid int value"),
         (["--relaxloss", "1", "--mixup", "0.2"], "relaxloss does not combine with"),
     ],

@@ -205,7 +205,7 @@ def test_the_audit_trains_defended_models_against_half_their_non_members():
 
 @pytest.mark.parametrize(
     "value, message",
-    [("-1", "adv_reg must be a finite number >= 0"), ("nan", "adv_reg must be a finite")],
+    [("-1", "--adv-reg must be a finite number >= 0"), ("nan", "--adv-reg must be a finite")],
 )
 def test_the_cli_refuses_bad_lambdas_in_one_line(value, message, capsys, monkeypatch):
     monkeypatch.setattr(audit, "run", lambda *a, **k: pytest.fail("trained"))
@@ -223,7 +223,7 @@ def test_the_cli_refuses_lambda_with_dp_sgd(capsys, monkeypatch):
 
 def test_adv_reg_is_a_flag_of_audit_and_study_and_a_toml_key(tmp_path):
     args = cli.build_parser().parse_args(["audit", "--adv-reg", "2.5", "--defend-shadows"])
-    config = audit.AuditConfig.from_dict(cli._config_values(args))
+    config = cli._config(args)
     assert config.adv_reg == 2.5 and config.defence.adversarial.strength == 2.5
     assert "--adv-reg 2.5" in cfg.command_for(config)
     path = tmp_path / "a.toml"
@@ -231,8 +231,8 @@ def test_adv_reg_is_a_flag_of_audit_and_study_and_a_toml_key(tmp_path):
     assert cfg.read_toml(path) == {"adv_reg": 1.5}
     assert audit.AuditConfig.from_dict(cfg.read_toml(path)).adv_reg == 1.5
     words = ["study", "--factor", "epochs", "--values", "1,2", "--adv-reg", "0.5"]
-    base = cli._config_values(cli.build_parser().parse_args(words))
-    assert audit.AuditConfig.from_dict(base).adv_reg == 0.5  # a study's base setting
+    base = cli._config(cli.build_parser().parse_args(words))
+    assert base.adv_reg == 0.5  # a study's base setting
 
 
 def _adv_spec(factory, tx, batch_size, steps, reg, classes=3) -> adversarial.AdvSpec:

@@ -15,7 +15,6 @@ from helpers import tree_max_diff
 from scipy import stats
 
 from jaxmia import audit, cli, engine, study
-from jaxmia.audit import config as cfg
 from jaxmia.audit.training import privacy_spent
 from jaxmia.defences import training as defences
 from jaxmia.engine import pools, sampling
@@ -335,7 +334,7 @@ def test_bad_canary_and_sampling_settings_are_refused_in_one_line(case):
 
 def test_dp_sampling_is_a_flag_and_reaches_the_engine():
     args = cli.build_parser().parse_args(["audit", "--dp-noise", "1", "--dp-sampling", "shuffle"])
-    config = cfg.AuditConfig.from_dict(cli._config_values(args))
+    config = cli._config(args)
     assert config.dp_sampling == "shuffle"
     assert config.defence.dp == engine.DPConfig(1.0, 1.0, sampling="shuffle")
     assert audit.AuditConfig(dp_noise=1.0).defence.dp.sampling == "poisson"

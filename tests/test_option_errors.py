@@ -1,6 +1,7 @@
 """Every option of every command (``jaxmia audit``, ``study`` and ``dp-audit``), given a bad
-value on the command line or in a TOML file: one line that names the setting (its flag or
-its key), exit status 2, and no training started (hypothesis draws option and value)."""
+value on the command line or in a TOML file: one line that names the setting as it was
+given (its flag, or its key in the file), exit status 2, and no training started
+(hypothesis draws option and value; a sweep runs them all)."""
 
 import dataclasses
 import json
@@ -108,7 +109,7 @@ def test_a_bad_value_of_any_option_is_one_line_naming_it(case, through, capsys):
             names = (option.name,)
         else:
             words += [option.flags[0], _flag_text(option, value)]
-            names = (option.name, option.flags[0])
+            names = (option.flags[0],)  # as given: by its flag
         rc, stdout, err = run_cli(words, capsys)
         assert rc == 2, (words, stdout, err)
         assert len(err.strip().splitlines()) == 1, err

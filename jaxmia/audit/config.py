@@ -106,7 +106,10 @@ class QueryConfig(Section):
 
     def __post_init__(self):
         if isinstance(self.access, str):  # its own message: "unknown access level"
-            as_config_error(threat_models.check_access, self.access)
+            try:
+                threat_models.check_access(self.access)
+            except ValueError as e:
+                raise ConfigError(f"access: {e}") from None
         super().__post_init__()
 
 

@@ -44,12 +44,9 @@ def add_arguments(parser) -> None:
 
 
 def config_of(args: argparse.Namespace) -> DPAuditConfig:
-    """The settings of ``--config`` (if given), overridden by the flags given, checked."""
-    values = fields.read_toml(args.config, "dp-audit") if args.config else {}
-    for option in OPTIONS:
-        if getattr(args, option.name) is not None:
-            values[option.name] = getattr(args, option.name)
-    return DPAuditConfig.from_dict(values)
+    """The settings of ``--config`` (if given), overridden by the flags given, checked
+    (an error names a setting as it was given: flag or key)."""
+    return fields.from_command_line(args, OPTIONS, "dp-audit", DPAuditConfig.from_dict)
 
 
 def command_for(config: DPAuditConfig) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "check_value",
     "comma_list",
     "command_line",
+    "from_command_line",
     "kind_of",
     "list_items",
     "load_toml",
@@ -374,3 +375,32 @@ def read_toml(path: str, table: str) -> dict[str, Any]:
             "move them into it"
         )
     return dict(data[table])
+
+
+def from_command_line(
+    args: argparse.Namespace,
+    options: tuple[Option, ...],
+    table: str,
+    build: Callable[[dict[str, Any]], Any],
+    defaults: Mapping[str, Any] | None = None,
+) -> Any:
+    """``build(values)`` of the settings of ``--config`` (a TOML file: top level or a
+    ``[table]``), overridden by the flags given, over ``defaults``. An error that names a
+    setting given by a flag names it by that flag (``--shadows must be ...``, where the
+    file would say ``num_shadows``)."""
+    values = dict(defaults or {})
+    values.update(read_toml(args.config, table) if getattr(args, "config", None) else {})
+    flags = {}
+    for option in options:
+        value = getattr(args, option.name)
+        if value is not None:
+            values[option.name] = value
+            flags[option.name] = option.flags[0]
+    try:
+        return build(values)
+    except ValueError as error:
+        text = str(error)
+        for name in sorted(flags, key=len, reverse=True):  # "dp_noise" before "dp"
+            if text.startswith((name + " ", name + ":")):
+                raise type(error)(flags[name] + text[len(name) :]) from None
+        raise
