@@ -1,22 +1,23 @@
-"""The default audit, as the README's quick start runs it (about 40 s on 2 cores), its rerun
-from the pool it saved, and the committed runs in ``results/`` reproduced from it."""
+"""The default audit, as the README's quick start runs it (about 20 s on 2 cores), its rerun
+from the pool it saved, and the committed runs in ``results/`` reproduced from it. How
+long they take is measured by ``benchmarks/wall_clock.py --audit`` (the rerun under half
+of the first run) and ``benchmarks/audit_timing.py``, not asserted here."""
 
 import json
 import os
 import pathlib
 import subprocess
 import sys
-import time
 
 import pytest
 
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
 
 
-def jaxmia(args, env) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "jaxmia.cli", *args], env=env, check=True)
-    return time.perf_counter() - start
+def jaxmia(args, env) -> str:
+    """Runs ``jaxmia ARGS``; its log (stderr)."""
+    run = [sys.executable, "-m", "jaxmia.cli", *args]
+    return subprocess.run(run, env=env, check=True, stderr=subprocess.PIPE, text=True).stderr
 
 
 def assert_reproduces(name: str, got: dict, committed: dict) -> None:
@@ -41,7 +42,7 @@ def test_default_audit_reproduces_the_committed_runs_and_reruns_from_its_pool(tm
     env = {**os.environ, "JAXMIA_COMPILATION_CACHE": xla_cache}
     env.pop("XLA_FLAGS", None)  # as a user runs it on the 2-core machine that made results/
     env["JAXMIA_CPU_DEVICES"] = "2"  # the floats depend on the device layout
-    first = jaxmia(["audit", "-o", str(tmp_path / "a"), "-q"], env)
+    jaxmia(["audit", "-o", str(tmp_path / "a"), "-q"], env)
     m = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert m["config"]["num_shadows"] == 64 and m["config"]["dataset"] == "location30"
     assert m["n_candidates"] == 5010
@@ -52,11 +53,12 @@ def test_default_audit_reproduces_the_committed_runs_and_reruns_from_its_pool(tm
         assert_reproduces(name, attacks[name], reference[name])
 
     pool = str(tmp_path / "a" / "pool")
-    rerun = jaxmia(["audit", "--pool", pool, "-o", str(tmp_path / "b"), "-q"], env)
+    log = jaxmia(["audit", "--pool", pool, "-o", str(tmp_path / "b")], env)  # not quiet: its log
     again = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert again["attacks"] == attacks  # every metric, bit for bit
-    assert again["timings_s"]["train_shadows"] < 2.0  # read, not trained
-    assert rerun < 0.5 * first, (first, rerun)
+    # read, not trained: the log names the pool's 64 models read, and no training of them
+    assert f"reading the 64 shadow models from {pool}" in log, log[-2000:]
+    assert "64/64 shadow models read from the pool" in log and "training 64" not in log
 
     # leave-one-out (results/location30-leave-one-out, 8 targets) serves each target from
     # the same pool; a target's metrics depend on it alone, so the first two reproduce
@@ -67,10 +69,7 @@ def test_default_audit_reproduces_the_committed_runs_and_reruns_from_its_pool(tm
     for name, per_target in reference.items():
         for t in range(2):
             assert_reproduces(name, loo[name][t], per_target[t])
-    print(
-        f"default audit: {first:.1f} s; rerun from its pool: {rerun:.1f} s; "
-        + ", ".join(f"{k} AUC {v['auc']:.3f}" for k, v in attacks.items())
-    )
+    print("default audit: " + ", ".join(f"{k} AUC {v['auc']:.3f}" for k, v in attacks.items()))
 
 
 @pytest.mark.slow
