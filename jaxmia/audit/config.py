@@ -165,21 +165,17 @@ SECTIONS: dict[str, type] = {
 }
 """The sections of :class:`AuditConfig`: attribute name and class."""
 
-_ORDER = (
-    "dataset label_column num_shadows scheme model hidden activation epochs batch_size "
-    "learning_rate seed target_size shadow_size chunk_size access top_k attacks per_class targets "
-    "lira_variance augment rmia_a rmia_gamma population_size weight_decay dropout early_stopping "
-    "dp_noise dp_clip dp_delta dp_sampling adv_reg l1 label_smoothing mixup relaxloss adv_train "
-    "adv_train_steps defend_shadows perturbation decimals noise_sigma label_queries fprs n_boot "
-    "output_dir "
-).split() + [f.name for f in dataclasses.fields(shadow_config.ShadowConfig)]
-# the order of metrics.json's "config" and of the CLI flags, as before the sections
-
 
 def _collect() -> dict[str, Option]:
-    found = {o.name: o for section, cls in SECTIONS.items() for o in options_of(cls, section)}
-    assert sorted(found) == sorted(_ORDER), "every setting has its place in _ORDER"
-    return {name: found[name] for name in _ORDER}
+    """Every section's settings, in declaration order (the sections in the order of
+    :data:`SECTIONS`, then their fields): the order of the CLI flags, of
+    ``metrics.json``'s ``"config"`` and of :func:`command_for`."""
+    found: dict[str, Option] = {}
+    for section, cls in SECTIONS.items():
+        for option in options_of(cls, section):
+            assert option.name not in found, f"{option.name} is a setting of two sections"
+            found[option.name] = option
+    return found
 
 
 _OPTIONS = _collect()
