@@ -13,6 +13,7 @@ The main entry points are offered here directly::
 
 The package follows the audit's data flow, each layer importing only from those below:
 
+* :mod:`jaxmia.settings`: typed settings and their checks (every configuration's).
 * :mod:`jaxmia.datasets`, :mod:`jaxmia.splits`: data and the keep matrices of members.
 * :mod:`jaxmia.models`: Flax NNX MLP and CNN factories.
 * :mod:`jaxmia.signals`: jitted per-example signals (loss, confidence, ...).
@@ -45,6 +46,7 @@ _MODULES = (
     "metrics",
     "models",
     "multiples",
+    "settings",
     "signals",
     "splits",
     "study",

@@ -38,8 +38,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jaxmia import audit, datasets, frontier
-from jaxmia.audit import config, fields, outputs, report
+from jaxmia.audit import config, outputs, report
 from jaxmia.engine.files import inside
+from jaxmia.settings import ConfigError, split_list
 
 __all__ = [
     "DEFENCE_FACTORS",
@@ -147,8 +148,8 @@ def parse_values(
         return found
     if isinstance(values, str):
         try:
-            values = fields.split_list("--values", values)
-        except fields.ConfigError as e:
+            values = split_list("--values", values)
+        except ConfigError as e:
             raise StudyError(str(e)) from None
     if not values:
         raise StudyError("a study needs at least one value")

@@ -58,13 +58,13 @@ def test_bad_defence_options_are_refused():
 @pytest.mark.parametrize(
     "settings, message",
     [
-        ({"weight_decay": float("nan")}, "weight_decay must be a finite number >= 0, got nan"),
-        ({"dp_noise": float("inf")}, "dp_noise must be a finite number >= 0, got inf"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number, got nan"),
+        ({"dp_noise": float("inf")}, "dp_noise must be a finite number or none, got inf"),
         ({"dp_noise": -1.0}, "dp_noise must be a finite number >= 0, got -1.0"),
         ({"dp_clip": 0.0}, "dp_clip must be a finite number > 0, got 0.0"),
-        ({"dp_delta": 1.0}, "dp_delta must be a finite number > 0 and < 1, got 1.0"),
-        ({"dropout": True}, "dropout must be a finite number >= 0 and < 1, got True"),
-        ({"early_stopping": 1.5}, "early_stopping must be an integer >= 0, got 1.5"),
+        ({"dp_delta": 1.0}, "dp_delta must be a finite number in (0, 1), got 1.0"),
+        ({"dropout": True}, "dropout must be a finite number, got True"),
+        ({"early_stopping": 1.5}, "early_stopping must be an integer, got 1.5"),
     ],
 )
 def test_a_defence_refuses_meaningless_values_in_one_line(settings, message):

@@ -21,7 +21,7 @@ ROOT = pathlib.Path(jaxmia.__file__).parent
 PACKAGE = "jaxmia"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("datasets", "splits"),
+    ("settings", "datasets", "splits"),
     ("models",),
     ("signals",),
     ("engine",),

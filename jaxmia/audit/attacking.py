@@ -21,8 +21,8 @@ import numpy as np
 
 from jaxmia.attacks import registry
 from jaxmia.attacks.registry import AttackInputs, PoolSignals, Queries, Scores
+from jaxmia.audit._log import Log, note, silent
 from jaxmia.audit.config import AuditConfig
-from jaxmia.audit.log import Log, note, silent
 
 __all__ = [
     "PoolSignals",

@@ -13,30 +13,27 @@ them. Settings read flat (``AuditConfig(epochs=20).epochs``), as in TOML and met
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Mapping
 from typing import Any
 
 from jaxmia import datasets, models, splits, threat_models
 from jaxmia.attacks import lira, registry
 from jaxmia.audit import fields, shadow_config
-from jaxmia.audit.fields import (
+from jaxmia.audit.fields import Option, options_of
+from jaxmia.defences import perturbation
+from jaxmia.defences import training as defences
+from jaxmia.settings import (
     INT64_MAX,
     NAT,
     POS,
     POSITIVE_REAL,
     UNIT,
     ConfigError,
-    Option,
     Range,
     Section,
     as_config_error,
-    check_value,
     opt,
-    options_of,
 )
-from jaxmia.defences import perturbation
-from jaxmia.defences import training as defences
 
 __all__ = [
     "AttackConfig",
@@ -218,15 +215,10 @@ class AuditConfig:
                 section = cls()
             elif not isinstance(section, cls):
                 raise ConfigError(f"{name} must be a {cls.__name__}, got {section!r}")
-            hints = typing.get_type_hints(cls)
             changes = {
                 f.name: settings[f.name] for f in dataclasses.fields(cls) if f.name in settings
             }
-            if not issubclass(cls, Section):  # a lower layer's class: its types checked here
-                for f in dataclasses.fields(cls):
-                    if f.name in changes:
-                        changes[f.name] = check_value(f.name, changes[f.name], hints[f.name], {})
-            if changes:
+            if changes:  # every section checks its own values (settings.Section)
                 section = as_config_error(dataclasses.replace, section, **changes)
             object.__setattr__(self, name, section)
         self._check_together()

@@ -46,8 +46,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxmia import attacks, datasets, engine, models, signals
-from jaxmia.audit import fields
+from jaxmia import attacks, datasets, engine, models, settings, signals
 from jaxmia.defences import training as defence_training
 from jaxmia.engine import pools
 from jaxmia.engine.files import inside
@@ -82,7 +81,7 @@ class DPAuditError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class DPAuditConfig(fields.Section):
+class DPAuditConfig(settings.Section):
     """The settings of ``jaxmia dp-audit``: each a flag (``--batch-size``) and a TOML key
     (``batch_size``, top level or in a ``[dp-audit]`` table), checked here with the audit's
     settings machinery (:mod:`jaxmia.audit.fields`), each in one line naming it.
@@ -107,45 +106,45 @@ class DPAuditConfig(fields.Section):
       output_dir: where dp_audit.json, report.md and dp_audit.png go.
     """
 
-    epsilons: tuple[float, ...] = fields.opt(
+    epsilons: tuple[float, ...] = settings.opt(
         DEFAULT_EPSILONS,
         "comma-separated accountant epsilons to audit (inf: no noise)",
-        b=fields.POSITIVE_REAL,
+        b=settings.POSITIVE_REAL,
         distinct=True,
         infinite=True,
     )
-    delta: float = fields.opt(
-        1e-5, "DP delta of the accountant and the bounds", b=fields.Range(0, 1, True, True)
+    delta: float = settings.opt(
+        1e-5, "DP delta of the accountant and the bounds", b=settings.Range(0, 1, True, True)
     )
-    models: int = fields.opt(
-        2048, "models trained per epsilon, half with each canary", b=fields.Range(8)
+    models: int = settings.opt(
+        2048, "models trained per epsilon, half with each canary", b=settings.Range(8)
     )
-    dataset: str = fields.opt(
+    dataset: str = settings.opt(
         "digits",
         "bundled dataset with an input feature that is 0 in every record",
         c=tuple(datasets.BUNDLED),
     )
-    records: int = fields.opt(
-        250, "size of the fixed training set (a seeded random subset)", b=fields.Range(10)
+    records: int = settings.opt(
+        250, "size of the fixed training set (a seeded random subset)", b=settings.Range(10)
     )
-    hidden: int = fields.opt(32, "hidden units of the MLP", b=fields.POS)
-    epochs: int = fields.opt(12, "passes over the training set", b=fields.POS)
-    batch_size: int = fields.opt(
-        32, "expected batch size (Poisson rate batch_size / records)", b=fields.POS
+    hidden: int = settings.opt(32, "hidden units of the MLP", b=settings.POS)
+    epochs: int = settings.opt(12, "passes over the training set", b=settings.POS)
+    batch_size: int = settings.opt(
+        32, "expected batch size (Poisson rate batch_size / records)", b=settings.POS
     )
-    learning_rate: float = fields.opt(0.5, "plain SGD step size", b=fields.POSITIVE_REAL)
-    clip: float = fields.opt(1.0, "DP-SGD per-example L2 clipping norm", b=fields.POSITIVE_REAL)
-    canaries: int = fields.opt(1000, "input canaries of the one-run audit", b=fields.POS)
-    confidence: float = fields.opt(
-        0.95, "probability that each lower bound holds", b=fields.Range(0.5, 1, open_high=True)
+    learning_rate: float = settings.opt(0.5, "plain SGD step size", b=settings.POSITIVE_REAL)
+    clip: float = settings.opt(1.0, "DP-SGD per-example L2 clipping norm", b=settings.POSITIVE_REAL)
+    canaries: int = settings.opt(1000, "input canaries of the one-run audit", b=settings.POS)
+    confidence: float = settings.opt(
+        0.95, "probability that each lower bound holds", b=settings.Range(0.5, 1, open_high=True)
     )
-    repetitions: int = fields.opt(
-        20, "simulated audits of the ideal mechanism per epsilon", b=fields.POS
+    repetitions: int = settings.opt(
+        20, "simulated audits of the ideal mechanism per epsilon", b=settings.POS
     )
-    seed: int = fields.opt(
-        0, "seed of the data subset, canaries and models", b=fields.Range(0, SEED_MAX)
+    seed: int = settings.opt(
+        0, "seed of the data subset, canaries and models", b=settings.Range(0, SEED_MAX)
     )
-    output_dir: str = fields.opt(
+    output_dir: str = settings.opt(
         "jaxmia-dp-audit",
         "where to write dp_audit.json, report.md and dp_audit.png",
         f=("--output-dir", "-o"),
@@ -154,7 +153,7 @@ class DPAuditConfig(fields.Section):
     def __post_init__(self):
         try:
             super().__post_init__()
-        except fields.ConfigError as e:
+        except settings.ConfigError as e:
             raise DPAuditError(str(e)) from None
         object.__setattr__(self, "epsilons", tuple(float(e) for e in self.epsilons))
         if self.batch_size > self.records or self.records % self.batch_size == 0:

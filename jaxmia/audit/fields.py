@@ -1,162 +1,38 @@
-"""Typed settings with metadata, and their checks: the machinery under
-:mod:`jaxmia.audit.config`.
+"""Settings as a command sees them: flags, TOML keys and the command line that
+reproduces them, derived from a configuration's fields (:mod:`jaxmia.settings`, the
+checks, sits below).
 
-A setting is a frozen-dataclass field made by :func:`opt`, whose metadata holds its
-``help`` text, CLI ``flags``, ``choices``, ``bounds`` (a :class:`Range`), ``pool``
-(whether it changes a shadow pool), ``distinct`` (whether a list may repeat an item) and
-``infinite`` (whether a float may be ``inf``). Every command's configuration is such a
-dataclass (``jaxmia audit``'s sections, ``jaxmia dp-audit``'s settings): its flags
-(:func:`add_flags`), TOML keys (:func:`read_toml`) and the command line that reproduces
-it (:func:`command_line`) all derive from :func:`options_of`, in declaration order.
-:class:`Section` checks every field of a dataclass from its type hint and metadata: strict
-types (a bool is no number, a string no number, floats finite, integers of 64 bits),
-choices, bounds and repeats, each refused by a one-line :class:`ConfigError` that names
-the setting, the value and what is allowed. A string where a list of names belongs is a
-comma-separated list (:func:`split_list`: an empty item is refused, never dropped).
+Every command's configuration is a dataclass of :func:`jaxmia.settings.opt` fields
+(``jaxmia audit``'s sections, ``jaxmia dp-audit``'s settings), whose metadata also holds
+each setting's CLI ``flags`` and ``pool`` (whether it changes a shadow pool): its flags
+(:func:`add_flags`), TOML keys (:func:`read_toml`), the configuration built from both
+(:func:`from_command_line`, errors naming a setting as it was given) and the command
+line that reproduces it (:func:`command_line`) all derive from :func:`options_of`, in
+declaration order.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
-import numbers
 import shlex
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from jaxmia.settings import ConfigError, kind_of, list_items
+
 __all__ = [
-    "INT64_MAX",
-    "NAT",
-    "POS",
-    "POSITIVE_REAL",
-    "UNIT",
-    "ConfigError",
     "Option",
-    "Range",
-    "Section",
     "add_flags",
-    "as_config_error",
-    "check_value",
     "comma_list",
     "command_line",
     "from_command_line",
-    "kind_of",
-    "list_items",
     "load_toml",
-    "opt",
     "options_of",
     "read_toml",
-    "split_list",
 ]
-
-
-class ConfigError(ValueError):
-    """An audit setting has a bad value (the message names the key, the value and what is
-    allowed, on one line)."""
-
-
-class Range(NamedTuple):
-    """The interval ``[low, high]``, each end open when asked; ``None``: unbounded."""
-
-    low: float
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-
-    def __contains__(self, v) -> bool:
-        above = v > self.low if self.open_low else v >= self.low
-        return above and (
-            self.high is None or (v < self.high if self.open_high else v <= self.high)
-        )
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return f"{'>' if self.open_low else '>='} {self.low}"
-        ends = "(["[not self.open_low], ")]"[not self.open_high]
-        return f"in {ends[0]}{self.low}, {self.high}{ends[1]}"
-
-
-POS = Range(1)
-"""Bounds of a count: ``>= 1``."""
-NAT = Range(0)
-"""Bounds of a non-negative setting: ``>= 0``."""
-POSITIVE_REAL = Range(0, open_low=True)
-"""Bounds of a positive number: ``> 0``."""
-UNIT = Range(0, 1, True, True)
-"""Bounds of a rate: ``(0, 1)``."""
-INT64_MAX = 2**63 - 1
-"""The largest integer a setting may hold (NumPy's int64; seeds, sizes)."""
-
-
-def opt(
-    default,
-    help: str,
-    pool: str = "never",
-    f=None,
-    *,
-    c=None,
-    b=None,
-    distinct=False,
-    infinite=False,
-):
-    """A config field with its metadata: ``help``, ``pool``, ``flags`` (``f``), ``choices``
-    (``c``), ``bounds`` (``b``, a :class:`Range`), ``distinct`` (a list whose items may
-    not repeat: a set of choices, not a sequence such as layer widths) and ``infinite``
-    (a float that may be ``inf``, within its bounds)."""
-    metadata = dict(
-        help=help, pool=pool, flags=f, choices=c, bounds=b, distinct=distinct, infinite=infinite
-    )
-    return dataclasses.field(default=default, metadata=metadata)
-
-
-def kind_of(hint) -> tuple[type, bool, bool]:
-    """``(scalar type, is a tuple, may be None)`` of a field's type hint."""
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    if optional:
-        hint = next(a for a in args if a is not type(None))
-    if typing.get_origin(hint) is tuple:
-        return typing.get_args(hint)[0], True, optional
-    return hint, False, optional
-
-
-_WORDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
-
-
-def _scalar_ok(value, kind: type, infinite: bool = False) -> bool:
-    if kind is bool:
-        return isinstance(value, bool)
-    if isinstance(value, bool):  # a bool is not a number
-        return False
-    if kind is int:
-        return isinstance(value, int)
-    if kind is float:
-        finite = isinstance(value, int | float) and math.isfinite(value)
-        return finite or (infinite and value == math.inf)
-    return isinstance(value, str) and value != ""
-
-
-def _plain(v, kind: type):
-    """A NumPy integer or float as the Python number it equals; other values unchanged."""
-    if kind in (int, float) and isinstance(v, numbers.Integral) and type(v) not in (int, bool):
-        return int(v)
-    if kind is float and isinstance(v, numbers.Real) and not isinstance(v, int | float):
-        return float(v)
-    return v
-
-
-def split_list(name: str, text: str) -> tuple[str, ...]:
-    """The items of the comma-separated ``text``, stripped (``"loss, rmia_online"``; a
-    blank ``text``: none); an empty item (``3,,4``, a trailing comma) is refused by a
-    one-line :class:`ConfigError` naming ``name`` (as the user gave it: a key or a flag),
-    never dropped."""
-    try:
-        return list_items(text)
-    except ValueError as error:
-        raise ConfigError(f"{name}: {error}") from None
 
 
 def comma_list(kind: Callable[[str], Any], what: str) -> Callable[[str], tuple]:
@@ -176,80 +52,6 @@ def comma_list(kind: Callable[[str], Any], what: str) -> Callable[[str], tuple]:
             raise argparse.ArgumentTypeError(message) from None
 
     return parse
-
-
-def list_items(text: str) -> tuple[str, ...]:
-    """The items of the comma-separated ``text``, stripped (a blank ``text``: none); an
-    empty item (``3,,4``, a trailing comma) raises a ValueError saying so. The command
-    line's lists (``--fprs``, ``--epsilons``) and :func:`split_list` read lists this way."""
-    items = tuple(item.strip() for item in text.split(","))
-    if items == ("",):
-        return ()
-    if "" in items:
-        raise ValueError(f"empty item in {text!r}; separate the items by single commas")
-    return items
-
-
-def check_value(name: str, value, hint, meta: Mapping[str, Any]):
-    """``value`` as the field ``name`` stores it (lists become tuples, a string in a list
-    of strings a comma-separated list), or a ConfigError."""
-    kind, many, optional = kind_of(hint)
-    given = value  # as the user wrote it, for the message
-    if value is None and optional:
-        return None
-    if many and kind is str and isinstance(value, str):
-        value = split_list(name, value)
-    if many and isinstance(value, list | tuple):
-        value = tuple(_plain(v, kind) for v in value)
-    else:
-        value = _plain(value, kind)
-    if many and _scalar_ok(value, kind, bool(meta.get("infinite"))):
-        value = (value,)
-    word = _WORDS[kind] if kind is not str else "a non-empty string"
-    if many:
-        word = f"a non-empty list of {word.split(' ', 1)[1]}s".replace("trues or false", "bools")
-    infinite = bool(meta.get("infinite"))
-    if infinite:
-        word = word.replace("finite ", "") + " (inf allowed)"
-    if optional:
-        word += " or none"
-    if many and not (isinstance(value, tuple) and value):
-        raise ConfigError(f"{name} must be {word}, got {given!r}")
-    for v in value if many else (value,):
-        if not _scalar_ok(v, kind, infinite):
-            raise ConfigError(f"{name} must be {word}, got {given!r}")
-        choices, bounds = meta.get("choices"), meta.get("bounds")
-        if choices is not None and v not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {v!r}")
-        if bounds is not None and v not in bounds:
-            raise ConfigError(f"{name} must be {word.split(' or ')[0]} {bounds}, got {given!r}")
-        if kind is int and not -INT64_MAX - 1 <= v <= INT64_MAX:
-            raise ConfigError(f"{name} must be a 64-bit integer, got {given!r}")
-    if many and meta.get("distinct"):
-        repeated = [v for i, v in enumerate(value) if v in value[:i]]
-        if repeated:
-            raise ConfigError(f"{name} repeats {repeated[0]!r} in {given!r}; give each once")
-    return value
-
-
-def as_config_error(check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``check(*args, **kwargs)``, its ValueError raised as a ConfigError."""
-    try:
-        return check(*args, **kwargs)
-    except ConfigError:
-        raise
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-class Section:
-    """Checks (and normalises) every field from its type hint and metadata."""
-
-    def __post_init__(self):
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = check_value(f.name, getattr(self, f.name), hints[f.name], f.metadata)
-            object.__setattr__(self, f.name, value)
 
 
 def load_toml(path: str, what: str, error: type[Exception] = ConfigError) -> dict[str, Any]:
@@ -284,7 +86,8 @@ class Option(NamedTuple):
 
 
 def options_of(cls: type, section: str = "") -> tuple[Option, ...]:
-    """The :class:`Option` of every field of the dataclass ``cls`` made by :func:`opt`, in
+    """The :class:`Option` of every field of the dataclass ``cls`` made by
+    :func:`jaxmia.settings.opt`, in
     declaration order; a field's flag is ``--field-name`` unless its metadata says."""
     hints = typing.get_type_hints(cls)
     found = []

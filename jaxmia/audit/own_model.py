@@ -19,8 +19,8 @@ import numpy as np
 import optax
 
 from jaxmia import datasets, engine, models, splits
+from jaxmia.audit._log import Log, silent
 from jaxmia.audit.config import AuditConfig, ConfigError
-from jaxmia.audit.log import Log, silent
 from jaxmia.audit.pipeline import run_phases
 from jaxmia.audit.report import AuditReport
 from jaxmia.audit.setup import ShadowTraining

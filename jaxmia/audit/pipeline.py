@@ -33,9 +33,9 @@ from collections.abc import Callable
 import numpy as np
 
 from jaxmia import datasets, engine, metrics, models, splits
+from jaxmia.audit._log import Log, note, silent
 from jaxmia.audit.config import AuditConfig
 from jaxmia.audit.extraction import extract
-from jaxmia.audit.log import Log, note, silent
 from jaxmia.audit.report import AuditReport, versions
 from jaxmia.audit.scoring import Scored, attack_all, evaluate, evaluate_per_target, optimistic
 from jaxmia.audit.setup import (

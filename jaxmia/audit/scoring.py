@@ -15,6 +15,7 @@ import numpy as np
 
 from jaxmia import metrics
 from jaxmia.attacks import AttackInputs, Queries
+from jaxmia.audit._log import Log, note, silent
 from jaxmia.audit.attacking import (
     PoolSignals,
     attack_target,
@@ -22,7 +23,6 @@ from jaxmia.audit.attacking import (
     start_fits_per_target,
 )
 from jaxmia.audit.extraction import Extracted, TargetSignals
-from jaxmia.audit.log import Log, note, silent
 from jaxmia.audit.setup import Setup
 from jaxmia.audit.training import Shadows, TargetRun
 

@@ -25,13 +25,13 @@ import optax
 from jaxmia import datasets, engine, models, splits
 from jaxmia.attacks import lira, registry
 from jaxmia.audit import shadow_config
+from jaxmia.audit._log import Log, silent
 from jaxmia.audit.config import (
     AuditConfig,
     ConfigError,
     select_attacks,
     shadows_defended,
 )
-from jaxmia.audit.log import Log, silent
 from jaxmia.defences import training as defences
 from jaxmia.engine import pools
 

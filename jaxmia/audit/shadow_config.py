@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxmia.audit.fields import POS, POSITIVE_REAL, ConfigError, Range, Section, opt
+from jaxmia.settings import POS, POSITIVE_REAL, ConfigError, Range, Section, opt
 
 __all__ = [
     "SHIFT_KINDS",

@@ -19,8 +19,8 @@ import numpy as np
 
 from jaxmia import engine, splits
 from jaxmia.audit import shadow_config, target_cache
+from jaxmia.audit._log import Log, note, silent
 from jaxmia.audit.config import AuditConfig, ConfigError, pool_spec
-from jaxmia.audit.log import Log, note, silent
 from jaxmia.audit.setup import (
     Setup,
     defended_factory,

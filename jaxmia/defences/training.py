@@ -31,107 +31,79 @@ import jax.numpy as jnp
 import optax
 
 from jaxmia import engine
+from jaxmia.settings import NAT, POS, POSITIVE_REAL, ConfigError, Range, Section, opt
 
 __all__ = ["Defence", "dp_epsilon", "l1_penalty", "optimizer"]
 
 
-def _setting(
-    default,
-    help: str,
-    *,
-    pool: str = "defended",
-    flag: str | None = None,
-    choices: tuple[str, ...] | None = None,
-):
-    """A :class:`Defence` field with the metadata that ``jaxmia.audit.config`` reads (help
-    text, CLI flag, choices, whether it changes a shadow pool)."""
-    metadata = {"help": help, "pool": pool, "flags": (flag,) if flag else None}
-    if choices is not None:
-        metadata["choices"] = choices
-    return dataclasses.field(default=default, metadata=metadata)
-
-
-def _check_number(name: str, value, low: float, *, above: bool = False, high=None) -> None:
-    """Refuses ``value`` unless it is a finite real number (not a bool) ``>= low`` (``> low``
-    with ``above``) and, given ``high``, ``< high``."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = number and math.isfinite(value) and (value > low if above else value >= low)
-    if ok and high is not None:
-        ok = value < high
-    if not ok:
-        bound = f"{'>' if above else '>='} {low:g}" + (f" and < {high:g}" if high else "")
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+_P = "defended"
+"""A defence changes the shadow pool where the shadows are defended (``pool`` metadata,
+:mod:`jaxmia.audit.config`)."""
+_BELOW_ONE = Range(0, 1, open_high=True)
+"""Bounds of a rate below one: ``[0, 1)``."""
 
 
 @dataclasses.dataclass(frozen=True)
-class Defence:
+class Defence(Section):
     """Training-time defences of a model (the ``defence`` section of
     :class:`jaxmia.audit.AuditConfig`); each field's ``metadata["help"]`` says what it does.
 
-    Every value is checked whatever the others are: finite real numbers (never a bool), in
-    range, DP-SGD without dropout. A ``ValueError`` names the setting and the value.
+    Every value is checked whatever the others are (:class:`jaxmia.settings.Section`:
+    finite real numbers, never a bool, in range), then the combinations: DP-SGD without
+    dropout, training objectives or adversarial regularisation; RelaxLoss alone. A
+    :class:`jaxmia.settings.ConfigError` (a ``ValueError``) names the setting and the value.
     """
 
-    weight_decay: float = _setting(0.0, "defence: L2 weight decay of the target (AdamW)")
-    dropout: float = _setting(0.0, "defence: dropout rate of the target's hidden layers")
-    early_stopping: int = _setting(
-        0, "defence: patience in epochs on a validation split of non-members (0: off)"
+    weight_decay: float = opt(0.0, "defence: L2 weight decay of the target (AdamW)", _P, b=NAT)
+    dropout: float = opt(
+        0.0, "defence: dropout rate of the target's hidden layers", _P, b=_BELOW_ONE
     )
-    dp_noise: float | None = _setting(None, "defence: DP-SGD noise multiplier (default: no DP-SGD)")
-    dp_clip: float = _setting(1.0, "DP-SGD per-example L2 clipping norm")
-    dp_delta: float = _setting(1e-5, "delta at which the DP-SGD epsilon is reported", pool="never")
-    dp_sampling: str = _setting(
+    early_stopping: int = opt(
+        0, "defence: patience in epochs on a validation split of non-members (0: off)", _P, b=NAT
+    )
+    dp_noise: float | None = opt(
+        None, "defence: DP-SGD noise multiplier (default: no DP-SGD)", _P, b=NAT
+    )
+    dp_clip: float = opt(1.0, "DP-SGD per-example L2 clipping norm", _P, b=POSITIVE_REAL)
+    dp_delta: float = opt(
+        1e-5, "delta at which the DP-SGD epsilon is reported", "never", b=Range(0, 1, True, True)
+    )
+    dp_sampling: str = opt(
         "poisson",
         "DP-SGD batches: poisson (what the epsilon accountant assumes) or shuffle (not "
         "covered by it)",
-        choices=engine.dpsgd.SAMPLINGS,
+        _P,
+        c=engine.dpsgd.SAMPLINGS,
     )
-    l1: float = _setting(0.0, "defence: L1 penalty lambda * sum |w| over weight matrices")
-    label_smoothing: float = _setting(0.0, "defence: label smoothing eps in [0, 1) (0: off)")
-    mixup: float = _setting(0.0, "defence: mixup alpha of Beta(alpha, alpha) (0: off)")
-    relaxloss: float = _setting(0.0, "defence: RelaxLoss target loss alpha (0: off)")
-    adv_train: float = _setting(
-        0.0, "defence: adversarial training L-inf radius eps in input units (0: off)"
+    l1: float = opt(0.0, "defence: L1 penalty lambda * sum |w| over weight matrices", _P, b=NAT)
+    label_smoothing: float = opt(
+        0.0, "defence: label smoothing eps in [0, 1) (0: off)", _P, b=_BELOW_ONE
     )
-    adv_train_steps: int = _setting(1, "adversarial training steps (1: FGSM, more: PGD)")
-    adv_reg: float = _setting(
-        0.0, "defence: adversarial regularisation strength lambda (Nasr et al. 2018; 0: off)"
+    mixup: float = opt(0.0, "defence: mixup alpha of Beta(alpha, alpha) (0: off)", _P, b=NAT)
+    relaxloss: float = opt(0.0, "defence: RelaxLoss target loss alpha (0: off)", _P, b=NAT)
+    adv_train: float = opt(
+        0.0, "defence: adversarial training L-inf radius eps in input units (0: off)", _P, b=NAT
+    )
+    adv_train_steps: int = opt(1, "adversarial training steps (1: FGSM, more: PGD)", _P, b=POS)
+    adv_reg: float = opt(
+        0.0,
+        "defence: adversarial regularisation strength lambda (Nasr et al. 2018; 0: off)",
+        _P,
+        b=NAT,
     )
 
     def __post_init__(self):
-        _check_number("weight_decay", self.weight_decay, 0)
-        _check_number("dropout", self.dropout, 0, high=1)
-        es = self.early_stopping
-        if isinstance(es, bool) or not isinstance(es, int) or es < 0:
-            raise ValueError(f"early_stopping must be an integer >= 0, got {es!r}")
-        if self.dp_noise is not None:
-            _check_number("dp_noise", self.dp_noise, 0)
-        _check_number("dp_clip", self.dp_clip, 0, above=True)
-        _check_number("dp_delta", self.dp_delta, 0, above=True, high=1)
-        if self.dp_sampling not in engine.dpsgd.SAMPLINGS:
-            raise ValueError(
-                f"dp_sampling must be one of {', '.join(engine.dpsgd.SAMPLINGS)}, got "
-                f"{self.dp_sampling!r}"
-            )
+        super().__post_init__()  # each value alone
         if self.dp_noise is not None and self.dropout:
-            raise ValueError("DP-SGD is supported for models without dropout")
-        _check_number("l1", self.l1, 0)
-        _check_number("label_smoothing", self.label_smoothing, 0, high=1)
-        _check_number("mixup", self.mixup, 0)
-        _check_number("relaxloss", self.relaxloss, 0)
-        _check_number("adv_train", self.adv_train, 0)
-        steps = self.adv_train_steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"adv_train_steps must be an integer >= 1, got {steps!r}")
+            raise ConfigError("DP-SGD is supported for models without dropout")
         if self.relaxloss and (self.label_smoothing or self.mixup or self.adv_train):
-            raise ValueError("relaxloss does not combine with label_smoothing, mixup or adv_train")
+            raise ConfigError("relaxloss does not combine with label_smoothing, mixup or adv_train")
         if self.dp_noise is not None and self.objective is not None:
-            raise ValueError(
+            raise ConfigError(
                 "DP-SGD does not combine with label_smoothing, mixup, relaxloss or adv_train"
             )
-        _check_number("adv_reg", self.adv_reg, 0)
         if self.dp_noise is not None and self.adv_reg:
-            raise ValueError("adversarial regularisation cannot be combined with DP-SGD")
+            raise ConfigError("adversarial regularisation cannot be combined with DP-SGD")
 
     @property
     def dp(self) -> engine.DPConfig | None:
