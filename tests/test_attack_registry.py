@@ -56,6 +56,7 @@ def my_loss():
 TINY = dict(dataset="digits", num_shadows=4, epochs=2, n_boot=0)
 
 
+@pytest.mark.slow
 def test_an_attack_registered_from_outside_runs_through_audit_run(my_loss, digits):
     """Its scores are the built-in loss attack's, bit for bit; its fit ran once, on the
     pool; it reports no threshold, so it is marked optimistic; it is not run by default."""
@@ -92,6 +93,7 @@ def test_an_attack_registered_from_outside_runs_through_the_cli_and_toml(my_loss
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_an_attack_registered_from_outside_runs_through_a_study(my_loss, tmp_path, capsys):
     flags = ["--dataset", "digits", "--shadows", "2", "--n-boot", "0", "-q"]
     args = ["study", "--factor", "epochs", "--values", "1,2", "--attacks", "my_loss,loss"]
@@ -187,6 +189,7 @@ def test_an_installed_packages_entry_point_registers_its_attack(tmp_path):
     assert done.stdout.split("\n")[:2] == ["plug_loss False", "('plug_loss',)"]
 
 
+@pytest.mark.slow
 def test_a_broken_entry_point_is_named_in_one_line(tmp_path):
     """``jaxmia audit`` names the entry point and what is wrong with it, in one line."""
     code = "import sys; from jaxmia import cli; sys.exit(cli.main(['audit', '--help']))"

@@ -175,6 +175,7 @@ def test_public_names_jit_directly_and_with_static_options(pool):
         jax.jit(attacks.lira_online)(t[:-1], s, keep)
 
 
+@pytest.mark.slow
 def test_lira_variance_auto_follows_the_pool_size():
     rng = np.random.default_rng(1)
     for k, resolved in ((16, "global"), (62, "global"), (64, "per_example"), (80, "per_example")):
@@ -268,6 +269,7 @@ def test_calibrate_rmia_by_hand(online):
 # --------------------------------------------------------------------------- controls
 
 
+@pytest.mark.slow
 def test_no_information_control_scores_at_chance():
     """Every model's statistic ignores its training set: no attack can beat chance."""
     rng = np.random.default_rng(3)
@@ -305,6 +307,7 @@ loo = jax.jit(jax.vmap(attacks.lira_online))(phi, phi[others], keep[others])  # 
 """
 
 
+@pytest.mark.slow
 def test_readme_example_lira_rmia_and_vmap_over_targets():
     rng = np.random.default_rng(4)
     k1, n, c = 10, 500, 5  # k + 1 models

@@ -27,6 +27,7 @@ def _inputs(shadows, candidates, labels, config=None, *, num_classes=3, **kw):
     )
 
 
+@pytest.mark.slow
 def test_the_target_is_read_at_rmias_calibrated_temperature(monkeypatch):
     """Kills: the target's logits not divided by the calibrated temperature (the
     references still were). The calibration is forced to temperature 2, and the scores
@@ -189,6 +190,7 @@ def _small_pool(k=4, n=200, c=3, seed=11):
     return shadows, rng.integers(0, c, n), c
 
 
+@pytest.mark.slow
 def test_shokri_trained_in_the_background_scores_as_in_the_foreground():
     """start_fits's classifier (a daemon thread, started before the target's signals)
     gives the attack the same scores, bit for bit, as training it in attack_target; the
@@ -223,6 +225,7 @@ def test_shokri_trained_in_the_background_scores_as_in_the_foreground():
         run(fits=attacking.start_fits(chosen, broken, labels, c, config))
 
 
+@pytest.mark.slow
 def test_leave_one_out_classifiers_trained_together_score_as_one_by_one(monkeypatch):
     """start_fits_per_target (every target's classifier queued at once, two threads)
     gives each target the scores of a classifier trained in its own turn, bit for bit
@@ -255,6 +258,7 @@ def _whole(pool, cand, labels, c, config, queries=None):
     return _inputs(pool, cand, labels, config, num_classes=c, queries=queries)
 
 
+@pytest.mark.slow
 def test_leave_one_out_reads_rmias_log_probabilities_computed_once():
     """pool_wide's cut of RMIA's log-probabilities (the whole pool's, computed once)
     equals each target's own computation bit for bit, so RMIA scores each leave-one-out

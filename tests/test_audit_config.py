@@ -280,6 +280,7 @@ def test_study_values_are_checked_before_the_first_audit(monkeypatch, tmp_path, 
     assert "dropout=1.5" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings",
     [

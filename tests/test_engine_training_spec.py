@@ -19,6 +19,7 @@ def _data(n=48, d=6, c=3, seed=0):
     return x, rng.integers(0, c, n), models.mlp((8,), c, d)
 
 
+@pytest.mark.slow
 def test_a_spec_trains_as_its_fields_given_as_keywords():
     x, y, factory = _data()
     keep = splits.balanced_keep(4, len(y), seed=1)
