@@ -19,7 +19,7 @@ import dataclasses
 import math
 import numbers
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "kind_of",
     "list_items",
     "opt",
+    "refuse_unknown",
     "split_list",
 ]
 
@@ -171,12 +172,12 @@ def check_value(name: str, value, hint, meta: Mapping[str, Any]):
         value = tuple(_plain(v, kind) for v in value)
     else:
         value = _plain(value, kind)
-    if many and _scalar_ok(value, kind, bool(meta.get("infinite"))):
+    infinite = bool(meta.get("infinite"))
+    if many and _scalar_ok(value, kind, infinite):
         value = (value,)
     word = _WORDS[kind] if kind is not str else "a non-empty string"
     if many:
         word = f"a non-empty list of {word.split(' ', 1)[1]}s".replace("trues or false", "bools")
-    infinite = bool(meta.get("infinite"))
     if infinite:
         word = word.replace("finite ", "") + " (inf allowed)"
     if optional:
@@ -218,3 +219,14 @@ class Section:
         for f in dataclasses.fields(self):
             value = check_value(f.name, getattr(self, f.name), hints[f.name], f.metadata)
             object.__setattr__(self, f.name, value)
+
+
+def refuse_unknown(given: Iterable[str], known: Iterable[str]) -> None:
+    """A one-line :class:`ConfigError` naming the settings of ``given`` that are not
+    ``known``, and listing those that are."""
+    known = set(known)
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(known))}"
+        )

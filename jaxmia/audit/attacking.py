@@ -25,8 +25,6 @@ from jaxmia.audit._log import Log, note, silent
 from jaxmia.audit.config import AuditConfig
 
 __all__ = [
-    "PoolSignals",
-    "Queries",
     "attack_target",
     "pool_wide",
     "start_fits",
@@ -216,7 +214,7 @@ def start_fits_per_target(
     holding ``(fitted, seconds it took)``, and their executor (shut it down once they are
     read)."""
     executor = concurrent.futures.ThreadPoolExecutor(max(1, workers), "jaxmia-fit")
-    fitted = [registry.get(a) for a in attacks if registry.get(a).fit is not None]
+    fitted = [attack for attack in map(registry.get, attacks) if attack.fit is not None]
     futures = [
         {
             attack.name: executor.submit(_fitter(attack, pool, labels, num_classes, config))

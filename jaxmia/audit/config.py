@@ -33,6 +33,7 @@ from jaxmia.settings import (
     Section,
     as_config_error,
     opt,
+    refuse_unknown,
 )
 
 __all__ = [
@@ -203,12 +204,7 @@ class AuditConfig:
     shadow: shadow_config.ShadowConfig
 
     def __init__(self, **settings: Any):
-        unknown = sorted(set(settings) - set(_OPTIONS) - set(SECTIONS))
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(unknown)}; "
-                f"valid options: {', '.join(sorted(_OPTIONS))}"
-            )
+        refuse_unknown(set(settings) - set(SECTIONS), _OPTIONS)
         for name, cls in SECTIONS.items():
             section = settings.get(name)
             if section is None:

@@ -168,12 +168,10 @@ class DPAuditConfig(settings.Section):
         """A config from flat settings (a TOML table); unknown keys are refused."""
         if not isinstance(values, Mapping):
             raise DPAuditError(f"dp-audit settings must be a table, got {values!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise DPAuditError(
-                f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(known))}"
-            )
+        try:
+            settings.refuse_unknown(values, (f.name for f in dataclasses.fields(cls)))
+        except settings.ConfigError as e:
+            raise DPAuditError(str(e)) from None
         return cls(**values)
 
     @property

@@ -2,7 +2,7 @@
 and of every shadow model, through the access level and the target's output interface.
 
 The signals are computed once on all ``n`` records: ``(k, n, ...)`` for the pool
-(:class:`jaxmia.audit.attacking.PoolSignals`) and ``(n, ...)`` for the target
+(:class:`jaxmia.attacks.PoolSignals`) and ``(n, ...)`` for the target
 (:class:`TargetSignals`); the attacks then read the candidates' rows.
 """
 
@@ -16,9 +16,9 @@ import jax
 import numpy as np
 
 from jaxmia import engine, signals, threat_models
-from jaxmia.attacks import registry
+from jaxmia.attacks import PoolSignals, registry
 from jaxmia.audit import shadow_config
-from jaxmia.audit.attacking import PoolSignals, start_fits
+from jaxmia.audit.attacking import start_fits
 from jaxmia.audit.config import ConfigError
 from jaxmia.audit.setup import Setup
 from jaxmia.audit.signal_cache import SignalCache

@@ -14,10 +14,9 @@ import os
 import numpy as np
 
 from jaxmia import metrics
-from jaxmia.attacks import AttackInputs, Queries
+from jaxmia.attacks import AttackInputs, PoolSignals, Queries
 from jaxmia.audit._log import Log, note, silent
 from jaxmia.audit.attacking import (
-    PoolSignals,
     attack_target,
     pool_wide,
     start_fits_per_target,
@@ -111,16 +110,14 @@ def attack_all(
     seconds: dict[str, float] = {}
     targets = _targets(setup, extracted, target, shadows)
     # the attacks' work on each target's pool alone: the one target's since the signals
-    fits: list = [None] * len(targets) if setup.loo else [extracted.fits]
-    executor = None
-    if setup.loo:  # every target's, a core each, from now
+    fits: list = [extracted.fits]
+    executor = known = None
+    if setup.loo:  # every target's, a core each, from now; the pool-wide work once
         workers = min(len(targets), os.cpu_count() or 1)
         others = [one.others for one in targets]
         fits, executor = start_fits_per_target(
             setup.attacks, others, ds.y, ds.num_classes, config, workers
         )
-    known = None
-    if setup.loo:  # computed once for the whole pool, cut per target
         whole = AttackInputs(
             shadows=extracted.shadows,
             target={},

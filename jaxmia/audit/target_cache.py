@@ -72,9 +72,9 @@ def target_key(
       extra: JSON-able settings the engine cannot see (the audit's description of the
         training and defence, the seed).
     """
-    spec = training_spec.pool_spec(factory, x, y, spec, classes=int(np.max(y)) + 1, extra=extra)
+    recorded = training_spec.pool_spec(factory, x, y, spec, classes=int(np.max(y)) + 1, extra=extra)
     digest = hashlib.sha256(FORMAT.encode())
-    digest.update(json.dumps(spec, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(recorded, sort_keys=True, default=str).encode())
     digest.update(np.ascontiguousarray(keep, dtype=bool).tobytes())
     digest.update(np.ascontiguousarray(jax.random.key_data(keys), dtype=np.uint32).tobytes())
     return digest.hexdigest()[:32]
