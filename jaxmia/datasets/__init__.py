@@ -17,10 +17,12 @@ Sources accepted by :func:`load`:
 Features from non-bundled sources go through :func:`normalise_features`; labels that
 are integers but not ``0 .. C-1`` are remapped to it in sorted order.
 
-Tables (csv, parquet, hub) are read by :mod:`jaxmia.datasets.tables`: text feature
-columns one-hot encoded, text labels as classes, missing values, ambiguous label columns
-and stray text in numeric columns refused, at most :data:`MAX_FEATURES` features. The
-:class:`Dataset` records a table's label column, which :func:`describe` states.
+Bundled data is read by :mod:`jaxmia.datasets.bundled`, the hub by
+:mod:`jaxmia.datasets.hub` and tables (csv, parquet, hub) by
+:mod:`jaxmia.datasets.tables`: text feature columns one-hot encoded, text labels as
+classes, missing values, ambiguous label columns and stray text in numeric columns
+refused, at most :data:`MAX_FEATURES` features. The :class:`Dataset` records a table's
+label column, which :func:`describe` states.
 
 Example::
 
@@ -31,14 +33,14 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import os
 import pathlib
 import zipfile
 
 import numpy as np
 
-from jaxmia.datasets import errors, tables
+from jaxmia.datasets import bundled, errors, hub, tables
+from jaxmia.datasets.bundled import BUNDLED, DEFAULT
 from jaxmia.datasets.errors import DatasetError, short
 from jaxmia.datasets.tables import LABEL_COLUMNS, MAX_FEATURES
 
@@ -50,28 +52,17 @@ __all__ = [
     "SUFFIXES",
     "Dataset",
     "DatasetError",
+    "bundled",
     "describe",
     "errors",
+    "hub",
     "load",
     "normalise_features",
     "tables",
 ]
 
-BUNDLED = ("location30", "digits", "mnist")
-"""Names of the datasets shipped in ``jaxmia/data``, readable offline by :func:`load`."""
-
-DEFAULT = "location30"
-"""The dataset an audit uses when none is given."""
-
 SUFFIXES = (".npz", ".csv", ".parquet")
 """File suffixes :func:`load` reads from a local path."""
-
-# Bundled name -> (file in jaxmia/data, divisor that maps its raw values to [0, 1]).
-_BUNDLED_FILES = {
-    "location30": ("location30.npz", 1.0),
-    "digits": ("sklearn_digits.npz", 16.0),
-    "mnist": ("mnist_t10k.npz", 255.0),
-}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -143,11 +134,12 @@ def load(name_or_path: str | os.PathLike, *, label_column: str | None = None) ->
     spec = os.fspath(name_or_path)
     if not isinstance(spec, str):
         raise DatasetError(f"expected a dataset name or path, got bytes {spec!r}")
-    if spec in _BUNDLED_FILES:
+    if spec in BUNDLED:
         _no_label_column(label_column, spec)
-        return _load_bundled(spec)
+        x, y = bundled.read_bundled(spec)
+        return Dataset(x=x, y=y, num_classes=int(y.max()) + 1, name=spec)
     if spec.startswith("hf:"):
-        x, y, label_column = tables.read_hub(spec, label_column)
+        x, y, label_column = hub.read_hub(spec, label_column)
         return _build(x, y, name=spec, source=spec, label_column=label_column)
     path = pathlib.Path(spec)
     if not path.suffix and os.sep not in spec and "/" not in spec:
@@ -207,18 +199,6 @@ def _no_label_column(label_column: str | None, source: str) -> None:
             f"label_column={label_column!r} applies only to .csv, .parquet and hf: sources, "
             f"not {source}"
         )
-
-
-def _load_bundled(name: str) -> Dataset:
-    file, scale = _BUNDLED_FILES[name]
-    resource = importlib.resources.files("jaxmia") / "data" / file
-    with resource.open("rb") as f, np.load(f, allow_pickle=False) as z:
-        x, y = z["x"], z["y"]
-    x = (x / np.float32(scale)).astype(np.float32)
-    if x.ndim == 3:  # greyscale images -> NHWC
-        x = x[..., None]
-    y = y.astype(np.int32)
-    return Dataset(x=x, y=y, num_classes=int(y.max()) + 1, name=name)
 
 
 def _read_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ user expects:
 * the label column is ``label_column`` or else the one column named as in
   :data:`LABEL_COLUMNS`; a table with several such columns (``label`` and ``y``) is
   refused, since each other column is a feature and a second label would leak into the
-  features. :func:`read_table` and :func:`read_hub` return the label column's name;
+  features. :func:`read_table` and :func:`to_arrays` return the label column's name;
 * a text (categorical) feature column is one-hot encoded, one feature per distinct value
   in sorted order (a column ``colour`` with values ``blue``, ``red`` gives two features);
   a text column whose values are mostly numbers is refused, naming its first value that
@@ -20,7 +20,7 @@ user expects:
 A table is read through the ``datasets`` library into a cache keyed on the file's
 content (SHA-256), so a file rewritten in place is never served from a stale cache.
 :func:`jaxmia.datasets.load` checks and normalises what :func:`read_table` and
-:func:`read_hub` return.
+:func:`to_arrays` return (:func:`jaxmia.datasets.hub.read_hub` reads the hub).
 """
 
 from __future__ import annotations
@@ -28,15 +28,12 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import socket
-import urllib.parse
-import urllib.request
 
 import numpy as np
 
 from jaxmia.datasets.errors import DatasetError, short
 
-__all__ = ["LABEL_COLUMNS", "MAX_FEATURES", "read_hub", "read_table"]
+__all__ = ["LABEL_COLUMNS", "MAX_FEATURES", "read_table", "to_arrays"]
 
 LABEL_COLUMNS = ("label", "labels", "y", "target", "class")
 """Column names taken as the label of a table or hub dataset when no ``label_column`` is
@@ -48,8 +45,6 @@ MAX_FEATURES = 16_384
 have, checked before ``datasets`` reads it: that takes about 3 ms a column (a csv of 3
 rows and 10^4 columns: 35 s); a csv of 3 rows and 10^6 columns ran for more than 10
 minutes and reached 8 GB. Wider data (images) belongs in an ``.npz`` file."""
-
-_HUB_PROBE_TIMEOUT_S = 5.0
 
 
 def read_table(
@@ -80,7 +75,7 @@ def read_table(
         raise
     except (OSError, ValueError, datasets.exceptions.DatasetsError) as e:
         raise DatasetError(f"cannot read {path}: {short(e)}") from e
-    return _hf_to_numpy(hf_ds, label_column, str(path))
+    return to_arrays(hf_ds, label_column, str(path))
 
 
 def _table_cache_dir(path: pathlib.Path) -> str:
@@ -133,62 +128,7 @@ def _table_is_empty(path: pathlib.Path, kind: str) -> bool:
         return next(lines, None) is None or next(lines, None) is None
 
 
-def read_hub(spec: str, label_column: str | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """The features, raw labels and label column of ``hf:owner/name[:split]`` (split
-    ``train`` by default), after a short probe of the hub (an offline machine fails at
-    once, in one line)."""
-    repo, _, split = spec.removeprefix("hf:").partition(":")
-    split = split or "train"
-    if not repo:
-        raise DatasetError(
-            f"{spec!r} names no dataset; use 'hf:owner/name' or 'hf:owner/name:split'"
-        )
-    import datasets  # heavy: imported only when the hub is used
-
-    advice = "download it and pass a local .csv/.parquet/.npz path instead"
-    if not datasets.config.HF_HUB_OFFLINE:
-        # The hub client retries a failed connection with backoff for ~25 s; a short
-        # probe first lets an offline machine fail at once.
-        cause = _hub_unreachable()
-        if cause:
-            raise DatasetError(
-                f"cannot reach the Hugging Face hub to load {repo!r} (offline?): {cause}; "
-                f"{advice} (or set HF_HUB_OFFLINE=1 to use a cached copy)"
-            )
-    try:
-        hf_ds = datasets.load_dataset(repo, split=split)
-    except Exception as e:  # the hub raises many unrelated types; report them all alike
-        if isinstance(e, OSError) or any(
-            word in type(e).__name__ for word in ("Connect", "Timeout", "Offline")
-        ):
-            raise DatasetError(
-                f"cannot reach the Hugging Face hub to load {repo!r} (offline?): {short(e)}; "
-                f"{advice}"
-            ) from e
-        raise DatasetError(
-            f"cannot load {repo!r} (split {split!r}) from the Hugging Face hub: {short(e)}"
-        ) from e
-    return _hf_to_numpy(hf_ds, label_column, spec)
-
-
-def _hub_unreachable() -> str | None:
-    """Why the hub endpoint cannot be reached by TCP, or None if it can (or a proxy is set)."""
-    from huggingface_hub import constants
-
-    url = urllib.parse.urlsplit(constants.ENDPOINT)
-    if url.scheme in urllib.request.getproxies():
-        return None  # the client goes through the proxy; let it decide
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=_HUB_PROBE_TIMEOUT_S):
-            return None
-    except OSError as e:
-        return f"{url.hostname}:{port}: {short(e)}"
-
-
-def _hf_to_numpy(
-    hf_ds, label_column: str | None, source: str
-) -> tuple[np.ndarray, np.ndarray, str]:
+def to_arrays(hf_ds, label_column: str | None, source: str) -> tuple[np.ndarray, np.ndarray, str]:
     """Splits a ``datasets.Dataset`` into features and raw labels.
 
     Args:
