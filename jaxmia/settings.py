@@ -11,6 +11,12 @@ a string no number, floats finite, integers of 64 bits), choices, bounds and rep
 each refused by a one-line :class:`ConfigError` that names the setting, the value and
 what is allowed. A string where a list of names belongs is a comma-separated list
 (:func:`split_list`: an empty item is refused, never dropped).
+
+A field may take its checks from another configuration's field (:func:`opt_like`), and a
+function's argument that is also a setting is checked as that field (:func:`check_field`),
+so that each bound and choice is stated once. A combination of settings that cannot go
+together is a :class:`Rule`, stated once where its concept lives and checked by
+:func:`refuse_combinations` with each caller's names of the settings.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 __all__ = [
+    "BELOW_ONE",
     "INT64_MAX",
     "NAT",
     "POS",
@@ -30,12 +37,16 @@ __all__ = [
     "UNIT",
     "ConfigError",
     "Range",
+    "Rule",
     "Section",
     "as_config_error",
+    "check_field",
     "check_value",
     "kind_of",
     "list_items",
     "opt",
+    "opt_like",
+    "refuse_combinations",
     "refuse_unknown",
     "split_list",
 ]
@@ -75,6 +86,8 @@ POSITIVE_REAL = Range(0, open_low=True)
 """Bounds of a positive number: ``> 0``."""
 UNIT = Range(0, 1, True, True)
 """Bounds of a rate: ``(0, 1)``."""
+BELOW_ONE = Range(0, 1, open_high=True)
+"""Bounds of a rate below one: ``[0, 1)``."""
 INT64_MAX = 2**63 - 1
 """The largest integer a setting may hold (NumPy's int64; seeds, sizes)."""
 
@@ -89,15 +102,47 @@ def opt(
     b=None,
     distinct=False,
     infinite=False,
+    empty=False,
 ):
     """A config field with its metadata: ``help``, ``pool``, ``flags`` (``f``), ``choices``
     (``c``), ``bounds`` (``b``, a :class:`Range`), ``distinct`` (a list whose items may
-    not repeat: a set of choices, not a sequence such as layer widths) and ``infinite``
-    (a float that may be ``inf``, within its bounds)."""
+    not repeat: a set of choices, not a sequence such as layer widths), ``infinite``
+    (a float that may be ``inf``, within its bounds) and ``empty`` (a list that may have
+    no items)."""
     metadata = dict(
-        help=help, pool=pool, flags=f, choices=c, bounds=b, distinct=distinct, infinite=infinite
+        help=help,
+        pool=pool,
+        flags=f,
+        choices=c,
+        bounds=b,
+        distinct=distinct,
+        infinite=infinite,
+        empty=empty,
     )
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+def opt_like(cls: type, name: str, default, help: str, pool: str = "never", f=None):
+    """A config field that takes the values the field ``name`` of the dataclass ``cls``
+    takes (its choices, bounds, repeats, ``inf`` and emptiness: each stated once, where
+    the concept lives), with its own ``default``, ``help``, ``pool`` and flags ``f``. The
+    new field's type hint says its type (``float | None`` where ``None`` means "off")."""
+    meta = _field(cls, name).metadata
+    return opt(
+        default,
+        help,
+        pool,
+        f,
+        c=meta.get("choices"),
+        b=meta.get("bounds"),
+        distinct=bool(meta.get("distinct")),
+        infinite=bool(meta.get("infinite")),
+        empty=bool(meta.get("empty")),
+    )
 
 
 def kind_of(hint) -> tuple[type, bool, bool]:
@@ -176,13 +221,15 @@ def check_value(name: str, value, hint, meta: Mapping[str, Any]):
     if many and _scalar_ok(value, kind, infinite):
         value = (value,)
     word = _WORDS[kind] if kind is not str else "a non-empty string"
+    empty = bool(meta.get("empty"))
     if many:
-        word = f"a non-empty list of {word.split(' ', 1)[1]}s".replace("trues or false", "bools")
+        word = f"a {'' if empty else 'non-empty '}list of {word.split(' ', 1)[1]}s"
+        word = word.replace("trues or false", "bools")
     if infinite:
         word = word.replace("finite ", "") + " (inf allowed)"
     if optional:
         word += " or none"
-    if many and not (isinstance(value, tuple) and value):
+    if many and not (isinstance(value, tuple) and (value or empty)):
         raise ConfigError(f"{name} must be {word}, got {given!r}")
     for v in value if many else (value,):
         if not _scalar_ok(v, kind, infinite):
@@ -199,6 +246,15 @@ def check_value(name: str, value, hint, meta: Mapping[str, Any]):
         if repeated:
             raise ConfigError(f"{name} repeats {repeated[0]!r} in {given!r}; give each once")
     return value
+
+
+def check_field(cls: type, name: str, value):
+    """``value`` as the field ``name`` of the dataclass ``cls`` (made by :func:`opt`)
+    stores it, or a one-line :class:`ConfigError` naming ``name``: the check of a
+    function's argument that is also that setting (``top_k_only(probs, k)`` and
+    ``Perturbation.k``)."""
+    hint = typing.get_type_hints(cls)[name]
+    return check_value(name, value, hint, _field(cls, name).metadata)
 
 
 def as_config_error(check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -230,3 +286,40 @@ def refuse_unknown(given: Iterable[str], known: Iterable[str]) -> None:
         raise ConfigError(
             f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(known))}"
         )
+
+
+class Rule(NamedTuple):
+    """A combination rule: ``setting``, when on, does not combine with any of ``others``.
+
+    Settings are named by keys that every configuration stating them shares (the
+    engine's names); each caller gives :func:`refuse_combinations` which settings are on
+    and its own names for them. ``what``: the setting in words (``"DP-SGD"``), shown
+    after its name.
+    """
+
+    setting: str
+    others: tuple[str, ...]
+    what: str = ""
+
+    def message(self, on: Mapping[str, bool], names: Mapping[str, str]) -> str | None:
+        """The one-line refusal of the settings ``on`` (by key; a key not there is off)
+        in ``names`` (a key not there names itself), or ``None`` when they keep the rule."""
+        clash = [names.get(o, o) for o in self.others if on.get(o)]
+        if not (on.get(self.setting) and clash):
+            return None
+        what = f" ({self.what})" if self.what else ""
+        name = names.get(self.setting, self.setting)
+        return f"{name}{what} does not combine with {', '.join(clash)}"
+
+
+def refuse_combinations(
+    rules: Iterable[Rule], on: Mapping[str, bool], names: Mapping[str, str] | None = None
+) -> None:
+    """A one-line :class:`ConfigError` for the first of ``rules`` that the settings
+    ``on`` break (``{"dp": True, "mixup": True}``: which are on, by key), naming them as
+    the caller does (``names``, e.g. ``{"dp": "dp_noise"}``), as in
+    ``dp_noise (DP-SGD) does not combine with mixup``."""
+    for rule in rules:
+        refused = rule.message(on, names or {})
+        if refused is not None:
+            raise ConfigError(refused)

@@ -95,10 +95,17 @@ BOUNDS = {name: ">= 0" for name in FIELDS} | {"label_smoothing": "in [0, 1)"}
         ({"adv_train_steps": 0}, "adv_train_steps must be an integer >= 1, got 0"),
         ({"adv_train_steps": 1.5}, "adv_train_steps must be an integer, got 1.5"),
         ({"adv_train_steps": True}, "adv_train_steps must be an integer, got True"),
-        ({"relaxloss": 1.0, "mixup": 0.2}, "relaxloss does not combine with"),
-        ({"relaxloss": 1.0, "adv_train": 0.1}, "relaxloss does not combine with"),
-        ({"dp_noise": 1.0, "label_smoothing": 0.1}, "DP-SGD does not combine with"),
-        ({"dp_noise": 1.0, "adv_train": 0.1}, "DP-SGD does not combine with"),
+        ({"relaxloss": 1.0, "mixup": 0.2}, "relaxloss does not combine with mixup"),
+        ({"relaxloss": 1.0, "adv_train": 0.1}, "relaxloss does not combine with adv_train"),
+        (
+            {"dp_noise": 1.0, "label_smoothing": 0.1},
+            "dp_noise (DP-SGD) does not combine with label_smoothing",
+        ),
+        ({"dp_noise": 1.0, "adv_train": 0.1}, "dp_noise (DP-SGD) does not combine with adv_train"),
+        (
+            {"adv_reg": 1.0, "mixup": 0.2},
+            "adv_reg (adversarial regularisation) does not combine with mixup",
+        ),
     ],
 )
 def test_bad_values_are_refused_in_one_line(settings, message):
@@ -121,7 +128,8 @@ def test_bad_values_are_refused_in_one_line(settings, message):
         (["--adv-train", "-1"], "--adv-train must be a finite number >= 0"),
         (["--adv-train-steps", "0"], "--adv-train-steps must be an integer >= 1"),
         (["--adv-train-steps", "two"], "invalid int value"),
-        (["--relaxloss", "1", "--mixup", "0.2"], "relaxloss does not combine with"),
+        (["--relaxloss", "1", "--mixup", "0.2"], "--relaxloss does not combine with mixup"),
+        (["--dp-noise", "1", "--mixup", "0.2"], "--dp-noise (DP-SGD) does not combine with mixup"),
     ],
 )
 def test_cli_refuses_bad_values_in_one_line(args, message, capsys, tmp_path):

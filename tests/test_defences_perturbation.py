@@ -152,9 +152,10 @@ def test_perturbation_describe():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"kind": "blur"}, "unknown perturbation kind 'blur'"),
+        ({"kind": "blur"}, "kind must be one of none, topk, round, noise, label; got 'blur'"),
         ({"kind": "topk", "k": 0}, "k must be an integer >= 1"),
-        ({"kind": "topk", "k": 2.5}, "k must be an integer >= 1"),
+        ({"kind": "topk", "k": 2.5}, "k must be an integer, got 2.5"),
+        ({"kind": "topk", "k": True}, "k must be an integer, got True"),
         ({"kind": "round", "decimals": -2}, "decimals must be an integer >= 0"),
         ({"kind": "noise", "sigma": float("nan")}, "sigma must be a finite number"),
         ({"kind": "noise", "sigma": -1.0}, "sigma must be a finite number >= 0"),

@@ -47,7 +47,9 @@ def test_dp_sgd_with_tiny_epsilon_drives_every_attack_to_chance(location):
 def test_bad_defence_options_are_refused():
     with pytest.raises(audit.ConfigError, match="dropout"):
         audit.AuditConfig(dropout=1.5)
-    with pytest.raises(audit.ConfigError, match="DP-SGD is supported for models without dropout"):
+    with pytest.raises(
+        audit.ConfigError, match=r"^dp_noise \(DP-SGD\) does not combine with dropout$"
+    ):
         audit.AuditConfig(dp_noise=1.0, dropout=0.2)
     with pytest.raises(audit.ConfigError, match="perturbation"):
         audit.AuditConfig(perturbation="blur")

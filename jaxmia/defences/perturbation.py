@@ -46,12 +46,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
+
+from jaxmia.settings import NAT, POS, Section, check_field, opt
 
 __all__ = [
     "ACCESS",
@@ -92,12 +92,6 @@ def _as_probs(probs: ArrayLike) -> jax.Array:
     return probs
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------- transforms
 
 
@@ -129,7 +123,7 @@ def top_k_only(probs: ArrayLike, k: int) -> jax.Array:
     """
     probs = _as_probs(probs)
     c = probs.shape[-1]
-    k = _check_int("k", k, 1)
+    k = check_field(Perturbation, "k", k)
     if k > c:
         raise ValueError(f"k must be in [1, {c}] for {c} classes, got {k}")
     return _top_k_only(probs, k)
@@ -158,7 +152,7 @@ def round_probs(probs: ArrayLike, decimals: int) -> jax.Array:
     Raises:
       ValueError: If ``decimals`` is not a non-negative integer.
     """
-    return _round_probs(_as_probs(probs), _check_int("decimals", decimals, 0))
+    return _round_probs(_as_probs(probs), check_field(Perturbation, "decimals", decimals))
 
 
 @jax.jit
@@ -193,19 +187,8 @@ def gaussian_noise(probs: ArrayLike, sigma: float, key: jax.Array) -> jax.Array:
     Raises:
       ValueError: If ``sigma`` is negative or not finite.
     """
-    sigma = _check_sigma(sigma)
+    sigma = float(check_field(Perturbation, "sigma", sigma))
     return _gaussian_noise(_as_probs(probs), jnp.asarray(sigma), key)
-
-
-def _check_sigma(sigma: object) -> float:
-    if (
-        isinstance(sigma, bool)
-        or not isinstance(sigma, numbers.Real)
-        or not math.isfinite(sigma)
-        or sigma < 0
-    ):
-        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
-    return float(sigma)
 
 
 @jax.jit
@@ -228,34 +211,27 @@ def label_only(probs: ArrayLike) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class Perturbation:
-    """One output perturbation with its parameters.
+class Perturbation(Section):
+    """One output perturbation with its parameters (each field's ``metadata["help"]``
+    says what it is).
 
-    Attributes:
-      kind: One of :data:`KINDS`: ``"none"`` (full probabilities), ``"topk"``
-        (:func:`top_k_only`), ``"round"`` (:func:`round_probs`), ``"noise"``
-        (:func:`gaussian_noise`) or ``"label"`` (:func:`label_only`).
-      k: Classes kept by ``"topk"`` (``>= 1``; at most ``c``, checked in :meth:`apply`).
-      decimals: Decimal places kept by ``"round"`` (``>= 0``).
-      sigma: Noise standard deviation of ``"noise"`` (finite, ``>= 0``).
-
-    Every parameter is validated whatever the kind, so a configuration cannot carry an
-    invalid value that a later change of ``kind`` would expose.
+    Every parameter is checked whatever the kind (:class:`jaxmia.settings.Section`), so a
+    configuration cannot carry an invalid value that a later change of ``kind`` would
+    expose; a bad one raises a one-line :class:`jaxmia.settings.ConfigError` naming it.
+    The functions check their arguments as these fields (``top_k_only(probs, k)`` as
+    ``k``), and a configuration that sets them takes their bounds with
+    :func:`jaxmia.settings.opt_like`.
     """
 
-    kind: str = "none"
-    k: int = 3
-    decimals: int = 2
-    sigma: float = 0.0
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(
-                f"unknown perturbation kind {self.kind!r}; choose one of {', '.join(KINDS)}"
-            )
-        _check_int("k", self.k, 1)
-        _check_int("decimals", self.decimals, 0)
-        _check_sigma(self.sigma)
+    kind: str = opt(
+        "none",
+        "none (full probabilities), topk (top_k_only), round (round_probs), noise "
+        "(gaussian_noise) or label (label_only)",
+        c=KINDS,
+    )
+    k: int = opt(3, "classes kept by topk (at most c, checked in apply)", b=POS)
+    decimals: int = opt(2, "decimal places kept by round", b=NAT)
+    sigma: float = opt(0.0, "standard deviation of the noise added by noise", b=NAT)
 
     def apply(self, probs: ArrayLike, key: jax.Array | None = None) -> jax.Array:
         """What the perturbed interface returns for the probabilities ``probs``.

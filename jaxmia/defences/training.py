@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmia import engine
-from jaxmia.settings import NAT, POS, POSITIVE_REAL, ConfigError, Range, Section, opt
+from jaxmia.settings import BELOW_ONE, NAT, Range, Section, opt, opt_like
 
 __all__ = ["Defence", "dp_epsilon", "l1_penalty", "optimizer"]
 
@@ -39,8 +39,13 @@ __all__ = ["Defence", "dp_epsilon", "l1_penalty", "optimizer"]
 _P = "defended"
 """A defence changes the shadow pool where the shadows are defended (``pool`` metadata,
 :mod:`jaxmia.audit.config`)."""
-_BELOW_ONE = Range(0, 1, open_high=True)
-"""Bounds of a rate below one: ``[0, 1)``."""
+_dp_field = functools.partial(opt_like, engine.DPConfig, pool=_P)
+"""A defended setting that takes the values of a :class:`jaxmia.engine.DPConfig` field."""
+_objective_field = functools.partial(opt_like, engine.Objective, pool=_P)
+"""A defended setting that takes the values of a :class:`jaxmia.engine.Objective` field."""
+_ENGINE_NAMES = {"dp": "dp_noise", "adv_eps": "adv_train"}
+"""A :class:`Defence` field by the key of the engine's combination rules
+(:data:`jaxmia.engine.training_spec.COMBINATIONS`) where the two differ."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,42 +54,50 @@ class Defence(Section):
     :class:`jaxmia.audit.AuditConfig`); each field's ``metadata["help"]`` says what it does.
 
     Every value is checked whatever the others are (:class:`jaxmia.settings.Section`:
-    finite real numbers, never a bool, in range), then the combinations: DP-SGD without
-    dropout, training objectives or adversarial regularisation; RelaxLoss alone. A
-    :class:`jaxmia.settings.ConfigError` (a ``ValueError``) names the setting and the value.
+    finite real numbers, never a bool, in range; the bounds of a setting that the engine
+    takes are the engine's field's), then the combinations, by the engine's rules
+    (:func:`jaxmia.engine.training_spec.check_combinations`: DP-SGD without dropout,
+    training objectives or adversarial regularisation; RelaxLoss alone; adversarial
+    regularisation without training objectives). A :class:`jaxmia.settings.ConfigError`
+    (a ``ValueError``) names the setting and the value.
     """
 
     weight_decay: float = opt(0.0, "defence: L2 weight decay of the target (AdamW)", _P, b=NAT)
     dropout: float = opt(
-        0.0, "defence: dropout rate of the target's hidden layers", _P, b=_BELOW_ONE
+        0.0, "defence: dropout rate of the target's hidden layers", _P, b=BELOW_ONE
     )
     early_stopping: int = opt(
         0, "defence: patience in epochs on a validation split of non-members (0: off)", _P, b=NAT
     )
-    dp_noise: float | None = opt(
-        None, "defence: DP-SGD noise multiplier (default: no DP-SGD)", _P, b=NAT
+    dp_noise: float | None = _dp_field(
+        "noise_multiplier", None, "defence: DP-SGD noise multiplier (default: no DP-SGD)"
     )
-    dp_clip: float = opt(1.0, "DP-SGD per-example L2 clipping norm", _P, b=POSITIVE_REAL)
+    dp_clip: float = _dp_field("l2_clip", 1.0, "DP-SGD per-example L2 clipping norm")
     dp_delta: float = opt(
         1e-5, "delta at which the DP-SGD epsilon is reported", "never", b=Range(0, 1, True, True)
     )
-    dp_sampling: str = opt(
+    dp_sampling: str = _dp_field(
+        "sampling",
         "poisson",
         "DP-SGD batches: poisson (what the epsilon accountant assumes) or shuffle (not "
         "covered by it)",
-        _P,
-        c=engine.dpsgd.SAMPLINGS,
     )
     l1: float = opt(0.0, "defence: L1 penalty lambda * sum |w| over weight matrices", _P, b=NAT)
-    label_smoothing: float = opt(
-        0.0, "defence: label smoothing eps in [0, 1) (0: off)", _P, b=_BELOW_ONE
+    label_smoothing: float = _objective_field(
+        "label_smoothing", 0.0, "defence: label smoothing eps in [0, 1) (0: off)"
     )
-    mixup: float = opt(0.0, "defence: mixup alpha of Beta(alpha, alpha) (0: off)", _P, b=NAT)
-    relaxloss: float = opt(0.0, "defence: RelaxLoss target loss alpha (0: off)", _P, b=NAT)
-    adv_train: float = opt(
-        0.0, "defence: adversarial training L-inf radius eps in input units (0: off)", _P, b=NAT
+    mixup: float = _objective_field(
+        "mixup", 0.0, "defence: mixup alpha of Beta(alpha, alpha) (0: off)"
     )
-    adv_train_steps: int = opt(1, "adversarial training steps (1: FGSM, more: PGD)", _P, b=POS)
+    relaxloss: float = _objective_field(
+        "relaxloss", 0.0, "defence: RelaxLoss target loss alpha (0: off)"
+    )
+    adv_train: float = _objective_field(
+        "adv_eps", 0.0, "defence: adversarial training L-inf radius eps in input units (0: off)"
+    )
+    adv_train_steps: int = _objective_field(
+        "adv_steps", 1, "adversarial training steps (1: FGSM, more: PGD)"
+    )
     adv_reg: float = opt(
         0.0,
         "defence: adversarial regularisation strength lambda (Nasr et al. 2018; 0: off)",
@@ -94,16 +107,14 @@ class Defence(Section):
 
     def __post_init__(self):
         super().__post_init__()  # each value alone
-        if self.dp_noise is not None and self.dropout:
-            raise ConfigError("DP-SGD is supported for models without dropout")
-        if self.relaxloss and (self.label_smoothing or self.mixup or self.adv_train):
-            raise ConfigError("relaxloss does not combine with label_smoothing, mixup or adv_train")
-        if self.dp_noise is not None and self.objective is not None:
-            raise ConfigError(
-                "DP-SGD does not combine with label_smoothing, mixup, relaxloss or adv_train"
-            )
-        if self.dp_noise is not None and self.adv_reg:
-            raise ConfigError("adversarial regularisation cannot be combined with DP-SGD")
+        parts = engine.objectives.PARTS
+        on = {
+            "dp": self.dp_noise is not None,
+            "dropout": bool(self.dropout),
+            "adv_reg": bool(self.adv_reg),
+            **{part: bool(getattr(self, _ENGINE_NAMES.get(part, part))) for part in parts},
+        }
+        engine.training_spec.check_combinations(on, _ENGINE_NAMES)
 
     @property
     def dp(self) -> engine.DPConfig | None:

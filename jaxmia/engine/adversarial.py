@@ -37,7 +37,6 @@ import dataclasses
 import functools
 import hashlib
 import itertools
-import math
 from collections.abc import Sequence
 
 import jax
@@ -55,8 +54,10 @@ from jaxmia.engine.kernel import (
 )
 from jaxmia.engine.sampling import plain_counts
 from jaxmia.models import ModelFactory
+from jaxmia.settings import POS, POSITIVE_REAL, Rule, Section, opt
 
 __all__ = [
+    "ADV_REG_ALONE",
     "ADV_STREAM",
     "AdvReg",
     "AdvSpec",
@@ -77,41 +78,36 @@ ADV_STREAM = 0xAD7E6
 """``fold_in`` constant that derives a model's inference-model stream from its key."""
 
 
-@dataclasses.dataclass(frozen=True)
-class AdvReg:
-    """Settings of adversarial regularisation (Nasr et al. 2018, Algorithm 1).
+ADV_REG_ALONE = Rule(
+    "adv_reg", ("label_smoothing", "mixup", "relaxloss", "adv_eps"), "adversarial regularisation"
+)
+"""Adversarial regularisation trains the classifier on its own loss
+(:func:`classifier_loss`): not with a training objective
+(:data:`jaxmia.engine.objectives.PARTS`), which it would ignore."""
 
-    Attributes:
-      strength: lambda, the weight of the inference model's gain in the classifier's loss
-        (> 0; of order 1 in the paper; on Location-30, lambda 3 with k = 1 leaves 0.35
-        test accuracy, see ``steps``).
-      hidden: widths of the inference model's hidden layers.
-      learning_rate: Adam learning rate of the inference model.
-      steps: k, inference-model steps per classifier step (3 by default: on Location-30
-        at lambda 1, k = 3 costs 0.046 test accuracy and lowers LiRA-online AUC by 0.118,
-        where k = 1 costs 0.068 for 0.110, and trains about 1.5x longer).
+
+@dataclasses.dataclass(frozen=True)
+class AdvReg(Section):
+    """Settings of adversarial regularisation (Nasr et al. 2018, Algorithm 1); each
+    field's ``metadata["help"]`` says what it does, and a bad value raises a one-line
+    :class:`jaxmia.settings.ConfigError` that names the field.
+
+    ``strength`` is of order 1 in the paper; on Location-30, lambda 3 with k = 1 leaves
+    0.35 test accuracy. ``steps`` is 3 by default: on Location-30 at lambda 1, k = 3
+    costs 0.046 test accuracy and lowers LiRA-online AUC by 0.118, where k = 1 costs
+    0.068 for 0.110, and trains about 1.5x longer.
     """
 
-    strength: float = 1.0
-    hidden: tuple[int, ...] = (64,)
-    learning_rate: float = 1e-3
-    steps: int = 3
-
-    def __post_init__(self):
-        s, lr = self.strength, self.learning_rate
-        for name, v in (("strength", s), ("learning_rate", lr)):
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise ValueError(f"adversarial regularisation {name} must be a number, got {v!r}")
-            if v <= 0:
-                raise ValueError(f"adversarial regularisation {name} must be > 0, got {v!r}")
-        k = self.steps
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"adversarial regularisation steps must be an integer >= 1, got {k!r}")
-        h = self.hidden
-        if not isinstance(h, tuple) or not all(
-            isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in h
-        ):
-            raise ValueError(f"inference-model hidden widths must be a tuple of ints > 0: {h}")
+    strength: float = opt(
+        1.0,
+        "lambda, the weight of the inference model's gain in the classifier's loss",
+        b=POSITIVE_REAL,
+    )
+    hidden: tuple[int, ...] = opt(
+        (64,), "widths of the inference model's hidden layers (none: linear)", b=POS, empty=True
+    )
+    learning_rate: float = opt(1e-3, "Adam learning rate of the inference model", b=POSITIVE_REAL)
+    steps: int = opt(3, "k, inference-model steps per classifier step", b=POS)
 
 
 class InferenceModel(nnx.Module):
@@ -307,18 +303,16 @@ def adv_epoch_one(spec: AdvSpec, key_data, epoch, rows, params, rest, state, x, 
     return (*carry, total / jnp.maximum(count_steps, 1))
 
 
-def check_reference(adv_reg, reference, keep: np.ndarray, dp) -> np.ndarray | None:
+def check_reference(adv_reg, reference, keep: np.ndarray) -> np.ndarray | None:
     """The ``(k, n)`` reference records of :func:`jaxmia.engine.train`, checked: given
     exactly when ``adv_reg`` is, disjoint from each model's members, at least one per
-    model; ``adv_reg`` without DP-SGD. Raises a one-line ``ValueError`` otherwise."""
+    model. Raises a one-line ``ValueError`` otherwise."""
     if adv_reg is None:
         if reference is not None:
             raise ValueError("reference records are only used with adv_reg")
         return None
     if not isinstance(adv_reg, AdvReg):
         raise ValueError(f"adv_reg must be an AdvReg, got {type(adv_reg).__name__}")
-    if dp is not None:
-        raise ValueError("adversarial regularisation cannot be combined with DP-SGD")
     if reference is None:
         raise ValueError("adv_reg needs reference= records held out from each model")
     ref = as_mask(reference, "reference")

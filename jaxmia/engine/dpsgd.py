@@ -15,16 +15,25 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-__all__ = ["NOISE_STREAM", "SAMPLINGS", "DPConfig", "dp_noise", "private_grads"]
+from jaxmia.settings import NAT, POSITIVE_REAL, Rule, Section, opt
+
+__all__ = ["DP_ALONE", "NOISE_STREAM", "SAMPLINGS", "DPConfig", "dp_noise", "private_grads"]
 
 NOISE_STREAM = 0x5EED
 """``fold_in`` constant that derives a model's noise key from its model key."""
 SAMPLINGS = ("poisson", "shuffle")
 """How DP-SGD draws its batches (:class:`DPConfig`)."""
+DP_ALONE = Rule(
+    "dp", ("dropout", "label_smoothing", "mixup", "relaxloss", "adv_eps", "adv_reg"), "DP-SGD"
+)
+"""DP-SGD clips and noises per-example gradients of the plain loss of a model without
+state: not with dropout (key ``dropout``: any non-parameter state of the model), a
+training objective (:data:`jaxmia.engine.objectives.PARTS`) or adversarial
+regularisation (``adv_reg``)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class DPConfig:
+class DPConfig(Section):
     """DP-SGD (Abadi et al. 2016, "Deep Learning with Differential Privacy").
 
     Every example's gradient is clipped to L2 norm ``l2_clip``, the clipped gradients are
@@ -40,22 +49,14 @@ class DPConfig:
     (:mod:`jaxmia.engine.sampling`); ``"shuffle"`` visits the members in a random order
     each epoch, in fixed-size batches, which that accountant does not cover (Chua et
     al. 2024, "How Private are DP-SGD Implementations?").
+
+    Each value is checked (:class:`jaxmia.settings.Section`); a bad one raises a one-line
+    :class:`jaxmia.settings.ConfigError` that names the field.
     """
 
-    l2_clip: float = 1.0
-    noise_multiplier: float = 1.0
-    sampling: str = "poisson"
-
-    def __post_init__(self):
-        if self.sampling not in SAMPLINGS:
-            raise ValueError(
-                f"DP-SGD sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}"
-            )
-        if not self.l2_clip > 0 or not self.noise_multiplier >= 0:
-            raise ValueError(
-                f"DP-SGD needs l2_clip > 0 and noise_multiplier >= 0, got {self.l2_clip}, "
-                f"{self.noise_multiplier}"
-            )
+    l2_clip: float = opt(1.0, "per-example L2 clipping norm", b=POSITIVE_REAL)
+    noise_multiplier: float = opt(1.0, "the noise's standard deviation relative to l2_clip", b=NAT)
+    sampling: str = opt("poisson", "how batches are drawn", c=SAMPLINGS)
 
 
 def dp_noise(key: jax.Array, like: Any, std: float) -> Any:

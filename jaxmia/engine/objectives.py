@@ -22,7 +22,6 @@ trained in a pool equals the same model trained alone.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 
 import jax
@@ -30,8 +29,23 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from jaxmia.settings import (
+    BELOW_ONE,
+    NAT,
+    POS,
+    POSITIVE_REAL,
+    ConfigError,
+    Rule,
+    Section,
+    opt,
+    refuse_combinations,
+)
+
 __all__ = [
+    "DEFAULT_LOSS",
     "OBJECTIVE_STREAM",
+    "PARTS",
+    "RELAXLOSS_ALONE",
     "Objective",
     "adversarial_examples",
     "check_objective",
@@ -46,70 +60,73 @@ OBJECTIVE_STREAM = 0x0B1EC7
 """``fold_in`` constant that derives a model's objective key (mixup, PGD start) from its key."""
 
 
-def _real(name: str, value, low: float, high: float | None = None) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and value >= low and (high is None or value < high)
-    if not ok:
-        bound = f">= {low:g}" + ("" if high is None else f" and < {high:g}")
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+PARTS = ("label_smoothing", "mixup", "relaxloss", "adv_eps")
+"""The parts of an :class:`Objective`, each off at 0 (the keys of combination rules)."""
+RELAXLOSS_ALONE = Rule("relaxloss", ("label_smoothing", "mixup", "adv_eps"))
+"""RelaxLoss defines its own loss and schedule: no other part of an objective with it."""
+DEFAULT_LOSS = Rule("loss_fn", ("label_smoothing", "relaxloss"), "not softmax cross-entropy")
+"""Label smoothing and RelaxLoss define their own cross-entropy: not with another
+``loss_fn`` (key ``loss_fn``: a loss other than the default is given)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class Objective:
+class Objective(Section):
     """What a training step minimises besides the plain mean loss (static under ``jit``).
 
-    Attributes:
-      label_smoothing: eps in ``[0, 1)``: targets ``(1 - eps) * onehot + eps / c`` (0: off).
-      mixup: alpha >= 0 of ``Beta(alpha, alpha)`` (0: off).
-      relaxloss: the target loss alpha >= 0 of RelaxLoss (0: off); not combined with others.
-      adv_eps: L-infinity radius of adversarial training in input units (0: off).
-      adv_steps: 1 for FGSM, more for PGD with a random start.
-      adv_step_size: PGD's step (default ``adv_eps / 4``; FGSM steps ``adv_eps``).
-      x_range: ``(min, max)`` the adversarial inputs are clipped to; :func:`jaxmia.engine.train`
-        fills in the training data's range when it is ``None``.
+    Each field's ``metadata["help"]`` says what it does; every value is checked
+    (:class:`jaxmia.settings.Section`) and :data:`RELAXLOSS_ALONE` kept, each refusal a
+    one-line :class:`jaxmia.settings.ConfigError` that names the field.
 
     Label smoothing and mixup combine with each other and with adversarial training (the
     adversarial examples are drawn first, against the smoothed loss, and then mixed).
     Label smoothing and RelaxLoss define their own cross-entropy and so need the default
-    loss; mixup and adversarial training use the engine's ``loss_fn``.
+    loss (:data:`DEFAULT_LOSS`); mixup and adversarial training use the engine's
+    ``loss_fn``.
     """
 
-    label_smoothing: float = 0.0
-    mixup: float = 0.0
-    relaxloss: float = 0.0
-    adv_eps: float = 0.0
-    adv_steps: int = 1
-    adv_step_size: float | None = None
-    x_range: tuple[float, float] | None = None
+    label_smoothing: float = opt(
+        0.0, "label smoothing eps: targets (1 - eps) * onehot + eps / c (0: off)", b=BELOW_ONE
+    )
+    mixup: float = opt(0.0, "mixup alpha of Beta(alpha, alpha) (0: off)", b=NAT)
+    relaxloss: float = opt(0.0, "RelaxLoss target loss alpha (0: off)", b=NAT)
+    adv_eps: float = opt(
+        0.0, "adversarial training L-infinity radius in input units (0: off)", b=NAT
+    )
+    adv_steps: int = opt(1, "adversarial training steps: 1 for FGSM, more for PGD", b=POS)
+    adv_step_size: float | None = opt(
+        None, "PGD's step (default adv_eps / 4; FGSM steps adv_eps)", b=POSITIVE_REAL
+    )
+    x_range: tuple[float, float] | None = opt(
+        None,
+        "(min, max) the adversarial inputs are clipped to; jaxmia.engine.train fills in "
+        "the training data's range when it is None",
+    )
 
     def __post_init__(self):
-        _real("label_smoothing", self.label_smoothing, 0, 1)
-        _real("mixup", self.mixup, 0)
-        _real("relaxloss", self.relaxloss, 0)
-        _real("adv_eps", self.adv_eps, 0)
-        steps = self.adv_steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"adv_steps must be an integer >= 1, got {steps!r}")
-        if self.adv_step_size is not None:
-            _real("adv_step_size", self.adv_step_size, 0)
-            if not self.adv_step_size > 0:
-                raise ValueError(f"adv_step_size must be > 0, got {self.adv_step_size!r}")
-        if self.x_range is not None:
-            lo, hi = self.x_range
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-                raise ValueError(f"x_range must be finite (min, max), got {self.x_range!r}")
-        if self.relaxloss and (self.label_smoothing or self.mixup or self.adv_eps):
-            raise ValueError("RelaxLoss does not combine with label smoothing, mixup or adv_eps")
+        super().__post_init__()
+        if self.x_range is not None and not (
+            len(self.x_range) == 2 and self.x_range[0] <= self.x_range[1]
+        ):
+            raise ConfigError(
+                f"x_range must be a pair (min, max), min <= max, got {self.x_range!r}"
+            )
+        refuse_combinations((RELAXLOSS_ALONE,), self.parts)
+
+    @property
+    def parts(self) -> dict[str, bool]:
+        """Which of :data:`PARTS` are on."""
+        return {part: bool(getattr(self, part)) for part in PARTS}
 
     @property
     def active(self) -> bool:
         """Whether any part is on (an all-off objective trains like none)."""
-        return bool(self.label_smoothing or self.mixup or self.relaxloss or self.adv_eps)
+        return any(self.parts.values())
 
     @property
     def needs_cross_entropy(self) -> bool:
-        """Whether it defines its own cross-entropy (label smoothing, RelaxLoss)."""
-        return bool(self.label_smoothing or self.relaxloss)
+        """Whether it defines its own cross-entropy (label smoothing, RelaxLoss: the parts
+        that :data:`DEFAULT_LOSS` keeps from another loss)."""
+        return any(self.parts[part] for part in DEFAULT_LOSS.others)
 
 
 def step_key(model_key: jax.Array, epoch: jax.Array, step: jax.Array) -> jax.Array:
@@ -315,24 +332,14 @@ def _loss(objective: Objective, loss_fn, logits: jax.Array, labels: jax.Array) -
     return loss_fn(logits, labels)
 
 
-def check_objective(objective: Objective | None, dp, loss_fn, x) -> Objective | None:
+def check_objective(objective: Objective | None, x) -> Objective | None:
     """The objective the kernel gets: None when off, with adversarial training's input
-    range filled in from ``x``; refused with DP-SGD or, where it defines its own
-    cross-entropy, with another loss."""
+    range filled in from ``x`` (its combinations with other settings are
+    :func:`jaxmia.engine.training_spec.check_combinations`')."""
     if objective is not None and not isinstance(objective, Objective):
         raise ValueError(f"objective must be an engine.Objective, got {objective!r}")
     if objective is None or not objective.active:
         return None
-    if dp is not None:
-        raise ValueError(
-            "label smoothing, mixup, RelaxLoss and adversarial training are not supported "
-            "with DP-SGD"
-        )
-    if (
-        objective.needs_cross_entropy
-        and loss_fn is not optax.softmax_cross_entropy_with_integer_labels
-    ):
-        raise ValueError("label smoothing and RelaxLoss need the default cross-entropy loss")
     if objective.adv_eps and objective.x_range is None:
         objective = dataclasses.replace(objective, x_range=(float(x.min()), float(x.max())))
     return objective

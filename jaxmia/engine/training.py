@@ -237,8 +237,8 @@ def _prepare(
         raise ValueError(f"got {keys.shape[0]} keys for {k} models")
     counts_steps = steps_per_epoch(keep, batch_size)
     mode, chunk, mesh = layout(factory, k, x, batch_size, mode, chunk_size, mesh)
-    if dp is not None and jax.tree.leaves(nnx.state(abstract_model(factory), nnx.Not(nnx.Param))):
-        raise ValueError("DP-SGD here supports models without dropout or other state")
+    stateful = bool(jax.tree.leaves(nnx.state(abstract_model(factory), nnx.Not(nnx.Param))))
+    training_spec.check_combinations(training_spec.settings_on(spec, stateful=stateful))
     canary_keep = sampling.check_canary_args(canary, canary_keep, dp, k, abstract_model(factory))
     steps, full_steps = int(counts_steps.max()), int(counts_steps.min())
     max_batch = sampling.max_batch_size(batch_size, int(keep.sum(axis=1).max()))
@@ -500,11 +500,16 @@ def train(
         softmax cross-entropy; for plain and DP-SGD steps and the validation loss.
       objective: label smoothing, mixup, RelaxLoss or adversarial training
         (:class:`jaxmia.engine.Objective`; adversarial inputs are clipped to ``x``'s range
-        unless it sets ``x_range``); not with DP-SGD. None (or all off): the plain loss.
+        unless it sets ``x_range``); not with DP-SGD or ``adv_reg``. None (or all off):
+        the plain loss.
       adv_reg, reference: adversarial regularisation (:class:`AdvReg`, Nasr et al. 2018)
         against an inference model per model that tells its members from its
         ``reference`` records, ``(k, n)`` or ``(n,)`` bool disjoint from ``keep``
-        (:mod:`jaxmia.engine.adversarial`); not with DP-SGD.
+        (:mod:`jaxmia.engine.adversarial`); not with DP-SGD or an objective.
+
+    Settings that do not go together
+    (:data:`jaxmia.engine.training_spec.COMBINATIONS`) are refused before any training
+    by a one-line :class:`jaxmia.settings.ConfigError` (a ``ValueError``).
 
     Returns:
       A :class:`Pool` of the ``k`` models, their accuracies, losses and logits on ``x``.
@@ -533,12 +538,12 @@ def train(
     check_settings(mode, spec.epochs, spec.batch_size)
     x, y, keep = check_inputs(x, y, keep)
     classes = output_width(factory, tuple(x.shape[1:]), y)
-    loss = check_loss(spec.loss, classes, spec.batch_size)
+    check_loss(spec.loss, classes, spec.batch_size)
     checked = spec.replace(  # what runs: the checks' conversions, the defaults filled in
         optimizer=spec.tx,
         validation=check_validation(spec.validation, tuple(x.shape[1:]), classes),
-        objective=check_objective(spec.objective, spec.dp, loss, x),
-        reference=adversarial.check_reference(spec.adv_reg, spec.reference, keep, spec.dp),
+        objective=check_objective(spec.objective, x),
+        reference=adversarial.check_reference(spec.adv_reg, spec.reference, keep),
     )
     run = _prepare(
         factory,

@@ -8,6 +8,10 @@ target and one for the shadow models, trains with them and describes training fr
 disagree. A pool directory records the spec (:func:`pool_spec`)
 and refuses a pool trained under another.
 
+Settings that do not go together are :data:`COMBINATIONS`, each rule stated once beside
+its concept; :func:`jaxmia.engine.train` and :class:`jaxmia.defences.training.Defence`
+both refuse them through :func:`check_combinations`, each naming the settings its way.
+
 Example::
 
     spec = engine.TrainingSpec(epochs=20, optimizer=optax.sgd(0.1, momentum=0.9),
@@ -25,8 +29,8 @@ import numpy as np
 import optax
 
 from jaxmia.engine import adversarial
-from jaxmia.engine.adversarial import AdvReg
-from jaxmia.engine.dpsgd import DPConfig
+from jaxmia.engine.adversarial import ADV_REG_ALONE, AdvReg
+from jaxmia.engine.dpsgd import DP_ALONE, DPConfig
 from jaxmia.engine.fingerprint import (
     data_fingerprint,
     loss_digest,
@@ -34,13 +38,30 @@ from jaxmia.engine.fingerprint import (
     structure_digest,
 )
 from jaxmia.engine.kernel import LossFn, cross_entropy
-from jaxmia.engine.objectives import Objective
+from jaxmia.engine.objectives import DEFAULT_LOSS, PARTS, RELAXLOSS_ALONE, Objective
 from jaxmia.models import ModelFactory
+from jaxmia.settings import Rule, refuse_combinations
 
-__all__ = ["DEFAULT_LEARNING_RATE", "TrainingSpec", "early_stopping_spec", "pool_spec"]
+__all__ = [
+    "COMBINATIONS",
+    "DEFAULT_LEARNING_RATE",
+    "NAMES",
+    "TrainingSpec",
+    "check_combinations",
+    "early_stopping_spec",
+    "pool_spec",
+    "settings_on",
+]
 
 DEFAULT_LEARNING_RATE = 1e-3
 """The learning rate of the default optimizer, ``optax.adam``."""
+COMBINATIONS: tuple[Rule, ...] = (RELAXLOSS_ALONE, DEFAULT_LOSS, DP_ALONE, ADV_REG_ALONE)
+"""Every combination of settings the engine refuses (:class:`jaxmia.settings.Rule`), by
+the keys ``dp``, ``dropout`` (the model has non-parameter state), ``loss_fn`` (a loss
+other than the default), ``adv_reg`` and the objective's
+:data:`jaxmia.engine.objectives.PARTS`."""
+NAMES: Mapping[str, str] = {"dropout": "model state (dropout or other non-parameter variables)"}
+"""How the engine names a key of :data:`COMBINATIONS` where the key is not its name."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -111,6 +132,27 @@ class TrainingSpec:
             )
         loss = "" if self.loss_fn is None else ", loss given by the user"
         return f"{self.epochs} epochs, batch {self.batch_size}, {name}{loss}"
+
+
+def settings_on(spec: TrainingSpec, *, stateful: bool) -> dict[str, bool]:
+    """Which settings of ``spec`` are on, by the keys of :data:`COMBINATIONS`;
+    ``stateful``: whether the model has non-parameter state (dropout)."""
+    parts = dict.fromkeys(PARTS, False) if spec.objective is None else spec.objective.parts
+    return {
+        "dp": spec.dp is not None,
+        "dropout": stateful,
+        "loss_fn": spec.loss is not cross_entropy,
+        "adv_reg": spec.adv_reg is not None,
+        **parts,
+    }
+
+
+def check_combinations(on: Mapping[str, bool], names: Mapping[str, str] | None = None) -> None:
+    """Refuses settings ``on`` (which are on, by the keys of :data:`COMBINATIONS`) that
+    break one of :data:`COMBINATIONS`, in a one-line
+    :class:`jaxmia.settings.ConfigError` that names them by ``names`` (the caller's names
+    where they are not the keys; default: the engine's, :data:`NAMES`)."""
+    refuse_combinations(COMBINATIONS, on, NAMES if names is None else names)
 
 
 def early_stopping_spec(validation, patience: int) -> dict[str, Any] | None:
