@@ -323,7 +323,7 @@ def test_bad_canary_and_sampling_settings_are_refused_in_one_line(case):
         with pytest.raises(ValueError, match=message) as info:
             _train(tiny, keep, **kw)
         assert "\n" not in str(info.value)
-    with pytest.raises(ValueError, match="sampling must be one of poisson, shuffle, got 'uniform'"):
+    with pytest.raises(ValueError, match="sampling must be one of poisson, shuffle; got 'uniform'"):
         engine.DPConfig(sampling="uniform")
     for bad in ({"leaf": "", "index": 0}, {"leaf": LEAF, "index": 1.5}):
         with pytest.raises(ValueError, match="DiracCanary"):

@@ -75,7 +75,7 @@ def test_settings_from_toml(tmp_path):
         ("es=early_stopping:2.5", "bad value '2.5' for early_stopping (expected an integer)"),
         ("aug=augment:maybe", "bad value 'maybe' for augment"),
         ("drop=dropout:1.5", "setting 'drop': dropout must be"),
-        ("dpdrop=dp_noise:1,dropout:0.1", "setting 'dpdrop': DP-SGD"),
+        ("dpdrop=dp_noise:1,dropout:0.1", "setting 'dpdrop': dp_noise (DP-SGD) does not combine"),
         ("out=output_dir:x", "output_dir cannot be set per setting"),
         ("atk=defend_shadows:false", "defend_shadows cannot be set per setting"),
         ("none; a=dataset:mnist", "'a': dataset cannot be set per setting (a study loads"),
