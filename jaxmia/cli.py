@@ -121,7 +121,15 @@ def _add_pool_option(parser: argparse.ArgumentParser, default: str) -> None:
 def _add_audit_options(parser: argparse.ArgumentParser, *, hosts: bool = True) -> None:
     """A flag for every setting of :class:`jaxmia.audit.AuditConfig`, generated from its
     fields' metadata (:func:`jaxmia.audit.config.options`), plus the run's own flags (with
-    ``hosts``, those of a run over several processes)."""
+    ``hosts``, those of a run over several processes). A registered attack's option whose
+    flag is one of the run's is refused in one line (a ValueError)."""
+    try:
+        _add_flags(parser, hosts)
+    except argparse.ArgumentError as e:
+        raise ValueError(f"an attack's option clashes with a flag of jaxmia: {e}") from None
+
+
+def _add_flags(parser: argparse.ArgumentParser, hosts: bool) -> None:
     from jaxmia.audit import config
 
     fields.add_flags(parser, config.options())
@@ -198,7 +206,7 @@ def _study_parser(sub) -> None:
         "width, classes, access level, defence strength) and write study.json, study.csv "
         "and study.png.",
     )
-    study.add_argument("--factor", required=True, help=", ".join(studies.FACTORS))
+    study.add_argument("--factor", required=True, help=", ".join(studies.factors()))
     study.add_argument("--values", required=True, help=studies.VALUES_HELP)
     study.add_argument(
         "--retrain",

@@ -16,7 +16,10 @@ train and test accuracy (utility) and, under DP-SGD, epsilon. Factors:
   options (:mod:`jaxmia.frontier`), the shadows defended as the target.
 * ``shadow_width``, ``shadow_depth``, ``shadow_epochs``, ``shadow_lr``,
   ``shadow_data_size``, ``shadow_shift``: shadow quality, the shadows trained unlike the
-  target (:mod:`jaxmia.audit.shadow_config`; ``none``: as the target).
+  target (:mod:`jaxmia.audit.shadow_config`; ``none``: as the target);
+* every option a registered attack declares (:attr:`jaxmia.attacks.Attack.options`:
+  ``rmia_gamma``, ``label_queries``, ... and a third-party attack's own), by its name:
+  one shadow pool for all values (:func:`factors`).
 
 ``jaxmia study --factor shadows --values 2,4,8,16`` writes ``study.json``, ``study.csv``
 and ``study.png`` (metric versus factor, one line per attack; for defences also privacy
@@ -49,6 +52,7 @@ __all__ = [
     "VALUES_HELP",
     "StudyError",
     "StudyResult",
+    "factors",
     "load",
     "parse_values",
     "plot",
@@ -84,7 +88,16 @@ FACTORS: dict[str, str] = {
     **{name: name for name in SHADOW_FACTORS},
 }
 """Study factors and the audit option each sets (``classes`` subsets the data; ``defence``
-sets a :class:`jaxmia.frontier.Setting`'s options)."""
+sets a :class:`jaxmia.frontier.Setting`'s options); the attacks' options are factors too
+(:func:`factors`)."""
+
+
+def factors() -> dict[str, str]:
+    """Every study factor and the audit option it sets: :data:`FACTORS`, then the options
+    of the attacks registered now (:func:`jaxmia.audit.config.attack_options`), each
+    setting itself (one named like a factor of :data:`FACTORS` is no factor)."""
+    return FACTORS | {o.name: o.name for o in config.attack_options() if o.name not in FACTORS}
+
 
 VALUES_HELP = (
     "comma-separated values; for --factor defence, named settings "
@@ -102,7 +115,7 @@ def pool_name(factor: str, value: Any, base: audit.AuditConfig) -> str:
     change the pool of ``base`` (the setting's ``pool`` metadata,
     :func:`jaxmia.audit.config.changes_pool`), so that such a study trains its shadow
     models once."""
-    shared = not config.changes_pool(FACTORS[factor], base)
+    shared = not config.changes_pool(factors()[factor], base)
     return f"{factor}-all" if shared else f"{factor}-{getattr(value, 'name', value)}"
 
 
@@ -112,6 +125,8 @@ class StudyError(ValueError):
 
 def _convert(factor: str, v: Any) -> Any:
     """One value of ``factor`` as the audit setting takes it."""
+    if factor not in FACTORS:  # an attack's option
+        return _option_value(next(o for o in config.attack_options() if o.name == factor), v)
     if factor in SHADOW_FACTORS and str(v).lower() == "none":
         return None  # the shadows as the target
     if factor in ("shadow_lr", "shadow_data_size", "shadow_shift"):
@@ -129,6 +144,18 @@ def _convert(factor: str, v: Any) -> Any:
     return int(v)
 
 
+def _option_value(option: config.Option, v: Any) -> Any:
+    """One value of an attack's option (the audit checks its bounds and choices)."""
+    if option.optional and str(v).lower() == "none":
+        return None
+    if option.kind is bool:
+        if not isinstance(v, bool) and str(v).lower() not in ("true", "false"):
+            raise ValueError(v)
+        return v if isinstance(v, bool) else str(v).lower() == "true"
+    value = option.kind(v) if isinstance(v, str) else v
+    return (value,) if option.many else value
+
+
 def parse_values(
     factor: str, values: str | Sequence[Any], base: audit.AuditConfig | None = None
 ) -> list[Any]:
@@ -136,8 +163,8 @@ def parse_values(
     values; for ``defence``, :func:`jaxmia.frontier.parse_settings`) to the types the
     audit expects and checks them all (duplicates refused; with ``base``, each audit's
     settings too), before any audit runs."""
-    if factor not in FACTORS:
-        raise StudyError(f"unknown factor {factor!r}; choose one of {', '.join(FACTORS)}")
+    if factor not in factors():
+        raise StudyError(f"unknown factor {factor!r}; choose one of {', '.join(factors())}")
     if factor == "defence":
         try:
             found = frontier.parse_settings(values)
@@ -178,7 +205,7 @@ def _config_for(factor: str, value: Any, base: audit.AuditConfig) -> audit.Audit
     if factor in ("width", "shadow_width") and value is not None:
         value = (value,)
     try:
-        return base.replace(**{FACTORS[factor]: value})
+        return base.replace(**{factors()[factor]: value})
     except ValueError as e:
         raise StudyError(f"{factor}={value}: {e}") from None
 
@@ -237,7 +264,7 @@ def run(
     """Runs one audit per value of ``factor``.
 
     Args:
-      factor: one of :data:`FACTORS`.
+      factor: one of :func:`factors`.
       values: its values (converted with :func:`parse_values`).
       base: the audit options held fixed (default: :class:`jaxmia.audit.AuditConfig`).
       log: receives a line per audit.

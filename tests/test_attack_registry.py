@@ -147,14 +147,20 @@ def test_an_attack_that_breaks_its_declaration_is_named(returned, message):
 
 
 PLUGIN = """
+import dataclasses
 import numpy as np
-from jaxmia import attacks
+from jaxmia import attacks, settings
+
+@dataclasses.dataclass(frozen=True)
+class PlugOptions(settings.Section):
+    plug_scale: int = settings.opt(1, "plug_loss's scale", b=settings.POS)
 
 PLUG_LOSS = attacks.Attack(
     "plug_loss",
     lambda inputs: attacks.Scores(-inputs.target["loss"][inputs.candidates], None),
     signals=("loss",),
     default=False,
+    options=PlugOptions,
 )
 NOT_AN_ATTACK = 3
 """
@@ -174,19 +180,24 @@ def _plugin_env(tmp_path, value: str) -> dict:
 
 
 def test_an_installed_packages_entry_point_registers_its_attack(tmp_path):
-    """Without any import by the user: the registry lists it, an audit config accepts it."""
+    """Without any import by the user: an audit config accepts it and its option (the
+    entry point loaded by that first read of the registry, after the config module was
+    imported), the registry lists it, the command line has the option's flag."""
     code = textwrap.dedent(
         """
-        from jaxmia import audit
+        from jaxmia import audit, cli
         from jaxmia.attacks import registry
+        config = audit.AuditConfig(attacks=("plug_loss",), plug_scale=2)
+        print(config.attacks, config.plug_scale)
         print(registry.names()[-1], registry.get("plug_loss").default)
-        print(audit.AuditConfig(attacks=("plug_loss",)).attacks)
+        args = cli.build_parser(only="audit").parse_args(["audit", "--plug-scale", "3"])
+        print(cli._config(args).plug_scale)
         """
     )
     env = _plugin_env(tmp_path, "plug:PLUG_LOSS")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["plug_loss False", "('plug_loss',)"]
+    assert done.stdout.split("\n")[:3] == ["('plug_loss',) 2", "plug_loss False", "3"]
 
 
 @pytest.mark.slow

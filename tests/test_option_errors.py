@@ -15,11 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jaxmia import engine
+from jaxmia.attacks import registry
 from jaxmia.audit import config, dp_audit, dp_cli
 
+AUDIT_CLASSES = [*config.SECTIONS.values(), *registry.option_sections()]
+"""The classes that declare the audit's settings: its sections and the attacks' options."""
 COMMANDS = {
-    "audit": (config.options(), [cls for cls in config.SECTIONS.values()], "audit"),
-    "study": (config.options(), [cls for cls in config.SECTIONS.values()], "audit"),
+    "audit": (config.options(), AUDIT_CLASSES, "audit"),
+    "study": (config.options(), AUDIT_CLASSES, "audit"),
     "dp-audit": (dp_cli.OPTIONS, [dp_audit.DPAuditConfig], "dp-audit"),
 }
 STUDY_ARGS = ["--factor", "epochs", "--values", "1,2"]

@@ -15,8 +15,8 @@ checks run before tracing (values only on concrete inputs). Calibrations return 
 :func:`calibrate_threshold` (``tau``) and :func:`calibrate_rmia` (temperature and ``a``).
 
 The attacks an audit runs are declared in :mod:`jaxmia.attacks.registry` (one
-:class:`Attack` beside each attack's code; :func:`register` adds your own). Registered
-here, in this order:
+:class:`Attack` beside each attack's code, with the audit settings it declares,
+:attr:`Attack.options`; :func:`register` adds your own). Registered here, in this order:
 
 {table}
 
@@ -31,6 +31,8 @@ then every model the target in turn (leave-one-out), vmapped::
     others = np.array([np.delete(np.arange(len(keep)), t) for t in range(len(keep))])
     loo = jax.jit(jax.vmap(attacks.lira_online))(phi, phi[others], keep[others])  # (k + 1, n)
 """
+
+import dataclasses
 
 from jaxmia.attacks import classifier, lira, registry, rmia, robustness, threshold
 from jaxmia.attacks._checks import AttackInputError
@@ -78,11 +80,17 @@ for _attack in _JAXMIA_ATTACKS:
     registry.register(_attack)
 
 
+def _options(attack: Attack) -> str:
+    """The settings ``attack`` declares, comma-separated (``-``: none)."""
+    names = [f.name for f in dataclasses.fields(attack.options)] if attack.options else []
+    return ", ".join(names) or "-"
+
+
 def _table() -> str:
     """jaxmia's attacks as a reStructuredText table (for this module's docstring)."""
-    rows = [("attack", "statistic", "paper")]
-    rows += [(a.name, a.statistic, a.paper) for a in _JAXMIA_ATTACKS]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rows = [("attack", "statistic", "paper", "options")]
+    rows += [(a.name, a.statistic, a.paper, _options(a)) for a in _JAXMIA_ATTACKS]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     rule = "  ".join("=" * w for w in widths)
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows

@@ -24,6 +24,7 @@ from jax.typing import ArrayLike
 
 from jaxmia import engine, models, signals
 from jaxmia.attacks import _checks, registry
+from jaxmia.settings import Section, opt
 
 __all__ = [
     "ATTACK",
@@ -32,6 +33,7 @@ __all__ = [
     "THRESHOLD",
     "ShokriConfig",
     "ShokriFit",
+    "ShokriOptions",
     "feature_matrix",
     "shokri",
     "shokri_fit",
@@ -262,6 +264,14 @@ FEATURES_BY_ACCESS: Mapping[str, tuple[str, ...]] = {
 """The audit's attack-classifier features under each access level."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ShokriOptions(Section):
+    """The audit's settings of Shokri et al.'s attack (:attr:`jaxmia.attacks.Attack.options`;
+    each a flat audit setting, ``--per-class``)."""
+
+    per_class: bool = opt(False, "one Shokri attack model per class")
+
+
 def _fit(shadows: registry.PoolSignals, labels, num_classes: int, settings) -> ShokriFit:
     """The audit's :attr:`jaxmia.attacks.Attack.fit`: the classifier trained on the pool's
     signals, features by access level (:data:`FEATURES_BY_ACCESS`), one per class with
@@ -298,5 +308,6 @@ ATTACK = registry.Attack(
     fit=_fit,
     statistic="signals (features of an attack MLP)",
     paper="Shokri et al. 2017",
+    options=ShokriOptions,
 )
 """Shokri et al.'s attack classifier as the audit runs it (:mod:`jaxmia.attacks.registry`)."""

@@ -39,6 +39,7 @@ over in a jitted function is fitted eagerly, not folded into the compiled progra
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import numbers
 
@@ -49,6 +50,7 @@ from jax.scipy.special import log_ndtr
 from jax.typing import ArrayLike
 
 from jaxmia.attacks import _checks, registry
+from jaxmia.settings import Section, opt
 
 __all__ = [
     "ATTACKS",
@@ -56,6 +58,7 @@ __all__ = [
     "COMBINES",
     "VARIANCES",
     "LiRAError",
+    "LiRAOptions",
     "augment_images",
     "lira_offline",
     "lira_online",
@@ -376,6 +379,19 @@ def augment_images(
     return np.stack(views)
 
 
+@dataclasses.dataclass(frozen=True)
+class LiRAOptions(Section):
+    """The audit's settings of LiRA online and offline
+    (:attr:`jaxmia.attacks.Attack.options`; each a flat audit setting, ``--lira-variance``,
+    ``--augment``). ``augment`` is read where the queries are extracted
+    (:mod:`jaxmia.audit.setup`), ``lira_variance`` by the score."""
+
+    lira_variance: str = opt(
+        "auto", "LiRA variance (auto: per example from 64 shadows on)", c=VARIANCES
+    )
+    augment: bool = opt(False, "query LiRA with flipped and shifted images (image data only)")
+
+
 def _scorer(online: bool):
     """The audit's :attr:`jaxmia.attacks.Attack.score` of LiRA: the candidates' ``phi``
     (one per query view) against the shadows', the variance resolved from the settings'
@@ -407,6 +423,7 @@ ATTACKS: tuple[registry.Attack, ...] = (
         paper=_CARLINI,
         core=lira_online,
         core_input="statistic",
+        options=LiRAOptions,
     ),
     registry.Attack(
         name="lira_offline",
@@ -417,6 +434,7 @@ ATTACKS: tuple[registry.Attack, ...] = (
         paper=_CARLINI,
         core=lira_offline,
         core_input="statistic",
+        options=LiRAOptions,
     ),
 )
 """LiRA online and offline as the audit runs them (:mod:`jaxmia.attacks.registry`)."""

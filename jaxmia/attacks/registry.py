@@ -9,14 +9,27 @@ calibrates a threshold on the shadow models, and ``score``: a function from one 
 registry: the ``--attacks`` choices and TOML check, the signals it extracts, the attacks
 it runs by default, the online set, the dispatch, the protocol tests.
 
+An attack's own settings (RMIA's ``rmia_gamma``, the label-only attack's
+``label_queries``) are declared beside it too: :attr:`Attack.options` is a frozen
+dataclass of :func:`jaxmia.settings.opt` fields, a :class:`jaxmia.settings.Section`, and
+each field becomes a flat setting of the audit (``AuditConfig(rmia_gamma=3.0)``, the flag
+``--rmia-gamma``, the TOML key, ``metrics.json``'s ``"config"``, a study factor), checked
+by that section and read by the attack as ``inputs.settings.rmia_gamma``.
+
 Third-party code registers an attack without editing jaxmia::
+
+    @dataclasses.dataclass(frozen=True)
+    class MyOptions(settings.Section):
+        my_scale: int = settings.opt(1, "my_loss's score multiplier", b=settings.POS)
 
     def score(inputs: attacks.AttackInputs) -> attacks.Scores:
         loss = inputs.target["loss"][inputs.candidates]
-        return attacks.Scores(-loss, threshold=None)  # (m,), higher = member
+        scale = inputs.settings.my_scale  # an option: --my-scale, my_scale in TOML
+        return attacks.Scores(-loss * scale, threshold=None)  # (m,), higher = member
 
-    attacks.register(attacks.Attack("my_loss", score, signals=("loss",), default=False))
-    jaxmia.audit.run(AuditConfig(attacks=("my_loss", "lira_online")))
+    my_loss = attacks.Attack("my_loss", score, signals=("loss",), default=False, options=MyOptions)
+    attacks.register(my_loss)
+    jaxmia.audit.run(AuditConfig(attacks=("my_loss", "lira_online"), my_scale=2))
 
 and ``jaxmia audit --attacks my_loss`` finds it when its package declares the entry point
 ``[project.entry-points."jaxmia.attacks"] my_loss = "my_package:MY_LOSS"`` (an
@@ -31,6 +44,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxmia.settings import Section
+
 __all__ = [
     "CORE_INPUTS",
     "ENTRY_POINTS",
@@ -42,6 +57,7 @@ __all__ = [
     "Scores",
     "get",
     "names",
+    "option_sections",
     "register",
     "unregister",
 ]
@@ -197,6 +213,15 @@ class Attack:
         population ``z`` as the keyword arguments ``target_log_p_z``, ``ref_log_p_z``,
         ``keep_z`` it accepts) or ``"answers"`` (``(m, q)`` bool: correct answers to
         ``q`` queries).
+      options: its settings, or ``None``: a frozen dataclass inheriting
+        :class:`jaxmia.settings.Section` whose fields are :func:`jaxmia.settings.opt`
+        settings (help, bounds, choices). Each field is a flat setting of the audit
+        (:class:`jaxmia.audit.config.AttackConfig`: its flag, TOML key, ``metrics.json``
+        entry and study factor), checked by the class, and ``score`` and ``fit`` read
+        it from the settings they are given (``inputs.settings.rmia_gamma``). The attacks
+        of one family share one class (RMIA online, offline and Attack-P:
+        :class:`jaxmia.attacks.rmia.RMIAOptions`); a setting declared by two classes is
+        refused by :func:`register`.
     """
 
     name: str
@@ -213,6 +238,7 @@ class Attack:
     paper: str = ""
     core: Callable[..., Any] | None = None
     core_input: str | None = None
+    options: type[Section] | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -233,10 +259,40 @@ class Attack:
                 f"attack {self.name!r}: core_input must be one of {', '.join(CORE_INPUTS)}, "
                 f"got {self.core_input!r}"
             )
+        if self.options is not None:
+            _check_options(self.name, self.options)
 
     def needs(self, access: str) -> tuple[str, ...]:
         """The signals the attack reads under ``access``."""
         return tuple(self.signals(access) if callable(self.signals) else self.signals)
+
+
+def _check_options(name: str, options: Any) -> None:
+    """Refuses, naming the attack ``name``, ``options`` that are not a frozen
+    :class:`~jaxmia.settings.Section` dataclass of :func:`~jaxmia.settings.opt` fields
+    whose defaults pass their own checks."""
+    what = f"attack {name!r}: options"
+    if not (
+        isinstance(options, type)
+        and dataclasses.is_dataclass(options)
+        and issubclass(options, Section)
+        and options.__dataclass_params__.frozen
+    ):
+        raise ValueError(
+            f"{what} must be a frozen dataclass inheriting jaxmia.settings.Section, got {options!r}"
+        )
+    for field in dataclasses.fields(options):
+        if "help" not in field.metadata:
+            raise ValueError(f"{what}: {field.name} is not made by jaxmia.settings.opt")
+    try:
+        options()
+    except (TypeError, ValueError) as e:  # a default its own checks refuse
+        raise ValueError(f"{what}: the defaults of {options.__name__}: {e}") from None
+
+
+def _names(options: type[Section]) -> tuple[str, ...]:
+    """The settings an :attr:`Attack.options` class declares, in declaration order."""
+    return tuple(field.name for field in dataclasses.fields(options))
 
 
 _registry: dict[str, Attack] = {}
@@ -249,15 +305,36 @@ def register(attack: Attack, *, replace: bool = False) -> Attack:
 
     Raises:
       ValueError: an attack of that name is registered (unless ``replace``: it then takes
-        the old one's place), or ``attack`` is not an :class:`Attack`.
+        the old one's place), ``attack`` is not an :class:`Attack`, or one of its
+        options is a setting another registered attack declares in another class (one
+        name, two meanings; attacks that share a setting share its class).
     """
     if not isinstance(attack, Attack):
         raise ValueError(f"register takes an Attack, got {attack!r}")
     with _lock:
         if attack.name in _registry and not replace:
             raise ValueError(f"an attack named {attack.name!r} is registered already")
+        _refuse_redeclared(attack)
         _registry[attack.name] = attack
     return attack
+
+
+def _refuse_redeclared(attack: Attack) -> None:
+    """Refuses ``attack`` if a registered attack (but the one it replaces) declares one of
+    its options in another class."""
+    if attack.options is None:
+        return
+    mine = set(_names(attack.options))
+    for other in _registry.values():
+        if other.name == attack.name or other.options in (None, attack.options):
+            continue
+        shared = sorted(mine.intersection(_names(other.options)))
+        if shared:
+            raise ValueError(
+                f"attack {attack.name!r}: option {shared[0]!r} is declared already by "
+                f"attack {other.name!r} ({other.options.__qualname__}); share that class "
+                "or rename the option"
+            )
 
 
 def unregister(name: str) -> Attack:
@@ -277,6 +354,15 @@ def names(*, default_only: bool = False) -> tuple[str, ...]:
     ``default_only`` those run when no attacks are asked for."""
     _load_plugins()
     return tuple(name for name, a in _registry.items() if a.default or not default_only)
+
+
+def option_sections() -> tuple[type[Section], ...]:
+    """The :attr:`Attack.options` classes of the registered attacks, each once, in
+    registration order (jaxmia's own first): the attack options of the audit's settings,
+    in the order of ``metrics.json``."""
+    _load_plugins()
+    declared = [attack.options for attack in list(_registry.values())]
+    return tuple(dict.fromkeys(options for options in declared if options is not None))
 
 
 def get(name: str) -> Attack:

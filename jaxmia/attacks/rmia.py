@@ -45,6 +45,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -56,12 +57,14 @@ from jax.typing import ArrayLike
 
 from jaxmia import metrics, signals
 from jaxmia.attacks import _checks, registry
+from jaxmia.settings import POS, POSITIVE_REAL, Range, Section, opt
 
 __all__ = [
     "ATTACKS",
     "A_GRID",
     "TEMPERATURES",
     "RMIACalibration",
+    "RMIAOptions",
     "attack_p",
     "calibrate_rmia",
     "log_prior",
@@ -520,6 +523,16 @@ def _pool_wide(inputs: registry.AttackInputs):
     return cut
 
 
+@dataclasses.dataclass(frozen=True)
+class RMIAOptions(Section):
+    """The audit's settings of RMIA online and offline and of Attack-P, shared by the three
+    (:attr:`jaxmia.attacks.Attack.options`; each a flat audit setting, ``--rmia-gamma``)."""
+
+    rmia_a: float | None = opt(None, "offline RMIA's a (default: calibrated)", b=Range(0, 1))
+    rmia_gamma: float = opt(2.0, "RMIA's likelihood-ratio threshold gamma", b=POSITIVE_REAL)
+    population_size: int | None = opt(None, "RMIA population records z (default: all)", b=POS)
+
+
 def _population(online_or_offline: str, inputs: registry.AttackInputs) -> np.ndarray:
     """RMIA's population ``z``: pool records (a seeded subset of ``population_size``
     of them, if set); offline, only those with an OUT reference model."""
@@ -623,6 +636,7 @@ ATTACKS: tuple[registry.Attack, ...] = (
         paper=_ZARIFZADEH,
         core=rmia_online,
         core_input="log_probability",
+        options=RMIAOptions,
     ),
     registry.Attack(
         name="rmia_offline",
@@ -634,6 +648,7 @@ ATTACKS: tuple[registry.Attack, ...] = (
         paper=_ZARIFZADEH,
         core=rmia_offline,
         core_input="log_probability",
+        options=RMIAOptions,
     ),
     registry.Attack(
         name="attack_p",
@@ -643,6 +658,7 @@ ATTACKS: tuple[registry.Attack, ...] = (
         paper="Ye et al. 2022",
         core=attack_p,
         core_input="log_probability",
+        options=RMIAOptions,
     ),
 )
 """RMIA online, offline and Attack-P as the audit runs them

@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
@@ -43,6 +44,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxmia.attacks import _checks, registry, threshold
+from jaxmia.settings import POS, Section, opt
 
 __all__ = [
     "ATTACK",
@@ -51,6 +53,7 @@ __all__ = [
     "DEFAULT_STRENGTH",
     "KINDS",
     "NEEDS",
+    "LabelOnlyOptions",
     "calibration_records",
     "label_only",
     "perturb_inputs",
@@ -514,6 +517,14 @@ def calibration_records(pool: np.ndarray, seed: int) -> np.ndarray:
     return np.sort(rng.choice(cols, CALIBRATION_RECORDS, replace=False))
 
 
+@dataclasses.dataclass(frozen=True)
+class LabelOnlyOptions(Section):
+    """The audit's settings of the label-only attack (:attr:`jaxmia.attacks.Attack.options`;
+    each a flat audit setting, ``--label-queries``)."""
+
+    label_queries: int = opt(16, "perturbed queries of the label-only attack", b=POS)
+
+
 def _answers(predicts, inputs: registry.AttackInputs, rows) -> list[np.ndarray]:
     """:func:`query_correctness_many` with the audit's label-only settings."""
     settings = inputs.settings
@@ -585,5 +596,6 @@ ATTACK = registry.Attack(
     paper="Choquette-Choo et al. 2021",
     core=label_only,
     core_input="answers",
+    options=LabelOnlyOptions,
 )
 """The label-only attack as the audit runs it (:mod:`jaxmia.attacks.registry`)."""

@@ -8,16 +8,23 @@ metadata hold each setting's ``help``, ``flags`` (where not ``--field-name``), `
 ``defended`` = when the shadows are defended, ``disjoint`` = in the disjoint scheme). The CLI
 flags, TOML keys (:func:`read_toml`), :func:`command_for` and :func:`changes_pool` derive from
 them. Settings read flat (``AuditConfig(epochs=20).epochs``), as in TOML and metrics.json.
+
+The attacks' own settings (``rmia_gamma``, ``label_queries``, a third-party attack's) are
+not written here: each attack declares them beside its code
+(:attr:`jaxmia.attacks.Attack.options`), and :class:`AttackConfig` holds those of the
+registered attacks; :func:`options` lists them after ``attacks``, in registration order.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from collections.abc import Mapping
 from typing import Any
 
 from jaxmia import datasets, models, splits, threat_models
-from jaxmia.attacks import lira, registry
+from jaxmia.attacks import registry
 from jaxmia.audit import fields, shadow_config
 from jaxmia.audit.fields import Option, options_of
 from jaxmia.defences import perturbation
@@ -32,6 +39,7 @@ from jaxmia.settings import (
     Range,
     Section,
     as_config_error,
+    check_value,
     opt,
     refuse_unknown,
 )
@@ -45,6 +53,7 @@ __all__ = [
     "OutputConfig",
     "QueryConfig",
     "TrainingConfig",
+    "attack_options",
     "changes_pool",
     "command_for",
     "options",
@@ -111,9 +120,34 @@ class QueryConfig(Section):
         super().__post_init__()
 
 
-@dataclasses.dataclass(frozen=True)
-class AttackConfig(Section):
-    """Which attacks run, and their options."""
+@dataclasses.dataclass(frozen=True, init=False)
+class AttackConfig:
+    """Which attacks run, and the options the registered attacks declare.
+
+    ``attacks`` is a setting of this class; the options are those each attack declares
+    beside its code (:attr:`jaxmia.attacks.Attack.options`: Shokri's ``per_class``,
+    LiRA's ``lira_variance`` and ``augment``, RMIA's ``rmia_a``, ``rmia_gamma`` and
+    ``population_size``, the label-only attack's ``label_queries``, a third-party
+    attack's own), held as one checked section per declaring class in ``options``, in
+    registration order, and given and read flat: ``AttackConfig(rmia_gamma=3.0).rmia_gamma``.
+
+    Why sections held here and not fields of this class: attacks register at any time
+    (jaxmia's on import, an installed package's entry point on the registry's first
+    read, :func:`jaxmia.attacks.register` at run time), after this class exists. Each
+    config reads the registry when it is built, so a setting an attack registered earlier
+    is accepted, checked by its own class (:class:`jaxmia.settings.Section`: the message
+    names it, the value and what is allowed) and listed by :func:`options` (its flag,
+    TOML key, ``metrics.json`` entry, study factor); read from a config built before its
+    attack registered, it has its default. jaxmia's attacks register first, so their
+    options keep their place after ``attacks``, whatever registers later.
+
+    Args:
+      attacks: the attacks to run (a comma-separated string, or names), or ``None``: every
+        default attack the access level and the shadow pool allow (:func:`select_attacks`).
+      options: sections of :attr:`~jaxmia.attacks.Attack.options` classes (those not given
+        hold their defaults; each class of a registered attack).
+      **values: flat options (``rmia_gamma=3.0``), over ``options``.
+    """
 
     attacks: tuple[str, ...] | None = opt(
         None,
@@ -121,24 +155,72 @@ class AttackConfig(Section):
         "the shadow pool allow)",
         distinct=True,
     )
-    per_class: bool = opt(False, "one Shokri attack model per class")
-    lira_variance: str = opt(
-        "auto", "LiRA variance (auto: per example from 64 shadows on)", c=("auto", *lira.VARIANCES)
-    )
-    augment: bool = opt(False, "query LiRA with flipped and shifted images (image data only)")
-    rmia_a: float | None = opt(None, "offline RMIA's a (default: calibrated)", b=Range(0, 1))
-    rmia_gamma: float = opt(2.0, "RMIA's likelihood-ratio threshold gamma", b=POSITIVE_REAL)
-    population_size: int | None = opt(None, "RMIA population records z (default: all)", b=POS)
-    label_queries: int = opt(16, "perturbed queries of the label-only attack", b=POS)
+    options: tuple[Section, ...] = ()
 
-    def __post_init__(self):
-        super().__post_init__()  # a string: its comma-separated names
-        known = registry.names()
-        unknown = [a for a in self.attacks or () if a not in known]
-        if unknown:
-            raise ConfigError(
-                f"attacks: unknown attack(s) {', '.join(unknown)}; choose from {', '.join(known)}"
-            )
+    def __init__(
+        self,
+        attacks: tuple[str, ...] | str | None = None,
+        options: tuple[Section, ...] = (),
+        **values: Any,
+    ):
+        object.__setattr__(self, "attacks", _checked_attacks(attacks))
+        object.__setattr__(self, "options", _attack_sections(options, values))
+
+    def __getattr__(self, name: str) -> Any:
+        """The option ``name`` (``config.rmia_gamma``): its section's value, or the default
+        where its attack registered after this config was built."""
+        if name.startswith("__") or "options" not in vars(self):  # copy, pickle, __init__
+            raise AttributeError(name)
+        for section in (*self.options, *map(_defaults, registry.option_sections())):
+            if name in _names_of(type(section)):
+                return getattr(section, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def _checked_attacks(attacks: Any) -> tuple[str, ...] | None:
+    """``attacks`` checked as its field says (a string: its comma-separated names), each
+    a registered attack."""
+    field = AttackConfig.__dataclass_fields__["attacks"]
+    hint = typing.get_type_hints(AttackConfig)["attacks"]
+    attacks = check_value("attacks", attacks, hint, field.metadata)
+    known = registry.names()
+    unknown = [a for a in attacks or () if a not in known]
+    if unknown:
+        raise ConfigError(
+            f"attacks: unknown attack(s) {', '.join(unknown)}; choose from {', '.join(known)}"
+        )
+    return attacks
+
+
+@functools.cache
+def _names_of(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _defaults(cls: type) -> Section:
+    """The section ``cls()``: the defaults of an attack's options."""
+    return cls()
+
+
+def _attack_sections(given: Any, values: Mapping[str, Any]) -> tuple[Section, ...]:
+    """One section per registered :attr:`~jaxmia.attacks.Attack.options` class, in
+    registration order: the one of ``given`` of that class, or its defaults, with the
+    flat ``values`` of its settings replaced and checked (by the class)."""
+    classes = registry.option_sections()
+    if not isinstance(given, tuple | list) or not all(isinstance(s, Section) for s in given):
+        raise ConfigError(f"options must be sections of attack options, got {given!r}")
+    stray = [type(s).__name__ for s in given if type(s) not in classes]
+    if stray:
+        raise ConfigError(f"options: {', '.join(stray)} are the options of no registered attack")
+    refuse_unknown(values, ["attacks", *(name for cls in classes for name in _names_of(cls))])
+    by_class = {type(s): s for s in given}
+    sections = []
+    for cls in classes:
+        section = by_class.get(cls) or _defaults(cls)
+        mine = {name: values[name] for name in _names_of(cls) if name in values}
+        sections.append(as_config_error(dataclasses.replace, section, **mine) if mine else section)
+    return tuple(sections)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,24 +246,49 @@ SECTIONS: dict[str, type] = {
 """The sections of :class:`AuditConfig`: attribute name and class."""
 
 
-def _collect() -> dict[str, Option]:
+def _table() -> dict[str, Option]:
+    """Every flat setting of :class:`AuditConfig` with the registered attacks' options:
+    :func:`_collect` of the registry as it is now."""
+    return _collect(registry.option_sections())
+
+
+@functools.cache
+def _collect(attack_options: tuple[type, ...]) -> dict[str, Option]:
     """Every section's settings, in declaration order (the sections in the order of
-    :data:`SECTIONS`, then their fields): the order of the CLI flags, of
-    ``metrics.json``'s ``"config"`` and of :func:`command_for`."""
+    :data:`SECTIONS`, then their fields; after ``attacks``, the settings of
+    ``attack_options``, the :attr:`~jaxmia.attacks.Attack.options` classes in registration
+    order): the order of the CLI flags, of ``metrics.json``'s ``"config"`` and of
+    :func:`command_for`. An attack's setting that another setting's name or flag holds
+    already is refused, naming its class."""
     found: dict[str, Option] = {}
+    flags: dict[str, str] = {}
     for section, cls in SECTIONS.items():
-        for option in options_of(cls, section):
-            assert option.name not in found, f"{option.name} is a setting of two sections"
+        declared = [(cls, option) for option in options_of(cls, section)]
+        if cls is AttackConfig:
+            declared += [(c, option) for c in attack_options for option in options_of(c, section)]
+        for owner, option in declared:
+            taken = option.name if option.name in found else None
+            taken = taken or next((flags[f] for f in option.flags if f in flags), None)
+            if taken is not None:
+                raise ConfigError(
+                    f"{owner.__qualname__}'s setting {option.name} (flag {option.flags[0]}) "
+                    f"clashes with the setting {taken}; rename the attack's option"
+                )
             found[option.name] = option
+            flags.update(dict.fromkeys(option.flags, option.name))
     return found
 
 
-_OPTIONS = _collect()
-
-
 def options() -> tuple[Option, ...]:
-    """Every flat setting of :class:`AuditConfig`, in the order of ``metrics.json``."""
-    return tuple(_OPTIONS.values())
+    """Every flat setting of :class:`AuditConfig`, in the order of ``metrics.json``: the
+    settings of every section and the options of the attacks registered now."""
+    return tuple(_table().values())
+
+
+def attack_options() -> tuple[Option, ...]:
+    """The settings the registered attacks declare (:attr:`jaxmia.attacks.Attack.options`),
+    in registration order: those of :func:`options` after ``attacks``."""
+    return tuple(o for o in options() if o.section == "attack" and o.name != "attacks")
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -193,6 +300,8 @@ class AuditConfig:
     flat, ``config.epochs``, or by section, ``config.training.epochs``. Every value is
     checked here, before any training: a :class:`ConfigError` names the setting, the value
     and what is allowed. ``jaxmia audit --help`` lists the settings with their help text.
+    The registered attacks' options (:class:`AttackConfig`) are settings alike:
+    ``AuditConfig(rmia_gamma=3.0).rmia_gamma``.
     """
 
     data: DataConfig
@@ -204,7 +313,8 @@ class AuditConfig:
     shadow: shadow_config.ShadowConfig
 
     def __init__(self, **settings: Any):
-        refuse_unknown(set(settings) - set(SECTIONS), _OPTIONS)
+        table = _table()
+        refuse_unknown(set(settings) - set(SECTIONS), table)
         for name, cls in SECTIONS.items():
             section = settings.get(name)
             if section is None:
@@ -212,12 +322,24 @@ class AuditConfig:
             elif not isinstance(section, cls):
                 raise ConfigError(f"{name} must be a {cls.__name__}, got {section!r}")
             changes = {
-                f.name: settings[f.name] for f in dataclasses.fields(cls) if f.name in settings
+                key: settings[key]
+                for key, option in table.items()
+                if option.section == name and key in settings
             }
             if changes:  # every section checks its own values (settings.Section)
                 section = as_config_error(dataclasses.replace, section, **changes)
             object.__setattr__(self, name, section)
         self._check_together()
+
+    def __getattr__(self, name: str) -> Any:
+        """An attack's option read flat, ``config.rmia_gamma``: :class:`AttackConfig`'s (the
+        other settings are properties of this class)."""
+        if name.startswith("__") or "attack" not in vars(self):  # copy, pickle, __init__
+            raise AttributeError(name)
+        try:
+            return getattr(self.attack, name)
+        except AttributeError:
+            raise AttributeError(f"'AuditConfig' object has no attribute {name!r}") from None
 
     def _check_together(self) -> None:
         """Checks of settings that depend on each other."""
@@ -269,12 +391,13 @@ class AuditConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The flat settings, tuples as lists (the inverse of :meth:`from_dict`)."""
-        values = {name: getattr(self, name) for name in _OPTIONS}
+        values = {name: getattr(self, name) for name in _table()}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 def _flat(option: Option) -> property:
-    """The flat read access ``config.<name>`` to a section's field."""
+    """The flat read access ``config.<name>`` to a section's field (the attacks' options:
+    :meth:`AuditConfig.__getattr__`)."""
 
     def get(self: AuditConfig) -> Any:
         return getattr(getattr(self, option.section), option.name)
@@ -283,7 +406,7 @@ def _flat(option: Option) -> property:
     return property(get, doc=option.help)
 
 
-for _option in _OPTIONS.values():
+for _option in _collect(()).values():
     setattr(AuditConfig, _option.name, _flat(_option))
 
 
@@ -296,8 +419,9 @@ def read_toml(path: str) -> dict[str, Any]:
 def command_for(config: AuditConfig) -> str:
     """The ``jaxmia audit`` command line that reproduces ``config``: a flag for every
     setting that differs from its default (switches last)."""
-    values = {name: getattr(config, name) for name in _OPTIONS}
-    return fields.command_line(["jaxmia", "audit"], options(), values)
+    table = _table()
+    values = {name: getattr(config, name) for name in table}
+    return fields.command_line(["jaxmia", "audit"], tuple(table.values()), values)
 
 
 def shadows_defended(config: AuditConfig) -> bool:
@@ -309,7 +433,7 @@ def shadows_defended(config: AuditConfig) -> bool:
 def changes_pool(name: str, config: AuditConfig) -> bool:
     """Whether the setting ``name`` can change the shadow pool of ``config`` (from its
     ``pool`` metadata); a name that is no setting (a study's ``classes``) is assumed to."""
-    option = _OPTIONS.get(name)
+    option = _table().get(name)
     if option is None or option.pool == "always":
         return True
     if option.pool == "defended":

@@ -87,12 +87,15 @@ class Option(NamedTuple):
 
 def options_of(cls: type, section: str = "") -> tuple[Option, ...]:
     """The :class:`Option` of every field of the dataclass ``cls`` made by
-    :func:`jaxmia.settings.opt`, in
-    declaration order; a field's flag is ``--field-name`` unless its metadata says."""
+    :func:`jaxmia.settings.opt`, in declaration order (a field made otherwise is no
+    setting: :attr:`jaxmia.audit.config.AttackConfig.options`, the sections holding the
+    attacks' settings); a field's flag is ``--field-name`` unless its metadata says."""
     hints = typing.get_type_hints(cls)
     found = []
     for f in dataclasses.fields(cls):
         meta = f.metadata
+        if "help" not in meta:
+            continue
         flags = meta.get("flags") or ("--" + f.name.replace("_", "-"),)
         kind, many, optional = kind_of(hints[f.name])
         found.append(
