@@ -41,6 +41,7 @@ from jaxmia.settings import (
     as_config_error,
     check_value,
     opt,
+    opt_like,
     refuse_unknown,
 )
 
@@ -101,15 +102,22 @@ class TrainingConfig(Section):
     defend_shadows: bool = opt(False, "train the shadows with the target's defences", "always")
 
 
+def _interface_field(name: str, default, help: str):
+    """A setting of the query interface that takes the values of the field ``name`` of
+    :class:`jaxmia.defences.perturbation.Perturbation` (its bounds and choices are stated
+    there once)."""
+    return opt_like(perturbation.Perturbation, name, default, help)
+
+
 @dataclasses.dataclass(frozen=True)
 class QueryConfig(Section):
     """The target's query interface: what the attacker sees (:attr:`AuditConfig.interface`)."""
 
     access: str = opt("probs", "attacker access", c=threat_models.ACCESS_LEVELS)
-    top_k: int = opt(3, "probabilities returned under --access topk", b=POS)
-    perturbation: str = opt("none", "target outputs (the shadows seen alike)", c=perturbation.KINDS)
-    decimals: int = opt(2, "rounding of --perturbation round", b=NAT)
-    noise_sigma: float = opt(0.0, "std of --perturbation noise", b=NAT)
+    top_k: int = _interface_field("k", 3, "probabilities returned under --access topk")
+    perturbation: str = _interface_field("kind", "none", "target outputs (the shadows seen alike)")
+    decimals: int = _interface_field("decimals", 2, "rounding of --perturbation round")
+    noise_sigma: float = _interface_field("sigma", 0.0, "std of --perturbation noise")
 
     def __post_init__(self):
         if isinstance(self.access, str):  # its own message: "unknown access level"
