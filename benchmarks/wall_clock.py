@@ -64,7 +64,7 @@ def bootstrap_ci(repeats: int) -> dict:
 
 
 def wide_csv(repeats: int) -> dict:
-    from jaxmia.datasets import DatasetError, load
+    from jaxmia._src.datasets import DatasetError, load
 
     n = 2 * 10**5
     row = ",".join(["1"] * n)

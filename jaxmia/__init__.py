@@ -11,20 +11,25 @@ The main entry points are offered here directly::
     # train (or resume) the shadow pool an audit configuration describes
     pool = jaxmia.train_pool(jaxmia.AuditConfig(num_shadows=16), "pools/location30")
 
-The package follows the audit's data flow, each layer importing only from those below:
+The package follows the audit's data flow, each layer importing only from those below;
+these are its public modules (the internals are in ``jaxmia._src``, one package per
+concept):
 
 * :mod:`jaxmia.settings`: typed settings and their checks (every configuration's).
 * :mod:`jaxmia.datasets`, :mod:`jaxmia.splits`: data and the keep matrices of members.
 * :mod:`jaxmia.models`: Flax NNX MLP and CNN factories.
 * :mod:`jaxmia.signals`: jitted per-example signals (loss, confidence, ...).
-* :mod:`jaxmia.engine`: the vmapped, sharded shadow-model engine and pools on disk.
+* :mod:`jaxmia.engine`: the vmapped, sharded shadow-model engine.
 * :mod:`jaxmia.threat_models`: access levels (what the attacker sees).
-* :mod:`jaxmia.metrics`: ROC, AUC, TPR at low FPR, bootstrap intervals, ROC plots.
-* :mod:`jaxmia.attacks`: attacks producing per-example membership scores.
+* :mod:`jaxmia.metrics`: ROC, AUC, TPR at low FPR, bootstrap intervals, ROC plots,
+  epsilon lower bounds.
+* :mod:`jaxmia.attacks`: attacks producing per-example membership scores, and
+  :mod:`jaxmia.attacks.registry`, where your own attack plugs in.
 * :mod:`jaxmia.defences`: training-time defences and output perturbation.
 * :mod:`jaxmia.audit`: the end-to-end audit, its configuration and report.
-* :mod:`jaxmia.study`, :mod:`jaxmia.frontier`, :mod:`jaxmia.multiples`, :mod:`jaxmia.cli`:
-  sweeps, the privacy-utility frontier, several studies in one figure, the command line.
+* :mod:`jaxmia.study`, :mod:`jaxmia.frontier`, :mod:`jaxmia.multiples`,
+  :mod:`jaxmia.dp_audit`, :mod:`jaxmia.cli`: sweeps, the privacy-utility frontier, several
+  studies in one figure, the DP-SGD audit, the command line.
 
 Everything is loaded on first use, so that ``import jaxmia`` itself loads without JAX.
 Build this reference with ``python -m pdoc -d google jaxmia -o DIR`` (``pip install pdoc``).
@@ -41,6 +46,7 @@ _MODULES = (
     "cli",
     "datasets",
     "defences",
+    "dp_audit",
     "engine",
     "frontier",
     "metrics",

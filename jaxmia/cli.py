@@ -29,8 +29,8 @@ import atexit  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from typing import Any, NoReturn  # noqa: E402
 
-from jaxmia.audit import fields  # noqa: E402
-from jaxmia.audit.runtime import (  # noqa: E402
+from jaxmia._src.audit import fields  # noqa: E402
+from jaxmia._src.audit.runtime import (  # noqa: E402
     COMPILATION_CACHE_BYTES,
     Progress,
     repair_compilation_cache,
@@ -120,7 +120,7 @@ def _add_pool_option(parser: argparse.ArgumentParser, default: str) -> None:
 
 def _add_audit_options(parser: argparse.ArgumentParser, *, hosts: bool = True) -> None:
     """A flag for every setting of :class:`jaxmia.audit.AuditConfig`, generated from its
-    fields' metadata (:func:`jaxmia.audit.config.options`), plus the run's own flags (with
+    fields' metadata (:func:`jaxmia._src.audit.config.options`), plus the run's own flags (with
     ``hosts``, those of a run over several processes). A registered attack's option whose
     flag is one of the run's is refused in one line (a ValueError)."""
     try:
@@ -130,7 +130,7 @@ def _add_audit_options(parser: argparse.ArgumentParser, *, hosts: bool = True) -
 
 
 def _add_flags(parser: argparse.ArgumentParser, hosts: bool) -> None:
-    from jaxmia.audit import config
+    from jaxmia._src.audit import config
 
     fields.add_flags(parser, config.options())
     parser.add_argument("--config", type=str, default=None, help="TOML file with the same options")
@@ -183,7 +183,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _audit_parser(sub) -> None:
-    from jaxmia.attacks import registry
+    from jaxmia._src.attacks import registry
 
     audit = sub.add_parser(
         "audit",
@@ -220,7 +220,7 @@ def _pool_parser(sub) -> None:
     pool = sub.add_parser(
         "pool",
         help=_HELP["pool"],
-        description="Shadow pools kept on disk (format: see jaxmia.engine.pools).",
+        description="Shadow pools kept on disk (format: see jaxmia._src.engine.store.pools).",
     )
     pool_sub = pool.add_subparsers(dest="pool_command", parser_class=_Parser, required=True)
     train = pool_sub.add_parser(
@@ -244,7 +244,7 @@ def _plots_parser(sub) -> None:
 
 
 def _dp_parser(sub) -> None:
-    from jaxmia.audit import dp_cli
+    from jaxmia._src.dp_audit import cli as dp_cli
 
     dp_cli.add_parser(sub, Progress, use_compilation_cache)  # jaxmia dp-audit
 
@@ -257,8 +257,8 @@ def _chosen(argv: Sequence[str]) -> str:
 
 def _config(args: argparse.Namespace, **defaults: Any) -> Any:
     """The :class:`jaxmia.audit.AuditConfig` of --config, overridden by the flags given, over
-    ``defaults`` (:func:`jaxmia.audit.fields.from_command_line`)."""
-    from jaxmia.audit import config
+    ``defaults`` (:func:`jaxmia._src.audit.fields.from_command_line`)."""
+    from jaxmia._src.audit import config
 
     build = config.AuditConfig.from_dict
     return fields.from_command_line(args, config.options(), "audit", build, defaults)
@@ -268,8 +268,8 @@ def _study(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
     from jaxmia import study
-    from jaxmia.audit import outputs
-    from jaxmia.engine.files import inside
+    from jaxmia._src.audit import outputs
+    from jaxmia._src.engine.store.files import inside
 
     base = _config(args, output_dir="jaxmia-study")
     factor_values = study.parse_values(args.factor, args.values, base)
@@ -291,18 +291,19 @@ def _study(args: argparse.Namespace) -> int:
 
 def _pool_dir(args: argparse.Namespace, config: Any) -> str | os.PathLike:
     """``--pool`` or ``OUTPUT_DIR/pool`` (across processes: on a shared file system), the
-    latter never a symbolic link (:func:`jaxmia.engine.files.inside`): the user named the
+    latter never a symbolic link (:func:`jaxmia._src.engine.store.files.inside`): the user named the
     output directory, not where a link in it leads."""
-    from jaxmia.engine.files import inside
+    from jaxmia._src.engine.store.files import inside
 
     return args.pool or inside(config.output_dir, "pool")
 
 
 def _retrain(args: argparse.Namespace, pool_dir: str, log) -> None:
     """``--retrain``: process 0 removes the pool at ``pool_dir``
-    (:func:`jaxmia.engine.pools.remove`); every process waits for it, so that none reads
+    (:func:`jaxmia._src.engine.store.pools.remove`); every process waits for it, so that none reads
     the pool process 0 removes."""
-    from jaxmia.engine import distributed, pools
+    from jaxmia._src.engine import distributed
+    from jaxmia._src.engine.store import pools
 
     if args.retrain and distributed.is_main_process() and pools.remove(pool_dir):
         log(f"removed the shadow pool in {pool_dir} (--retrain)")
@@ -312,7 +313,7 @@ def _retrain(args: argparse.Namespace, pool_dir: str, log) -> None:
 def _join(args: argparse.Namespace) -> bool:
     """Joins JAX's multi-process runtime where ``--coordinator`` is given; whether this
     is process 0 (or the only one), which writes the outputs."""
-    from jaxmia.engine import distributed
+    from jaxmia._src.engine import distributed
 
     if args.coordinator:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
@@ -322,8 +323,8 @@ def _join(args: argparse.Namespace) -> bool:
 def _pool_train(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
-    from jaxmia import audit
-    from jaxmia.engine import pools
+    from jaxmia._src import audit
+    from jaxmia._src.engine.store import pools
 
     if not args.pool:
         raise ValueError("jaxmia pool train needs --pool DIR")
@@ -346,7 +347,7 @@ def _plot_studies(args: argparse.Namespace) -> int:
 
 
 def _pool_info(args: argparse.Namespace) -> int:
-    from jaxmia.engine import pools
+    from jaxmia._src.engine.store import pools
 
     print(pools.info(args.dir))
     return 0
@@ -355,7 +356,7 @@ def _pool_info(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     use_cpu_cores()
     use_compilation_cache()
-    from jaxmia.audit import outputs, report
+    from jaxmia._src.audit import outputs, report
 
     main_process = _join(args)
     config = _config(args)
@@ -372,8 +373,8 @@ def _audit_run(
 ) -> int:
     """The audit of ``jaxmia audit`` once its options are checked and its output directory
     claimed: train (or read) the pool in ``pool_dir``, attack, write the report."""
-    from jaxmia import audit
-    from jaxmia.engine import pools
+    from jaxmia._src import audit
+    from jaxmia._src.engine.store import pools
 
     quiet = args.quiet or not main_process
     log = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))

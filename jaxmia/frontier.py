@@ -1,8 +1,8 @@
 """The privacy-utility frontier: named defence settings and the frontier figure.
 
 A frontier is a :mod:`jaxmia.study` over the factor ``defence``, whose values are named
-settings, each a set of audit settings (any option of :func:`jaxmia.audit.config.options`,
-so a defence added to :class:`jaxmia.defences.training.Defence` is a setting key at once).
+settings, each a set of audit settings (any option of :func:`jaxmia._src.audit.config.options`,
+so a defence added to :class:`jaxmia.defences.Defence` is a setting key at once).
 Every point trains the target *and the shadow models* with its setting
 (``defend_shadows=True``: the realistic attacker who knows the training recipe, Shokri et
 al. 2017; Carlini et al. 2022), and records the target's train and test accuracy,
@@ -36,8 +36,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from jaxmia import audit
-from jaxmia.audit import config, fields
+from jaxmia._src import audit
+from jaxmia._src.audit import config, fields
 
 __all__ = [
     "RESERVED",

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jaxmia import frontier, study
-from jaxmia.engine import files
+from jaxmia._src.engine.store import files
 
 __all__ = ["ATTACKS", "load_studies", "plot", "write"]
 
@@ -117,7 +117,7 @@ def plot(
 
 def write(path: str | os.PathLike, dirs: Sequence[str | os.PathLike]) -> str:
     """Draws the studies of ``dirs`` (:func:`load_studies`) into the image ``path``,
-    written atomically (:func:`jaxmia.engine.files.atomic_write`: complete or not at all,
+    written atomically (:func:`jaxmia._src.engine.store.files.atomic_write`: complete or not at all,
     never through a link); returns the path. Each column is headed by its factor and
     directory name."""
     target = pathlib.Path(path)

@@ -5,7 +5,7 @@ training objectives, DP-SGD and adversarial regularisation).
 A setting is a frozen-dataclass field made by :func:`opt`, whose metadata holds its
 ``help`` text, ``bounds`` (a :class:`Range`), ``choices``, ``distinct`` (whether a list may
 repeat an item) and ``infinite`` (whether a float may be ``inf``), and, for the command
-line, ``flags`` and ``pool`` (:mod:`jaxmia.audit.fields`). :class:`Section` checks every
+line, ``flags`` and ``pool`` (:mod:`jaxmia._src.audit.fields`). :class:`Section` checks every
 field of a dataclass from its type hint and metadata: strict types (a bool is no number,
 a string no number, floats finite, integers of 64 bits), choices, bounds and repeats,
 each refused by a one-line :class:`ConfigError` that names the setting, the value and

@@ -16,7 +16,7 @@ train and test accuracy (utility) and, under DP-SGD, epsilon. Factors:
   options (:mod:`jaxmia.frontier`), the shadows defended as the target.
 * ``shadow_width``, ``shadow_depth``, ``shadow_epochs``, ``shadow_lr``,
   ``shadow_data_size``, ``shadow_shift``: shadow quality, the shadows trained unlike the
-  target (:mod:`jaxmia.audit.shadow_config`; ``none``: as the target);
+  target (:mod:`jaxmia._src.audit.shadow_config`; ``none``: as the target);
 * every option a registered attack declares (:attr:`jaxmia.attacks.Attack.options`:
   ``rmia_gamma``, ``label_queries``, ... and a third-party attack's own), by its name:
   one shadow pool for all values (:func:`factors`).
@@ -40,9 +40,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jaxmia import audit, datasets, frontier
-from jaxmia.audit import config, outputs, report
-from jaxmia.engine.files import inside
+from jaxmia import frontier
+from jaxmia._src import audit, datasets
+from jaxmia._src.audit import config, outputs, report
+from jaxmia._src.engine.store.files import inside
 from jaxmia.settings import ConfigError, split_list
 
 __all__ = [
@@ -70,7 +71,7 @@ SHADOW_FACTORS = (
     "shadow_data_size",
     "shadow_shift",
 )
-"""Shadow-quality factors (:mod:`jaxmia.audit.shadow_config`): the shadows trained unlike
+"""Shadow-quality factors (:mod:`jaxmia._src.audit.shadow_config`): the shadows trained unlike
 the target; the value ``none`` trains them as the target."""
 
 FACTORS: dict[str, str] = {
@@ -94,7 +95,7 @@ sets a :class:`jaxmia.frontier.Setting`'s options); the attacks' options are fac
 
 def factors() -> dict[str, str]:
     """Every study factor and the audit option it sets: :data:`FACTORS`, then the options
-    of the attacks registered now (:func:`jaxmia.audit.config.attack_options`), each
+    of the attacks registered now (:func:`jaxmia._src.audit.config.attack_options`), each
     setting itself (one named like a factor of :data:`FACTORS` is no factor)."""
     return FACTORS | {o.name: o.name for o in config.attack_options() if o.name not in FACTORS}
 
@@ -113,7 +114,7 @@ def pool_name(factor: str, value: Any, base: audit.AuditConfig) -> str:
     """The directory under ``pool_root`` that holds the shadow pool of one study value:
     ``<factor>-<value>``, or ``<factor>-all`` for every value of a factor that cannot
     change the pool of ``base`` (the setting's ``pool`` metadata,
-    :func:`jaxmia.audit.config.changes_pool`), so that such a study trains its shadow
+    :func:`jaxmia._src.audit.config.changes_pool`), so that such a study trains its shadow
     models once."""
     shared = not config.changes_pool(factors()[factor], base)
     return f"{factor}-all" if shared else f"{factor}-{getattr(value, 'name', value)}"
@@ -269,7 +270,8 @@ def run(
       base: the audit options held fixed (default: :class:`jaxmia.audit.AuditConfig`).
       log: receives a line per audit.
       pool_root: keep each audit's shadow pool in ``pool_root/<factor>-<value>``
-        (:mod:`jaxmia.engine.pools`), so that an interrupted study, run again, reads the pools
+        (:mod:`jaxmia._src.engine.store.pools`), so that an interrupted study, run again,
+        reads the pools
         it finished and resumes the one it was training (``jaxmia study`` uses
         ``OUTPUT_DIR/pools``). Values that leave the pool unchanged (access, output
         perturbation, training defences of the target alone, and the target's size in
@@ -294,7 +296,7 @@ def run(
         start = time.perf_counter()
         name = getattr(value, "name", value)  # a frontier.Setting by its name
         log(f"{factor} = {name}" + (f" ({value.describe()})" if factor == "defence" else ""))
-        pool_dir = (  # never through a link (jaxmia.engine.files.inside)
+        pool_dir = (  # never through a link (jaxmia._src.engine.store.files.inside)
             None if pool_root is None else inside(pool_root, pool_name(factor, value, base))
         )
         audited = audit.run(settings, dataset=ds, pool_dir=pool_dir)
@@ -397,7 +399,7 @@ OUTPUTS = ("study.json", "study.csv", "study.png")
 
 def write(result: StudyResult, output_dir: str | os.PathLike) -> dict[str, str]:
     """Writes study.json, study.csv and (with matplotlib) study.png as one consistent set
-    (:func:`jaxmia.audit.outputs.write_set`); returns ``{kind: path}``."""
+    (:func:`jaxmia._src.audit.outputs.write_set`); returns ``{kind: path}``."""
     files = {"study.json": json.dumps(result.to_dict(), indent=2, default=str).encode()}
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=list(result.rows[0]))

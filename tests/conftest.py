@@ -8,8 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from jaxmia import datasets, engine, models, splits
-from jaxmia.engine import pools
+from jaxmia import models, splits
+from jaxmia._src import datasets, engine
+from jaxmia._src.engine.store import pools
 
 
 def pytest_configure(config):

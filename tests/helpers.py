@@ -4,7 +4,8 @@
 import jax
 import jax.numpy as jnp
 
-from jaxmia import cli, metrics
+from jaxmia import cli
+from jaxmia._src import metrics
 
 
 def tree_max_diff(a, b) -> float:

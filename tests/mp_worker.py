@@ -8,7 +8,7 @@ its arrays to ``OUT-PROCESS.npz``.
 small pool of :func:`pool_run` into each pool directory ``DIR`` in turn (``checkpoint=``)
 and saves the last one's arrays to ``OUT-PROCESS.npz``; with ``--kill-after N`` the process
 SIGKILLs itself right after writing its ``N``-th chunk file into the last ``DIR``
-(deterministic: a hook on :meth:`jaxmia.engine.pools.ChunkStore.write_models`).
+(deterministic: a hook on :meth:`jaxmia._src.engine.store.pools.ChunkStore.write_models`).
 """
 
 import os
@@ -17,8 +17,10 @@ import sys
 
 import numpy as np
 
-from jaxmia import datasets, engine, models, splits
-from jaxmia.engine import checkpointing, distributed, pools
+from jaxmia import models, splits
+from jaxmia._src import datasets, engine
+from jaxmia._src.engine import distributed
+from jaxmia._src.engine.store import checkpointing, pools
 
 POOL_MODELS, POOL_CHUNK, POOL_RECORDS = 5, 2, 120
 """The pool of the resume test: 5 models in chunks of 2 (the last padded), on 120 records."""

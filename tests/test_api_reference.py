@@ -216,9 +216,9 @@ def test_the_checks_catch_what_they_should():
     finally:
         del sys.modules["jaxmia._probe"]
         _doc.cache_clear()
-    metrics = importlib.import_module("jaxmia.metrics.roc")
+    metrics = importlib.import_module("jaxmia._src.metrics.roc")
     assert _resolves("auc", metrics, None)
-    assert _resolves("jaxmia.metrics.evaluation.AttackMetrics.to_dict", metrics, None)
+    assert _resolves("jaxmia._src.metrics.evaluation.AttackMetrics.to_dict", metrics, None)
     assert _resolves("metrics.auc", metrics, None)  # from the parent package
     assert not _resolves("no_such_function", metrics, None)
     assert not _resolves("jaxmia.metrics.nope", metrics, None)

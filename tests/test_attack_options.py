@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from helpers import run_cli
 
-from jaxmia import attacks, audit, cli, settings, study
-from jaxmia.attacks import registry
-from jaxmia.audit import config
+from jaxmia import cli, settings, study
+from jaxmia._src import attacks, audit
+from jaxmia._src.attacks import registry
+from jaxmia._src.audit import config
 
 SEEN: list[int] = []
 """The ``query_budget`` each call of the toy's score read from its settings."""

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from helpers import run_cli
 
-from jaxmia import attacks, audit
-from jaxmia.attacks import registry
-from jaxmia.audit import attacking
+from jaxmia._src import attacks, audit
+from jaxmia._src.attacks import registry
+from jaxmia._src.audit import attacking
 
 FIT_CALLS: list[int] = []
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from jaxmia import attacks, metrics, splits
+from jaxmia import splits
+from jaxmia._src import attacks, metrics
 
 
 def planted_signals(k, n, c, rng, gap):

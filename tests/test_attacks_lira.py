@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from jaxmia import attacks, splits
+from jaxmia import splits
+from jaxmia._src import attacks
 
 
 def small_case(seed=0, k=8, m=6, q=1):

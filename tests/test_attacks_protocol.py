@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmia import attacks, metrics, signals, splits
-from jaxmia.attacks import registry
+from jaxmia import signals, splits
+from jaxmia._src import attacks, metrics
+from jaxmia._src.attacks import registry
 
 T, K, M, NZ, Q = 8, 8, 40, 30, 4  # targets, shadow models, candidates, population, queries
 

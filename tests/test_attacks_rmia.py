@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmia import attacks, signals, splits
-from jaxmia.attacks import rmia
+from jaxmia import signals, splits
+from jaxmia._src import attacks
+from jaxmia._src.attacks import rmia
 
 
 def brute_force_rmia(lp_x, lp_z, ref_x, keep_x, ref_z, keep_z, online, a, gamma):

@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmia import attacks, datasets, engine, metrics, models, splits
-from jaxmia.attacks import robustness
+from jaxmia import models, splits
+from jaxmia._src import attacks, datasets, engine, metrics
+from jaxmia._src.attacks import robustness
 
 # --------------------------------------------------------------------------- perturbations
 

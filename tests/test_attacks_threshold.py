@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmia import attacks, metrics, splits
+from jaxmia import splits
+from jaxmia._src import attacks, metrics
 
 
 def test_threshold_calibration_maximises_shadow_accuracy():

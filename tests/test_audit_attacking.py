@@ -7,9 +7,10 @@ import functools
 import numpy as np
 import pytest
 
-from jaxmia import attacks, splits
-from jaxmia.attacks import classifier, rmia, robustness
-from jaxmia.audit import AuditConfig, attacking
+from jaxmia import splits
+from jaxmia._src import attacks
+from jaxmia._src.attacks import classifier, rmia, robustness
+from jaxmia._src.audit import AuditConfig, attacking
 
 
 def _inputs(shadows, candidates, labels, config=None, *, num_classes=3, **kw):

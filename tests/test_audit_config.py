@@ -9,10 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jaxmia import audit, cli, study
-from jaxmia.attacks import registry
-from jaxmia.audit import config as cfg
-from jaxmia.defences import training as defences
+from jaxmia import cli, study
+from jaxmia._src import audit
+from jaxmia._src.attacks import registry
+from jaxmia._src.audit import config as cfg
+from jaxmia._src.defences import training as defences
 
 
 def _declared() -> list[str]:
@@ -302,7 +303,7 @@ def test_study_values_are_checked_before_the_first_audit(monkeypatch, tmp_path, 
     ],
 )
 def test_pool_spec_equals_the_spec_the_pipeline_writes(settings, tmp_path):
-    from jaxmia.engine import pools
+    from jaxmia._src.engine.store import pools
 
     c = audit.AuditConfig(dataset="digits", num_shadows=2, epochs=1, **settings)
     audit.train_pool(c, tmp_path / "pool")

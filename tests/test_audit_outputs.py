@@ -11,7 +11,7 @@ import sys
 import pytest
 from helpers import run_cli
 
-from jaxmia.audit import outputs
+from jaxmia._src.audit import outputs
 
 QUICK = ["--dataset", "digits", "--shadows", "4", "--epochs", "3", "--n-boot", "0", "-q"]
 

@@ -10,9 +10,10 @@ import numpy as np
 import optax
 import pytest
 
-from jaxmia import audit, engine, models, splits
-from jaxmia.audit import own_model
-from jaxmia.audit.setup import describe_model
+from jaxmia import models, splits
+from jaxmia._src import audit, engine
+from jaxmia._src.audit import own_model
+from jaxmia._src.audit.setup import describe_model
 
 
 class Parts(NamedTuple):

@@ -9,9 +9,10 @@ import types
 import numpy as np
 import pytest
 
-from jaxmia import attacks, audit, engine, splits
-from jaxmia.audit import extraction, pipeline, scoring, setup, training
-from jaxmia.engine import pools
+from jaxmia import splits
+from jaxmia._src import attacks, audit, engine
+from jaxmia._src.audit import extraction, pipeline, scoring, setup, training
+from jaxmia._src.engine.store import pools
 
 QUICK = audit.AuditConfig(
     dataset="digits", num_shadows=4, epochs=2, n_boot=0, attacks=("loss", "lira_online")
@@ -204,7 +205,7 @@ OWN = ["pipeline", "setup", "training", "extraction", "scoring", "report", "targ
 
 @pytest.mark.parametrize("name", OWN)
 def test_phase_modules_are_short_and_documented(name):
-    module = __import__(f"jaxmia.audit.{name}", fromlist=["__all__"])
+    module = __import__(f"jaxmia._src.audit.{name}", fromlist=["__all__"])
     path = pathlib.Path(module.__file__)
     tree = ast.parse(path.read_text())
     assert len(path.read_text().splitlines()) <= 500

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from jaxmia import audit, metrics
-from jaxmia.audit import outputs
-from jaxmia.audit import report as report_module
+from jaxmia._src import audit, metrics
+from jaxmia._src.audit import outputs
+from jaxmia._src.audit import report as report_module
 
 
 def make_report(n_boot: int, **changes) -> audit.AuditReport:

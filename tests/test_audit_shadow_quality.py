@@ -9,10 +9,11 @@ import optax
 import pytest
 from helpers import run_cli
 
-from jaxmia import audit, engine, splits, study
-from jaxmia.audit import config as audit_config
-from jaxmia.audit import extraction, report, setup, shadow_config, training
-from jaxmia.engine import pools
+from jaxmia import splits, study
+from jaxmia._src import audit, engine
+from jaxmia._src.audit import config as audit_config
+from jaxmia._src.audit import extraction, report, setup, shadow_config, training
+from jaxmia._src.engine.store import pools
 
 BASE = dict(
     dataset="digits",

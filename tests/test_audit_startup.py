@@ -11,9 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from jaxmia import engine, models, signals, threat_models
-from jaxmia.audit import report, signal_cache, target_cache
-from jaxmia.engine import files, pools
+from jaxmia import models, signals, threat_models
+from jaxmia._src import engine
+from jaxmia._src.audit import report, signal_cache, target_cache
+from jaxmia._src.engine.store import files, pools
 
 
 def _tiny():
@@ -130,8 +131,8 @@ def test_help_imports_no_jax_and_audit_help_no_study():
     audit = _modules_after(
         "from jaxmia import cli\ntry: cli.main(['audit', '--help'])\nexcept SystemExit: pass" + show
     )
-    assert "jaxmia.audit.config" in audit
-    for lazy in ("jaxmia.study", "jaxmia.frontier", "jaxmia.audit.dp_audit", "matplotlib"):
+    assert "jaxmia._src.audit.config" in audit
+    for lazy in ("jaxmia.study", "jaxmia.frontier", "jaxmia._src.dp_audit.pipeline", "matplotlib"):
         assert lazy not in audit, lazy
 
 

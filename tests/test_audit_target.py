@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxmia import signals
-from jaxmia.audit import ConfigError, target
+from jaxmia._src.audit import ConfigError, target
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from helpers import run_cli
 
-from jaxmia import audit, cli, splits, study
-from jaxmia.attacks import registry
-from jaxmia.engine import pools
+from jaxmia import cli, splits, study
+from jaxmia._src import audit
+from jaxmia._src.attacks import registry
+from jaxmia._src.engine.store import pools
 
 QUICK = ["--dataset", "digits", "--shadows", "4", "--epochs", "3", "--n-boot", "20", "-q"]
 
@@ -167,7 +168,7 @@ def test_pool_train_over_processes_joins_them_and_process_0_reports(tmp_path, ca
     """``jaxmia pool train --coordinator``: JAX's multi-process runtime starts with the
     flags given, every process trains, and only process 0 removes the pool (``--retrain``)
     and describes it."""
-    from jaxmia.engine import distributed
+    from jaxmia._src.engine import distributed
 
     joined, trained, removed = [], [], []
     monkeypatch.setattr(distributed, "initialize", lambda *a: joined.append(a))

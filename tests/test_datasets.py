@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxmia.datasets import (
+from jaxmia._src.datasets import (
     BUNDLED,
     DEFAULT,
     Dataset,

@@ -11,12 +11,13 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxmia import audit, engine, models
-from jaxmia.audit import config as audit_config
-from jaxmia.audit import setup as audit_setup
-from jaxmia.audit import training as audit_training
-from jaxmia.defences import training as defences
-from jaxmia.engine import fingerprint, kernel
+from jaxmia import models
+from jaxmia._src import audit, engine
+from jaxmia._src.audit import config as audit_config
+from jaxmia._src.audit import setup as audit_setup
+from jaxmia._src.audit import training as audit_training
+from jaxmia._src.defences import training as defences
+from jaxmia._src.engine import fingerprint, kernel
 from tests.helpers import run_cli, tree_max_diff
 
 FACTORY = models.mlp((6,), 3, 5)

@@ -9,9 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmia import audit, signals, threat_models
-from jaxmia.defences import perturbation
-from jaxmia.defences.perturbation import Perturbation
+from jaxmia import signals, threat_models
+from jaxmia._src import audit
+from jaxmia._src.defences import perturbation
+from jaxmia._src.defences.perturbation import Perturbation
 
 K, N, C = 3, 50, 7
 

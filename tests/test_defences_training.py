@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from dp_accounting import pld
 
-from jaxmia import audit
-from jaxmia.defences import training as defences
+from jaxmia._src import audit
+from jaxmia._src.defences import training as defences
 
 
 def test_epsilon_matches_dp_accounting():

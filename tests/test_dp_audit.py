@@ -1,4 +1,4 @@
-"""Tests for ``jaxmia dp-audit`` (jaxmia.audit.dp_audit, dp_report, dp_cli): a tiny audit end
+"""Tests for ``jaxmia dp-audit`` (jaxmia._src.dp_audit: pipeline, report, cli): a tiny audit end
 to end through the command line (bounds at or below the accountant's epsilon, the no-noise
 ceiling, the outputs, a rerun from the pool), the white-box statistic against the engine's
 own count of canary inclusions, the noise calibration, and one-line errors."""
@@ -16,7 +16,9 @@ import pytest
 from helpers import run_cli
 
 from jaxmia import cli
-from jaxmia.audit import dp_audit, dp_cli, dp_report
+from jaxmia._src.dp_audit import cli as dp_cli
+from jaxmia._src.dp_audit import pipeline as dp_audit
+from jaxmia._src.dp_audit import report as dp_report
 
 TINY = dict(
     epsilons=(2.0, math.inf),
@@ -204,7 +206,7 @@ def test_audit_data_isolates_the_canary_feature():
         assert (x[:, data.feature] == 0).all()
     rows = np.concatenate([data.x, data.canary_x, data.one_run_x])
     assert len(np.unique(rows, axis=0)) >= len(rows) - 5  # distinct records (few duplicates)
-    from jaxmia import datasets
+    from jaxmia._src import datasets
 
     ds = datasets.load("digits")
     index = {r.tobytes(): y for r, y in zip(ds.x.reshape(ds.n, -1), ds.y, strict=True)}

@@ -6,7 +6,9 @@ import pytest
 from helpers import run_cli
 
 from jaxmia import cli
-from jaxmia.audit import dp_audit, dp_cli, fields
+from jaxmia._src.audit import fields
+from jaxmia._src.dp_audit import cli as dp_cli
+from jaxmia._src.dp_audit import pipeline as dp_audit
 
 
 def _parsed(words):

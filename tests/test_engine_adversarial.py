@@ -11,10 +11,11 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxmia import audit, cli, engine, models
-from jaxmia.audit import config as cfg
-from jaxmia.defences import training as defences
-from jaxmia.engine import adversarial, training
+from jaxmia import cli, models
+from jaxmia._src import audit, engine
+from jaxmia._src.audit import config as cfg
+from jaxmia._src.defences import training as defences
+from jaxmia._src.engine import adversarial, training
 
 
 def _data(n=12, d=3, c=3, seed=0):

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 
 from jaxmia import models
-from jaxmia.engine import caching
+from jaxmia._src.engine import caching
 
 key = caching.structural_key
 

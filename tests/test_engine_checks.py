@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxmia import engine
-from jaxmia.engine import training
+from jaxmia._src import engine
+from jaxmia._src.engine import training
 
 
 class GeluNet(nnx.Module):

@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmia import datasets, engine, models, splits
+from jaxmia import models, splits
+from jaxmia._src import datasets, engine
 
 # 8 forced CPU devices, and 2 processes joined by jax.distributed: each compiles the pool
 pytestmark = pytest.mark.slow

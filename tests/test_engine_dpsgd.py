@@ -6,7 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxmia import engine, models
+from jaxmia import models
+from jaxmia._src import engine
 
 
 def _one_step(tiny, keep, *, lr, dp):

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import optax
 
-from jaxmia import engine, models, splits
+from jaxmia import models, splits
+from jaxmia._src import engine
 
 
 def test_early_stopping_keeps_the_best_epoch(small_digits):

@@ -10,7 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxmia.engine import kernel
+from jaxmia._src.engine import kernel
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 1797, 5010, 2**20])

@@ -11,8 +11,10 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxmia import engine, models
-from jaxmia.engine import kernel, objectives, pools
+from jaxmia import models
+from jaxmia._src import engine
+from jaxmia._src.engine import kernel, objectives
+from jaxmia._src.engine.store import pools
 from jaxmia.settings import ConfigError
 from tests.helpers import tree_max_diff
 

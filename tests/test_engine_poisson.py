@@ -14,10 +14,12 @@ import pytest
 from helpers import tree_max_diff
 from scipy import stats
 
-from jaxmia import audit, cli, engine, study
-from jaxmia.audit.training import privacy_spent
-from jaxmia.defences import training as defences
-from jaxmia.engine import pools, sampling
+from jaxmia import cli, study
+from jaxmia._src import audit, engine
+from jaxmia._src.audit.training import privacy_spent
+from jaxmia._src.defences import training as defences
+from jaxmia._src.engine import sampling
+from jaxmia._src.engine.store import pools
 
 LEAF, UNIT, INPUT = "hidden/0/kernel", 5, 0  # digits pixel 0 is 0 in every image
 CANARY = engine.DiracCanary(LEAF, INPUT * 16 + UNIT)  # kernel[0, 5] of a (64, 16) kernel

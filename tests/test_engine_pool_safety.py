@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from helpers import run_cli
 
-from jaxmia import engine, models, splits
-from jaxmia.engine import pools
+from jaxmia import models, splits
+from jaxmia._src import engine
+from jaxmia._src.engine.store import pools
 
 QUICK = ["--dataset", "digits", "--shadows", "4", "--epochs", "3", "--n-boot", "0", "-q"]
 

@@ -19,8 +19,10 @@ from helpers import tree_max_diff
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxmia import audit, engine, models
-from jaxmia.engine import files, fingerprint, pools
+from jaxmia import models
+from jaxmia._src import audit, engine
+from jaxmia._src.engine import fingerprint
+from jaxmia._src.engine.store import files, pools
 
 
 def test_interrupted_training_resumes_from_the_last_chunk(small_pool, tmp_path):
@@ -423,7 +425,7 @@ def test_the_pool_lock_excludes_another_process(tmp_path):
             sys.executable,
             "-c",
             "import pathlib, sys, time\n"
-            "from jaxmia.engine import files\n"
+            "from jaxmia._src.engine.store import files\n"
             "with files.locked(pathlib.Path(sys.argv[1])):\n"
             "    print('held', flush=True)\n"
             "    time.sleep(1.5)\n",

@@ -14,8 +14,9 @@ import pytest
 from flax import nnx
 from helpers import tree_max_diff
 
-from jaxmia import datasets, engine, models, splits
-from jaxmia.engine import caching, kernel, placement, training
+from jaxmia import models, splits
+from jaxmia._src import datasets, engine
+from jaxmia._src.engine import caching, kernel, placement, training
 
 # One factory and optimizer object per configuration, so the compiled functions are reused.
 TX = optax.adam(3e-3)

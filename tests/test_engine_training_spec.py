@@ -8,9 +8,10 @@ import optax
 import pytest
 from helpers import tree_max_diff
 
-from jaxmia import engine, models, splits
-from jaxmia.audit import target_cache
-from jaxmia.engine import training_spec
+from jaxmia import models, splits
+from jaxmia._src import engine
+from jaxmia._src.audit import target_cache
+from jaxmia._src.engine import training_spec
 
 
 def _data(n=48, d=6, c=3, seed=0):

@@ -9,7 +9,7 @@ import pytest
 from helpers import METRIC_CALLS, run_cli
 from sklearn import metrics as skm
 
-from jaxmia import metrics as M
+from jaxmia._src import metrics as M
 
 
 def _data(seed: int, n: int, *, tied: bool, p_member: float = 0.5, shift: float = 0.7):
@@ -403,7 +403,7 @@ def test_metrics_is_a_package_of_concept_modules():
         obj = getattr(M, name)
         home = getattr(obj, "__module__", None)
         if name not in names and home is not None and callable(obj):
-            assert home.startswith("jaxmia.metrics."), (name, home)
+            assert home.startswith("jaxmia._src.metrics."), (name, home)
 
 
 def test_metrics_load_without_jax():
@@ -507,7 +507,7 @@ def test_metrics_accept_low_precision_float_scores(dtype):
 
 
 def test_bootstrap_draws_every_example_of_each_class_about_once_per_resample():
-    from jaxmia.metrics import bootstrap
+    from jaxmia._src.metrics import bootstrap
 
     y = np.zeros(31, bool)
     y[[0, 3, 4, 8, 15, 16, 23, 29]] = True  # the last member (29) is not the last index

@@ -1,4 +1,4 @@
-"""Tests for jaxmia.metrics.privacy_auditing, one_run_auditing and intervals: the special
+"""Tests for jaxmia._src.metrics.privacy_auditing, one_run_auditing and intervals: the special
 functions against scipy, the GDP curve against dp-accounting, every epsilon lower bound
 against simulations of mechanisms whose epsilon is known (randomized response, Laplace,
 the subsampled Gaussian, Gaussian shifts of known mu), the GDP estimate shown above the
@@ -14,9 +14,9 @@ import pytest
 import scipy.special
 import scipy.stats
 
-from jaxmia.metrics import intervals as iv
-from jaxmia.metrics import one_run_auditing as orun
-from jaxmia.metrics import privacy_auditing as pa
+from jaxmia._src.metrics import intervals as iv
+from jaxmia._src.metrics import one_run_auditing as orun
+from jaxmia._src.metrics import privacy_auditing as pa
 
 DELTA = 1e-5
 
@@ -386,7 +386,7 @@ def test_gdp_estimate_is_named_an_estimate():
     assert isinstance(estimate, pa.GDPEstimate) and not hasattr(estimate, "epsilon")
     assert estimate.epsilon_estimate > 2.0 and estimate.mu_lower > 0
     assert pa.epsilon_clopper_pearson(c, n, delta=DELTA).epsilon <= 1.0
-    from jaxmia import metrics
+    from jaxmia._src import metrics
 
     assert not hasattr(pa, "epsilon_gdp") and "epsilon_gdp" not in metrics.__all__
     assert "epsilon_gdp_estimate" in metrics.__all__

@@ -14,9 +14,11 @@ from helpers import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jaxmia import engine
-from jaxmia.attacks import registry
-from jaxmia.audit import config, dp_audit, dp_cli
+from jaxmia._src import engine
+from jaxmia._src.attacks import registry
+from jaxmia._src.audit import config
+from jaxmia._src.dp_audit import cli as dp_cli
+from jaxmia._src.dp_audit import pipeline as dp_audit
 
 AUDIT_CLASSES = [*config.SECTIONS.values(), *registry.option_sections()]
 """The classes that declare the audit's settings: its sections and the attacks' options."""

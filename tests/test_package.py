@@ -30,11 +30,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("attacks",),
     ("defences",),
     ("audit",),
-    ("study", "frontier", "multiples"),
+    ("study", "frontier", "multiples", "dp_audit"),
     ("cli",),
 )
 """The layers, lowest first, by top-level module or subpackage; a module may import from
 its own layer or lower ones."""
+
+INTERNALS = "jaxmia._src"
+"""The package of jaxmia's internals (its modules belong to their concept's layer)."""
 
 LAZY_IMPORTS_ALLOWED = {"jaxmia.cli"}  # startup time of the command line
 
@@ -43,7 +46,7 @@ LAZY_IMPORTS_ALLOWED = {"jaxmia.cli"}  # startup time of the command line
 class Import:
     """One ``import``/``from ... import`` of a jaxmia module found in a source file."""
 
-    source: str  # importing module, e.g. "jaxmia.audit.report"
+    source: str  # importing module, e.g. "jaxmia._src.audit.report"
     target: str  # imported jaxmia module, e.g. "jaxmia.metrics"
     line: int
     in_function: bool
@@ -116,7 +119,12 @@ def _graph() -> dict[str, list[Import]]:
 
 
 def _layer(module: str) -> int | None:
-    top = module.split(".")[1] if "." in module else None
+    """The layer of a module by its concept: ``jaxmia.engine`` and its internals
+    ``jaxmia._src.engine.*`` are both the engine's."""
+    parts = module.split(".")
+    if parts[1:2] == ["_src"]:
+        parts = parts[:1] + parts[2:]
+    top = parts[1] if len(parts) > 1 else None
     for i, names in enumerate(LAYERS):
         if top in names:
             return i
@@ -166,18 +174,22 @@ def _find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_parser_sees_top_level_relative_and_function_level_imports():
     found = {(i.target, i.in_function) for i in _graph()["jaxmia.metrics"]}
-    assert ("jaxmia.metrics.roc", False) in found
+    assert ("jaxmia._src.metrics.roc", False) in found
     assert _find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _find_cycles({"a": {"a"}}) == [["a"]]
     assert _find_cycles({"a": {"b"}, "b": set()}) == []
-    tree = ast.parse("def f():\n    from . import metrics\n    import jaxmia.engine.pools\n")
+    tree = ast.parse(
+        "def f():\n    from . import metrics\n    import jaxmia._src.engine.store.pools\n"
+    )
     imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
-    assert _resolve("jaxmia.attacks.rmia", imports[0]) == "jaxmia.attacks"
-    assert _layer("jaxmia.engine.pools") == _layer("jaxmia.engine") < _layer("jaxmia.cli")
+    assert _resolve("jaxmia._src.attacks.rmia", imports[0]) == "jaxmia._src.attacks"
+    assert (
+        _layer("jaxmia._src.engine.store.pools") == _layer("jaxmia.engine") < _layer("jaxmia.cli")
+    )
 
 
 def test_every_module_belongs_to_a_layer():
-    missing = [m for m in _modules() if m != PACKAGE and _layer(m) is None]
+    missing = [m for m in _modules() if m not in (PACKAGE, INTERNALS) and _layer(m) is None]
     assert not missing, f"modules outside the layer order {LAYERS}: {missing}"
 
 
@@ -267,7 +279,7 @@ def test_top_level_offers_every_module_and_the_entry_points():
     assert jaxmia.AuditConfig is jaxmia.audit.AuditConfig
     assert jaxmia.train_pool is jaxmia.audit.train_pool
     assert jaxmia.study.__name__ == "jaxmia.study"
-    assert jaxmia.engine.pools.__name__ == "jaxmia.engine.pools"
+    assert jaxmia._src.engine.store.pools.__name__ == "jaxmia._src.engine.store.pools"
     assert set(jaxmia.__all__) <= set(dir(jaxmia))
     assert "importlib" not in dir(jaxmia)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):

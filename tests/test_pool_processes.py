@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from jaxmia.engine import distributed, manifest, pools
+from jaxmia._src.engine import distributed
+from jaxmia._src.engine.store import manifest, pools
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))

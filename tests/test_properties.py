@@ -27,9 +27,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from jaxmia import attacks, datasets, engine, metrics, models, signals, splits, threat_models
-from jaxmia.attacks import classifier
-from jaxmia.defences import perturbation
+from jaxmia import models, signals, splits, threat_models
+from jaxmia._src import attacks, datasets, engine, metrics
+from jaxmia._src.attacks import classifier
+from jaxmia._src.defences import perturbation
 
 
 def _settings(max_examples: int) -> settings:

@@ -11,10 +11,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmia import engine, models
-from jaxmia.defences import perturbation
-from jaxmia.defences import training as defences
-from jaxmia.defences.perturbation import Perturbation
+from jaxmia import models
+from jaxmia._src import engine
+from jaxmia._src.defences import perturbation
+from jaxmia._src.defences import training as defences
+from jaxmia._src.defences.perturbation import Perturbation
 from jaxmia.settings import ConfigError, Rule, Section, check_field, opt_like
 
 NAN, INF = math.nan, math.inf

@@ -315,7 +315,7 @@ def test_member_sign():
 def test_label_signals_refuse_out_of_range_labels_on_concrete_inputs():
     # Only compute() checked: loss, the logit-scaled confidence and log_probs gave NaN
     # silently (which LiRA then reported as "NaN or infinite values").
-    from jaxmia import attacks
+    from jaxmia._src import attacks
 
     logits = np.zeros((2, 4, 3), np.float32)
     for bad in ([0, 1, 2, 3], [0, -1, 2, 1]):

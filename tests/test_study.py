@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from jaxmia import audit, datasets, study
+from jaxmia import study
+from jaxmia._src import audit, datasets
 
 STUDY_BASE = audit.AuditConfig(
     dataset="digits", num_shadows=2, epochs=2, n_boot=0, attacks=("loss", "lira_offline")

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from jaxmia import audit, frontier, study
-from jaxmia.audit import config
-from jaxmia.engine import pools
+from jaxmia import frontier, study
+from jaxmia._src import audit
+from jaxmia._src.audit import config
+from jaxmia._src.engine.store import pools
 from tests.helpers import run_cli
 
 BASE = audit.AuditConfig(

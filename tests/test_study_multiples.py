@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from jaxmia import audit, multiples, study
+from jaxmia import multiples, study
+from jaxmia._src import audit
 from tests.helpers import run_cli
 
 pytest.importorskip("matplotlib")

@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 from helpers import run_cli
 
-from jaxmia import engine, models
-from jaxmia.audit import signal_cache, target_cache
-from jaxmia.engine import checkpointing, files, kernel, manifest, pools
+from jaxmia import models
+from jaxmia._src import engine
+from jaxmia._src.audit import signal_cache, target_cache
+from jaxmia._src.engine import kernel
+from jaxmia._src.engine.store import checkpointing, files, manifest, pools
 
 QUICK = ["--dataset", "digits", "--shadows", "4", "--epochs", "3", "--n-boot", "0", "-q"]
 
@@ -396,7 +398,7 @@ def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path):
         f"sys.argv = [{command!r}, 'pool', 'info', {str(tmp_path)!r}]\n"
         "class Interrupt:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'jaxmia.audit.runtime':\n"
+        "        if name == 'jaxmia._src.audit.runtime':\n"
         "            os.kill(os.getpid(), signal.SIGINT)\n"
         "sys.meta_path.insert(0, Interrupt())\n"
         "from jaxmia.cli import entry\n"

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from jaxmia import audit, threat_models
+from jaxmia import threat_models
+from jaxmia._src import audit
 
 
 def test_access_levels_are_enforced():

@@ -1,0 +1,3 @@
+"""``jaxmia dp-audit``: its pipeline, report and command line."""
+
+__all__: list[str] = []
