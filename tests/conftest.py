@@ -1,76 +1,29 @@
-"""Shared fixtures: tiny real data from the bundled datasets, and a small shadow pool.
-
-The test processes compile with XLA's LLVM back end unoptimised
-(``--xla_backend_optimization_level=0``). Most of the suite's time is XLA compiling the
-small programs of many tiny trainings, which compile faster at level 0 (a tiny DP-SGD
-and a tiny Adam training: 2.7 s of compilation against 9.8 s), and the test files that
-start no process take a third less time (198 CPU-s against 307, 103 s against 158 on
-two workers); running the programs takes longer, which matters only for the largest
-(the README's 64 Location-30 models). The
-programs compute the same functions, but their floats may differ in the last bits from
-those of the default level, so:
-
-* the processes tests start get the environment as it was: the command line, the
-  notebooks' kernels and the multi-process runs compile at the default level, as a
-  user's do (``tests/test_default_audit.py`` reproduces the committed runs in
-  ``results/`` bit for bit there);
-* no test compares the floats of the test process with another process's bit for bit
-  (a pool's optimizer fingerprint is its updates' bits: a pool trained in here is read
-  in here); the multi-device and multi-process checks allow rounding, as before;
-* the test process keeps no program in a persistent compilation cache, whose key reads
-  ``XLA_FLAGS`` from the environment, which no longer says level 0.
-
-An ``xla_backend_optimization_level`` of your own in ``XLA_FLAGS`` turns this off.
-"""
+"""Shared fixtures: tiny real data from the bundled datasets, and a small shadow pool."""
 
 import os
 import tempfile
 from typing import Any, NamedTuple
 
+import numpy as np
+import optax
+import pytest
 
-def _compile_unoptimised() -> None:
-    """XLA reads ``XLA_FLAGS`` once, at the process's first compilation: that one
-    compiles at level 0, and then the environment is given back as it was."""
-    before = os.environ.get("XLA_FLAGS")
-    if "xla_backend_optimization_level" in (before or ""):
-        return
-    os.environ["XLA_FLAGS"] = f"{before or ''} --xla_backend_optimization_level=0".strip()
-    try:
-        import jax
+from jaxmia import models, splits
+from jaxmia._src import datasets, engine
+from jaxmia._src.engine.store import pools
 
-        # decided at the first compilation, like the flags: no persistent cache in here
-        jax.config.update("jax_enable_compilation_cache", False)
-        jax.jit(lambda x: x + 1)(0).block_until_ready()
-    finally:
-        if before is None:
-            del os.environ["XLA_FLAGS"]
-        else:
-            os.environ["XLA_FLAGS"] = before
-
-
-_compile_unoptimised()
-
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-import pytest  # noqa: E402
-
-from jaxmia import models, splits  # noqa: E402
-from jaxmia._src import datasets, engine  # noqa: E402
-from jaxmia._src.engine.store import pools  # noqa: E402
-
-# The files that take longest, longest first: each runs on one worker (``--dist loadfile``
-# in pyproject.toml: a file's module fixtures are made and its programs compiled once,
-# not on both workers), and the workers take the files in this order, so that the long
-# ones start first and the two workers finish together; the other files follow in their
-# usual order. The seconds are those of a whole-suite run with two workers at XLA's
-# default level (other work ran at load 1.5-3); the files marked * spend them mostly in
-# the processes they start, the others now take about a third less (see above).
+# The files that take longest, longest first (seconds of their tests on one of the two
+# workers of the 2-core machine, while other work ran at load 1.5-3). Each file runs on
+# one worker (``--dist loadfile`` in pyproject.toml: a file's module fixtures are made
+# and its programs compiled once, not on both workers), and the workers take the files
+# in this order, so that the long ones start first and the two workers finish together;
+# the other files follow in their usual order.
 LONGEST_FIRST = (
-    "test_default_audit.py",  # 77 *
-    "test_notebooks.py",  # 74 *
     "test_engine_training.py",  # 90
-    "test_readme.py",  # 42 *
+    "test_default_audit.py",  # 77
+    "test_notebooks.py",  # 74
     "test_cli.py",  # 56
+    "test_readme.py",  # 42
     "test_engine_objectives.py",  # 35
     "test_study.py",  # 34
     "test_engine_poisson.py",  # 34
@@ -80,12 +33,12 @@ LONGEST_FIRST = (
     "test_audit_own_model.py",  # 28
     "test_dp_audit.py",  # 28
     "test_engine_dpsgd.py",  # 24
-    "test_engine_distributed.py",  # 23 *
+    "test_engine_distributed.py",  # 23
     "test_attacks_robustness.py",  # 21
     "test_engine_adversarial.py",  # 18
     "test_properties.py",  # 17
     "test_audit_attacking.py",  # 16
-    "test_pool_processes.py",  # 16 *
+    "test_pool_processes.py",  # 16
 )
 
 
@@ -95,9 +48,8 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_configure(config):
-    """The CLI's compilation cache goes to a fresh directory of this test session (for
-    the processes tests start; the test process keeps none, see above), not to the
-    user's ``~/.cache``."""
+    """The CLI's compilation cache goes to a fresh directory of this test session (also
+    for the subprocesses tests start), not to the user's ``~/.cache``."""
     os.environ.setdefault("JAXMIA_COMPILATION_CACHE", tempfile.mkdtemp(prefix="jaxmia-xla-"))
 
 

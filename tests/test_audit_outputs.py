@@ -25,17 +25,13 @@ def digests(d) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_a_failed_write_leaves_the_previous_run_intact_and_names_the_file(tmp_path):
+def test_a_failed_write_leaves_the_previous_run_intact_and_names_the_file(tmp_path, capsys):
     """With a file-size limit during the report (``ulimit -f 60``), the previous run's
-    scores.npz was left truncated beside a new metrics.json and the old report.md. Both
-    runs are processes of their own, which compile alike (tests/conftest.py): the second
-    reads the pool of the first, and a pool's optimizer fingerprint is bits."""
+    scores.npz was left truncated beside a new metrics.json and the old report.md."""
     out = tmp_path / "run"
     args = ["audit", *QUICK, "--attacks", "loss,lira_offline", "-o", str(out)]
-    command = [sys.executable, "-m", "jaxmia.cli", *args]
-    env = {**os.environ, "JAXMIA_COMPILATION_CACHE": "0"}
-    first = subprocess.run(command, env=env, capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr
+    rc, _, err = run_cli(args, capsys)
+    assert rc == 0, err
     before = digests(out)
     assert set(json.loads((out / outputs.RUN_RECORD).read_text())["files"]) == {
         "metrics.json",
@@ -53,8 +49,9 @@ def test_a_failed_write_leaves_the_previous_run_intact_and_names_the_file(tmp_pa
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (cap, resource.RLIM_INFINITY))
 
+    env = {**os.environ, "JAXMIA_COMPILATION_CACHE": "0"}
     done = subprocess.run(
-        [*command, "--pool", str(out / "pool")],
+        [sys.executable, "-m", "jaxmia.cli", *args, "--pool", str(out / "pool")],
         env=env,
         preexec_fn=limit,
         capture_output=True,
