@@ -24,8 +24,7 @@ from jax.typing import ArrayLike
 
 from jaxmia import models, signals
 from jaxmia._src import engine
-from jaxmia._src.attacks import checks as _checks
-from jaxmia._src.attacks import registry
+from jaxmia._src.attacks import checks, registry
 from jaxmia.settings import Section, opt
 
 __all__ = [
@@ -206,7 +205,7 @@ def shokri_fit(
     members and non-members (balanced rows; the arguments as in :func:`shokri`). It needs
     nothing of the target, so it can train before the target's signals exist."""
     labels = np.asarray(labels)
-    keep = np.asarray(_checks.as_keep("keep", keep, (*np.shape(keep)[:1], *labels.shape)))
+    keep = np.asarray(checks.as_keep("keep", keep, (*np.shape(keep)[:1], *labels.shape)))
     pool = np.ones(keep.shape[1], bool) if pool is None else np.asarray(pool, bool)
     rng = np.random.default_rng([seed, 17])
     mi, ei = _balanced_rows(keep, pool, rng)

@@ -49,8 +49,7 @@ import numpy as np
 from jax.scipy.special import log_ndtr
 from jax.typing import ArrayLike
 
-from jaxmia._src.attacks import checks as _checks
-from jaxmia._src.attacks import registry
+from jaxmia._src.attacks import checks, registry
 from jaxmia.settings import Section, opt
 
 __all__ = [
@@ -75,7 +74,7 @@ AUTO_PER_EXAMPLE = 64
 _EPS = 1e-6
 
 
-class LiRAError(_checks.AttackInputError):
+class LiRAError(checks.AttackInputError):
     """The shadow pool cannot support the requested LiRA variant."""
 
 
@@ -215,17 +214,17 @@ def _lira(target_phi, shadow_phi, keep, *, queries, online, variance, combine) -
             f"target_phi {t_shape} does not match shadow_phi {s_shape}: "
             f"expected ({m}, {q})" + (f" or ({m},)" if q == 1 else "")
         )
-    concrete_pool = _checks.is_concrete(shadow_phi, keep)
+    concrete_pool = checks.is_concrete(shadow_phi, keep)
     with jax.ensure_compile_time_eval() if concrete_pool else contextlib.nullcontext():
-        keep = _checks.as_keep("keep", keep, s_shape[:2], LiRAError)
+        keep = checks.as_keep("keep", keep, s_shape[:2], LiRAError)
         variance = resolve_variance(variance, s_shape[0])
-        target_phi = _checks.as_float("target_phi", target_phi, LiRAError)
-        shadow_phi = _as_3d(_checks.as_float("shadow_phi", shadow_phi, LiRAError))
+        target_phi = checks.as_float("target_phi", target_phi, LiRAError)
+        shadow_phi = _as_3d(checks.as_float("shadow_phi", shadow_phi, LiRAError))
         if m == 0:
             return jnp.zeros(0, jnp.float32)
         if concrete_pool:
             _check_counts(np.asarray(keep), online, variance, combine)
-            if not _checks.is_concrete(target_phi):
+            if not checks.is_concrete(target_phi):
                 fit = _fitted(shadow_phi, keep, online, variance, combine)
                 return _scored(target_phi, fit, online, combine)
         return _scores(target_phi, shadow_phi, keep, online, variance, combine)

@@ -57,8 +57,7 @@ from jax.typing import ArrayLike
 
 from jaxmia import signals
 from jaxmia._src import metrics
-from jaxmia._src.attacks import checks as _checks
-from jaxmia._src.attacks import registry
+from jaxmia._src.attacks import checks, registry
 from jaxmia.settings import POS, POSITIVE_REAL, Range, Section, opt
 
 __all__ = [
@@ -176,7 +175,7 @@ def _dominance_host(
 
 def _dominate(log_ratio_x: ArrayLike, log_ratio_z: ArrayLike, log_gamma: ArrayLike) -> jax.Array:
     """:func:`_dominance`, on the host where the arrays are concrete (same bits)."""
-    if _checks.is_concrete(log_ratio_x, log_ratio_z, log_gamma):
+    if checks.is_concrete(log_ratio_x, log_ratio_z, log_gamma):
         return jnp.asarray(_dominance_host(log_ratio_x, log_ratio_z, log_gamma)[0])
     return _dominance(log_ratio_x, log_ratio_z, log_gamma)
 
@@ -205,7 +204,7 @@ def _check_x_z(name: str, x: ArrayLike, z: ArrayLike, lead: tuple[int, ...]) -> 
     for which, a in ((name, x), (f"{name}_z", z)):
         if np.ndim(a) != len(lead) + 1 or np.shape(a)[:-1] != lead:
             want = "(k, ...)" if lead else "1-D"
-            raise _checks.AttackInputError(
+            raise checks.AttackInputError(
                 f"{which} must be {want} with shape {(*lead, 'n')}, got {np.shape(a)}"
             )
 
@@ -216,35 +215,35 @@ def _rmia(
     """Checks (shapes always, values when concrete), then the jitted float32 pieces."""
     _check_x_z("target_log_p", target_log_p, target_log_p_z, ())
     if np.shape(target_log_p_z)[0] == 0:
-        raise _checks.AttackInputError("RMIA needs at least one population record z")
-    if _checks.is_concrete(a) and not 0.0 <= a <= 1.0:
-        raise _checks.AttackInputError(f"RMIA's a must lie in [0, 1], got {a}")
-    if _checks.is_concrete(gamma):
+        raise checks.AttackInputError("RMIA needs at least one population record z")
+    if checks.is_concrete(a) and not 0.0 <= a <= 1.0:
+        raise checks.AttackInputError(f"RMIA's a must lie in [0, 1], got {a}")
+    if checks.is_concrete(gamma):
         if not gamma > 0:
-            raise _checks.AttackInputError(f"RMIA's gamma must be > 0, got {gamma}")
+            raise checks.AttackInputError(f"RMIA's gamma must be > 0, got {gamma}")
         log_gamma = float(np.log(gamma))
     else:
         log_gamma = jnp.log(gamma)
-    lx = _checks.as_float("target_log_p", target_log_p)
-    lz = _checks.as_float("target_log_p_z", target_log_p_z)
+    lx = checks.as_float("target_log_p", target_log_p)
+    lz = checks.as_float("target_log_p_z", target_log_p_z)
     if ref_log_p is None:
         return _dominate(lx, lz, log_gamma)
     k, m, nz = np.shape(ref_log_p)[0] if np.ndim(ref_log_p) else 0, lx.shape[0], lz.shape[0]
     if k == 0 or np.shape(ref_log_p) != (k, m) or np.shape(ref_log_p_z) != (k, nz):
-        raise _checks.AttackInputError(
+        raise checks.AttackInputError(
             f"reference arrays must be (k, m) for m = {m} candidates and (k, nz) for "
             f"nz = {nz} population records, k >= 1; got ref_log_p {np.shape(ref_log_p)}, "
             f"ref_log_p_z {np.shape(ref_log_p_z)}"
         )
-    kx = _checks.as_keep("keep", keep, (k, m))
-    kz = jnp.ones((k, nz), bool) if keep_z is None else _checks.as_keep("keep_z", keep_z, (k, nz))
-    rx = _checks.as_float("ref_log_p", ref_log_p)
-    rz = _checks.as_float("ref_log_p_z", ref_log_p_z)
-    if not online and _checks.is_concrete(kx, kz):
+    kx = checks.as_keep("keep", keep, (k, m))
+    kz = jnp.ones((k, nz), bool) if keep_z is None else checks.as_keep("keep_z", keep_z, (k, nz))
+    rx = checks.as_float("ref_log_p", ref_log_p)
+    rz = checks.as_float("ref_log_p_z", ref_log_p_z)
+    if not online and checks.is_concrete(kx, kz):
         for what, kk in (("candidate", kx), ("population record", kz)):
             lacking = int(kk.shape[1] - np.asarray(~kk).any(axis=0).sum())
             if lacking:
-                raise _checks.AttackInputError(
+                raise checks.AttackInputError(
                     f"offline RMIA needs at least one OUT reference model per {what}; "
                     f"{lacking} {what}(s) are members of every reference model"
                 )
@@ -372,9 +371,9 @@ def attack_p(
     """
     m = np.shape(target_log_p)[:1]
     if ref_log_p is not None and (np.ndim(ref_log_p) != 2 or np.shape(ref_log_p)[1:] != m):
-        raise _checks.AttackInputError(f"ref_log_p must be (k, *{m}), got {np.shape(ref_log_p)}")
+        raise checks.AttackInputError(f"ref_log_p must be (k, *{m}), got {np.shape(ref_log_p)}")
     if keep is not None:
-        _checks.as_keep("keep", keep, np.shape(ref_log_p) if ref_log_p is not None else None)
+        checks.as_keep("keep", keep, np.shape(ref_log_p) if ref_log_p is not None else None)
     return _rmia(
         target_log_p, None, None, target_log_p_z, None, None, online=True, a=0.0, gamma=gamma
     )
@@ -401,28 +400,28 @@ def _log_p_at(
     (``T = 1``), or given ones per temperature."""
     if isinstance(ref, Mapping):
         if labels is not None:
-            raise _checks.AttackInputError("labels go with logits, not log-probabilities")
+            raise checks.AttackInputError("labels go with logits, not log-probabilities")
         missing = [t for t in temperatures if t not in ref]
         if missing:
-            raise _checks.AttackInputError(f"no log-probabilities at temperature(s) {missing}")
+            raise checks.AttackInputError(f"no log-probabilities at temperature(s) {missing}")
         shapes = {np.shape(ref[t]) for t in temperatures}
         if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-            raise _checks.AttackInputError(
+            raise checks.AttackInputError(
                 f"log-probabilities per temperature must share one (k, n) shape, got {shapes}"
             )
         return (lambda t: np.asarray(ref[t])), next(iter(shapes))
     if labels is None:
         if np.ndim(ref) != 2:
-            raise _checks.AttackInputError(
+            raise checks.AttackInputError(
                 f"without labels, give (k, n) log-probabilities; got shape {np.shape(ref)}"
             )
         if tuple(temperatures) != (1.0,):
-            raise _checks.AttackInputError(
+            raise checks.AttackInputError(
                 "temperatures other than 1 need the reference logits (k, n, c) and labels"
             )
         return (lambda t: np.asarray(ref)), np.shape(ref)
     if np.ndim(ref) != 3:
-        raise _checks.AttackInputError(f"ref_logits must be (k, n, c), got {np.shape(ref)}")
+        raise checks.AttackInputError(f"ref_logits must be (k, n, c), got {np.shape(ref)}")
     return (lambda t: np.asarray(log_probs(ref, labels, temperature=t))), np.shape(ref)[:2]
 
 
@@ -460,10 +459,10 @@ def calibrate_rmia(
       :class:`RMIACalibration` ``(temperature, a)``; ``a`` is ``None`` when online.
     """
     log_p_at, shape = _log_p_at(ref_logits, labels, temperatures)
-    keep = np.asarray(_checks.as_keep("keep", keep, shape))
+    keep = np.asarray(checks.as_keep("keep", keep, shape))
     bad = [a for a in a_grid if not 0.0 <= a <= 1.0]
     if bad and not online:
-        raise _checks.AttackInputError(f"RMIA's a must lie in [0, 1], got {bad[0]}")
+        raise checks.AttackInputError(f"RMIA's a must lie in [0, 1], got {bad[0]}")
     k = keep.shape[0]
     grid = [(t, a) for t in temperatures for a in ((None,) if online else a_grid)]
     if k < 2 or len(grid) == 1:
@@ -471,7 +470,7 @@ def calibrate_rmia(
     totals = np.zeros(len(grid))
     log_gamma = float(np.log(2.0))  # the attacks' default gamma
     for temperature in temperatures:
-        log_p = np.asarray(_checks.as_float("reference log-probabilities", log_p_at(temperature)))
+        log_p = np.asarray(checks.as_float("reference log-probabilities", log_p_at(temperature)))
         for t in range(min(pseudo_targets, k)):
             others = np.arange(k) != t
             usable = np.ones(keep.shape[1], bool) if online else (~keep[others]).any(axis=0)

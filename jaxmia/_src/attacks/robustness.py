@@ -43,8 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxmia._src.attacks import checks as _checks
-from jaxmia._src.attacks import registry, threshold
+from jaxmia._src.attacks import checks, registry, threshold
 from jaxmia.settings import POS, Section, opt
 
 __all__ = [
@@ -475,14 +474,14 @@ def label_only(
     """
     shape = np.shape(target_correct)
     if len(shape) < 1 or shape[-1] == 0:
-        raise _checks.AttackInputError(f"need answers shaped (m, q), q >= 1, got {shape}")
-    correct = _checks.as_keep("target_correct", target_correct)
+        raise checks.AttackInputError(f"need answers shaped (m, q), q >= 1, got {shape}")
+    correct = checks.as_keep("target_correct", target_correct)
     if shadow_correct is not None or keep is not None:
         if shadow_correct is None or keep is None:
-            raise _checks.AttackInputError("give both shadow_correct and keep, or neither")
+            raise checks.AttackInputError("give both shadow_correct and keep, or neither")
         k = np.shape(shadow_correct)[0] if np.ndim(shadow_correct) else 0
-        _checks.as_keep("shadow_correct", shadow_correct, (k, *shape))
-        _checks.as_keep("keep", keep, (k, *shape[:-1]))
+        checks.as_keep("shadow_correct", shadow_correct, (k, *shape))
+        checks.as_keep("keep", keep, (k, *shape[:-1]))
     return jnp.mean(correct, axis=-1, dtype=jnp.float32)
 
 

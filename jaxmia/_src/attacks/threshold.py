@@ -32,8 +32,7 @@ from jax.typing import ArrayLike
 
 from jaxmia import signals
 from jaxmia._src import metrics
-from jaxmia._src.attacks import checks as _checks
-from jaxmia._src.attacks import registry
+from jaxmia._src.attacks import checks, registry
 
 __all__ = [
     "ATTACKS",
@@ -50,19 +49,19 @@ def _check_shadows(target: ArrayLike, shadow: ArrayLike, keep: ArrayLike) -> Non
     if shadow is None and keep is None:
         return
     if shadow is None or keep is None:
-        raise _checks.AttackInputError("give both the shadow statistics and keep, or neither")
+        raise checks.AttackInputError("give both the shadow statistics and keep, or neither")
     expected = (np.shape(shadow)[0] if np.ndim(shadow) else 0, *np.shape(target))
     if np.shape(shadow) != expected:
-        raise _checks.AttackInputError(
+        raise checks.AttackInputError(
             f"shadow statistics {np.shape(shadow)} must be (k, *{np.shape(target)})"
         )
-    _checks.as_keep("keep", keep, expected)
-    _checks.as_float("shadow statistics", shadow)
+    checks.as_keep("keep", keep, expected)
+    checks.as_float("shadow statistics", shadow)
 
 
 def _oriented(signal: str, target: ArrayLike, shadow: ArrayLike, keep: ArrayLike) -> jax.Array:
     _check_shadows(target, shadow, keep)
-    values = _checks.as_float(f"the {signal} signal", target)
+    values = checks.as_float(f"the {signal} signal", target)
     return jnp.float32(signals.MEMBER_SIGN[signal]) * values
 
 
@@ -163,16 +162,16 @@ def calibrate_threshold(
     """
     shadow_scores = np.asarray(shadow_scores)
     if shadow_scores.ndim != 2:
-        raise _checks.AttackInputError(
+        raise checks.AttackInputError(
             f"shadow scores must be (k, n), got shape {shadow_scores.shape}"
         )
-    keep = np.asarray(_checks.as_keep("keep", keep, shadow_scores.shape))
+    keep = np.asarray(checks.as_keep("keep", keep, shadow_scores.shape))
     nan = int(np.isnan(shadow_scores).sum())
     if nan:
-        raise _checks.AttackInputError(f"the shadow scores have {nan} NaN value(s)")
+        raise checks.AttackInputError(f"the shadow scores have {nan} NaN value(s)")
     cols = slice(None) if pool is None else np.asarray(pool, bool)
     if pool is not None and cols.shape != keep.shape[1:]:
-        raise _checks.AttackInputError(
+        raise checks.AttackInputError(
             f"pool must be a ({keep.shape[1]},) bool mask, got shape {cols.shape}"
         )
     tau = metrics.best_threshold(keep[:, cols].ravel(), shadow_scores[:, cols].ravel())
